@@ -70,7 +70,11 @@ impl BlockBuilder {
     ///
     /// A series that already has a sample at this timestamp is an error, and the
     /// collection is then not added at all.
-    pub fn push_collection(&mut self, timestamp_ms: i64, samples: &[(SeriesId, f64)]) -> Result<(), EncodeError> {
+    pub fn push_collection(
+        &mut self,
+        timestamp_ms: i64,
+        samples: &[(SeriesId, f64)],
+    ) -> Result<(), EncodeError> {
         if samples.is_empty() {
             return Ok(());
         }
@@ -128,10 +132,12 @@ impl BlockBuilder {
 
     /// Adds one log event.
     pub fn push_log_event(&mut self, event: LogEvent) -> Result<(), EncodeError> {
-        event.validate().map_err(|source| EncodeError::InvalidLogEvent {
-            timestamp_ms: event.timestamp_ms,
-            source,
-        })?;
+        event
+            .validate()
+            .map_err(|error| EncodeError::InvalidLogEvent {
+                timestamp_ms: event.timestamp_ms,
+                error,
+            })?;
         if self.log_events.len() >= logs::MAX_LOG_EVENTS_PER_BLOCK {
             return Err(EncodeError::LimitExceeded {
                 what: "log events in one block",
@@ -211,7 +217,12 @@ impl BlockBuilder {
                 (&col.timestamps, &col.values)
             } else {
                 sorted_buf.clear();
-                sorted_buf.extend(col.timestamps.iter().copied().zip(col.values.iter().copied()));
+                sorted_buf.extend(
+                    col.timestamps
+                        .iter()
+                        .copied()
+                        .zip(col.values.iter().copied()),
+                );
                 sorted_buf.sort_by_key(|&(t, _)| t);
                 if let Some(w) = sorted_buf.windows(2).find(|w| w[0].0 == w[1].0) {
                     return Err(EncodeError::DuplicateSample {
@@ -227,7 +238,11 @@ impl BlockBuilder {
             if col.values.len() == timestamps.len() {
                 for (w, word) in bitmap.iter_mut().enumerate() {
                     let bits = (timestamps.len() - w * 64).min(64);
-                    *word = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                    *word = if bits == 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << bits) - 1
+                    };
                 }
             } else {
                 let mut set = |t: i64| {
@@ -255,7 +270,11 @@ impl BlockBuilder {
 
         let bitmap_bytes = timestamps.len().div_ceil(8);
         let mut payload = Vec::with_capacity(
-            data.len() + patterns.len() * bitmap_bytes + order.len() * 3 + timestamps.len() * 3 + 64,
+            data.len()
+                + patterns.len() * bitmap_bytes
+                + order.len() * 3
+                + timestamps.len() * 3
+                + 64,
         );
         put_varint(&mut payload, timestamps.len() as u64);
         let mut prev = min_ts;
@@ -307,7 +326,10 @@ impl SeriesColumn {
     pub fn samples<'a>(&'a self, block: &'a DecodedBlock) -> impl Iterator<Item = Sample> + 'a {
         self.timestamps(block)
             .zip(self.values.iter())
-            .map(|(timestamp_ms, &value)| Sample { timestamp_ms, value })
+            .map(|(timestamp_ms, &value)| Sample {
+                timestamp_ms,
+                value,
+            })
     }
 }
 
@@ -349,7 +371,8 @@ impl DecodedBlock {
     /// The block in the shape it was pushed: one entry per collection timestamp,
     /// ascending, each with its samples in ascending series order.
     pub fn collections(&self) -> Vec<(i64, Vec<(SeriesId, f64)>)> {
-        let mut out: Vec<(i64, Vec<(SeriesId, f64)>)> = self.timestamps.iter().map(|&t| (t, Vec::new())).collect();
+        let mut out: Vec<(i64, Vec<(SeriesId, f64)>)> =
+            self.timestamps.iter().map(|&t| (t, Vec::new())).collect();
         for col in &self.columns {
             for (i, &v) in self.present(col.pattern).zip(col.values.iter()) {
                 out[i].1.push((col.series, v));
@@ -389,11 +412,19 @@ pub fn decode_block_payload(header: FrameHeader, raw: &[u8]) -> Result<DecodedBl
         let at = r.offset();
         let step = i128::from(r.varint("timestamp step")?);
         if i > 0 && step == 0 {
-            return Err(r.invalid_at(at, "timestamp step", "0; timestamps must be distinct and ascending"));
+            return Err(r.invalid_at(
+                at,
+                "timestamp step",
+                "0; timestamps must be distinct and ascending",
+            ));
         }
         let t = prev + step;
         if t > i128::from(max_ts) {
-            return Err(r.invalid_at(at, "timestamp", format!("{t} is after the frame's max timestamp {max_ts}")));
+            return Err(r.invalid_at(
+                at,
+                "timestamp",
+                format!("{t} is after the frame's max timestamp {max_ts}"),
+            ));
         }
         timestamps.push(t as i64);
         prev = t;
@@ -403,7 +434,11 @@ pub fn decode_block_payload(header: FrameHeader, raw: &[u8]) -> Result<DecodedBl
     let bitmap_bytes = n_ts.div_ceil(8);
     let n_patterns = r.count("pattern count", series_count, bitmap_bytes.max(1))?;
     if series_count > 0 && n_patterns == 0 {
-        return Err(r.invalid_at(r.offset(), "pattern count", "0, but the frame covers series"));
+        return Err(r.invalid_at(
+            r.offset(),
+            "pattern count",
+            "0, but the frame covers series",
+        ));
     }
     let mut patterns = Vec::with_capacity(n_patterns);
     let mut popcounts = Vec::with_capacity(n_patterns);
@@ -439,7 +474,12 @@ pub fn decode_block_payload(header: FrameHeader, raw: &[u8]) -> Result<DecodedBl
         };
         samples += ones;
         if samples > MAX_SAMPLES_PER_BLOCK {
-            return Err(r.limit_at(at, "samples in the block", samples as u64, MAX_SAMPLES_PER_BLOCK as u64));
+            return Err(r.limit_at(
+                at,
+                "samples in the block",
+                samples as u64,
+                MAX_SAMPLES_PER_BLOCK as u64,
+            ));
         }
         pattern_of.push(p as u32);
     }

@@ -8,7 +8,11 @@ use crate::wire::{Reader, put_str, put_varint};
 
 /// Encodes `entries` as one dictionary frame. Entries may come in any order; each
 /// id may appear once. The frame's time range is zero (reserved in version 1).
-pub fn encode(meta: FrameMeta, entries: &[SeriesMeta], zstd_level: i32) -> Result<Vec<u8>, EncodeError> {
+pub fn encode(
+    meta: FrameMeta,
+    entries: &[SeriesMeta],
+    zstd_level: i32,
+) -> Result<Vec<u8>, EncodeError> {
     let mut sorted: Vec<&SeriesMeta> = entries.iter().collect();
     sorted.sort_unstable_by_key(|e| e.id);
     if let Some(w) = sorted.windows(2).find(|w| w[0].id == w[1].id) {
@@ -17,7 +21,8 @@ pub fn encode(meta: FrameMeta, entries: &[SeriesMeta], zstd_level: i32) -> Resul
     let mut payload = Vec::new();
     put_varint(&mut payload, sorted.len() as u64);
     for e in &sorted {
-        e.validate().map_err(|source| EncodeError::InvalidSeries { id: e.id.0, source })?;
+        e.validate()
+            .map_err(|error| EncodeError::InvalidSeries { id: e.id.0, error })?;
         payload.push(e.kind.code());
         put_str(&mut payload, &e.name);
         put_str(&mut payload, &e.unit);
@@ -50,6 +55,17 @@ pub fn decode(frame_bytes: &[u8]) -> Result<(FrameHeader, Vec<SeriesMeta>), Deco
 /// Decodes a dictionary payload, already checksummed and decompressed, that belongs
 /// to `header`.
 pub fn decode_payload(header: &FrameHeader, raw: &[u8]) -> Result<Vec<SeriesMeta>, DecodeError> {
+    if (header.min_ts, header.max_ts) != (0, 0) {
+        return Err(DecodeError::Invalid {
+            section: Section::Frame,
+            offset: 32,
+            what: "time range",
+            detail: format!(
+                "{}..={}; a version 1 dictionary frame has 0..=0",
+                header.min_ts, header.max_ts
+            ),
+        });
+    }
     let mut r = Reader::new(raw, 0, Section::Payload);
     let at = r.offset();
     // An entry takes at least 5 bytes: kind and four lengths.
@@ -58,15 +74,23 @@ pub fn decode_payload(header: &FrameHeader, raw: &[u8]) -> Result<Vec<SeriesMeta
         return Err(r.invalid_at(
             at,
             "dictionary entry count",
-            format!("{n}, the frame header covers {} series", header.series_count),
+            format!(
+                "{n}, the frame header covers {} series",
+                header.series_count
+            ),
         ));
     }
     let mut entries = Vec::with_capacity(n);
     for id in header.series_ids() {
         let at = r.offset();
         let code = r.u8("metric kind")?;
-        let kind = MetricKind::from_code(code)
-            .ok_or_else(|| r.invalid_at(at, "metric kind", format!("{code} (0 = counter, 1 = gauge)")))?;
+        let kind = MetricKind::from_code(code).ok_or_else(|| {
+            r.invalid_at(
+                at,
+                "metric kind",
+                format!("{code} (0 = counter, 1 = gauge)"),
+            )
+        })?;
         let name = r.string("metric name")?;
         let unit = r.string("unit")?;
         let help = r.string("help")?;
@@ -84,7 +108,11 @@ pub fn decode_payload(header: &FrameHeader, raw: &[u8]) -> Result<Vec<SeriesMeta
             help,
         };
         meta.validate()
-            .map_err(|source| DecodeError::InvalidSeries { offset: at, id: id.0, source })?;
+            .map_err(|error| DecodeError::InvalidSeries {
+                offset: at,
+                id: id.0,
+                error,
+            })?;
         entries.push(meta);
     }
     r.finish("dictionary payload")?;

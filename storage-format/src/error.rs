@@ -26,7 +26,9 @@ impl fmt::Display for Section {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    #[error("{section} truncated at offset {offset}: {what} needs {needed} bytes, {available} left")]
+    #[error(
+        "{section} truncated at offset {offset}: {what} needs {needed} bytes, {available} left"
+    )]
     Truncated {
         section: Section,
         offset: usize,
@@ -70,11 +72,11 @@ pub enum DecodeError {
         what: &'static str,
         count: usize,
     },
-    #[error("payload offset {offset}: invalid series {id}: {source}")]
+    #[error("payload offset {offset}: invalid series {id}: {error}")]
     InvalidSeries {
         offset: usize,
         id: u64,
-        source: ModelError,
+        error: ModelError,
     },
 }
 
@@ -82,7 +84,9 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
-    #[error("series {series} has two samples at timestamp {timestamp_ms}; keep one sample per series and timestamp")]
+    #[error(
+        "series {series} has two samples at timestamp {timestamp_ms}; keep one sample per series and timestamp"
+    )]
     DuplicateSample { series: u64, timestamp_ms: i64 },
     #[error("{what} is {value}, over the format limit of {max}; seal the block earlier")]
     LimitExceeded {
@@ -92,12 +96,12 @@ pub enum EncodeError {
     },
     #[error("series {id} appears twice in the dictionary frame")]
     DuplicateSeries { id: u64 },
-    #[error("invalid series {id}: {source}")]
-    InvalidSeries { id: u64, source: ModelError },
-    #[error("invalid log event at {timestamp_ms}: {source}")]
+    #[error("invalid series {id}: {error}")]
+    InvalidSeries { id: u64, error: ModelError },
+    #[error("invalid log event at {timestamp_ms}: {error}")]
     InvalidLogEvent {
         timestamp_ms: i64,
-        source: ModelError,
+        error: ModelError,
     },
     #[error("zstd compression failed: {detail}")]
     Compress { detail: String },

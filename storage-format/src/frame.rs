@@ -122,9 +122,11 @@ impl<'a> Frame<'a> {
         match self.header.compression {
             Compression::None => Ok(std::borrow::Cow::Borrowed(self.payload)),
             Compression::Zstd => {
-                let declared = zstd::zstd_safe::get_frame_content_size(self.payload)
-                    .map_err(|_| DecodeError::Decompress {
-                        detail: "the payload does not start with a zstd frame header".into(),
+                let declared =
+                    zstd::zstd_safe::get_frame_content_size(self.payload).map_err(|_| {
+                        DecodeError::Decompress {
+                            detail: "the payload does not start with a zstd frame header".into(),
+                        }
                     })?;
                 if declared != Some(raw_len as u64) {
                     return Err(DecodeError::Decompress {
@@ -132,6 +134,14 @@ impl<'a> Frame<'a> {
                             "zstd frame declares {declared:?} bytes of content, the frame header {raw_len}"
                         ),
                     });
+                }
+                match zstd::zstd_safe::find_frame_compressed_size(self.payload) {
+                    Ok(n) if n == self.payload.len() => {}
+                    _ => {
+                        return Err(DecodeError::Decompress {
+                            detail: "the payload is not exactly one complete zstd frame".into(),
+                        });
+                    }
                 }
                 let raw = zstd::bulk::decompress(self.payload, raw_len).map_err(|e| {
                     DecodeError::Decompress {
@@ -170,7 +180,11 @@ pub fn read_frame(bytes: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
         1 => FrameKind::Block,
         2 => FrameKind::Dictionary,
         other => {
-            return Err(r.invalid_at(kind_offset, "frame kind", format!("{other} (1 = block, 2 = dictionary)")));
+            return Err(r.invalid_at(
+                kind_offset,
+                "frame kind",
+                format!("{other} (1 = block, 2 = dictionary)"),
+            ));
         }
     };
     let compression_offset = r.offset();
@@ -178,7 +192,11 @@ pub fn read_frame(bytes: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
         0 => Compression::None,
         1 => Compression::Zstd,
         other => {
-            return Err(r.invalid_at(compression_offset, "compression", format!("{other} (0 = none, 1 = zstd)")));
+            return Err(r.invalid_at(
+                compression_offset,
+                "compression",
+                format!("{other} (0 = none, 1 = zstd)"),
+            ));
         }
     };
     let agent_id = AgentId(r.array("agent id")?);
@@ -190,25 +208,47 @@ pub fn read_frame(bytes: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
     }
     let series_count = u64::from(r.u32("series count")?);
     if series_count > MAX_SERIES_PER_FRAME as u64 {
-        return Err(r.limit_at(48, "series count", series_count, MAX_SERIES_PER_FRAME as u64));
+        return Err(r.limit_at(
+            48,
+            "series count",
+            series_count,
+            MAX_SERIES_PER_FRAME as u64,
+        ));
     }
     let ranges_len = r.u32("series ranges length")? as usize;
     if ranges_len > MAX_RANGES_LEN {
-        return Err(r.limit_at(52, "series ranges length", ranges_len as u64, MAX_RANGES_LEN as u64));
+        return Err(r.limit_at(
+            52,
+            "series ranges length",
+            ranges_len as u64,
+            MAX_RANGES_LEN as u64,
+        ));
     }
     let payload_len = r.u32("payload length")? as usize;
     if payload_len > MAX_PAYLOAD_LEN {
-        return Err(r.limit_at(56, "payload length", payload_len as u64, MAX_PAYLOAD_LEN as u64));
+        return Err(r.limit_at(
+            56,
+            "payload length",
+            payload_len as u64,
+            MAX_PAYLOAD_LEN as u64,
+        ));
     }
     let raw_len = r.u32("raw payload length")?;
     if raw_len as usize > MAX_RAW_LEN {
-        return Err(r.limit_at(60, "raw payload length", u64::from(raw_len), MAX_RAW_LEN as u64));
+        return Err(r.limit_at(
+            60,
+            "raw payload length",
+            u64::from(raw_len),
+            MAX_RAW_LEN as u64,
+        ));
     }
     if compression == Compression::None && raw_len as usize != payload_len {
         return Err(r.invalid_at(
             60,
             "raw payload length",
-            format!("{raw_len} differs from the payload length {payload_len} of an uncompressed frame"),
+            format!(
+                "{raw_len} differs from the payload length {payload_len} of an uncompressed frame"
+            ),
         ));
     }
     debug_assert_eq!(r.offset(), HEADER_LEN);
@@ -350,7 +390,11 @@ pub(crate) struct FrameSpec<'a> {
 
 /// Builds a complete frame around `raw`, compressing it with zstd at `level` unless
 /// that does not make it smaller.
-pub(crate) fn write_frame(spec: &FrameSpec<'_>, raw: &[u8], level: i32) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn write_frame(
+    spec: &FrameSpec<'_>,
+    raw: &[u8],
+    level: i32,
+) -> Result<Vec<u8>, EncodeError> {
     let limit = |what, value: usize, max: usize| {
         if value > max {
             Err(EncodeError::LimitExceeded {
@@ -362,7 +406,11 @@ pub(crate) fn write_frame(spec: &FrameSpec<'_>, raw: &[u8], level: i32) -> Resul
             Ok(())
         }
     };
-    limit("series in one frame", spec.series.len(), MAX_SERIES_PER_FRAME)?;
+    limit(
+        "series in one frame",
+        spec.series.len(),
+        MAX_SERIES_PER_FRAME,
+    )?;
     limit("raw payload bytes", raw.len(), MAX_RAW_LEN)?;
     let compressed = if raw.is_empty() {
         None
@@ -484,13 +532,19 @@ mod tests {
         let (f, used) = read_frame(&frame).unwrap();
         assert_eq!(used, frame.len());
         assert_eq!(f.header.sequence, 42);
-        assert_eq!(f.header.series_ids().collect::<Vec<_>>(), ids(&[1, 2, 3, 7]));
+        assert_eq!(
+            f.header.series_ids().collect::<Vec<_>>(),
+            ids(&[1, 2, 3, 7])
+        );
         assert!(f.header.covers(SeriesId(7)) && !f.header.covers(SeriesId(4)));
         assert_eq!(&*f.raw_payload().unwrap(), b"hello hello hello hello hello");
 
         let mut bad = frame.clone();
         bad[30] ^= 1;
-        assert!(matches!(read_frame(&bad), Err(DecodeError::ChecksumMismatch { .. })));
+        assert!(matches!(
+            read_frame(&bad),
+            Err(DecodeError::ChecksumMismatch { .. })
+        ));
         assert!(matches!(
             read_frame(&frame[..frame.len() - 1]),
             Err(DecodeError::Truncated { .. })

@@ -28,12 +28,15 @@ mod model;
 mod values;
 mod wire;
 
-pub use block::{BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, MAX_SAMPLES_PER_BLOCK, SeriesColumn, decode_block, decode_block_payload};
+pub use block::{
+    BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, MAX_SAMPLES_PER_BLOCK, SeriesColumn,
+    decode_block, decode_block_payload,
+};
 pub use error::{DecodeError, EncodeError, Section};
 pub use frame::{Compression, FORMAT_VERSION, FrameHeader, FrameKind, FrameMeta, SeriesRange};
 pub use logs::MAX_LOG_EVENTS_PER_BLOCK;
-pub use values::{MAX_SCALE, ValueEncoding};
 pub use model::{
     AgentId, LogEvent, LogEventKind, MAX_LABELS, MAX_STRING_LEN, MetricKind, ModelError, Sample,
     SeriesId, SeriesMeta, Severity, is_valid_label_name, is_valid_metric_name,
 };
+pub use values::{MAX_SCALE, ValueEncoding};

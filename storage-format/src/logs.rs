@@ -63,7 +63,11 @@ fn flags_of(ev: &LogEvent) -> u8 {
 }
 
 /// Appends the log section for `events`; `min_ts` is the frame's minimum timestamp.
-pub(crate) fn encode(events: &[LogEvent], min_ts: i64, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(crate) fn encode(
+    events: &[LogEvent],
+    min_ts: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     if events.len() > MAX_LOG_EVENTS_PER_BLOCK {
         return Err(EncodeError::LimitExceeded {
             what: "log events in one block",
@@ -77,7 +81,10 @@ pub(crate) fn encode(events: &[LogEvent], min_ts: i64, out: &mut Vec<u8>) -> Res
     };
     put_varint(out, first.timestamp_ms.wrapping_sub(min_ts) as u64);
     for w in events.windows(2) {
-        put_varint(out, zigzag(w[1].timestamp_ms.wrapping_sub(w[0].timestamp_ms)));
+        put_varint(
+            out,
+            zigzag(w[1].timestamp_ms.wrapping_sub(w[0].timestamp_ms)),
+        );
     }
     out.extend(events.iter().map(|e| e.severity.code()));
     out.extend(events.iter().map(|e| e.kind.code()));
@@ -118,7 +125,11 @@ pub(crate) fn encode(events: &[LogEvent], min_ts: i64, out: &mut Vec<u8>) -> Res
 }
 
 /// Reads the log section; every timestamp must lie in `[min_ts, max_ts]`.
-pub(crate) fn decode(r: &mut Reader<'_>, min_ts: i64, max_ts: i64) -> Result<Vec<LogEvent>, DecodeError> {
+pub(crate) fn decode(
+    r: &mut Reader<'_>,
+    min_ts: i64,
+    max_ts: i64,
+) -> Result<Vec<LogEvent>, DecodeError> {
     // Each event takes at least 4 bytes: timestamp, severity, kind and flags
     // (plus its message length, counted when read).
     let n = r.count("log event count", MAX_LOG_EVENTS_PER_BLOCK, 4)?;
@@ -142,7 +153,12 @@ pub(crate) fn decode(r: &mut Reader<'_>, min_ts: i64, max_ts: i64) -> Result<Vec
                 format!("{ts} lies outside the frame's time range {min_ts}..={max_ts}"),
             ));
         }
-        events.push(LogEvent::new(ts, Severity::Log, LogEventKind::Other, String::new()));
+        events.push(LogEvent::new(
+            ts,
+            Severity::Log,
+            LogEventKind::Other,
+            String::new(),
+        ));
     }
     let severities = r.bytes(n, "log severities")?;
     let kinds_at = r.offset();
@@ -151,13 +167,25 @@ pub(crate) fn decode(r: &mut Reader<'_>, min_ts: i64, max_ts: i64) -> Result<Vec
     let flags = r.bytes(n, "log event flags")?;
     for (i, ev) in events.iter_mut().enumerate() {
         ev.severity = Severity::from_code(severities[i]).ok_or_else(|| {
-            r.invalid_at(kinds_at - n + i, "log severity", format!("{} (0..=11)", severities[i]))
+            r.invalid_at(
+                kinds_at - n + i,
+                "log severity",
+                format!("{} (0..=11)", severities[i]),
+            )
         })?;
         ev.kind = LogEventKind::from_code(kinds[i]).ok_or_else(|| {
-            r.invalid_at(kinds_at + i, "log event kind", format!("{} (0..=11)", kinds[i]))
+            r.invalid_at(
+                kinds_at + i,
+                "log event kind",
+                format!("{} (0..=11)", kinds[i]),
+            )
         })?;
         if flags[i] & !KNOWN_FLAGS != 0 {
-            return Err(r.invalid_at(flags_at + i, "log event flags", format!("{:#04x} sets reserved bit 7", flags[i])));
+            return Err(r.invalid_at(
+                flags_at + i,
+                "log event flags",
+                format!("{:#04x} sets reserved bit 7", flags[i]),
+            ));
         }
     }
     let has = |i: usize, bit: u8| flags[i] & bit != 0;
@@ -172,7 +200,11 @@ pub(crate) fn decode(r: &mut Reader<'_>, min_ts: i64, max_ts: i64) -> Result<Vec
             let at = r.offset();
             let code: [u8; 5] = r.array("SQLSTATE")?;
             if !is_valid_sqlstate(&code) {
-                return Err(r.invalid_at(at, "SQLSTATE", format!("{code:02x?} is not five characters of 0-9 or A-Z")));
+                return Err(r.invalid_at(
+                    at,
+                    "SQLSTATE",
+                    format!("{code:02x?} is not five characters of 0-9 or A-Z"),
+                ));
             }
             ev.sqlstate = Some(code);
         }
@@ -181,7 +213,9 @@ pub(crate) fn decode(r: &mut Reader<'_>, min_ts: i64, max_ts: i64) -> Result<Vec
         if has(i, HAS_PID) {
             let at = r.offset();
             let pid = r.varint("pid")?;
-            ev.pid = Some(u32::try_from(pid).map_err(|_| r.limit_at(at, "pid", pid, u64::from(u32::MAX)))?);
+            ev.pid = Some(
+                u32::try_from(pid).map_err(|_| r.limit_at(at, "pid", pid, u64::from(u32::MAX)))?,
+            );
         }
     }
     for (i, ev) in events.iter_mut().enumerate() {
@@ -194,9 +228,9 @@ pub(crate) fn decode(r: &mut Reader<'_>, min_ts: i64, max_ts: i64) -> Result<Vec
             if has(i, flag) {
                 let at = r.offset();
                 let idx = r.varint(what)?;
-                let s = strings
-                    .get(idx as usize)
-                    .ok_or_else(|| r.limit_at(at, what, idx, strings.len().saturating_sub(1) as u64))?;
+                let s = strings.get(idx as usize).ok_or_else(|| {
+                    r.limit_at(at, what, idx, strings.len().saturating_sub(1) as u64)
+                })?;
                 *text_field_mut(ev, flag) = Some(s.clone());
             }
         }

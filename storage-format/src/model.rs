@@ -386,17 +386,20 @@ impl LogEvent {
 
     /// Checks the SQLSTATE and the text sizes.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if let Some(code) = &self.sqlstate {
-            if !is_valid_sqlstate(code) {
-                return Err(ModelError::InvalidSqlState {
-                    code: String::from_utf8_lossy(code).into_owned(),
-                });
-            }
+        if let Some(code) = self.sqlstate.as_ref().filter(|c| !is_valid_sqlstate(c)) {
+            return Err(ModelError::InvalidSqlState {
+                code: String::from_utf8_lossy(code).into_owned(),
+            });
         }
         check_len("log message", &self.message)?;
-        for s in [&self.instance, &self.user, &self.database, &self.application]
-            .into_iter()
-            .flatten()
+        for s in [
+            &self.instance,
+            &self.user,
+            &self.database,
+            &self.application,
+        ]
+        .into_iter()
+        .flatten()
         {
             check_len("log field", s)?;
         }

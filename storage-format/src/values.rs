@@ -75,7 +75,7 @@ fn decimal_value(m: i64, scale: u8) -> f64 {
 #[inline]
 fn mantissa_at(v: f64, scale: u8) -> Option<i64> {
     let m = (v * POW10[usize::from(scale)]).round();
-    if !(m.abs() <= MAX_MANTISSA as f64) {
+    if m.is_nan() || m.abs() > MAX_MANTISSA as f64 {
         return None;
     }
     let m = m as i64;
@@ -263,7 +263,11 @@ struct BitWriter<'a> {
 
 impl<'a> BitWriter<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        BitWriter { out, acc: 0, used: 0 }
+        BitWriter {
+            out,
+            acc: 0,
+            used: 0,
+        }
     }
 
     /// Writes the low `n` bits of `v` (1 ≤ n ≤ 64), most significant first.
@@ -284,8 +288,7 @@ impl<'a> BitWriter<'a> {
 
     fn finish(self) {
         let bytes = self.used.div_ceil(8) as usize;
-        self.out
-            .extend_from_slice(&self.acc.to_be_bytes()[..bytes]);
+        self.out.extend_from_slice(&self.acc.to_be_bytes()[..bytes]);
     }
 }
 
@@ -297,7 +300,11 @@ struct BitReader<'r, 'a> {
 
 impl<'r, 'a> BitReader<'r, 'a> {
     fn new(r: &'r mut Reader<'a>) -> Self {
-        BitReader { r, acc: 0, avail: 0 }
+        BitReader {
+            r,
+            acc: 0,
+            avail: 0,
+        }
     }
 
     /// Reads `n` bits (1 ≤ n ≤ 64), most significant first.
@@ -312,7 +319,11 @@ impl<'r, 'a> BitReader<'r, 'a> {
             let take = need.min(self.avail);
             let shift = self.avail - take;
             let chunk = (self.acc >> shift) & ((1u64 << take) - 1);
-            out = if take == 64 { chunk } else { (out << take) | chunk };
+            out = if take == 64 {
+                chunk
+            } else {
+                (out << take) | chunk
+            };
             self.avail -= take;
             need -= take;
         }
@@ -333,7 +344,9 @@ pub(crate) fn decode(
         return Err(r.invalid_at(
             offset,
             "value encoding",
-            format!("{tag} is not one of 0 (constant), 1 (raw), 2 (xor), 3 (delta), 4 (delta of delta)"),
+            format!(
+                "{tag} is not one of 0 (constant), 1 (raw), 2 (xor), 3 (delta), 4 (delta of delta)"
+            ),
         ));
     };
     match encoding {
@@ -343,11 +356,11 @@ pub(crate) fn decode(
         }
         ValueEncoding::Raw => {
             let bytes = r.bytes(n * 8, "raw values")?;
-            out.extend(
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| f64::from_bits(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))),
-            );
+            out.extend(bytes.chunks_exact(8).map(|c| {
+                f64::from_bits(u64::from_le_bytes([
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                ]))
+            }));
         }
         ValueEncoding::Xor => decode_xor(r, n, out)?,
         ValueEncoding::Delta | ValueEncoding::DeltaOfDelta => decode_int(r, tag, n, out)?,
@@ -355,11 +368,21 @@ pub(crate) fn decode(
     Ok(())
 }
 
-fn decode_int(r: &mut Reader<'_>, tag: u8, n: usize, out: &mut Vec<f64>) -> Result<(), DecodeError> {
+fn decode_int(
+    r: &mut Reader<'_>,
+    tag: u8,
+    n: usize,
+    out: &mut Vec<f64>,
+) -> Result<(), DecodeError> {
     let scale_offset = r.offset();
     let scale = r.u8("decimal scale")?;
     if scale > MAX_SCALE {
-        return Err(r.limit_at(scale_offset, "decimal scale", u64::from(scale), u64::from(MAX_SCALE)));
+        return Err(r.limit_at(
+            scale_offset,
+            "decimal scale",
+            u64::from(scale),
+            u64::from(MAX_SCALE),
+        ));
     }
     let g_offset = r.offset();
     let g = r.varint("common factor")?;
@@ -367,24 +390,36 @@ fn decode_int(r: &mut Reader<'_>, tag: u8, n: usize, out: &mut Vec<f64>) -> Resu
         return Err(r.invalid_at(g_offset, "common factor", "0; it must be at least 1"));
     }
     let g = g as i64;
+    // Every mantissa must stay within ±2^53; `at` is where the one just read began.
+    let check = |r: &Reader<'_>, m: i64, at: usize| {
+        if m.unsigned_abs() > MAX_MANTISSA as u64 {
+            Err(r.invalid_at(at, "decimal mantissa", format!("{m} is outside ±2^53")))
+        } else {
+            Ok(decimal_value(m, scale))
+        }
+    };
+    let mut at = r.offset();
     let mut m = unzigzag(r.varint("first value")?);
-    out.push(decimal_value(m, scale));
+    out.push(check(r, m, at)?);
     if n == 1 {
         return Ok(());
     }
     if tag == ENC_DELTA {
         for _ in 1..n {
+            at = r.offset();
             m = m.wrapping_add(unzigzag(r.varint("delta")?).wrapping_mul(g));
-            out.push(decimal_value(m, scale));
+            out.push(check(r, m, at)?);
         }
     } else {
+        at = r.offset();
         let mut d = unzigzag(r.varint("first delta")?);
         m = m.wrapping_add(d);
-        out.push(decimal_value(m, scale));
+        out.push(check(r, m, at)?);
         for _ in 2..n {
+            at = r.offset();
             d = d.wrapping_add(unzigzag(r.varint("delta of delta")?).wrapping_mul(g));
             m = m.wrapping_add(d);
-            out.push(decimal_value(m, scale));
+            out.push(check(r, m, at)?);
         }
     }
     Ok(())
@@ -430,6 +465,14 @@ fn decode_xor(r: &mut Reader<'_>, n: usize, out: &mut Vec<f64>) -> Result<(), De
         prev ^= x;
         out.push(f64::from_bits(prev));
     }
+    if b.avail > 0 && b.acc & ((1u64 << b.avail) - 1) != 0 {
+        let offset = b.r.offset() - 1;
+        return Err(b.r.invalid_at(
+            offset,
+            "XOR bit stream",
+            "padding bits after the last value are not zero",
+        ));
+    }
     Ok(())
 }
 
@@ -467,10 +510,18 @@ mod tests {
         assert!(matches!(tag, ENC_DELTA | ENC_DELTA_OF_DELTA));
         assert!(size <= linear.len() + 8, "{size} bytes");
         let counter: Vec<f64> = (0..100).map(|i| f64::from(i * i % 97) * 3.0).collect();
-        assert!(matches!(round_trip(&counter), ENC_DELTA | ENC_DELTA_OF_DELTA));
+        assert!(matches!(
+            round_trip(&counter),
+            ENC_DELTA | ENC_DELTA_OF_DELTA
+        ));
         let decimal: Vec<f64> = [12.34, 12.35, 12.5, 13.01, 12.99].to_vec();
-        assert!(matches!(round_trip(&decimal), ENC_DELTA | ENC_DELTA_OF_DELTA));
-        let noise: Vec<f64> = (0..100).map(|i| (f64::from(i) * 0.7).sin() * 1e-3).collect();
+        assert!(matches!(
+            round_trip(&decimal),
+            ENC_DELTA | ENC_DELTA_OF_DELTA
+        ));
+        let noise: Vec<f64> = (0..100)
+            .map(|i| (f64::from(i) * 0.7).sin() * 1e-3)
+            .collect();
         assert!(matches!(round_trip(&noise), ENC_XOR | ENC_RAW));
     }
 
@@ -478,7 +529,11 @@ mod tests {
     fn special_values_survive_bit_exact() {
         round_trip(&[0.0, -0.0, 0.0, -0.0]);
         round_trip(&[f64::INFINITY, f64::NEG_INFINITY, 1.0]);
-        round_trip(&[f64::from_bits(0x7ff8_0000_0000_0001), f64::from_bits(0xfff0_0000_dead_beef), 2.0]);
+        round_trip(&[
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            f64::from_bits(0xfff0_0000_dead_beef),
+            2.0,
+        ]);
         round_trip(&[f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324]);
         round_trip(&[9007199254740992.0, 9007199254740993.0, -9007199254740992.0]);
         round_trip(&[1.0, 1e300, 1.0]);

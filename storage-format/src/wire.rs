@@ -89,7 +89,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn limit_at(&self, offset: usize, what: &'static str, value: u64, max: u64) -> DecodeError {
+    pub(crate) fn limit_at(
+        &self,
+        offset: usize,
+        what: &'static str,
+        value: u64,
+        max: u64,
+    ) -> DecodeError {
         DecodeError::LimitExceeded {
             section: self.section,
             offset,
@@ -108,7 +114,10 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    pub(crate) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], DecodeError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.bytes(N, what)?);
         Ok(out)
@@ -239,7 +248,11 @@ mod tests {
     #[test]
     fn overlong_and_overflowing_varints_are_rejected() {
         let eleven = [0x80u8; 11];
-        assert!(Reader::new(&eleven, 0, Section::Payload).varint("v").is_err());
+        assert!(
+            Reader::new(&eleven, 0, Section::Payload)
+                .varint("v")
+                .is_err()
+        );
         let overflow = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
         assert!(matches!(
             Reader::new(&overflow, 0, Section::Payload).varint("v"),

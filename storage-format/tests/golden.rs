@@ -11,8 +11,12 @@ use serde_json::{Value, json};
 fn fixture(name: &str) -> (Vec<u8>, Value) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
     let bin = fs::read(dir.join(format!("{name}.bin"))).expect("fixture frame");
-    let text = fs::read_to_string(dir.join(format!("{name}.expected.json"))).expect("fixture expectation");
-    (bin, serde_json::from_str(&text).expect("expectation is JSON"))
+    let text =
+        fs::read_to_string(dir.join(format!("{name}.expected.json"))).expect("fixture expectation");
+    (
+        bin,
+        serde_json::from_str(&text).expect("expectation is JSON"),
+    )
 }
 
 fn hex(v: f64) -> String {
@@ -37,7 +41,10 @@ fn block_json(b: &DecodedBlock) -> Value {
     let samples: Vec<Value> = b
         .columns
         .iter()
-        .flat_map(|c| c.samples(b).map(move |s| json!([c.series.0, s.timestamp_ms, hex(s.value)])))
+        .flat_map(|c| {
+            c.samples(b)
+                .map(move |s| json!([c.series.0, s.timestamp_ms, hex(s.value)]))
+        })
         .collect();
     let logs: Vec<Value> = b
         .log_events

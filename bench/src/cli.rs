@@ -1,0 +1,150 @@
+//! Command line of `pga-bench`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::codec_cmd::CodecOptions;
+
+/// pgAnalytics v3 lab: measurements of the storage format.
+#[derive(Debug, Parser)]
+#[command(name = "pga-bench", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Codec(CodecArgs),
+}
+
+/// Measure the block format on a scrape corpus: bytes per sample, speed, data shapes.
+///
+/// The corpus is replayed exactly as the agent collects: every scrape becomes one
+/// collection at the scrape's timestamp, collections fall into block windows aligned to
+/// multiples of --block-secs, and each window is encoded as one block frame. The series
+/// dictionary is encoded too (at most 4096 series per frame).
+///
+/// Reported:
+///   sizes     bytes of block frames and of the dictionary; bytes per sample with and
+///             without the dictionary
+///   speed     one thread, best of several runs (at least 3 and at least 1 s in all):
+///             encode = push every collection and encode every block,
+///             decode = `decode_block` of every frame into columns
+///   shapes    every series is `constant` (all its values bit-identical), else `counter`
+///             or `gauge` by its TYPE; blocks holding only one shape's series are encoded
+///             over the same windows to show what each shape costs
+///   baselines (with --baselines) the same samples as postcard rows + zstd 19, as tsz
+///             Gorilla chunks (one per series per window), and the corpus text at zstd 22
+///
+/// Every frame is decoded and compared with the input, floats bit for bit; any difference
+/// is an error and the command exits non-zero.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment, after_long_help = CODEC_EXAMPLES)]
+pub struct CodecArgs {
+    /// Scrape corpus: plain text or zstd-compressed (detected by its magic bytes).
+    ///
+    /// Format: `# SCRAPE <job> <unix_ms>` headers, each followed by a Prometheus text
+    /// exposition body (0.0.4, with `# HELP`/`# TYPE`); `# SCRAPE-FAILED <job> <unix_ms>
+    /// <reason>` lines mark failed scrapes, which are counted and skipped. A series is the
+    /// job (as label `job`) plus the metric name and labels. A malformed line stops the
+    /// command with its line number.
+    #[arg(long, value_name = "FILE")]
+    pub corpus: PathBuf,
+
+    /// Length of a block window in seconds (the agent's default is 600).
+    #[arg(long, default_value_t = 600, value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub block_secs: u32,
+
+    /// Print one JSON object instead of tables (for scripts and CI).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also measure postcard+zstd rows, tsz Gorilla chunks and zstd -22 over the text.
+    ///
+    /// Off by default: zstd level 22 over a large corpus takes tens of seconds.
+    #[arg(long)]
+    pub baselines: bool,
+
+    /// zstd level of block and dictionary frames [default: pga-format's default level].
+    ///
+    /// 1 (fast) to 22 (smallest); negative levels trade size for even more speed.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(ZSTD_MIN_LEVEL..=ZSTD_MAX_LEVEL))]
+    pub zstd_level: Option<i32>,
+}
+
+/// zstd's lowest level (`ZSTD_minCLevel()`, -ZSTD_TARGETLENGTH_MAX).
+const ZSTD_MIN_LEVEL: i64 = -(1 << 17);
+/// zstd's highest level (`ZSTD_maxCLevel()`).
+const ZSTD_MAX_LEVEL: i64 = 22;
+
+const CODEC_EXAMPLES: &str = "\
+Examples:
+  pga-bench codec --corpus ../shared/corpus/scrapes.txt.zst
+  pga-bench codec --corpus scrapes.txt --block-secs 300 --zstd-level 9
+  pga-bench codec --corpus scrapes.txt.zst --baselines --json | jq .bytes_per_sample";
+
+impl CodecArgs {
+    /// The measurement options these arguments ask for.
+    pub fn options(&self) -> CodecOptions {
+        let defaults = CodecOptions::default();
+        CodecOptions {
+            block_secs: self.block_secs,
+            zstd_level: self.zstd_level.unwrap_or(defaults.zstd_level),
+            baselines: self.baselines,
+            ..defaults
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let cli = Cli::try_parse_from(["pga-bench", "codec", "--corpus", "x"]).unwrap();
+        let Command::Codec(args) = cli.command;
+        let opts = args.options();
+        assert_eq!(opts.block_secs, 600);
+        assert_eq!(opts.zstd_level, pga_format::DEFAULT_ZSTD_LEVEL);
+        assert!(!opts.baselines && !args.json);
+
+        let cli = Cli::try_parse_from([
+            "pga-bench",
+            "codec",
+            "--corpus",
+            "x",
+            "--block-secs",
+            "60",
+            "--zstd-level",
+            "-1",
+            "--json",
+            "--baselines",
+        ])
+        .unwrap();
+        let Command::Codec(args) = cli.command;
+        assert_eq!(
+            (args.options().block_secs, args.options().zstd_level),
+            (60, -1)
+        );
+        assert!(args.json && args.baselines);
+    }
+
+    #[test]
+    fn zero_block_length_is_rejected() {
+        assert!(
+            Cli::try_parse_from(["pga-bench", "codec", "--corpus", "x", "--block-secs", "0"])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! # pga-bench
+//!
+//! The pgAnalytics v3 lab. `pga-bench codec` measures the block format of `pga-format` on
+//! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
+//! data shape, and baselines to compare with. The binary is a thin shell over these
+//! modules so that tests drive the same code.
+
+pub mod baselines;
+pub mod blocks;
+pub mod cli;
+pub mod codec_cmd;
+pub mod corpus;
+pub mod report;

@@ -1,0 +1,37 @@
+//! `pga-bench`: see `pga-bench --help`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use pga_bench::cli::{Cli, CodecArgs, Command};
+use pga_bench::{codec_cmd, corpus, report};
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Codec(args) => codec(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn codec(args: &CodecArgs) -> anyhow::Result<()> {
+    let (corpus, text) = corpus::load_corpus(&args.corpus)?;
+    let report = codec_cmd::run(&corpus, &text, &args.options())
+        .with_context(|| format!("measuring the codec on {}", args.corpus.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!(
+            "{}",
+            report::render_text(&report, &args.corpus.display().to_string())
+        );
+    }
+    Ok(())
+}
