@@ -397,9 +397,29 @@ pub fn decode_block(frame_bytes: &[u8]) -> Result<DecodedBlock, DecodeError> {
     decode_block_payload(frame.header, &raw)
 }
 
+/// Decodes one complete block frame, keeping only the columns of the series for
+/// which `keep` is true; the others are stepped over without being materialised.
+/// The whole frame is still checked (checksum, structure, time range).
+pub fn decode_block_filtered(
+    frame_bytes: &[u8],
+    keep: &dyn Fn(SeriesId) -> bool,
+) -> Result<DecodedBlock, DecodeError> {
+    let frame = frame::read_single(frame_bytes, FrameKind::Block)?;
+    let raw = frame.raw_payload()?;
+    decode_payload(frame.header, &raw, keep)
+}
+
 /// Decodes a block payload, already checksummed and decompressed, that belongs
 /// to `header`.
 pub fn decode_block_payload(header: FrameHeader, raw: &[u8]) -> Result<DecodedBlock, DecodeError> {
+    decode_payload(header, raw, &|_| true)
+}
+
+fn decode_payload(
+    header: FrameHeader,
+    raw: &[u8],
+    keep: &dyn Fn(SeriesId) -> bool,
+) -> Result<DecodedBlock, DecodeError> {
     let mut r = Reader::new(raw, 0, Section::Payload);
     let series_count = header.series_count as usize;
     let (min_ts, max_ts) = (header.min_ts, header.max_ts);
@@ -496,8 +516,13 @@ pub fn decode_block_payload(header: FrameHeader, raw: &[u8]) -> Result<DecodedBl
     }
 
     let mut columns = Vec::with_capacity(series_count);
+    let mut scratch = Vec::new();
     for ((series, &p), &tag) in header.series_ids().zip(&pattern_of).zip(tags) {
         let n = popcounts[p as usize];
+        if !keep(series) {
+            values::skip(&mut r, tag, n, &mut scratch)?;
+            continue;
+        }
         let mut values = Vec::with_capacity(n);
         values::decode(&mut r, tag, n, &mut values)?;
         columns.push(SeriesColumn {

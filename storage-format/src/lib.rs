@@ -30,7 +30,7 @@ mod wire;
 
 pub use block::{
     BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, MAX_SAMPLES_PER_BLOCK, SeriesColumn,
-    decode_block, decode_block_payload,
+    decode_block, decode_block_filtered, decode_block_payload,
 };
 pub use error::{DecodeError, EncodeError, Section};
 pub use frame::{Compression, FORMAT_VERSION, FrameHeader, FrameKind, FrameMeta, SeriesRange};

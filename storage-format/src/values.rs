@@ -368,6 +368,37 @@ pub(crate) fn decode(
     Ok(())
 }
 
+/// Steps over `n` values (at least one) of encoding `tag` without materialising
+/// them, checking only what is needed to find their end.
+pub(crate) fn skip(
+    r: &mut Reader<'_>,
+    tag: u8,
+    n: usize,
+    scratch: &mut Vec<f64>,
+) -> Result<(), DecodeError> {
+    match ValueEncoding::from_tag(tag) {
+        Some(ValueEncoding::Constant) => r.bytes(8, "constant value").map(drop),
+        Some(ValueEncoding::Raw) => r.bytes(n * 8, "raw values").map(drop),
+        Some(ValueEncoding::Delta | ValueEncoding::DeltaOfDelta) => {
+            let scale_offset = r.offset();
+            let scale = r.u8("decimal scale")?;
+            if scale > MAX_SCALE {
+                return Err(r.limit_at(
+                    scale_offset,
+                    "decimal scale",
+                    u64::from(scale),
+                    u64::from(MAX_SCALE),
+                ));
+            }
+            mantissas(r, tag, n, |_| {})
+        }
+        _ => {
+            scratch.clear();
+            decode(r, tag, n, scratch)
+        }
+    }
+}
+
 fn decode_int(
     r: &mut Reader<'_>,
     tag: u8,
@@ -384,23 +415,35 @@ fn decode_int(
             u64::from(MAX_SCALE),
         ));
     }
+    mantissas(r, tag, n, |m| out.push(decimal_value(m, scale)))
+}
+
+/// Reads the factor and the `n` mantissas of a decimal column (after its scale),
+/// handing each to `sink`; every mantissa must lie within ±2^53.
+#[inline]
+fn mantissas(
+    r: &mut Reader<'_>,
+    tag: u8,
+    n: usize,
+    mut sink: impl FnMut(i64),
+) -> Result<(), DecodeError> {
     let g_offset = r.offset();
     let g = r.varint("common factor")?;
     if g == 0 {
         return Err(r.invalid_at(g_offset, "common factor", "0; it must be at least 1"));
     }
     let g = g as i64;
-    // Every mantissa must stay within ±2^53; `at` is where the one just read began.
+    // `at` is where the difference just read began.
     let check = |r: &Reader<'_>, m: i64, at: usize| {
         if m.unsigned_abs() > MAX_MANTISSA as u64 {
             Err(r.invalid_at(at, "decimal mantissa", format!("{m} is outside ±2^53")))
         } else {
-            Ok(decimal_value(m, scale))
+            Ok(m)
         }
     };
     let mut at = r.offset();
     let mut m = unzigzag(r.varint("first value")?);
-    out.push(check(r, m, at)?);
+    sink(check(r, m, at)?);
     if n == 1 {
         return Ok(());
     }
@@ -408,18 +451,18 @@ fn decode_int(
         for _ in 1..n {
             at = r.offset();
             m = m.wrapping_add(unzigzag(r.varint("delta")?).wrapping_mul(g));
-            out.push(check(r, m, at)?);
+            sink(check(r, m, at)?);
         }
     } else {
         at = r.offset();
         let mut d = unzigzag(r.varint("first delta")?);
         m = m.wrapping_add(d);
-        out.push(check(r, m, at)?);
+        sink(check(r, m, at)?);
         for _ in 2..n {
             at = r.offset();
             d = d.wrapping_add(unzigzag(r.varint("delta of delta")?).wrapping_mul(g));
             m = m.wrapping_add(d);
-            out.push(check(r, m, at)?);
+            sink(check(r, m, at)?);
         }
     }
     Ok(())

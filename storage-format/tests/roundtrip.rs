@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use pga_format::{
     AgentId, BlockBuilder, EncodeError, FrameMeta, LogEvent, LogEventKind, MetricKind, SeriesId,
-    SeriesMeta, Severity, decode_block, dictionary,
+    SeriesMeta, Severity, decode_block, decode_block_filtered, dictionary,
 };
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -48,6 +48,13 @@ fn assert_round_trip(input: &Collections, logs: &[LogEvent]) {
         .collect();
     assert_eq!(got, expected);
     assert_eq!(block.sample_count(), b.sample_count());
+
+    // Decoding only some columns gives exactly those columns of the full decode.
+    let keep = |s: SeriesId| s.0 % 3 != 1;
+    let partial = decode_block_filtered(&frame, &keep).expect("filtered decode");
+    let wanted: Vec<_> = block.columns.iter().filter(|c| keep(c.series)).collect();
+    assert_eq!(partial.columns.iter().collect::<Vec<_>>(), wanted);
+    assert_eq!(partial.log_events, block.log_events);
     assert_eq!(block.header.sequence, META.sequence);
     assert_eq!(block.header.agent_id, META.agent_id);
     assert_eq!(block.log_events.len(), logs.len());
