@@ -127,11 +127,15 @@ impl ValueEncoder {
         }
         let raw_size = values.len() * 8;
         let mut best_int = None;
-        if let Some(scale) = common_scale(values) {
-            self.mantissas.clear();
-            // Cannot fail: `common_scale` checked every value at `scale`.
+        self.mantissas.clear();
+        let scale = common_scale(values);
+        if let Some(scale) = scale {
+            // A value exact at a smaller scale can still miss at `scale` when its
+            // mantissa there outgrows ±2^53, so every value is checked again.
             self.mantissas
-                .extend(values.iter().map(|&v| mantissa_at(v, scale).unwrap_or(0)));
+                .extend(values.iter().map_while(|&v| mantissa_at(v, scale)));
+        }
+        if let Some(scale) = scale.filter(|_| self.mantissas.len() == values.len()) {
             let (delta_size, delta_gcd) = delta_cost(&self.mantissas);
             let (dod_size, dod_gcd) = dod_cost(&self.mantissas);
             best_int = Some(if dod_size < delta_size {
@@ -581,6 +585,14 @@ mod tests {
         round_trip(&[9007199254740992.0, 9007199254740993.0, -9007199254740992.0]);
         round_trip(&[1.0, 1e300, 1.0]);
         round_trip(&[0.1 + 0.2, 0.3]);
+    }
+
+    #[test]
+    fn decimals_whose_common_scale_overflows_are_not_stored_as_decimals() {
+        // -1291.39 is exact at scale 2 but its mantissa at scale 13 (needed by
+        // 282.5495208672624) is past 2^53: found by the round-trip property test.
+        round_trip(&[-5.32135, -1291.39, 282.5495208672624]);
+        round_trip(&[282.5495208672624, -1291.39]);
     }
 
     #[test]
