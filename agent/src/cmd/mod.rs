@@ -1,0 +1,64 @@
+//! The subcommands of `pga-agent`, at the edge: they load what they need, turn errors
+//! into messages and choose the exit code.
+
+pub mod query;
+pub mod run;
+pub mod status;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Loaded};
+
+/// Exit code for a configuration with errors.
+const EXIT_CONFIG: u8 = 2;
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+/// Loads the configuration the way every subcommand does: `--config`, else
+/// `/etc/pganalytics/agent.toml` when it exists, else defaults; `--data-dir` wins.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
+    config::load(cli.config.as_deref(), cli.data_dir.as_deref(), &env)
+        .context("loading the configuration")
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = load_config(&cli)?;
+    let data_dir = loaded.config.agent.data_dir.clone();
+    match &cli.command {
+        Command::Run => {
+            let problems = loaded.config.validate();
+            for p in &problems {
+                if p.is_error() {
+                    tracing::error!(key = %p.key, fix = %p.fix, "{}", p.message);
+                } else {
+                    tracing::warn!(key = %p.key, fix = %p.fix, "{}", p.message);
+                }
+            }
+            if config::has_errors(&problems) {
+                eprintln!(
+                    "error: the configuration has problems; `pga-agent check-config` lists them with their fixes"
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            run::run(&loaded.config)?;
+        }
+        Command::CheckConfig => {
+            let problems = loaded.config.validate();
+            print!("{}", config::render_check(&loaded, &problems));
+            if config::has_errors(&problems) {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        }
+        Command::Query(args) => return query::query(&data_dir, args),
+        Command::Series(args) => return query::series(&data_dir, args),
+        Command::Status(args) => return status::status(&data_dir, &loaded.config, args),
+        Command::FormatInfo => print!("{}", crate::format_info::render()),
+    }
+    Ok(ExitCode::SUCCESS)
+}

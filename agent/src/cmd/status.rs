@@ -1,0 +1,133 @@
+//! `pga-agent status`: the ring store's health.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::cli::StatusArgs;
+use crate::config::{AgentConfig, format_bytes};
+use crate::query::{Zone, format_rfc3339};
+use crate::store::{StoreReader, StoreStatus, now_ms};
+
+pub fn status(data_dir: &Path, cfg: &AgentConfig, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let reader = StoreReader::open(data_dir).context("opening the ring store")?;
+    let status = reader
+        .view()
+        .status()
+        .context("reading the store's figures")?;
+    let text = match args.format.as_str() {
+        "json" => {
+            let mut v = serde_json::to_value(&status).context("encoding the status")?;
+            v["budget_bytes"] = cfg.store.max_bytes.into();
+            v["retention_secs"] = cfg.store.retention_secs.into();
+            serde_json::to_string_pretty(&v).context("encoding the status")? + "\n"
+        }
+        "table" => render(&status, cfg),
+        other => bail!("unknown format {other:?}: use table or json"),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the status")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Appends one formatted line to a `String`.
+macro_rules! line {
+    ($o:expr, $($fmt:tt)*) => {{
+        $o.push_str(&format!($($fmt)*));
+        $o.push('\n');
+    }};
+}
+
+fn time(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |t| format_rfc3339(t, Zone::Utc, false))
+}
+
+fn ago(ms: i64, now: i64) -> String {
+    let secs = (now - ms).max(0) / 1000;
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s if s < 172_800 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// The human-readable status.
+pub fn render(s: &StoreStatus, cfg: &AgentConfig) -> String {
+    let now = now_ms();
+    let mut o = String::new();
+    let budget = cfg.store.max_bytes;
+    line!(o, "store       {}", s.path.display());
+    line!(o, "agent id    {}", s.agent_id);
+    line!(
+        o,
+        "size        {} on disk, {} of data; budget {} ({:.0}% used)",
+        format_bytes(s.file_bytes),
+        format_bytes(s.logical_bytes),
+        format_bytes(budget),
+        s.file_bytes as f64 * 100.0 / budget.max(1) as f64
+    );
+    let seq = match (s.oldest_sequence, s.newest_sequence) {
+        (Some(a), Some(b)) => format!(" (sequence {a}..={b})"),
+        _ => String::new(),
+    };
+    line!(
+        o,
+        "blocks      {} sealed{seq}, head holds {} collections",
+        s.blocks,
+        s.head_collections
+    );
+    let span = match (s.oldest_ms, s.newest_ms) {
+        (Some(a), Some(b)) => format!(
+            "{} .. {} ({:.1} h)",
+            time(Some(a)),
+            time(Some(b)),
+            (b - a) as f64 / 3.6e6
+        ),
+        _ => "empty".to_owned(),
+    };
+    line!(o, "time span   {span}");
+    line!(o, "series      {}", s.series);
+    if s.collectors.is_empty() {
+        line!(o, "collectors  none has run yet");
+    } else {
+        line!(
+            o,
+            "\n{:<12} {:<22} {:>10} {:>8} {:>8} {:>7}  last error",
+            "collector",
+            "last run",
+            "duration",
+            "samples",
+            "runs",
+            "errors"
+        );
+        for (name, h) in &s.collectors {
+            line!(
+                o,
+                "{:<12} {:<22} {:>8.1}ms {:>8} {:>8} {:>7}  {}",
+                name,
+                format!(
+                    "{} ({})",
+                    time(Some(h.last_run_ms)).get(11..19).unwrap_or(""),
+                    ago(h.last_run_ms, now)
+                ),
+                h.last_duration_ms,
+                h.last_samples,
+                h.runs_total,
+                h.errors_total,
+                h.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if !s.events.is_empty() {
+        line!(o, "\nevents");
+        for (t, line) in &s.events {
+            line!(o, "  {}  {line}", time(Some(*t)));
+        }
+    }
+    o
+}

@@ -1,0 +1,159 @@
+//! Collectors and what they hand to the scheduler.
+//!
+//! A collector fills an [`Emitter`] with samples; the scheduler stamps every sample of
+//! one pass with the pass's timestamp and hands the batch to the store, which interns
+//! each distinct (name, labels) as a series id.
+
+pub mod system;
+
+use std::fmt;
+
+use pga_format::MetricKind;
+
+/// Which tick a collector runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    /// Activity, locks, replication, OS: every 10 s by default.
+    Fast,
+    /// Statistics views that change slowly: every 60 s by default.
+    Slow,
+    /// Database and relation sizes: every 300 s by default.
+    Sizes,
+}
+
+impl Group {
+    pub const ALL: [Group; 3] = [Group::Fast, Group::Slow, Group::Sizes];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Group::Fast => "fast",
+            Group::Slow => "slow",
+            Group::Sizes => "sizes",
+        }
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One sample as a collector produces it, before it has a series id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emitted {
+    /// Prometheus metric name, `_total` suffix on counters, base units.
+    pub name: String,
+    /// Label pairs sorted by name.
+    pub labels: Vec<(String, String)>,
+    pub kind: MetricKind,
+    /// Base unit (`seconds`, `bytes`) or empty.
+    pub unit: &'static str,
+    pub help: &'static str,
+    pub value: f64,
+}
+
+/// Collects the samples of one collector pass.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    samples: Vec<Emitted>,
+}
+
+impl Emitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a gauge sample. `labels` need not be sorted.
+    pub fn gauge(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        unit: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.push(MetricKind::Gauge, name, help, unit, labels, value);
+    }
+
+    /// Records a counter sample (`name` should end in `_total`). `labels` need not be sorted.
+    pub fn counter(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        unit: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.push(MetricKind::Counter, name, help, unit, labels, value);
+    }
+
+    fn push(
+        &mut self,
+        kind: MetricKind,
+        name: &str,
+        help: &'static str,
+        unit: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        labels.sort();
+        self.samples.push(Emitted {
+            name: name.to_owned(),
+            labels,
+            kind,
+            unit,
+            help,
+            value,
+        });
+    }
+
+    pub fn samples(&self) -> &[Emitted] {
+        &self.samples
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Takes the samples, leaving the emitter empty.
+    pub fn take(&mut self) -> Vec<Emitted> {
+        std::mem::take(&mut self.samples)
+    }
+}
+
+/// Why a collector (or one part of it) failed in a pass.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectError {
+    #[error("reading {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("parsing {path}: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CollectError {
+    pub fn io(path: impl AsRef<std::path::Path>, error: std::io::Error) -> Self {
+        CollectError::Io {
+            path: path.as_ref().display().to_string(),
+            error,
+        }
+    }
+
+    pub fn parse(path: impl AsRef<std::path::Path>, detail: impl Into<String>) -> Self {
+        CollectError::Parse {
+            path: path.as_ref().display().to_string(),
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! What `pga-agent check-config` prints.
+
+use std::time::Duration;
+
+use super::conninfo::{redact_params, render_conninfo};
+use super::load::Loaded;
+use super::validate::Problem;
+use super::{DEFAULT_INSTANCE_NAME, PostgresInstance};
+
+/// Renders the report of `pga-agent check-config`: where the configuration came
+/// from, the effective values (never a password), every problem as
+/// `error: <key>: <message>` / `  fix: <fix>`, and a last line `configuration OK`
+/// (possibly with warnings) or `N problem(s)`.
+pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
+    let c = &loaded.config;
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!("configuration:  {}", loaded.source));
+    line(format!("agent name:     {}", c.agent.name));
+    line(format!("data directory: {}", c.agent.data_dir.display()));
+    line(format!(
+        "intervals:      fast {}, slow {}, sizes {}",
+        secs(c.intervals.fast_secs),
+        secs(c.intervals.slow_secs),
+        secs(c.intervals.sizes_secs)
+    ));
+    line(format!(
+        "store:          budget {} ({} bytes), retention {}, blocks of {}",
+        format_bytes(c.store.max_bytes),
+        c.store.max_bytes,
+        match c.store.retention_secs {
+            0 => "none (byte budget only)".to_owned(),
+            s => secs(s),
+        },
+        secs(c.store.block_secs)
+    ));
+    let on = |b: bool| if b { "on" } else { "off" };
+    line(format!(
+        "collectors:     system {}, postgres {}, logs {}",
+        on(c.collectors.system),
+        on(c.collectors.postgres),
+        on(c.collectors.logs)
+    ));
+    if loaded.instances.is_empty() {
+        line("postgres:       not monitored (collectors.postgres = false)".to_owned());
+    } else if loaded.uses_default_instance() {
+        line(format!(
+            "postgres:       no [[postgres]] configured; monitoring the server psql would reach \
+             (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, else libpq's defaults) as \
+             instance \"{DEFAULT_INSTANCE_NAME}\""
+        ));
+    } else {
+        line(format!(
+            "postgres:       {} instance(s)",
+            loaded.instances.len()
+        ));
+    }
+    for inst in &loaded.instances {
+        render_instance(inst, &mut line);
+    }
+
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    let warnings = problems.len() - errors;
+    if !problems.is_empty() {
+        out.push('\n');
+    }
+    let mut sorted: Vec<&Problem> = problems.iter().collect();
+    // Errors first, each group in the order validate() found them.
+    sorted.sort_by_key(|p| std::cmp::Reverse(p.severity));
+    for p in sorted {
+        out.push_str(&p.to_string());
+        out.push('\n');
+    }
+    if !problems.is_empty() {
+        out.push('\n');
+    }
+    let summary = match (errors, warnings) {
+        (0, 0) => "configuration OK".to_owned(),
+        (0, w) => format!("configuration OK, {w} warning(s)"),
+        (e, 0) => format!("{e} problem(s)"),
+        (e, w) => format!("{} problem(s): {e} error(s), {w} warning(s)", e + w),
+    };
+    out.push_str(&summary);
+    out.push('\n');
+    out
+}
+
+fn render_instance(inst: &PostgresInstance, line: &mut impl FnMut(String)) {
+    let conn = match inst.conninfo_params() {
+        Ok(params) => render_conninfo(&redact_params(&params)),
+        Err(e) => format!("<invalid connection string: {e}>"),
+    };
+    line(format!("  {}: {conn}", inst.name));
+    let password = match (&inst.password_file, &inst.passfile) {
+        (Some(f), _) => format!("password from {}", f.display()),
+        (None, Some(f)) => format!("password (if one is needed) from passfile {}", f.display()),
+        (None, None) => match inst.conninfo_params() {
+            Ok(ps) if ps.iter().any(|(k, _)| k == "passfile") => {
+                "password (if one is needed) from the conninfo's passfile".to_owned()
+            }
+            _ => "no password source".to_owned(),
+        },
+    };
+    line(format!("    {password}"));
+    line(format!(
+        "    databases: include {}; exclude {}",
+        list(&inst.databases_include),
+        list(&inst.databases_exclude)
+    ));
+    line(format!(
+        "    statement_timeout {} ms, lock_timeout {} ms, pg_stat_statements top {}",
+        inst.statement_timeout_ms,
+        inst.lock_timeout_ms,
+        if inst.statements_top_n == 0 {
+            "off".to_owned()
+        } else {
+            inst.statements_top_n.to_string()
+        }
+    ));
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn secs(s: u64) -> String {
+    humantime::format_duration(Duration::from_secs(s)).to_string()
+}
+
+/// A byte count in binary units: `1 GiB`, `512 MiB`, `1.5 GiB`, `300 B`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = 0;
+    let mut whole = n;
+    while whole >= 1024 && unit + 1 < UNITS.len() {
+        whole /= 1024;
+        unit += 1;
+    }
+    let scale = 1u64 << (10 * unit);
+    if n.is_multiple_of(scale) {
+        format!("{} {}", n / scale, UNITS[unit])
+    } else {
+        // Display only: the precision lost converting to f64 does not show.
+        let value = n as f64 / scale as f64;
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AgentConfig, load_with_system_path};
+    use std::path::Path;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "PGHOST" => Some("/run/pg".into()),
+            "PGUSER" => Some("mon".into()),
+            "PGPASSFILE" => Some("/etc/pganalytics/pgpass".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn bytes_in_binary_units() {
+        assert_eq!(format_bytes(1_073_741_824), "1 GiB");
+        assert_eq!(format_bytes(4 << 20), "4 MiB");
+        assert_eq!(format_bytes(1536 << 20), "1.5 GiB");
+        assert_eq!(format_bytes(300), "300 B");
+        assert_eq!(format_bytes(0), "0 B");
+    }
+
+    #[test]
+    fn defaults_report_everything_and_ok() {
+        let loaded =
+            load_with_system_path(None, Path::new("/nonexistent/agent.toml"), None, &env).unwrap();
+        let problems = loaded.validate();
+        let out = render_check(&loaded, &problems);
+        assert!(out.contains("configuration:  built-in defaults"), "{out}");
+        assert!(out.contains("data directory: ./pga-data"), "{out}");
+        assert!(out.contains("fast 10s, slow 1m, sizes 5m"), "{out}");
+        assert!(
+            out.contains("budget 1 GiB (1073741824 bytes), retention 14days, blocks of 10m"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "  local: host=/run/pg port=5432 user=mon dbname=mon \
+                 passfile=/etc/pganalytics/pgpass"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("\nconfiguration OK\n"), "{out}");
+    }
+
+    #[test]
+    fn problems_are_listed_with_fixes_and_counted() {
+        let text = "[store]\nblock_secs = 7\nretention_secs = 0\n\n[[postgres]]\nname = \"m\"\n\
+                    conninfo = \"host=h password=hunter2\"\n";
+        let mut loaded =
+            load_with_system_path(None, Path::new("/nonexistent/agent.toml"), None, &env).unwrap();
+        loaded.config = AgentConfig::parse(text, Path::new("a.toml")).unwrap();
+        loaded.instances = loaded
+            .config
+            .postgres
+            .iter()
+            .map(|i| i.with_libpq_defaults(&env))
+            .collect();
+        loaded.config.collectors.system = true;
+        let mut problems = loaded.validate();
+        problems.push(Problem::warning("collectors", "w", "f"));
+        let out = render_check(&loaded, &problems);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains("password=********"), "{out}");
+        assert!(out.contains("retention none (byte budget only)"), "{out}");
+        assert!(
+            out.contains("error: store.block_secs: 7 is out of range\n  fix: set it between 60"),
+            "{out}"
+        );
+        assert!(
+            out.contains("error: postgres[0].conninfo: contains a password"),
+            "{out}"
+        );
+        // Errors come before warnings.
+        let first_warning = out.find("warning: ").unwrap();
+        assert!(out.rfind("error: ").unwrap() < first_warning, "{out}");
+        let errors = problems.iter().filter(|p| p.is_error()).count();
+        assert!(
+            out.ends_with(&format!(
+                "{} problem(s): {errors} error(s), 1 warning(s)\n",
+                problems.len()
+            )),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! The collection scheduler.
+//!
+//! Each group (fast, slow, sizes) has one ticker, aligned to multiples of its interval
+//! on the wall clock. A tick carries one timestamp; every collector of the group stamps
+//! its samples of that pass with it. Each collector runs in its own task, so a slow or
+//! failing collector never delays another: a collector still busy when its group ticks
+//! again skips that tick (and says so in its health), the others go on. Passes end in a
+//! channel to the store writer, a thread of its own that owns the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::collect::{CollectError, Emitted, Emitter, Group};
+use crate::store::{CollectorHealth, Store, now_ms};
+use crate::telemetry::Telemetry;
+
+/// A collector the scheduler can run: synchronous, run on a blocking thread.
+pub trait Collector: Send + 'static {
+    /// Stable name, used as the `collector` label and in `pga-agent status`.
+    fn name(&self) -> &'static str;
+    fn group(&self) -> Group;
+    /// One pass; errors of parts of the collector do not stop the rest.
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError>;
+}
+
+/// One finished collector pass on its way to the store.
+#[derive(Debug)]
+pub struct Pass {
+    pub collector: &'static str,
+    pub ts: i64,
+    pub samples: Vec<Emitted>,
+    pub health: CollectorHealth,
+}
+
+/// Tick intervals per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    pub fast: Duration,
+    pub slow: Duration,
+    pub sizes: Duration,
+}
+
+impl Intervals {
+    pub fn of(&self, g: Group) -> Duration {
+        match g {
+            Group::Fast => self.fast,
+            Group::Slow => self.slow,
+            Group::Sizes => self.sizes,
+        }
+    }
+}
+
+/// Time until the next multiple of `period` on the wall clock.
+fn until_aligned(period: Duration) -> Duration {
+    let p = period.as_millis().max(1) as i64;
+    let now = now_ms();
+    Duration::from_millis((p - now.rem_euclid(p)) as u64)
+}
+
+/// Runs a group's ticker: the first tick at once, then on multiples of `period`.
+async fn ticker(period: Duration, tx: watch::Sender<i64>) {
+    if tx.send(now_ms()).is_err() {
+        return;
+    }
+    tokio::time::sleep(until_aligned(period)).await;
+    let mut iv = tokio::time::interval(period);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        iv.tick().await;
+        if tx.send(now_ms()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one collector on the ticks of its group until the ticker stops.
+async fn run_collector(
+    mut collector: Box<dyn Collector>,
+    mut ticks: watch::Receiver<i64>,
+    out: mpsc::Sender<Pass>,
+    telemetry: Arc<Telemetry>,
+) {
+    let name = collector.name();
+    let mut health = CollectorHealth::default();
+    let mut last_ts = None;
+    while ticks.changed().await.is_ok() {
+        let ts = *ticks.borrow_and_update();
+        if last_ts == Some(ts) {
+            continue;
+        }
+        last_ts = Some(ts);
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut emitter = Emitter::new();
+            let errors = collector.collect(&mut emitter);
+            (collector, emitter, errors)
+        })
+        .await;
+        let (c, mut emitter, errors) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(collector = name, error = %e, "collector panicked; it stops until the agent restarts");
+                return;
+            }
+        };
+        collector = c;
+        let secs = started.elapsed().as_secs_f64();
+        for e in &errors {
+            tracing::warn!(collector = name, error = %e, "collection error");
+        }
+        telemetry.collector_pass(name, secs, emitter.len(), errors.len());
+        health.last_run_ms = ts;
+        health.last_duration_ms = secs * 1000.0;
+        health.last_samples = emitter.len() as u64;
+        health.last_error = errors.first().map(ToString::to_string);
+        health.runs_total += 1;
+        health.errors_total += errors.len() as u64;
+        let pass = Pass {
+            collector: name,
+            ts,
+            samples: emitter.take(),
+            health: health.clone(),
+        };
+        if out.send(pass).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes passes into the store on the calling thread until the channel closes.
+pub fn write_passes(store: &mut Store, mut rx: mpsc::Receiver<Pass>, telemetry: &Telemetry) {
+    while let Some(pass) = rx.blocking_recv() {
+        match store.append(pass.ts, &pass.samples, Some((pass.collector, &pass.health))) {
+            Ok(r) => {
+                telemetry.store(store, r.evicted_blocks);
+                if let Some(seq) = r.sealed {
+                    tracing::debug!(sequence = seq, "block sealed");
+                }
+                // Tests and operators key on this line: the pass is durable now.
+                tracing::debug!(
+                    collector = pass.collector,
+                    ts = pass.ts,
+                    samples = pass.samples.len(),
+                    "stored"
+                );
+            }
+            Err(e) => {
+                telemetry.store_write_failed();
+                tracing::error!(collector = pass.collector, ts = pass.ts, error = %e, "could not store a collection; it is lost");
+            }
+        }
+    }
+}
+
+/// Starts the tickers and collectors; returns when `shutdown` resolves, after every
+/// collector has finished its current pass.
+pub async fn run(
+    collectors: Vec<Box<dyn Collector>>,
+    intervals: Intervals,
+    out: mpsc::Sender<Pass>,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut by_group: BTreeMap<Group, Vec<Box<dyn Collector>>> = BTreeMap::new();
+    for c in collectors {
+        by_group.entry(c.group()).or_default().push(c);
+    }
+    let mut tickers = JoinSet::new();
+    let mut workers = JoinSet::new();
+    for (group, list) in by_group {
+        let (tx, rx) = watch::channel(0i64);
+        for c in list {
+            tracing::info!(collector = c.name(), group = %group, interval_secs = intervals.of(group).as_secs_f64(), "collector scheduled");
+            workers.spawn(run_collector(c, rx.clone(), out.clone(), telemetry.clone()));
+        }
+        tickers.spawn(ticker(intervals.of(group), tx));
+    }
+    drop(out);
+    shutdown.await;
+    // Stopping the tickers ends each collector after its current pass.
+    tickers.abort_all();
+    while workers.join_next().await.is_some() {}
+}
+
+/// The agent's own health as a collector in the fast group.
+#[derive(Debug)]
+pub struct SelfCollector {
+    pub telemetry: Arc<Telemetry>,
+    pub collectors: Vec<&'static str>,
+}
+
+impl Collector for SelfCollector {
+    fn name(&self) -> &'static str {
+        "self"
+    }
+
+    fn group(&self) -> Group {
+        Group::Fast
+    }
+
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+        self.telemetry.emit(&self.collectors, out);
+        Vec::new()
+    }
+}
+
+impl Collector for crate::collect::system::SystemCollector {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+
+    fn group(&self) -> Group {
+        Group::Fast
+    }
+
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+        crate::collect::system::SystemCollector::collect(self, out)
+    }
+}

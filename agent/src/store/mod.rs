@@ -1,0 +1,707 @@
+//! The ring store: days of samples in little space on the host, surviving crashes.
+//!
+//! One redb file, `store.redb`, in the agent's data directory, opened by the agent in
+//! [`redb::ConcurrencyMode::SingleWriter`] so that `pga-agent query`, `series` and
+//! `status` can open it read-only at the same time ([`StoreReader`]).
+//!
+//! # Tables and keys
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `meta` | `&str` name | `&[u8]`: `schema` (u32 LE, 1), `agent_id` (16 bytes), `created_ms`, `next_seq`, `next_series` (i64/u64 LE) |
+//! | `blocks` | `u64` block sequence | a sealed block: one `pga-format` block frame |
+//! | `block_index` | `u64` block sequence | `(min_ts, max_ts, frame bytes)` of that block, so readers skip blocks without loading them |
+//! | `head` | `u64` row number | one collection of the open head block: postcard `HeadRow` (timestamp and `(series id, f64 bits)` pairs) |
+//! | `dictionary` | `u64` first series id | a `pga-format` dictionary frame describing the series interned in one commit |
+//! | `collectors` | `&str` collector name | postcard [`CollectorHealth`] |
+//! | `cursors` | `&str` name | opaque bytes owned by another collector (log offsets, …) |
+//! | `events` | `i64` ms | a line of text: what happened to the store (a corrupt file moved aside, …) |
+//!
+//! # Invariants
+//!
+//! - Every [`Store::append`] is one redb transaction: the collection's head row, any new
+//!   dictionary entries, the sealing of the previous head into a block when the window
+//!   changed, and evictions commit together or not at all. A crash loses at most the
+//!   collection being written.
+//! - Block sequence numbers only grow; the oldest blocks are evicted first, when the
+//!   logical size passes the budget's fill target or their data is older than the
+//!   retention age. The open head is never evicted.
+//! - Series ids are dense, assigned in first-seen order, never reused.
+
+mod reader;
+mod tables;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesId, SeriesMeta};
+use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use crate::collect::Emitted;
+pub use reader::{SeriesSamples, StoreReader, StoreStatus};
+use tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, CURSORS, DICTIONARY, EVENTS, HEAD, META};
+
+/// File name of the store inside the data directory.
+pub const STORE_FILE: &str = "store.redb";
+/// Schema version of the tables above.
+const SCHEMA: u32 = 1;
+/// zstd level of sealed blocks.
+const BLOCK_ZSTD_LEVEL: i32 = pga_format::DEFAULT_ZSTD_LEVEL;
+/// Share of the file's room (see `Store::capacity`) the logical contents may fill
+/// before eviction; redb's pages, tree nodes, copy-on-write space and free space take
+/// the rest. Lowered at run time when the file still grows past the budget.
+const INITIAL_FILL: f64 = 0.70;
+/// Never fill less than this share, however the file behaves.
+const MIN_FILL: f64 = 0.30;
+
+/// Bounds of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The store file never grows past this by more than 5 %.
+    pub max_bytes: u64,
+    /// Blocks whose newest sample is older than this are evicted; 0 keeps by budget only.
+    pub retention_ms: i64,
+    /// Length of a block window.
+    pub block_ms: i64,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error(
+        "cannot create the data directory {path}: {error}; create it and make it writable by the agent's user, or pick another with --data-dir"
+    )]
+    DataDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "the store {path} is in use by another pga-agent; stop it first, or give this one its own --data-dir"
+    )]
+    InUse { path: PathBuf },
+    #[error(
+        "no store at {path}: has pga-agent run with this data directory? (pass --data-dir or --config to point at it)"
+    )]
+    Missing { path: PathBuf },
+    #[error("the store {path} cannot be read: {detail}")]
+    Unreadable { path: PathBuf, detail: String },
+    #[error("store database error: {0}")]
+    Db(#[from] redb::Error),
+    #[error("the store holds damaged data: {0}")]
+    Damaged(String),
+    #[error("{0}")]
+    Encode(#[from] pga_format::EncodeError),
+    #[error("series {name}: {error}")]
+    InvalidSeries {
+        name: String,
+        error: pga_format::ModelError,
+    },
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What the last pass of a collector did, kept for `pga-agent status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CollectorHealth {
+    pub last_run_ms: i64,
+    pub last_duration_ms: f64,
+    pub last_samples: u64,
+    pub last_error: Option<String>,
+    pub runs_total: u64,
+    pub errors_total: u64,
+}
+
+/// One collection of the open head block, as stored in the `head` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HeadRow {
+    ts: i64,
+    /// Series id and the value's bits (kept as bits so NaN payloads survive).
+    samples: Vec<(u64, u64)>,
+}
+
+/// What opening the store found.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// A damaged store file moved aside (never deleted), and why.
+    pub moved_aside: Option<(PathBuf, String)>,
+    pub head_collections: u64,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendReport {
+    pub new_series: usize,
+    /// Sequence number of the block sealed by this append, if one was.
+    pub sealed: Option<u64>,
+    pub evicted_blocks: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IndexEntry {
+    seq: u64,
+    min_ts: i64,
+    max_ts: i64,
+    bytes: u64,
+}
+
+/// The agent's writable handle on its store.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    opts: StoreOptions,
+    agent_id: AgentId,
+    next_seq: u64,
+    /// Dense: `metas[id]` describes series `id`.
+    metas: Vec<SeriesMeta>,
+    /// Hash of (name, labels) to the ids with that hash.
+    intern: HashMap<u64, Vec<u32>>,
+    builder: BlockBuilder,
+    head_window: Option<i64>,
+    next_head_row: u64,
+    head_bytes: u64,
+    dict_bytes: u64,
+    index: std::collections::VecDeque<IndexEntry>,
+    fill: f64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("agent_id", &self.agent_id)
+            .field("next_seq", &self.next_seq)
+            .field("series", &self.metas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn series_hash(name: &str, labels: &[(String, String)]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    labels.hash(&mut h);
+    h.finish()
+}
+
+fn meta_u64(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
+    Ok(match table.get(key)? {
+        Some(v) => Some(u64::from_le_bytes(v.value().try_into().map_err(|_| {
+            StoreError::Damaged(format!("meta {key} is not 8 bytes"))
+        })?)),
+        None => None,
+    })
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`. A store file that cannot be opened
+    /// because it is damaged is moved aside with a timestamp and a fresh store is
+    /// started; the report says so.
+    pub fn open(data_dir: &Path, opts: StoreOptions) -> Result<(Store, OpenReport), StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|error| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            error,
+        })?;
+        let path = data_dir.join(STORE_FILE);
+        let mut report = OpenReport::default();
+        let db = match open_db(&path) {
+            Ok(db) => db,
+            Err(OpenFailure::InUse) => return Err(StoreError::InUse { path }),
+            Err(OpenFailure::Io(error)) => {
+                return Err(StoreError::Unreadable {
+                    path,
+                    detail: error.to_string(),
+                });
+            }
+            Err(OpenFailure::Damaged(why)) => {
+                let aside = path.with_file_name(format!("{STORE_FILE}.damaged-{}", now_ms()));
+                std::fs::rename(&path, &aside).map_err(|error| StoreError::Unreadable {
+                    path: path.clone(),
+                    detail: format!(
+                        "damaged ({why}) and could not be moved aside to {}: {error}",
+                        aside.display()
+                    ),
+                })?;
+                report.moved_aside = Some((aside, why));
+                open_db(&path).map_err(|e| StoreError::Unreadable {
+                    path: path.clone(),
+                    detail: format!("a fresh store could not be created: {e:?}"),
+                })?
+            }
+        };
+        let mut store = Store {
+            db,
+            path,
+            opts,
+            agent_id: AgentId::default(),
+            next_seq: 1,
+            metas: Vec::new(),
+            intern: HashMap::new(),
+            builder: BlockBuilder::new(),
+            head_window: None,
+            next_head_row: 0,
+            head_bytes: 0,
+            dict_bytes: 0,
+            index: Default::default(),
+            fill: INITIAL_FILL,
+        };
+        store.init(&report)?;
+        store.load()?;
+        report.head_collections = store.next_head_row;
+        Ok((store, report))
+    }
+
+    /// Creates the tables and identity of a new store; records a moved-aside file.
+    fn init(&mut self, report: &OpenReport) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get("schema")?.is_none() {
+                meta.insert("schema", SCHEMA.to_le_bytes().as_slice())?;
+                meta.insert("agent_id", new_agent_id().0.as_slice())?;
+                meta.insert("created_ms", now_ms().to_le_bytes().as_slice())?;
+                meta.insert("next_seq", 1u64.to_le_bytes().as_slice())?;
+            }
+            let schema = meta
+                .get("schema")?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            if schema != SCHEMA.to_le_bytes() {
+                return Err(StoreError::Damaged(format!(
+                    "store schema {schema:?} is not {SCHEMA}; this pga-agent is older than the store"
+                )));
+            }
+            for t in [BLOCKS, HEAD, DICTIONARY] {
+                txn.open_table(t)?;
+            }
+            txn.open_table(BLOCK_INDEX)?;
+            txn.open_table(COLLECTORS)?;
+            txn.open_table(CURSORS)?;
+            let mut events = txn.open_table(EVENTS)?;
+            if let Some((aside, why)) = &report.moved_aside {
+                let line = format!(
+                    "damaged store moved aside to {} ({why}); started a fresh store",
+                    aside.display()
+                );
+                events.insert(now_ms(), line.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Loads identity, dictionary, block index and the open head into memory.
+    fn load(&mut self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let id = meta
+            .get("agent_id")?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| StoreError::Damaged("no agent_id".into()))?;
+        self.agent_id = AgentId(
+            id.try_into()
+                .map_err(|_| StoreError::Damaged("agent_id is not 16 bytes".into()))?,
+        );
+        self.next_seq = meta_u64(&meta, "next_seq")?.unwrap_or(1);
+
+        self.metas.clear();
+        self.intern.clear();
+        self.dict_bytes = 0;
+        for entry in txn.open_table(DICTIONARY)?.iter()? {
+            let (_, frame) = entry?;
+            self.dict_bytes += frame.value().len() as u64;
+            let (_, entries) = pga_format::dictionary::decode(frame.value())
+                .map_err(|e| StoreError::Damaged(format!("dictionary frame: {e}")))?;
+            for meta in entries {
+                if meta.id.0 != self.metas.len() as u64 {
+                    return Err(StoreError::Damaged(format!(
+                        "series id {} out of order (expected {})",
+                        meta.id,
+                        self.metas.len()
+                    )));
+                }
+                self.intern
+                    .entry(series_hash(&meta.name, &meta.labels))
+                    .or_default()
+                    .push(meta.id.0 as u32);
+                self.metas.push(meta);
+            }
+        }
+
+        self.index.clear();
+        for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
+            let (seq, (min_ts, max_ts, bytes)) = {
+                let (k, v) = entry?;
+                (k.value(), v.value())
+            };
+            self.index.push_back(IndexEntry {
+                seq,
+                min_ts,
+                max_ts,
+                bytes,
+            });
+        }
+
+        self.builder.clear();
+        self.head_window = None;
+        self.next_head_row = 0;
+        self.head_bytes = 0;
+        for entry in txn.open_table(HEAD)?.iter()? {
+            let (k, v) = entry?;
+            let row: HeadRow = postcard::from_bytes(v.value())
+                .map_err(|e| StoreError::Damaged(format!("head row {}: {e}", k.value())))?;
+            let pairs: Vec<(SeriesId, f64)> = row
+                .samples
+                .iter()
+                .map(|&(id, bits)| (SeriesId(id), f64::from_bits(bits)))
+                .collect();
+            self.builder.push_collection(row.ts, &pairs)?;
+            self.head_window = Some(row.ts.div_euclid(self.opts.block_ms));
+            self.next_head_row = k.value() + 1;
+            self.head_bytes += v.value().len() as u64;
+        }
+        Ok(())
+    }
+
+    pub fn agent_id(&self) -> AgentId {
+        self.agent_id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every series the store knows, by id.
+    pub fn series(&self) -> &[SeriesMeta] {
+        &self.metas
+    }
+
+    /// Bytes of blocks, head rows and dictionary frames: what the budget bounds.
+    pub fn logical_bytes(&self) -> u64 {
+        self.index.iter().map(|e| e.bytes).sum::<u64>() + self.head_bytes + self.dict_bytes
+    }
+
+    /// Size of the store file on disk.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Number of sealed blocks held.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The sequence numbers of the oldest and newest sealed block.
+    pub fn sequence_range(&self) -> Option<(u64, u64)> {
+        Some((self.index.front()?.seq, self.index.back()?.seq))
+    }
+
+    /// The time span of the data held: oldest sealed block to newest sample.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let head = self.builder.time_range();
+        let oldest = self.index.iter().map(|e| e.min_ts).min();
+        let newest = self.index.iter().map(|e| e.max_ts).max();
+        let lo = oldest.into_iter().chain(head.map(|h| h.0)).min()?;
+        let hi = newest.into_iter().chain(head.map(|h| h.1)).max()?;
+        Some((lo, hi))
+    }
+
+    /// Stores one collector pass: every sample shares `ts`. Seals the head into a
+    /// block first when `ts` falls in a new window, and evicts what the budget and
+    /// retention require. `health` updates that collector's status row.
+    pub fn append(
+        &mut self,
+        ts: i64,
+        samples: &[Emitted],
+        health: Option<(&str, &CollectorHealth)>,
+    ) -> Result<AppendReport, StoreError> {
+        let mut report = AppendReport::default();
+        let first_new = self.metas.len();
+        let mut pairs = Vec::with_capacity(samples.len());
+        for s in samples {
+            let id = self.intern_series(s)?;
+            pairs.push((SeriesId(u64::from(id)), s.value));
+        }
+        report.new_series = self.metas.len() - first_new;
+        let result = self.append_interned(ts, &pairs, first_new, health, &mut report);
+        if result.is_err() {
+            // Memory may be ahead of the file now; the file is the truth.
+            self.load()?;
+        }
+        result.map(|()| report)
+    }
+
+    fn intern_series(&mut self, s: &Emitted) -> Result<u32, StoreError> {
+        let h = series_hash(&s.name, &s.labels);
+        if let Some(ids) = self.intern.get(&h) {
+            for &id in ids {
+                let m = &self.metas[id as usize];
+                if m.name == s.name && m.labels == s.labels {
+                    return Ok(id);
+                }
+            }
+        }
+        let id = self.metas.len() as u32;
+        let meta = SeriesMeta::new(
+            SeriesId(u64::from(id)),
+            s.name.clone(),
+            s.labels.clone(),
+            s.kind,
+            s.unit,
+            s.help,
+        )
+        .map_err(|error| StoreError::InvalidSeries {
+            name: s.name.clone(),
+            error,
+        })?;
+        self.intern.entry(h).or_default().push(id);
+        self.metas.push(meta);
+        Ok(id)
+    }
+
+    fn append_interned(
+        &mut self,
+        ts: i64,
+        pairs: &[(SeriesId, f64)],
+        first_new: usize,
+        health: Option<(&str, &CollectorHealth)>,
+        report: &mut AppendReport,
+    ) -> Result<(), StoreError> {
+        let window = ts.div_euclid(self.opts.block_ms);
+        let seal = !self.builder.is_empty() && self.head_window != Some(window);
+        let sealed_frame = if seal {
+            let meta = FrameMeta {
+                agent_id: self.agent_id,
+                sequence: self.next_seq,
+            };
+            Some(self.builder.encode(meta, BLOCK_ZSTD_LEVEL)?)
+        } else {
+            None
+        };
+        let sealed_range = if seal {
+            self.builder.time_range()
+        } else {
+            None
+        };
+        if seal {
+            self.builder.clear();
+            self.next_head_row = 0;
+            self.head_bytes = 0;
+        }
+        self.builder.push_collection(ts, pairs)?;
+        self.head_window = Some(window);
+
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if let (Some(frame), Some((min_ts, max_ts))) = (&sealed_frame, sealed_range) {
+                let seq = self.next_seq;
+                txn.open_table(BLOCKS)?.insert(seq, frame.as_slice())?;
+                txn.open_table(BLOCK_INDEX)?
+                    .insert(seq, (min_ts, max_ts, frame.len() as u64))?;
+                txn.open_table(HEAD)?.retain(|_, _| false)?;
+                self.index.push_back(IndexEntry {
+                    seq,
+                    min_ts,
+                    max_ts,
+                    bytes: frame.len() as u64,
+                });
+                self.next_seq += 1;
+                meta.insert("next_seq", self.next_seq.to_le_bytes().as_slice())?;
+                report.sealed = Some(seq);
+            }
+            if first_new < self.metas.len() {
+                let frame = pga_format::dictionary::encode(
+                    FrameMeta {
+                        agent_id: self.agent_id,
+                        sequence: first_new as u64,
+                    },
+                    &self.metas[first_new..],
+                    BLOCK_ZSTD_LEVEL,
+                )?;
+                self.dict_bytes += frame.len() as u64;
+                txn.open_table(DICTIONARY)?
+                    .insert(first_new as u64, frame.as_slice())?;
+            }
+            let row = HeadRow {
+                ts,
+                samples: pairs.iter().map(|&(id, v)| (id.0, v.to_bits())).collect(),
+            };
+            let bytes = postcard::to_allocvec(&row)
+                .map_err(|e| StoreError::Damaged(format!("encoding a head row: {e}")))?;
+            txn.open_table(HEAD)?
+                .insert(self.next_head_row, bytes.as_slice())?;
+            self.next_head_row += 1;
+            self.head_bytes += bytes.len() as u64;
+
+            if let Some((name, h)) = health {
+                let bytes = postcard::to_allocvec(h)
+                    .map_err(|e| StoreError::Damaged(format!("encoding collector health: {e}")))?;
+                txn.open_table(COLLECTORS)?.insert(name, bytes.as_slice())?;
+            }
+            report.evicted_blocks = self.evict(&txn, ts)?;
+        }
+        txn.commit()?;
+        self.adapt_fill();
+        Ok(())
+    }
+
+    /// Removes the oldest blocks while the logical size is over the fill target or
+    /// their data is past the retention age.
+    fn evict(&mut self, txn: &redb::WriteTransaction, now_ts: i64) -> Result<u64, StoreError> {
+        let target = (self.capacity() as f64 * self.fill) as u64;
+        let mut logical = self.logical_bytes();
+        let mut evicted = 0;
+        let mut blocks = txn.open_table(BLOCKS)?;
+        let mut index = txn.open_table(BLOCK_INDEX)?;
+        while let Some(oldest) = self.index.front().copied() {
+            let expired = self.opts.retention_ms > 0
+                && oldest.max_ts < now_ts.saturating_sub(self.opts.retention_ms);
+            if logical <= target && !expired {
+                break;
+            }
+            blocks.remove(oldest.seq)?;
+            index.remove(oldest.seq)?;
+            self.index.pop_front();
+            logical -= oldest.bytes;
+            evicted += 1;
+        }
+        Ok(evicted)
+    }
+
+    /// The largest size the store file may reach. redb doubles its file whenever it
+    /// runs out of pages, so the file can only take the sizes `len × 2^k`; the largest
+    /// of those within the budget plus 5 % is the room there is.
+    fn capacity(&self) -> u64 {
+        let cap = self.opts.max_bytes + self.opts.max_bytes / 20;
+        let mut size = self.file_bytes().max(1);
+        while size.saturating_mul(2) <= cap {
+            size *= 2;
+        }
+        size.min(cap)
+    }
+
+    /// When the file has grown past the budget anyway, fill less of it from now on.
+    fn adapt_fill(&mut self) {
+        let file = self.file_bytes();
+        if file > self.opts.max_bytes && self.fill > MIN_FILL {
+            self.fill = (self.fill * 0.9).max(MIN_FILL);
+            tracing::debug!(
+                file,
+                budget = self.opts.max_bytes,
+                fill = self.fill,
+                "store file over budget; evicting earlier"
+            );
+        }
+    }
+
+    /// Saves opaque bytes for another collector (log offsets, …).
+    pub fn set_cursor(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(CURSORS)?.insert(name, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn
+            .open_table(CURSORS)?
+            .get(name)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// A reader over this store's current contents, in this process.
+    pub fn reader(&self) -> reader::StoreView<'_, Database> {
+        reader::StoreView::new(&self.db, &self.path)
+    }
+}
+
+fn new_agent_id() -> AgentId {
+    // A random UUID (version 4) from the process's hasher seed, the clock and the pid:
+    // enough to tell agents apart, no cryptographic use.
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let h = std::collections::hash_map::RandomState::new().hash_one((
+            now_ms(),
+            std::process::id(),
+            i,
+        ));
+        chunk.copy_from_slice(&h.to_le_bytes());
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    AgentId(bytes)
+}
+
+use std::hash::BuildHasher;
+
+#[derive(Debug)]
+enum OpenFailure {
+    InUse,
+    Io(std::io::Error),
+    Damaged(String),
+}
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b.set_cache_size(16 << 20);
+    b
+}
+
+/// Opens or creates the store file, telling damage apart from other failures.
+fn open_db(path: &Path) -> Result<Database, OpenFailure> {
+    let exists = path.exists();
+    // redb's debug builds assert on some impossible states of a damaged file; treat a
+    // panic while opening the same as a reported corruption.
+    let result = std::panic::catch_unwind(|| {
+        if exists {
+            builder().open(path)
+        } else {
+            builder().create(path)
+        }
+    });
+    match result {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenFailure::InUse),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            Err(OpenFailure::Io(e))
+        }
+        Ok(Err(e)) => Err(OpenFailure::Damaged(e.to_string())),
+        Err(_) => Err(OpenFailure::Damaged(
+            "the file's structure is inconsistent".into(),
+        )),
+    }
+}

@@ -1,0 +1,275 @@
+//! Reading the store: by the agent itself and, read-only, by `pga-agent query`,
+//! `series` and `status` while the agent runs or after it stopped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use pga_format::{AgentId, Sample, SeriesId, SeriesMeta};
+use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+
+use super::tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, DICTIONARY, EVENTS, HEAD, META};
+use super::{CollectorHealth, HeadRow, OpenFailure, STORE_FILE, StoreError, builder, open_db};
+
+/// Samples of one series, oldest first.
+pub type SeriesSamples = HashMap<SeriesId, Vec<Sample>>;
+
+/// Store health, for `pga-agent status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    pub path: PathBuf,
+    pub agent_id: String,
+    pub created_ms: Option<i64>,
+    pub file_bytes: u64,
+    pub logical_bytes: u64,
+    pub blocks: u64,
+    pub oldest_sequence: Option<u64>,
+    pub newest_sequence: Option<u64>,
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+    pub series: u64,
+    pub head_collections: u64,
+    pub collectors: Vec<(String, CollectorHealth)>,
+    pub events: Vec<(i64, String)>,
+}
+
+/// Read access to a store through any open redb handle.
+pub struct StoreView<'a, D> {
+    db: &'a D,
+    path: &'a Path,
+}
+
+impl<D> std::fmt::Debug for StoreView<'_, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreView")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, D: ReadableDatabase> StoreView<'a, D> {
+    pub(super) fn new(db: &'a D, path: &'a Path) -> Self {
+        StoreView { db, path }
+    }
+
+    /// Every series in the dictionary, by id.
+    pub fn series(&self) -> Result<Vec<SeriesMeta>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for entry in txn.open_table(DICTIONARY)?.iter()? {
+            let (_, frame) = entry?;
+            let (_, entries) = pga_format::dictionary::decode(frame.value())
+                .map_err(|e| StoreError::Damaged(format!("dictionary frame: {e}")))?;
+            out.extend(entries);
+        }
+        Ok(out)
+    }
+
+    /// The samples of `ids` with timestamps in `from ..= to`, oldest first.
+    pub fn samples(
+        &self,
+        ids: &[SeriesId],
+        from: i64,
+        to: i64,
+    ) -> Result<SeriesSamples, StoreError> {
+        let mut wanted: Vec<SeriesId> = ids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let keep = |s: SeriesId| wanted.binary_search(&s).is_ok();
+        let mut out: SeriesSamples = wanted.iter().map(|&id| (id, Vec::new())).collect();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(BLOCK_INDEX)?;
+        let blocks = txn.open_table(BLOCKS)?;
+        for entry in index.iter()? {
+            let (seq, (min_ts, max_ts, _)) = {
+                let (k, v) = entry?;
+                (k.value(), v.value())
+            };
+            if max_ts < from || min_ts > to {
+                continue;
+            }
+            // Evicted between reading the index and the block: nothing to read.
+            let Some(frame) = blocks.get(seq)? else {
+                continue;
+            };
+            let block = pga_format::decode_block_filtered(frame.value(), &keep)
+                .map_err(|e| StoreError::Damaged(format!("block {seq}: {e}")))?;
+            for col in &block.columns {
+                if let Some(dst) = out.get_mut(&col.series) {
+                    dst.extend(
+                        col.samples(&block)
+                            .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
+                    );
+                }
+            }
+        }
+        for entry in txn.open_table(HEAD)?.iter()? {
+            let (k, v) = entry?;
+            let row: HeadRow = postcard::from_bytes(v.value())
+                .map_err(|e| StoreError::Damaged(format!("head row {}: {e}", k.value())))?;
+            if row.ts < from || row.ts > to {
+                continue;
+            }
+            for (id, bits) in row.samples {
+                if let Some(dst) = out.get_mut(&SeriesId(id)) {
+                    dst.push(Sample {
+                        timestamp_ms: row.ts,
+                        value: f64::from_bits(bits),
+                    });
+                }
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|s| s.timestamp_ms);
+        }
+        Ok(out)
+    }
+
+    /// Figures about the store.
+    pub fn status(&self) -> Result<StoreStatus, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let agent_id = meta
+            .get("agent_id")?
+            .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
+            .map(|b| AgentId(b).to_string())
+            .unwrap_or_default();
+        let created_ms = meta
+            .get("created_ms")?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(i64::from_le_bytes);
+        let index = txn.open_table(BLOCK_INDEX)?;
+        let mut logical = 0;
+        let (mut oldest_ms, mut newest_ms) = (None::<i64>, None::<i64>);
+        for entry in index.iter()? {
+            let (_, v) = entry?;
+            let (min_ts, max_ts, bytes) = v.value();
+            logical += bytes;
+            oldest_ms = Some(oldest_ms.map_or(min_ts, |o| o.min(min_ts)));
+            newest_ms = Some(newest_ms.map_or(max_ts, |n| n.max(max_ts)));
+        }
+        let head = txn.open_table(HEAD)?;
+        for entry in head.iter()? {
+            let (_, v) = entry?;
+            logical += v.value().len() as u64;
+            if let Ok(row) = postcard::from_bytes::<HeadRow>(v.value()) {
+                oldest_ms = Some(oldest_ms.map_or(row.ts, |o| o.min(row.ts)));
+                newest_ms = Some(newest_ms.map_or(row.ts, |n| n.max(row.ts)));
+            }
+        }
+        let mut series = 0;
+        for entry in txn.open_table(DICTIONARY)?.iter()? {
+            let (_, frame) = entry?;
+            logical += frame.value().len() as u64;
+            if let Ok((frame, _)) = pga_format::frame::read_frame(frame.value()) {
+                series += frame.header.series_count;
+            }
+        }
+        let mut collectors = Vec::new();
+        for entry in txn.open_table(COLLECTORS)?.iter()? {
+            let (k, v) = entry?;
+            if let Ok(h) = postcard::from_bytes::<CollectorHealth>(v.value()) {
+                collectors.push((k.value().to_owned(), h));
+            }
+        }
+        let mut events = Vec::new();
+        for entry in txn.open_table(EVENTS)?.iter()? {
+            let (k, v) = entry?;
+            events.push((k.value(), v.value().to_owned()));
+        }
+        Ok(StoreStatus {
+            path: self.path.to_owned(),
+            agent_id,
+            created_ms,
+            file_bytes: std::fs::metadata(self.path).map_or(0, |m| m.len()),
+            logical_bytes: logical,
+            blocks: index.len()?,
+            oldest_sequence: index.first()?.map(|(k, _)| k.value()),
+            newest_sequence: index.last()?.map(|(k, _)| k.value()),
+            oldest_ms,
+            newest_ms,
+            series,
+            head_collections: head.len()?,
+            collectors,
+            events,
+        })
+    }
+}
+
+/// A read-only handle on a store that another process (the running agent) may be
+/// writing.
+pub struct StoreReader {
+    db: ReadOnlyDatabase,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreReader {
+    /// Opens the store in `data_dir` read-only. A store left unclean by a crash is
+    /// recovered first when no agent has it open (an agent recovers it itself).
+    pub fn open(data_dir: &Path) -> Result<StoreReader, StoreError> {
+        let path = data_dir.join(STORE_FILE);
+        if !path.exists() {
+            return Err(StoreError::Missing { path });
+        }
+        let open = || std::panic::catch_unwind(|| builder().open_read_only(&path));
+        let db = match open() {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::RepairAborted)) => {
+                // Needs recovery and nobody is writing it: recover, then read.
+                match open_db(&path) {
+                    Ok(db) => drop(db),
+                    Err(OpenFailure::InUse) => return Err(StoreError::InUse { path }),
+                    Err(e) => {
+                        return Err(StoreError::Unreadable {
+                            path,
+                            detail: format!("needs recovery, which failed: {e:?}"),
+                        });
+                    }
+                }
+                match open() {
+                    Ok(Ok(db)) => db,
+                    Ok(Err(e)) => {
+                        return Err(StoreError::Unreadable {
+                            path,
+                            detail: e.to_string(),
+                        });
+                    }
+                    Err(_) => {
+                        return Err(StoreError::Unreadable {
+                            path,
+                            detail: "the file's structure is inconsistent".into(),
+                        });
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::Unreadable {
+                    path,
+                    detail: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Unreadable {
+                    path,
+                    detail: "the file's structure is inconsistent".into(),
+                });
+            }
+        };
+        Ok(StoreReader { db, path })
+    }
+
+    pub fn view(&self) -> StoreView<'_, ReadOnlyDatabase> {
+        StoreView::new(&self.db, &self.path)
+    }
+}

@@ -1,0 +1,114 @@
+//! The example configuration shipped in `packaging/agent.toml` parses, validates,
+//! shows the real defaults, and documents every key of the schema and no other.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use pga_agent::config::{
+    AgentConfig, Collectors, ConfigSource, Intervals, PostgresInstance, StoreConfig, load,
+    schema_keys,
+};
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent.toml")
+}
+
+fn example_text() -> String {
+    std::fs::read_to_string(example_path()).expect("packaging/agent.toml is readable")
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// The example with its commented-out settings (`# key = value`, `# [table]`)
+/// switched on; prose comments stay comments.
+fn uncommented(text: &str) -> String {
+    let setting = regex::Regex::new(r"^# ?([a-z_]+\s*=|\[)").unwrap();
+    text.lines()
+        .map(|line| {
+            if setting.is_match(line) {
+                line.trim_start_matches('#').trim_start()
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `table.key` of every key set in `text` (`postgres.name` for `[[postgres]]`).
+fn keys_in(text: &str) -> BTreeSet<String> {
+    let doc: toml::Table = toml::from_str(text).expect("valid TOML");
+    let mut keys = BTreeSet::new();
+    for (table, value) in &doc {
+        let tables: Vec<&toml::Table> = match value {
+            toml::Value::Table(t) => vec![t],
+            toml::Value::Array(items) => items.iter().filter_map(|i| i.as_table()).collect(),
+            _ => panic!("top-level key `{table}` is not a table"),
+        };
+        for t in tables {
+            keys.extend(t.keys().map(|k| format!("{table}.{k}")));
+        }
+    }
+    keys
+}
+
+#[test]
+fn example_loads_and_validates_without_problems() {
+    let loaded = load(Some(&example_path()), None, &no_env).expect("the example loads");
+    assert_eq!(loaded.source, ConfigSource::File(example_path()));
+    let problems = loaded.validate();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(loaded.config.postgres.len(), 1);
+    assert_eq!(loaded.instances[0].name, "main");
+    // Everything but the password file (libpq's ~/.pgpass) comes from the example.
+    let conninfo = loaded.instances[0].resolved_conninfo();
+    assert!(
+        conninfo.starts_with("host=/var/run/postgresql port=5432 user=pga_monitor dbname=postgres"),
+        "{conninfo}"
+    );
+}
+
+#[test]
+fn example_shows_the_real_defaults() {
+    let c = AgentConfig::parse(&example_text(), &example_path()).unwrap();
+    assert_eq!(
+        c.agent.data_dir,
+        PathBuf::from(pga_agent::config::DEFAULT_DATA_DIR)
+    );
+    assert_eq!(c.intervals, Intervals::DEFAULT);
+    assert_eq!(c.store, StoreConfig::DEFAULT);
+    assert_eq!(c.collectors, Collectors::DEFAULT);
+    let d = PostgresInstance::default();
+    let p = &c.postgres[0];
+    assert_eq!(p.statement_timeout_ms, d.statement_timeout_ms);
+    assert_eq!(p.lock_timeout_ms, d.lock_timeout_ms);
+    assert_eq!(p.databases_include, d.databases_include);
+    assert_eq!(p.databases_exclude, d.databases_exclude);
+    assert_eq!(p.statements_top_n, d.statements_top_n);
+}
+
+#[test]
+fn every_documented_key_exists_in_the_schema() {
+    // deny_unknown_fields makes the parse fail on any key the schema lacks,
+    // including the ones the example only shows in comments.
+    let all = uncommented(&example_text());
+    if let Err(e) = AgentConfig::parse(&all, &example_path()) {
+        panic!("a key documented in packaging/agent.toml is not in the schema:\n{e}");
+    }
+}
+
+#[test]
+fn every_schema_key_is_documented_in_the_example() {
+    let documented = keys_in(&uncommented(&example_text()));
+    let schema: BTreeSet<String> = schema_keys().into_iter().collect();
+    let missing: Vec<&String> = schema.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "keys missing from packaging/agent.toml: {missing:?}"
+    );
+    // The converse holds by the parse above; check it here too for a clear message.
+    let unknown: Vec<&String> = documented.difference(&schema).collect();
+    assert!(unknown.is_empty(), "keys not in the schema: {unknown:?}");
+}
