@@ -89,6 +89,10 @@ async fn run_collector(
     let mut last_ts = None;
     while ticks.changed().await.is_ok() {
         let ts = *ticks.borrow_and_update();
+        if ticks.has_changed().is_err() {
+            // The ticker stopped: shutting down, start no new pass.
+            break;
+        }
         if last_ts == Some(ts) {
             continue;
         }
@@ -219,5 +223,90 @@ impl Collector for crate::collect::system::SystemCollector {
 
     fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
         crate::collect::system::SystemCollector::collect(self, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Emits one gauge per pass; sleeps `delay` first; fails every pass when `fail`.
+    struct Probe {
+        name: &'static str,
+        delay: Duration,
+        fail: bool,
+    }
+
+    impl Collector for Probe {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn group(&self) -> Group {
+            Group::Fast
+        }
+
+        fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+            std::thread::sleep(self.delay);
+            out.gauge("probe", "A probe.", "", &[("name", self.name)], 1.0);
+            if self.fail {
+                vec![CollectError::Other("always fails".into())]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_or_failing_collector_never_delays_another() {
+        let telemetry = Arc::new(Telemetry::new());
+        let (tx, mut rx) = mpsc::channel(1024);
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(Probe {
+                name: "quick",
+                delay: Duration::ZERO,
+                fail: false,
+            }),
+            Box::new(Probe {
+                name: "slow",
+                delay: Duration::from_millis(2500),
+                fail: false,
+            }),
+            Box::new(Probe {
+                name: "failing",
+                delay: Duration::ZERO,
+                fail: true,
+            }),
+        ];
+        let intervals = Intervals {
+            fast: Duration::from_millis(200),
+            slow: Duration::from_secs(60),
+            sizes: Duration::from_secs(60),
+        };
+        run(
+            collectors,
+            intervals,
+            tx,
+            telemetry.clone(),
+            tokio::time::sleep(Duration::from_millis(2000)),
+        )
+        .await;
+        let mut passes: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        while let Ok(p) = rx.try_recv() {
+            assert_eq!(p.samples.len(), 1);
+            passes.entry(p.collector).or_default().push(p.ts);
+        }
+        // 2 s at 200 ms: the quick and the failing collector ran about ten times while
+        // the slow one was busy with its first pass (it finishes it before shutdown).
+        assert!(passes["quick"].len() >= 7, "{passes:?}");
+        assert!(passes["failing"].len() >= 7, "{passes:?}");
+        assert_eq!(passes["slow"].len(), 1, "{passes:?}");
+        // Every pass of one tick shares its timestamp.
+        assert_eq!(passes["quick"][0], passes["slow"][0]);
+        assert!(
+            telemetry
+                .render()
+                .contains("pga_agent_collector_errors_total{collector=\"failing\"}")
+        );
     }
 }

@@ -32,7 +32,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = loaded.config.agent.data_dir.clone();
     match &cli.command {
         Command::Run => {
-            let problems = loaded.config.validate();
+            let problems = loaded.validate();
             for p in &problems {
                 if p.is_error() {
                     tracing::error!(key = %p.key, fix = %p.fix, "{}", p.message);
@@ -49,7 +49,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             run::run(&loaded.config)?;
         }
         Command::CheckConfig => {
-            let problems = loaded.config.validate();
+            let problems = loaded.validate();
             print!("{}", config::render_check(&loaded, &problems));
             if config::has_errors(&problems) {
                 return Ok(ExitCode::from(EXIT_CONFIG));
