@@ -161,6 +161,6 @@ proptest! {
     #[test]
     fn store_matches_model_with_eviction(ops in proptest::collection::vec(op(), 1..60)) {
         // A budget so small that blocks are evicted as soon as they are sealed.
-        check(ops, 4096);
+        check(ops, 1);
     }
 }
