@@ -17,6 +17,41 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Codec(CodecArgs),
+    Store(StoreArgs),
+}
+
+/// Measure the agent's ring store: the cost of writing one collection, and of a
+/// `pga-agent query` over a long range of one series in a store holding many.
+///
+/// Builds a store the way the agent does (one durable transaction per collection,
+/// 10-minute blocks, the default budget) with --series series collected every
+/// --interval-secs for --hours, then queries one counter series over the whole range:
+/// the stored samples (as `pga-agent query SELECTOR --since 24h` prints them) and a
+/// 5-minute `rate`. With --agent-bin, the real binary is also timed end to end.
+///
+/// Data: a third of the series constant, a third counters with uneven increments, a
+/// third decimal gauges, like a PostgreSQL host's mix.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct StoreArgs {
+    /// Series in the store.
+    #[arg(long, default_value_t = 2000)]
+    pub series: usize,
+    /// Hours of data.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Collection interval in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub interval_secs: u32,
+    /// Directory for the store [default: a temporary directory, removed afterwards].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The `pga-agent` binary to time end to end (e.g. target/release/pga-agent).
+    #[arg(long, value_name = "FILE")]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Measure the block format on a scrape corpus: bytes per sample, speed, data shapes.

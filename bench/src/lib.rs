@@ -1,6 +1,7 @@
 //! # pga-bench
 //!
-//! The pgAnalytics v3 lab. `pga-bench codec` measures the block format of `pga-format` on
+//! The pgAnalytics v3 lab. `pga-bench store` measures the agent's ring store (write
+//! cost per collection, query time over a day of one series). `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
@@ -11,3 +12,4 @@ pub mod cli;
 pub mod codec_cmd;
 pub mod corpus;
 pub mod report;
+pub mod store_cmd;

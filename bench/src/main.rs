@@ -10,6 +10,7 @@ use pga_bench::{codec_cmd, corpus, report};
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Codec(args) => codec(&args),
+        Command::Store(args) => pga_bench::store_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -393,20 +393,20 @@ impl DecodedBlock {
 /// Decodes one complete block frame (and nothing after it).
 pub fn decode_block(frame_bytes: &[u8]) -> Result<DecodedBlock, DecodeError> {
     let frame = frame::read_single(frame_bytes, FrameKind::Block)?;
-    let raw = frame.raw_payload()?;
-    decode_block_payload(frame.header, &raw)
+    frame.with_raw_payload(|raw| decode_payload(frame.header.clone(), raw, &|_| true))?
 }
 
 /// Decodes one complete block frame, keeping only the columns of the series for
 /// which `keep` is true; the others are stepped over without being materialised.
-/// The whole frame is still checked (checksum, structure, time range).
+/// The frame is checked as by [`decode_block`] (checksum, structure, time range),
+/// except the values of skipped columns, which are only walked to find their end:
+/// whatever this returns for a kept column, [`decode_block`] returns too.
 pub fn decode_block_filtered(
     frame_bytes: &[u8],
     keep: &dyn Fn(SeriesId) -> bool,
 ) -> Result<DecodedBlock, DecodeError> {
     let frame = frame::read_single(frame_bytes, FrameKind::Block)?;
-    let raw = frame.raw_payload()?;
-    decode_payload(frame.header, &raw, keep)
+    frame.with_raw_payload(|raw| decode_payload(frame.header.clone(), raw, keep))?
 }
 
 /// Decodes a block payload, already checksummed and decompressed, that belongs

@@ -115,34 +115,90 @@ pub struct Frame<'a> {
     pub payload_offset: usize,
 }
 
+thread_local! {
+    /// A zstd context and an output buffer per thread, reused from frame to frame.
+    static SCRATCH: std::cell::RefCell<Option<(zstd::bulk::Decompressor<'static>, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A scratch buffer that grew past this is given back once a small payload comes.
+const SCRATCH_KEEP: usize = 8 << 20;
+
 impl<'a> Frame<'a> {
+    /// Runs `f` on the payload after decompression (exactly `raw_len` bytes), reusing
+    /// this thread's decompression context and buffer.
+    pub fn with_raw_payload<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, DecodeError> {
+        if self.header.compression == Compression::None {
+            return Ok(f(self.payload));
+        }
+        self.check_zstd_frame()?;
+        let raw_len = self.header.raw_len as usize;
+        let taken = SCRATCH.with(|s| s.borrow_mut().take());
+        let (mut dctx, mut buf) = match taken {
+            Some(t) => t,
+            None => {
+                let dctx =
+                    zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Decompress {
+                        detail: e.to_string(),
+                    })?;
+                (dctx, Vec::new())
+            }
+        };
+        if buf.capacity() > SCRATCH_KEEP && raw_len < buf.capacity() / 4 {
+            buf = Vec::new();
+        }
+        buf.clear();
+        buf.reserve(raw_len);
+        let result = dctx
+            .decompress_to_buffer(self.payload, &mut buf)
+            .map_err(|e| DecodeError::Decompress {
+                detail: e.to_string(),
+            })
+            .and_then(|n| {
+                if n == raw_len {
+                    Ok(f(&buf[..n]))
+                } else {
+                    Err(DecodeError::Decompress {
+                        detail: format!(
+                            "payload decompressed to {n} bytes, the frame header says {raw_len}"
+                        ),
+                    })
+                }
+            });
+        SCRATCH.with(|s| *s.borrow_mut() = Some((dctx, buf)));
+        result
+    }
+
+    /// The payload is exactly one zstd frame declaring `raw_len` bytes of content.
+    fn check_zstd_frame(&self) -> Result<(), DecodeError> {
+        let raw_len = self.header.raw_len as usize;
+        let declared = zstd::zstd_safe::get_frame_content_size(self.payload).map_err(|_| {
+            DecodeError::Decompress {
+                detail: "the payload does not start with a zstd frame header".into(),
+            }
+        })?;
+        if declared != Some(raw_len as u64) {
+            return Err(DecodeError::Decompress {
+                detail: format!(
+                    "zstd frame declares {declared:?} bytes of content, the frame header {raw_len}"
+                ),
+            });
+        }
+        match zstd::zstd_safe::find_frame_compressed_size(self.payload) {
+            Ok(n) if n == self.payload.len() => Ok(()),
+            _ => Err(DecodeError::Decompress {
+                detail: "the payload is not exactly one complete zstd frame".into(),
+            }),
+        }
+    }
+
     /// The payload after decompression, exactly `raw_len` bytes.
     pub fn raw_payload(&self) -> Result<std::borrow::Cow<'a, [u8]>, DecodeError> {
         let raw_len = self.header.raw_len as usize;
         match self.header.compression {
             Compression::None => Ok(std::borrow::Cow::Borrowed(self.payload)),
             Compression::Zstd => {
-                let declared =
-                    zstd::zstd_safe::get_frame_content_size(self.payload).map_err(|_| {
-                        DecodeError::Decompress {
-                            detail: "the payload does not start with a zstd frame header".into(),
-                        }
-                    })?;
-                if declared != Some(raw_len as u64) {
-                    return Err(DecodeError::Decompress {
-                        detail: format!(
-                            "zstd frame declares {declared:?} bytes of content, the frame header {raw_len}"
-                        ),
-                    });
-                }
-                match zstd::zstd_safe::find_frame_compressed_size(self.payload) {
-                    Ok(n) if n == self.payload.len() => {}
-                    _ => {
-                        return Err(DecodeError::Decompress {
-                            detail: "the payload is not exactly one complete zstd frame".into(),
-                        });
-                    }
-                }
+                self.check_zstd_frame()?;
                 let raw = zstd::bulk::decompress(self.payload, raw_len).map_err(|e| {
                     DecodeError::Decompress {
                         detail: e.to_string(),

@@ -170,6 +170,42 @@ impl<'a> Reader<'a> {
         Err(self.invalid_at(offset, what, "varint longer than 10 bytes"))
     }
 
+    /// Steps over `n` varints without decoding them: it only counts their last bytes
+    /// (high bit clear), eight bytes at a time.
+    pub(crate) fn skip_varints(&mut self, n: usize, what: &'static str) -> Result<(), DecodeError> {
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let mut left = n;
+        let mut pos = self.pos;
+        while left > 0 {
+            if let Some(chunk) = self.buf.get(pos..pos + 8) {
+                let word = u64::from_le_bytes([
+                    chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+                ]);
+                let ends = (!word & HIGH).count_ones() as usize;
+                if ends < left {
+                    left -= ends;
+                    pos += 8;
+                    continue;
+                }
+            }
+            // Fewer than eight bytes left, or the last varint ends in this word.
+            match self.buf.get(pos) {
+                Some(&b) => {
+                    pos += 1;
+                    if b & 0x80 == 0 {
+                        left -= 1;
+                    }
+                }
+                None => {
+                    self.pos = pos;
+                    return Err(self.truncated(what, left));
+                }
+            }
+        }
+        self.pos = pos;
+        Ok(())
+    }
+
     /// A varint that must not exceed `max`, as a `usize`.
     pub(crate) fn bounded(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError> {
         let offset = self.offset();
@@ -258,6 +294,29 @@ mod tests {
             Reader::new(&overflow, 0, Section::Payload).varint("v"),
             Err(DecodeError::Invalid { offset: 0, .. })
         ));
+    }
+
+    #[test]
+    fn skipping_varints_lands_where_decoding_does() {
+        let values: Vec<u64> = (0..200u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (i % 64))
+            .collect();
+        let mut buf = Vec::new();
+        for &v in &values {
+            put_varint(&mut buf, v);
+        }
+        buf.extend_from_slice(&[0xff, 0x01]);
+        for n in [1, 7, 8, 9, 100, 200] {
+            let mut a = Reader::new(&buf, 0, Section::Payload);
+            for _ in 0..n {
+                a.varint("v").unwrap();
+            }
+            let mut b = Reader::new(&buf, 0, Section::Payload);
+            b.skip_varints(n, "v").unwrap();
+            assert_eq!(a.offset(), b.offset(), "n = {n}");
+        }
+        let mut r = Reader::new(&buf[..3], 0, Section::Payload);
+        assert!(r.skip_varints(10, "v").is_err());
     }
 
     #[test]

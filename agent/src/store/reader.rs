@@ -11,6 +11,9 @@ use serde::Serialize;
 use super::tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, DICTIONARY, EVENTS, HEAD, META};
 use super::{CollectorHealth, HeadRow, OpenFailure, STORE_FILE, StoreError, builder, open_db};
 
+/// Fewer blocks than this per thread are not worth a thread of their own.
+const BLOCKS_PER_THREAD: usize = 8;
+
 /// Samples of one series, oldest first.
 pub type SeriesSamples = HashMap<SeriesId, Vec<Sample>>;
 
@@ -47,7 +50,7 @@ impl<D> std::fmt::Debug for StoreView<'_, D> {
     }
 }
 
-impl<'a, D: ReadableDatabase> StoreView<'a, D> {
+impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
     pub(super) fn new(db: &'a D, path: &'a Path) -> Self {
         StoreView { db, path }
     }
@@ -81,26 +84,60 @@ impl<'a, D: ReadableDatabase> StoreView<'a, D> {
             return Ok(out);
         }
         let txn = self.db.begin_read()?;
-        let index = txn.open_table(BLOCK_INDEX)?;
-        let blocks = txn.open_table(BLOCKS)?;
-        for entry in index.iter()? {
-            let (seq, (min_ts, max_ts, _)) = {
-                let (k, v) = entry?;
-                (k.value(), v.value())
-            };
-            if max_ts < from || min_ts > to {
-                continue;
+        let mut seqs = Vec::new();
+        for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
+            let (k, v) = entry?;
+            let (min_ts, max_ts, _) = v.value();
+            if max_ts >= from && min_ts <= to {
+                seqs.push(k.value());
             }
-            // Evicted between reading the index and the block: nothing to read.
-            let Some(frame) = blocks.get(seq)? else {
-                continue;
-            };
-            let block = pga_format::decode_block_filtered(frame.value(), &keep)
-                .map_err(|e| StoreError::Damaged(format!("block {seq}: {e}")))?;
+        }
+        // Blocks decode independently: spread them over the cores, keep their order.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(seqs.len().div_ceil(BLOCKS_PER_THREAD))
+            .max(1);
+        let decode_share = |t: usize| -> Result<Vec<pga_format::DecodedBlock>, StoreError> {
+            let blocks = txn.open_table(BLOCKS)?;
+            let mut decoded = Vec::new();
+            for &seq in seqs.iter().skip(t).step_by(threads) {
+                // Evicted since the index was read: nothing to read.
+                let Some(frame) = blocks.get(seq)? else {
+                    continue;
+                };
+                let block = pga_format::decode_block_filtered(frame.value(), &keep)
+                    .map_err(|e| StoreError::Damaged(format!("block {seq}: {e}")))?;
+                decoded.push(block);
+            }
+            Ok(decoded)
+        };
+        let shares: Vec<Result<Vec<pga_format::DecodedBlock>, StoreError>> = if threads == 1 {
+            vec![decode_share(0)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| scope.spawn(move || decode_share(t)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(StoreError::Damaged("a block decoder panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut blocks = Vec::new();
+        for share in shares {
+            blocks.extend(share?);
+        }
+        blocks.sort_by_key(|b| b.header.sequence);
+        for block in &blocks {
             for col in &block.columns {
                 if let Some(dst) = out.get_mut(&col.series) {
                     dst.extend(
-                        col.samples(&block)
+                        col.samples(block)
                             .filter(|s| s.timestamp_ms >= from && s.timestamp_ms <= to),
                     );
                 }
