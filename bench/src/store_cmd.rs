@@ -126,7 +126,8 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let start = 1_795_500_000_000i64 - 1_795_500_000_000 % 600_000;
+    // 2026-11-24T00:00:00Z, on a block boundary.
+    let start = 1_795_500_000_000i64;
     let mut write_ms = Vec::with_capacity(collections);
     let mut batch_time = Duration::ZERO;
     eprintln!(
