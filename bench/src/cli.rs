@@ -148,7 +148,9 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let cli = Cli::try_parse_from(["pga-bench", "codec", "--corpus", "x"]).unwrap();
-        let Command::Codec(args) = cli.command;
+        let Command::Codec(args) = cli.command else {
+            panic!("parsed as another command");
+        };
         let opts = args.options();
         assert_eq!(opts.block_secs, 600);
         assert_eq!(opts.zstd_level, pga_format::DEFAULT_ZSTD_LEVEL);
@@ -167,7 +169,9 @@ mod tests {
             "--baselines",
         ])
         .unwrap();
-        let Command::Codec(args) = cli.command;
+        let Command::Codec(args) = cli.command else {
+            panic!("parsed as another command");
+        };
         assert_eq!(
             (args.options().block_secs, args.options().zstd_level),
             (60, -1)
