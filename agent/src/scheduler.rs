@@ -113,8 +113,20 @@ async fn run_collector(
         };
         collector = c;
         let secs = started.elapsed().as_secs_f64();
-        for e in &errors {
-            tracing::warn!(collector = name, error = %e, "collection error");
+        // The same error pass after pass is said once, then at debug level.
+        let first = errors.first().map(ToString::to_string);
+        if first.is_some() && first != health.last_error {
+            for e in &errors {
+                tracing::warn!(collector = name, error = %e, "collection error");
+            }
+        } else if first.is_some() {
+            tracing::debug!(
+                collector = name,
+                errors = errors.len(),
+                "collection errors persist"
+            );
+        } else if health.last_error.is_some() {
+            tracing::info!(collector = name, "collector recovered");
         }
         telemetry.collector_pass(name, secs, emitter.len(), errors.len());
         health.last_run_ms = ts;
@@ -209,6 +221,20 @@ impl Collector for SelfCollector {
     fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
         self.telemetry.emit(&self.collectors, out);
         Vec::new()
+    }
+}
+
+impl Collector for crate::collect::postgres::PostgresProbe {
+    fn name(&self) -> &'static str {
+        crate::collect::postgres::PostgresProbe::name(self)
+    }
+
+    fn group(&self) -> Group {
+        crate::collect::postgres::PostgresProbe::group(self)
+    }
+
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+        crate::collect::postgres::PostgresProbe::collect(self, out)
     }
 }
 

@@ -46,7 +46,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
-            run::run(&loaded.config)?;
+            run::run(&loaded)?;
         }
         Command::CheckConfig => {
             let problems = loaded.validate();

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::collect::postgres::PostgresProbe;
 use crate::collect::system::{SystemCollector, SystemOptions};
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Loaded};
 use crate::scheduler::{self, Collector, Intervals, SelfCollector};
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::Telemetry;
@@ -19,7 +20,8 @@ pub fn store_options(cfg: &AgentConfig) -> StoreOptions {
     }
 }
 
-pub fn run(cfg: &AgentConfig) -> anyhow::Result<()> {
+pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
+    let cfg = &loaded.config;
     let data_dir = &cfg.agent.data_dir;
     let (mut store, report) = Store::open(data_dir, store_options(cfg))
         .with_context(|| format!("opening the ring store in {}", data_dir.display()))?;
@@ -45,19 +47,25 @@ pub fn run(cfg: &AgentConfig) -> anyhow::Result<()> {
     telemetry.store(&store, 0);
     let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
     let mut names = Vec::new();
+    let system = SystemOptions::new(data_dir.clone());
+    let paths = system.filesystems.clone();
     if cfg.collectors.system {
-        collectors.push(Box::new(SystemCollector::new(SystemOptions::new(
-            data_dir.clone(),
-        ))));
+        collectors.push(Box::new(SystemCollector::new(system)));
         names.push("system");
     }
     if cfg.collectors.postgres {
-        tracing::warn!(
-            "the PostgreSQL collector is not part of this build yet; only system and self metrics are collected"
+        for instance in &loaded.instances {
+            tracing::info!(instance = %instance.name, conninfo = %instance.resolved_conninfo(), "monitoring PostgreSQL");
+            let probe = PostgresProbe::new(instance.clone(), paths.clone());
+            names.push(probe.name());
+            collectors.push(Box::new(probe));
+        }
+        tracing::info!(
+            "this build collects reachability, version and start time of each instance; the statistics families arrive with the PostgreSQL collector"
         );
     }
     if cfg.collectors.logs {
-        tracing::warn!("the log collector is not part of this build yet");
+        tracing::info!("the log collector is not part of this build yet");
     }
     names.push("self");
     collectors.push(Box::new(SelfCollector {

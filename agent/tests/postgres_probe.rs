@@ -1,0 +1,106 @@
+//! The agent against a real throwaway PostgreSQL cluster: `pg_up` is 1 while the
+//! server answers, 0 while it is down, 1 again after it comes back; the cluster's
+//! data directory gets its filesystem metrics.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pga_agent::store::StoreReader;
+use pga_lab::Cluster;
+
+fn start_agent(cfg: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+        .args(["run", "--config"])
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pga-agent")
+}
+
+/// The newest `pg_up` sample, if any.
+fn last_pg_up(data: &std::path::Path) -> Option<(i64, f64)> {
+    let reader = StoreReader::open(data).ok()?;
+    let view = reader.view();
+    let meta = view
+        .series()
+        .ok()?
+        .into_iter()
+        .find(|m| m.name == "pg_up")?;
+    let samples = view.samples(&[meta.id], i64::MIN, i64::MAX).ok()?;
+    samples[&meta.id].last().map(|s| (s.timestamp_ms, s.value))
+}
+
+fn wait_for(data: &std::path::Path, want: f64, after: i64) -> (i64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((ts, v)) = last_pg_up(data) {
+            if ts > after && v == want {
+                return (ts, v);
+            }
+        }
+        assert!(Instant::now() < deadline, "pg_up never became {want}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn pg_up_follows_the_server_down_and_back() {
+    let mut cluster = Cluster::builder()
+        .start()
+        .expect("start a throwaway cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\ndata_dir = {:?}\n[intervals]\nfast_secs = 1\nslow_secs = 1\nsizes_secs = 1\n\
+             [collectors]\nlogs = false\n\
+             [[postgres]]\nname = \"lab\"\nconninfo = {:?}\nstatement_timeout_ms = 1000\nlock_timeout_ms = 500\n",
+            data.display().to_string(),
+            cluster.conninfo("postgres"),
+        ),
+    )
+    .unwrap();
+    let mut agent = start_agent(&cfg);
+
+    let (up_at, _) = wait_for(&data, 1.0, 0);
+    // The server sees the agent's session with its name and settings.
+    let apps = cluster
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pga-agent'",
+        )
+        .unwrap();
+    assert_eq!(apps.trim(), "1", "one connection, reused");
+
+    cluster.stop().unwrap();
+    let (down_at, _) = wait_for(&data, 0.0, up_at);
+    cluster.start_again().unwrap();
+    wait_for(&data, 1.0, down_at);
+
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    // The data directory's filesystem is reported, from the path the server gave.
+    let reader = StoreReader::open(&data).unwrap();
+    let metas = reader.view().series().unwrap();
+    let fs = metas
+        .iter()
+        .find(|m| {
+            m.name == "node_filesystem_size_bytes" && m.label("role") == Some("data_directory")
+        })
+        .expect("filesystem metrics of the cluster's data directory");
+    let canonical = std::fs::canonicalize(cluster.data_dir()).unwrap();
+    let path = fs.label("path").unwrap();
+    assert!(
+        std::path::Path::new(path) == cluster.data_dir() || std::path::Path::new(path) == canonical,
+        "{path} vs {}",
+        cluster.data_dir().display()
+    );
+    let version = metas
+        .iter()
+        .find(|m| m.name == "pg_server_version_num")
+        .expect("version series");
+    assert_eq!(version.label("instance"), Some("lab"));
+}
