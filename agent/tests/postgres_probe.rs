@@ -34,10 +34,11 @@ fn last_pg_up(data: &std::path::Path) -> Option<(i64, f64)> {
 fn wait_for(data: &std::path::Path, want: f64, after: i64) -> (i64, f64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some((ts, v)) = last_pg_up(data) {
-            if ts > after && v == want {
-                return (ts, v);
-            }
+        if let Some((ts, v)) = last_pg_up(data)
+            && ts > after
+            && v == want
+        {
+            return (ts, v);
         }
         assert!(Instant::now() < deadline, "pg_up never became {want}");
         std::thread::sleep(Duration::from_millis(200));
