@@ -15,7 +15,6 @@ pub mod cli;
 pub mod cmd;
 pub mod collect;
 pub mod config;
-pub mod format_info;
 pub mod query;
 pub mod scheduler;
 pub mod store;

@@ -332,3 +332,47 @@ fn a_damaged_store_is_moved_aside_and_collection_goes_on() {
     );
     assert_eq!(status["head_collections"], 1);
 }
+
+#[test]
+fn a_truncated_store_never_stops_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let opts = StoreOptions {
+        max_bytes: 1 << 30,
+        retention_ms: 0,
+        block_ms: 60_000,
+    };
+    let sample = |v: f64| Emitted {
+        name: "truncation_test".into(),
+        labels: vec![],
+        kind: MetricKind::Gauge,
+        unit: "",
+        help: "A gauge.",
+        value: v,
+    };
+    {
+        let (mut store, _) = Store::open(&data, opts).unwrap();
+        for i in 0..200 {
+            store
+                .append(1_700_000_000_000 + i * 10_000, &[sample(i as f64)], None)
+                .unwrap();
+        }
+    }
+    let file = data.join("store.redb");
+    let len = std::fs::metadata(&file).unwrap().len();
+    for cut in [len / 2, len / 4, 4096, 100] {
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(cut).unwrap();
+        drop(f);
+        // Either redb recovers what the file still holds, or the file is moved aside:
+        // the store opens and takes new collections either way.
+        let (mut store, report) =
+            Store::open(&data, opts).unwrap_or_else(|e| panic!("cut to {cut}: {e}"));
+        store
+            .append(1_800_000_000_000 + cut as i64, &[sample(1.0)], None)
+            .unwrap();
+        if let Some((aside, _)) = &report.moved_aside {
+            assert!(aside.exists());
+        }
+    }
+}

@@ -10,4 +10,3 @@
 //! implemented yet.
 
 pub mod cli;
-pub mod format_info;

@@ -10,7 +10,7 @@ fn main() -> anyhow::Result<()> {
         Command::FormatInfo => {
             let mut stdout = std::io::stdout().lock();
             stdout
-                .write_all(pga_federator::format_info::render().as_bytes())
+                .write_all(pga_format::describe().as_bytes())
                 .and_then(|()| stdout.flush())
                 .context("writing to standard output")?;
         }

@@ -23,6 +23,7 @@ mod block;
 pub mod dictionary;
 mod error;
 pub mod frame;
+mod info;
 mod logs;
 mod model;
 mod values;
@@ -34,6 +35,7 @@ pub use block::{
 };
 pub use error::{DecodeError, EncodeError, Section};
 pub use frame::{Compression, FORMAT_VERSION, FrameHeader, FrameKind, FrameMeta, SeriesRange};
+pub use info::describe;
 pub use logs::MAX_LOG_EVENTS_PER_BLOCK;
 pub use model::{
     AgentId, LogEvent, LogEventKind, MAX_LABELS, MAX_STRING_LEN, MetricKind, ModelError, Sample,

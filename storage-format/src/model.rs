@@ -236,7 +236,8 @@ pub enum Severity {
 }
 
 impl Severity {
-    const ALL: [Severity; 12] = [
+    /// Every severity, in code order.
+    pub const ALL: [Severity; 12] = [
         Severity::Debug5,
         Severity::Debug4,
         Severity::Debug3,
@@ -298,7 +299,8 @@ pub enum LogEventKind {
 }
 
 impl LogEventKind {
-    const ALL: [LogEventKind; 12] = [
+    /// Every kind, in code order.
+    pub const ALL: [LogEventKind; 12] = [
         LogEventKind::Error,
         LogEventKind::SlowStatement,
         LogEventKind::Checkpoint,

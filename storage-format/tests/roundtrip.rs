@@ -188,34 +188,7 @@ fn log_event() -> impl Strategy<Value = LogEvent> {
                 message,
                 duration_ms,
             )| {
-                let severities = [
-                    Severity::Debug5,
-                    Severity::Debug4,
-                    Severity::Debug3,
-                    Severity::Debug2,
-                    Severity::Debug1,
-                    Severity::Log,
-                    Severity::Info,
-                    Severity::Notice,
-                    Severity::Warning,
-                    Severity::Error,
-                    Severity::Fatal,
-                    Severity::Panic,
-                ];
-                let kinds = [
-                    LogEventKind::Error,
-                    LogEventKind::SlowStatement,
-                    LogEventKind::Checkpoint,
-                    LogEventKind::Autovacuum,
-                    LogEventKind::Autoanalyze,
-                    LogEventKind::LockWait,
-                    LogEventKind::Deadlock,
-                    LogEventKind::TempFile,
-                    LogEventKind::Connection,
-                    LogEventKind::Disconnection,
-                    LogEventKind::AuthFailure,
-                    LogEventKind::Other,
-                ];
+                let (severities, kinds) = (Severity::ALL, LogEventKind::ALL);
                 let mut e =
                     LogEvent::new(t, severities[sev as usize], kinds[kind as usize], message);
                 e.sqlstate = sqlstate.map(|s| s.as_bytes().try_into().expect("five ASCII bytes"));

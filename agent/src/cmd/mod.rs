@@ -58,7 +58,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => return query::query(&data_dir, args),
         Command::Series(args) => return query::series(&data_dir, args),
         Command::Status(args) => return status::status(&data_dir, &loaded.config, args),
-        Command::FormatInfo => print!("{}", crate::format_info::render()),
+        Command::FormatInfo => print!("{}", pga_format::describe()),
     }
     Ok(ExitCode::SUCCESS)
 }

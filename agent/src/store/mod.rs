@@ -28,6 +28,7 @@
 //!   retention age. The open head is never evicted.
 //! - Series ids are dense, assigned in first-seen order, never reused.
 
+mod handle;
 mod reader;
 mod tables;
 
@@ -41,7 +42,8 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::collect::Emitted;
-pub use reader::{SeriesSamples, StoreReader, StoreStatus};
+pub use handle::{BlocksPage, StoreHandle};
+pub use reader::{SeriesSamples, StoreReader, StoreStatus, StoreView};
 use tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, CURSORS, DICTIONARY, EVENTS, HEAD, META};
 
 /// File name of the store inside the data directory.
@@ -165,9 +167,11 @@ struct IndexEntry {
 
 /// The agent's writable handle on its store.
 pub struct Store {
-    db: Database,
+    db: std::sync::Arc<Database>,
     path: PathBuf,
     opts: StoreOptions,
+    /// What readers in this process (the endpoint) see without a transaction.
+    shared: std::sync::Arc<std::sync::RwLock<handle::Shared>>,
     agent_id: AgentId,
     next_seq: u64,
     /// Dense: `metas[id]` describes series `id`.
@@ -256,9 +260,10 @@ impl Store {
             }
         };
         let mut store = Store {
-            db,
+            db: std::sync::Arc::new(db),
             path,
             opts,
+            shared: Default::default(),
             agent_id: AgentId::default(),
             next_seq: 1,
             metas: Vec::new(),
@@ -372,6 +377,7 @@ impl Store {
         self.head_window = None;
         self.next_head_row = 0;
         self.head_bytes = 0;
+        let mut latest = Vec::new();
         for entry in txn.open_table(HEAD)?.iter()? {
             let (k, v) = entry?;
             let row: HeadRow = postcard::from_bytes(v.value())
@@ -385,6 +391,14 @@ impl Store {
             self.head_window = Some(row.ts.div_euclid(self.opts.block_ms));
             self.next_head_row = k.value() + 1;
             self.head_bytes += v.value().len() as u64;
+            latest.push((row.ts, pairs));
+        }
+        if let Ok(mut shared) = self.shared.write() {
+            *shared = handle::Shared::default();
+        }
+        self.publish(&self.metas, 0, &[]);
+        for (ts, pairs) in latest {
+            self.publish(&[], ts, &pairs);
         }
         Ok(())
     }
@@ -569,7 +583,33 @@ impl Store {
         }
         txn.commit()?;
         self.adapt_fill();
+        self.publish(&self.metas[first_new..], ts, pairs);
         Ok(())
+    }
+
+    /// Shows a committed collection to readers in this process.
+    fn publish(&self, new: &[SeriesMeta], ts: i64, pairs: &[(SeriesId, f64)]) {
+        if let Ok(mut shared) = self.shared.write() {
+            shared.metas.extend_from_slice(new);
+            let n = shared.metas.len();
+            shared.latest.resize(n, None);
+            for &(id, v) in pairs {
+                if let Some(slot) = shared.latest.get_mut(id.0 as usize) {
+                    *slot = Some((ts, v));
+                }
+            }
+            shared.next_seq = self.next_seq;
+        }
+    }
+
+    /// A cheap, shareable read handle for this process (the endpoint).
+    pub fn handle(&self) -> StoreHandle {
+        StoreHandle::new(
+            self.db.clone(),
+            self.path.clone(),
+            self.agent_id,
+            self.shared.clone(),
+        )
     }
 
     /// Removes the oldest blocks while the logical size is over the fill target or

@@ -259,10 +259,20 @@ impl StoreReader {
         if !path.exists() {
             return Err(StoreError::Missing { path });
         }
-        let open = || std::panic::catch_unwind(|| builder().open_read_only(&path));
+        // redb's debug builds assert on some states of a damaged file: a panic while
+        // opening is reported like any damage.
+        let open = || match std::panic::catch_unwind(|| builder().open_read_only(&path)) {
+            Ok(r) => r.map_err(|e| {
+                (
+                    matches!(e, redb::DatabaseError::RepairAborted),
+                    e.to_string(),
+                )
+            }),
+            Err(_) => Err((false, "the file's structure is inconsistent".to_owned())),
+        };
         let db = match open() {
-            Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::RepairAborted)) => {
+            Ok(db) => db,
+            Err((true, _)) => {
                 // Needs recovery and nobody is writing it: recover, then read.
                 match open_db(&path) {
                     Ok(db) => drop(db),
@@ -274,34 +284,12 @@ impl StoreReader {
                         });
                     }
                 }
-                match open() {
-                    Ok(Ok(db)) => db,
-                    Ok(Err(e)) => {
-                        return Err(StoreError::Unreadable {
-                            path,
-                            detail: e.to_string(),
-                        });
-                    }
-                    Err(_) => {
-                        return Err(StoreError::Unreadable {
-                            path,
-                            detail: "the file's structure is inconsistent".into(),
-                        });
-                    }
-                }
+                open().map_err(|(_, detail)| StoreError::Unreadable {
+                    path: path.clone(),
+                    detail,
+                })?
             }
-            Ok(Err(e)) => {
-                return Err(StoreError::Unreadable {
-                    path,
-                    detail: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(StoreError::Unreadable {
-                    path,
-                    detail: "the file's structure is inconsistent".into(),
-                });
-            }
+            Err((false, detail)) => return Err(StoreError::Unreadable { path, detail }),
         };
         Ok(StoreReader { db, path })
     }
