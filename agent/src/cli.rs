@@ -23,6 +23,7 @@ const AFTER_HELP: &str = "\
 Examples:
   pga-agent run                                   collect into ./pga-data (no config needed)
   pga-agent check-config --config agent.toml      validate a configuration
+  pga-agent certs dev --out ./tls                 a development CA and mTLS certificates
   pga-agent status                                store health and last collection per collector
   pga-agent series 'node_cpu_seconds_total'       list series matching a selector
   pga-agent query 'node_load1' --since 2h --format chart
@@ -68,6 +69,52 @@ pub enum Command {
     CheckConfig,
     /// Print the block format version and limits this build writes and reads.
     FormatInfo,
+    /// Make certificates for the endpoint's mutual TLS.
+    Certs(CertsArgs),
+}
+
+/// Arguments of `pga-agent certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[command(subcommand)]
+    pub command: CertsCommand,
+}
+
+/// What `pga-agent certs` makes.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Make a development CA and certificates for the agent, the federator and
+    /// Prometheus, for the demo and tests (not for production: use your PKI).
+    ///
+    /// Writes ca.crt/ca.key, agent.crt/agent.key (server; SANs localhost, 127.0.0.1,
+    /// ::1, the host name and every --agent-san), federator.crt/federator.key and
+    /// prometheus.crt/prometheus.key (clients `pga-federator` and `prometheus`);
+    /// keys mode 0600. Prints the [endpoint] table to put in agent.toml.
+    Dev(DevCertsArgs),
+}
+
+/// Arguments of `pga-agent certs dev`.
+#[derive(Debug, Args)]
+pub struct DevCertsArgs {
+    /// Directory to write the certificates and keys into (created when missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Common name of the agent's certificate [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub agent_name: Option<String>,
+
+    /// Another DNS name or IP address the federator dials the agent by (repeatable)
+    #[arg(long = "agent-san", value_name = "DNS_OR_IP")]
+    pub agent_sans: Vec<String>,
+
+    /// Validity of every certificate, in days
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Overwrite existing files in DIR
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `pga-agent query`.
@@ -155,5 +202,37 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(cli.command, Command::Query(ref q) if q.since == "2h"));
+    }
+
+    #[test]
+    fn certs_dev_arguments() {
+        let cli = Cli::try_parse_from([
+            "pga-agent",
+            "certs",
+            "dev",
+            "--out",
+            "tls",
+            "--agent-san",
+            "db1.example",
+            "--agent-san",
+            "10.0.0.5",
+            "--days",
+            "30",
+        ])
+        .unwrap();
+        let Command::Certs(CertsArgs {
+            command: CertsCommand::Dev(d),
+        }) = cli.command
+        else {
+            panic!("expected certs dev");
+        };
+        assert_eq!(d.out, std::path::Path::new("tls"));
+        assert_eq!(d.agent_sans, ["db1.example", "10.0.0.5"]);
+        assert_eq!((d.days, d.force, d.agent_name), (30, false, None));
+        assert!(Cli::try_parse_from(["pga-agent", "certs", "dev"]).is_err());
+        assert!(
+            Cli::try_parse_from(["pga-agent", "certs", "dev", "--out", "x", "--days", "0"])
+                .is_err()
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cmd;
 pub mod collect;
 pub mod config;
+pub mod endpoint;
 pub mod query;
 pub mod scheduler;
 pub mod store;

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use pga_agent::config::{
-    AgentConfig, Collectors, ConfigSource, Intervals, PostgresInstance, StoreConfig, load,
-    schema_keys,
+    AgentConfig, Collectors, ConfigSource, EndpointConfig, Intervals, PostgresInstance,
+    StoreConfig, load, schema_keys,
 };
 
 fn example_path() -> PathBuf {
@@ -80,6 +80,7 @@ fn example_shows_the_real_defaults() {
     assert_eq!(c.intervals, Intervals::DEFAULT);
     assert_eq!(c.store, StoreConfig::DEFAULT);
     assert_eq!(c.collectors, Collectors::DEFAULT);
+    assert_eq!(c.endpoint, EndpointConfig::default());
     let d = PostgresInstance::default();
     let p = &c.postgres[0];
     assert_eq!(p.statement_timeout_ms, d.statement_timeout_ms);

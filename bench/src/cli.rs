@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::codec_cmd::CodecOptions;
@@ -18,6 +19,51 @@ pub struct Cli {
 pub enum Command {
     Codec(CodecArgs),
     Store(StoreArgs),
+    Endpoint(EndpointArgs),
+}
+
+/// Measure the agent's endpoint: how fast `/v1/blocks` serves a backlog, and how long
+/// `/metrics` takes to render.
+///
+/// Builds a store the way the agent does (10-minute blocks, one durable transaction per
+/// collection): --series series, --collections-per-block collections in each of
+/// --blocks sealed blocks ending in the previous window, then one collection now (the
+/// head), so that every series is fresh for `/metrics`. Then, in process through the
+/// endpoint's router (no sockets, no TLS; every store read on tokio's blocking pool, as
+/// served):
+///   blocks   pulls everything from sequence 0 the way a federator catches up (GET
+///            /v1/blocks?after=CURSOR&max_bytes=N until Pga-More is false), over and
+///            over for at least 3 rounds and 2 s: responses/s, sealed blocks/s and MB/s
+///            of body (the head frame included)
+///   metrics  GET /metrics --renders times in each format (text 0.0.4, OpenMetrics),
+///            after two warm-up renders: p50 and p99 of request to last body byte
+///
+/// Data: families of 50 series with two labels; a third constant settings, a third
+/// counters with uneven increments, a third decimal gauges.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EndpointArgs {
+    /// Series in the store (and samples in /metrics).
+    #[arg(long, default_value_t = 10_000)]
+    pub series: usize,
+    /// Sealed blocks in the store.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub blocks: u64,
+    /// Collections in each 10-minute block (60 = every 10 s, the agent's fast group).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub collections_per_block: u32,
+    /// The byte budget of one /v1/blocks response (the agent's default is 8 MiB).
+    #[arg(long, default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 32).map(|n| n as usize))]
+    pub max_bytes: usize,
+    /// Timed renders of /metrics per format.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000).map(|n| n as usize))]
+    pub renders: usize,
+    /// Directory for the store [default: a temporary directory, removed afterwards].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Measure the agent's ring store: the cost of writing one collection, and of a
@@ -177,6 +223,26 @@ mod tests {
             (60, -1)
         );
         assert!(args.json && args.baselines);
+    }
+
+    #[test]
+    fn endpoint_defaults_and_bounds() {
+        let cli = Cli::try_parse_from(["pga-bench", "endpoint"]).unwrap();
+        let Command::Endpoint(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!((args.series, args.blocks), (10_000, 200));
+        assert_eq!((args.collections_per_block, args.max_bytes), (60, 8 << 20));
+        assert!(!args.json);
+        for bad in [
+            ["--blocks", "0"],
+            ["--max-bytes", "0"],
+            ["--collections-per-block", "0"],
+        ] {
+            let mut argv = vec!["pga-bench", "endpoint"];
+            argv.extend(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

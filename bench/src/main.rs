@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Codec(args) => codec(&args),
         Command::Store(args) => pga_bench::store_cmd::run(&args),
+        Command::Endpoint(args) => pga_bench::endpoint_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The subcommands of `pga-agent`, at the edge: they load what they need, turn errors
 //! into messages and choose the exit code.
 
+pub mod certs;
 pub mod query;
 pub mod run;
 pub mod status;
@@ -11,6 +12,7 @@ use anyhow::Context;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Loaded};
+use crate::endpoint::{self, EndpointSettings};
 
 /// Exit code for a configuration with errors.
 const EXIT_CONFIG: u8 = 2;
@@ -28,11 +30,15 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Loaded> {
 
 /// Runs the parsed command line.
 pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Making certificates needs no configuration (and must work before one exists).
+    if let Command::Certs(args) = &cli.command {
+        return certs::certs(args);
+    }
     let loaded = load_config(&cli)?;
     let data_dir = loaded.config.agent.data_dir.clone();
     match &cli.command {
         Command::Run => {
-            let problems = loaded.validate();
+            let problems = all_problems(&loaded);
             for p in &problems {
                 if p.is_error() {
                     tracing::error!(key = %p.key, fix = %p.fix, "{}", p.message);
@@ -49,7 +55,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             run::run(&loaded)?;
         }
         Command::CheckConfig => {
-            let problems = loaded.validate();
+            let problems = all_problems(&loaded);
             print!("{}", config::render_check(&loaded, &problems));
             if config::has_errors(&problems) {
                 return Ok(ExitCode::from(EXIT_CONFIG));
@@ -59,6 +65,21 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Series(args) => return query::series(&data_dir, args),
         Command::Status(args) => return status::status(&data_dir, &loaded.config, args),
         Command::FormatInfo => print!("{}", pga_format::describe()),
+        // Handled above, before the configuration is loaded.
+        Command::Certs(args) => return certs::certs(args),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration's problems and, when the `[endpoint]` table itself is sound,
+/// those of its TLS files (parsed the way start-up parses them).
+fn all_problems(loaded: &Loaded) -> Vec<config::Problem> {
+    let mut problems = loaded.validate();
+    let endpoint_ok = !problems
+        .iter()
+        .any(|p| p.is_error() && p.key.starts_with("endpoint."));
+    if endpoint_ok && let Some(settings) = EndpointSettings::from_config(&loaded.config.endpoint) {
+        problems.extend(endpoint::check(&settings));
+    }
+    problems
 }

@@ -7,6 +7,8 @@ use anyhow::Context;
 use crate::collect::postgres::PostgresProbe;
 use crate::collect::system::{SystemCollector, SystemOptions};
 use crate::config::{AgentConfig, Loaded};
+use crate::endpoint::api::{self, ApiState};
+use crate::endpoint::{self, Endpoint, EndpointSettings};
 use crate::scheduler::{self, Collector, Intervals, SelfCollector};
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::Telemetry;
@@ -85,6 +87,51 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
         .thread_name("pga-agent")
         .build()
         .context("starting the async runtime")?;
+
+    // The endpoint: bound before collection starts, so a bad certificate or a
+    // taken port stops the agent at once with the reason.
+    let endpoint = match EndpointSettings::from_config(&cfg.endpoint) {
+        None => {
+            tracing::info!(
+                how_to_turn_on = endpoint::OFF_HINT,
+                "endpoint off: the agent collects and stores, and serves nothing; \
+                 `pga-agent query` reads the store locally"
+            );
+            None
+        }
+        Some(settings) => {
+            let max_response_bytes =
+                usize::try_from(settings.limits.max_response_bytes).unwrap_or(usize::MAX);
+            let bound = runtime
+                .block_on(Endpoint::bind(settings))
+                .context("starting the endpoint")?;
+            let router = api::router(ApiState {
+                store: store.handle(),
+                agent_name: cfg.agent.name.clone(),
+                max_response_bytes,
+            });
+            Some((bound, router))
+        }
+    };
+
+    // One stop signal for the scheduler and the endpoint.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    runtime.spawn(async move {
+        shutdown_signal().await;
+        if stop_tx.send(true).is_err() {
+            tracing::debug!("nothing was left to stop");
+        }
+    });
+    let endpoint_task = match endpoint {
+        Some((bound, router)) => {
+            Some(runtime.spawn(bound.serve(router, stop_requested(stop_rx.clone()))))
+        }
+        None => {
+            runtime.spawn(hangup_without_endpoint(stop_rx.clone()));
+            None
+        }
+    };
+
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let writer_telemetry = telemetry.clone();
     let writer = std::thread::Builder::new()
@@ -94,13 +141,23 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
             store
         })
         .context("starting the store writer")?;
-    runtime.block_on(scheduler::run(
-        collectors,
-        intervals,
-        tx,
-        telemetry,
-        shutdown_signal(),
-    ));
+    runtime.block_on(async {
+        scheduler::run(
+            collectors,
+            intervals,
+            tx,
+            telemetry,
+            stop_requested(stop_rx.clone()),
+        )
+        .await;
+        if let Some(task) = endpoint_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the endpoint failed"),
+                Err(e) => tracing::error!(error = %e, "the endpoint panicked"),
+            }
+        }
+    });
     let store = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
@@ -110,6 +167,28 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// Resolves once the stop signal is given (or its sender is gone).
+async fn stop_requested(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _stopped = stop.wait_for(|s| *s).await.is_ok();
+}
+
+/// With the endpoint off there is nothing to reload, but SIGHUP (`systemctl
+/// reload`) must not stop the agent.
+async fn hangup_without_endpoint(stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    let stop = stop_requested(stop);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            Some(()) = hangup.recv() => tracing::info!("SIGHUP: the endpoint is off, nothing to reload"),
+            () = &mut stop => return,
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -23,6 +23,7 @@
 //! file; `packaging/agent.toml` is the annotated example and is parsed by a test.
 
 mod conninfo;
+mod endpoint;
 mod libpq;
 mod load;
 mod parse;
@@ -36,6 +37,11 @@ use serde::{Deserialize, Serialize};
 
 pub use conninfo::{
     ConninfoError, LIBPQ_KEYWORDS, parse_conninfo, quote_conninfo_value, render_conninfo,
+};
+pub use endpoint::{
+    DEFAULT_LISTEN, EndpointConfig, EndpointMode, HEADER_TIMEOUT_SECS_MAX, MAX_CONNECTIONS_MAX,
+    MAX_RESPONSE_BYTES_MAX, MIN_RESPONSE_BYTES, REQUEST_TIMEOUT_SECS_MAX, is_loopback_host,
+    parse_listen,
 };
 pub use libpq::{
     DEBIAN_SOCKET_DIR, DEFAULT_INSTANCE_NAME, DEFAULT_PORT, UPSTREAM_SOCKET_DIR, default_instance,
@@ -68,6 +74,9 @@ pub struct AgentConfig {
     pub store: StoreConfig,
     /// `[collectors]`: which collectors run.
     pub collectors: Collectors,
+    /// `[endpoint]`: the mutual-TLS endpoint the federator and Prometheus pull
+    /// from; off unless configured.
+    pub endpoint: EndpointConfig,
     /// `[[postgres]]`: the PostgreSQL instances to monitor, zero or more. With none
     /// and `collectors.postgres = true`, the agent monitors the server libpq's
     /// defaults reach (see [`default_instance`]).

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, DeserializeOwned, Visitor};
 use toml::de::{DeTable, DeValue};
 
-use super::{AgentConfig, AgentSection, Collectors, Intervals, PostgresInstance, StoreConfig};
+use super::{
+    AgentConfig, AgentSection, Collectors, EndpointConfig, Intervals, PostgresInstance, StoreConfig,
+};
 
 /// A line and column in the configuration file, both counted from 1 (columns in
 /// characters).
@@ -207,15 +209,17 @@ enum Schema {
     Intervals,
     Store,
     Collectors,
+    Endpoint,
     Postgres,
 }
 
 impl Schema {
-    const TABLES: [Schema; 5] = [
+    const TABLES: [Schema; 6] = [
         Schema::Agent,
         Schema::Intervals,
         Schema::Store,
         Schema::Collectors,
+        Schema::Endpoint,
         Schema::Postgres,
     ];
 
@@ -228,6 +232,7 @@ impl Schema {
             Schema::Intervals => fields_of::<Intervals>(),
             Schema::Store => fields_of::<StoreConfig>(),
             Schema::Collectors => fields_of::<Collectors>(),
+            Schema::Endpoint => fields_of::<EndpointConfig>(),
             Schema::Postgres => fields_of::<PostgresInstance>(),
         }
     }
@@ -239,6 +244,7 @@ impl Schema {
             Schema::Intervals => "intervals",
             Schema::Store => "store",
             Schema::Collectors => "collectors",
+            Schema::Endpoint => "endpoint",
             Schema::Postgres => "postgres",
         }
     }
@@ -494,7 +500,14 @@ mod tests {
     fn fields_come_from_the_structs() {
         assert_eq!(
             Schema::Root.fields(),
-            ["agent", "intervals", "store", "collectors", "postgres"]
+            [
+                "agent",
+                "intervals",
+                "store",
+                "collectors",
+                "endpoint",
+                "postgres"
+            ]
         );
         assert_eq!(
             Schema::Store.fields(),

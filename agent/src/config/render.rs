@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::conninfo::{redact_params, render_conninfo};
 use super::load::Loaded;
 use super::validate::Problem;
-use super::{DEFAULT_INSTANCE_NAME, PostgresInstance};
+use super::{DEFAULT_INSTANCE_NAME, EndpointConfig, EndpointMode, PostgresInstance};
 
 /// Renders the report of `pga-agent check-config`: where the configuration came
 /// from, the effective values (never a password), every problem as
@@ -44,6 +44,7 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
         on(c.collectors.postgres),
         on(c.collectors.logs)
     ));
+    render_endpoint(&c.endpoint, &mut line);
     if loaded.instances.is_empty() {
         line("postgres:       not monitored (collectors.postgres = false)".to_owned());
     } else if loaded.uses_default_instance() {
@@ -86,6 +87,66 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
     out.push_str(&summary);
     out.push('\n');
     out
+}
+
+fn render_endpoint(e: &EndpointConfig, line: &mut impl FnMut(String)) {
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or_else(|| "(not set)".to_owned(), |p| p.display().to_string())
+    };
+    match e.mode() {
+        EndpointMode::Off => {
+            line(
+                "endpoint:       off; set endpoint.cert_file, endpoint.key_file and \
+                 endpoint.client_ca_file to serve /metrics and /v1 over mutual TLS"
+                    .to_owned(),
+            );
+            return;
+        }
+        EndpointMode::Tls => {
+            line(format!(
+                "endpoint:       https://{} (TLS 1.3, client certificate required)",
+                e.listen
+            ));
+            line(format!(
+                "    certificate {}, key {}",
+                path(&e.cert_file),
+                path(&e.key_file)
+            ));
+            line(format!("    client CA {}", path(&e.client_ca_file)));
+            line(format!(
+                "    revocation lists: {}",
+                if e.crl_files.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    e.crl_files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+            line(format!(
+                "    clients allowed: {}",
+                if e.allowed_clients.is_empty() {
+                    "any certificate the client CA signed".to_owned()
+                } else {
+                    e.allowed_clients.join(", ")
+                }
+            ));
+        }
+        EndpointMode::Plaintext => line(format!(
+            "endpoint:       http://{} (insecure_plaintext: no TLS, no client authentication)",
+            e.listen
+        )),
+    }
+    line(format!(
+        "    limits: {} connections, header timeout {}, request timeout {}, responses up to {}",
+        e.max_connections,
+        secs(e.header_timeout_secs),
+        secs(e.request_timeout_secs),
+        format_bytes(e.max_response_bytes)
+    ));
 }
 
 fn render_instance(inst: &PostgresInstance, line: &mut impl FnMut(String)) {
@@ -197,7 +258,45 @@ mod tests {
             ),
             "{out}"
         );
+        assert!(
+            out.contains("endpoint:       off; set endpoint.cert_file"),
+            "{out}"
+        );
         assert!(out.ends_with("\nconfiguration OK\n"), "{out}");
+    }
+
+    #[test]
+    fn endpoint_modes_are_shown() {
+        let mut loaded =
+            load_with_system_path(None, Path::new("/nonexistent/agent.toml"), None, &env).unwrap();
+        loaded.config.endpoint.cert_file = Some("/etc/pga/agent.crt".into());
+        loaded.config.endpoint.allowed_clients = vec!["pga-federator".into()];
+        let out = render_check(&loaded, &[]);
+        assert!(
+            out.contains(
+                "endpoint:       https://0.0.0.0:9187 (TLS 1.3, client certificate required)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("    certificate /etc/pga/agent.crt, key (not set)"),
+            "{out}"
+        );
+        assert!(out.contains("    clients allowed: pga-federator"), "{out}");
+        assert!(
+            out.contains("header timeout 10s, request timeout 30s, responses up to 16 MiB"),
+            "{out}"
+        );
+        loaded.config.endpoint = crate::config::EndpointConfig {
+            insecure_plaintext: true,
+            listen: "127.0.0.1:9187".into(),
+            ..Default::default()
+        };
+        let out = render_check(&loaded, &[]);
+        assert!(
+            out.contains("endpoint:       http://127.0.0.1:9187 (insecure_plaintext"),
+            "{out}"
+        );
     }
 
     #[test]

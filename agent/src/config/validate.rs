@@ -130,6 +130,7 @@ impl AgentConfig {
         self.validate_intervals(&mut p);
         self.validate_store(&mut p);
         self.validate_collectors(&mut p);
+        self.endpoint.validate(&mut p);
         for (i, inst) in self.postgres.iter().enumerate() {
             validate_instance(
                 &format!("postgres[{i}]"),
@@ -508,7 +509,7 @@ fn validate_connection(at: &str, inst: &PostgresInstance, p: &mut Vec<Problem>) 
 /// A file holding a secret must exist, be a regular file, and grant nothing to the
 /// permission bits in `forbidden` (0o007: others; 0o077: group and others, as
 /// libpq demands of a password file).
-fn check_secret_file(key: &str, path: &Path, forbidden: u32, p: &mut Vec<Problem>) {
+pub(super) fn check_secret_file(key: &str, path: &Path, forbidden: u32, p: &mut Vec<Problem>) {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -558,6 +559,37 @@ fn check_secret_file(key: &str, path: &Path, forbidden: u32, p: &mut Vec<Problem
             format!("{} cannot be read: {e}", path.display()),
             "make it readable by the user the agent runs as",
         ));
+    }
+}
+
+/// A file the agent reads (a certificate, a CA bundle) must exist and be a regular
+/// file; one that cannot be read is a warning (check-config may run as another user).
+pub(super) fn check_readable_file(key: &str, path: &Path, p: &mut Vec<Problem>) {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {
+            if let Err(e) = std::fs::File::open(path) {
+                p.push(Problem::warning(
+                    key,
+                    format!("{} cannot be read: {e}", path.display()),
+                    "make it readable by the user the agent runs as",
+                ));
+            }
+        }
+        Ok(_) => p.push(Problem::error(
+            key,
+            format!("{} is not a regular file", path.display()),
+            "point it at a file",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => p.push(Problem::error(
+            key,
+            format!("{} does not exist", path.display()),
+            "create the file, or correct the path",
+        )),
+        Err(e) => p.push(Problem::warning(
+            key,
+            format!("{} cannot be checked: {e}", path.display()),
+            "run check-config as the user the agent runs as",
+        )),
     }
 }
 

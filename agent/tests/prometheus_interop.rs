@@ -1,0 +1,173 @@
+//! The stock Prometheus server (Debian's `prometheus`) scrapes the agent over TLS with
+//! a client certificate; its HTTP API then reports `up` 1 for the agent and a
+//! PostgreSQL series from it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pga_lab::Cluster;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// GET over plain HTTP on loopback; the body.
+fn http_get(port: u16, path_and_query: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+fn promql(port: u16, query: &str) -> Option<serde_json::Value> {
+    let q: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = http_get(port, &format!("/api/v1/query?query={q}"))?;
+    // The body may be chunked; the JSON object is between the first '{' and last '}'.
+    let json = &body[body.find('{')?..=body.rfind('}')?];
+    serde_json::from_str(json).ok()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn prometheus_bin() -> String {
+    for p in ["/usr/bin/prometheus", "/usr/local/bin/prometheus"] {
+        if Path::new(p).exists() {
+            return p.to_owned();
+        }
+    }
+    panic!("install the Prometheus server: apt-get install -y prometheus (bench/run-tests does)");
+}
+
+#[test]
+fn stock_prometheus_scrapes_the_agent_over_mtls() {
+    let prometheus = prometheus_bin();
+    let cluster = Cluster::builder()
+        .start()
+        .expect("a throwaway PostgreSQL cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let certs = d.join("certs");
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+        .args(["certs", "dev", "--out"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "certs dev: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let agent_port = free_port();
+    let cfg = d.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\ndata_dir = {data:?}\n[intervals]\nfast_secs = 1\nslow_secs = 1\nsizes_secs = 1\n\
+             [collectors]\nlogs = false\n\
+             [endpoint]\nlisten = \"127.0.0.1:{agent_port}\"\ncert_file = {crt:?}\nkey_file = {key:?}\nclient_ca_file = {ca:?}\n\
+             [[postgres]]\nname = \"lab\"\nconninfo = {conninfo:?}\n",
+            data = d.join("data").display().to_string(),
+            crt = certs.join("agent.crt").display().to_string(),
+            key = certs.join("agent.key").display().to_string(),
+            ca = certs.join("ca.crt").display().to_string(),
+            conninfo = cluster.conninfo("postgres"),
+        ),
+    )
+    .unwrap();
+    let _agent = Reaper(
+        Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let prom_port = free_port();
+    let prom_cfg = d.join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: pga-agent\n    scheme: https\n    \
+             tls_config:\n      ca_file: {ca}\n      cert_file: {crt}\n      key_file: {key}\n      server_name: localhost\n    \
+             static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n",
+            ca = certs.join("ca.crt").display(),
+            crt = certs.join("prometheus.crt").display(),
+            key = certs.join("prometheus.key").display(),
+        ),
+    )
+    .unwrap();
+    let _prom = Reaper(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    wait_until("Prometheus to report up == 1 for the agent", 60, || {
+        promql(prom_port, "up{job=\"pga-agent\"}")
+            .is_some_and(|v| v["data"]["result"][0]["value"][1] == "1")
+    });
+    // Our `instance` label meets Prometheus's own target label, so it arrives as
+    // `exported_instance` (Prometheus's rule without honor_labels).
+    wait_until(
+        "pg_up of the lab instance to arrive in Prometheus",
+        60,
+        || {
+            promql(prom_port, "pg_up{job=\"pga-agent\"}").is_some_and(|v| {
+                v["data"]["result"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .any(|s| s["metric"]["exported_instance"] == "lab" && s["value"][1] == "1")
+                })
+            })
+        },
+    );
+    wait_until("a system series to arrive", 30, || {
+        promql(prom_port, "node_load1{job=\"pga-agent\"}").is_some_and(|v| {
+            v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        })
+    });
+}
