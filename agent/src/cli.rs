@@ -27,7 +27,8 @@ Examples:
   pga-agent status                                store health and last collection per collector
   pga-agent series 'node_cpu_seconds_total'       list series matching a selector
   pga-agent query 'node_load1' --since 2h --format chart
-  pga-agent query 'node_cpu_seconds_total{mode=\"user\"}' --since 1h --step 1m --fn rate";
+  pga-agent query 'node_cpu_seconds_total{mode=\"user\"}' --since 1h --step 1m --fn rate
+  pga-agent logs --parse /var/log/postgresql/postgresql-16-main.log --prefix '%m [%p] %q%u@%d '";
 
 /// Command-line arguments of `pga-agent`.
 #[derive(Debug, Parser)]
@@ -71,6 +72,38 @@ pub enum Command {
     FormatInfo,
     /// Make certificates for the endpoint's mutual TLS.
     Certs(CertsArgs),
+    /// Analyse PostgreSQL log files offline: counts per kind and severity, and the events.
+    ///
+    /// With --parse, reads the files (no server, no store), classifies every entry
+    /// (errors, slow statements, checkpoints, autovacuum, lock waits, …) and redacts
+    /// literals and passwords. Without --parse (recent events from the store), it says
+    /// so and exits 2: that arrives with the log collector.
+    Logs(LogsArgs),
+}
+
+/// Arguments of `pga-agent logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Log files to analyse offline, in order
+    #[arg(long = "parse", value_name = "FILE", num_args = 1..)]
+    pub parse: Vec<PathBuf>,
+
+    /// log_destination that wrote the files: stderr, csvlog or jsonlog
+    /// [default: by extension: .csv → csvlog, .json → jsonlog, else stderr]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// log_line_prefix of stderr logs
+    #[arg(long, value_name = "PREFIX", default_value = "%m [%p] ")]
+    pub prefix: String,
+
+    /// One JSON object {counts_by_kind, counts_by_severity, events} instead of tables
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show literals as logged (a password in CREATE/ALTER ROLE … PASSWORD is still never shown)
+    #[arg(long)]
+    pub no_redact: bool,
 }
 
 /// Arguments of `pga-agent certs`.
@@ -234,5 +267,22 @@ mod tests {
             Cli::try_parse_from(["pga-agent", "certs", "dev", "--out", "x", "--days", "0"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn logs_arguments() {
+        let cli = Cli::try_parse_from(["pga-agent", "logs", "--parse", "a.log", "b.csv", "--json"])
+            .unwrap();
+        let Command::Logs(l) = cli.command else {
+            panic!("expected logs");
+        };
+        assert_eq!(
+            l.parse,
+            [std::path::Path::new("a.log"), std::path::Path::new("b.csv")]
+        );
+        assert_eq!(l.prefix, "%m [%p] ");
+        assert!(l.json && !l.no_redact && l.log_format.is_none());
+        let cli = Cli::try_parse_from(["pga-agent", "logs"]).unwrap();
+        assert!(matches!(cli.command, Command::Logs(ref l) if l.parse.is_empty()));
     }
 }

@@ -20,6 +20,26 @@ pub enum Command {
     Codec(CodecArgs),
     Store(StoreArgs),
     Endpoint(EndpointArgs),
+    Logparse(LogparseArgs),
+}
+
+/// Measure the agent's PostgreSQL log parsers: MB/s and entries/s on one core.
+///
+/// Generates a log of about --size-mb MiB in memory for each format (stderr with
+/// log_line_prefix '%m [%p] %q%u@%d/%a ', csvlog, jsonlog) holding the same mix: 60 %
+/// LOG duration lines, ERRORs with their STATEMENT (some multi-line), checkpoints from a
+/// background process, connections and disconnections, warnings. Then feeds it to the
+/// parser in 64 KiB chunks and times it. Every generated entry must come back and no
+/// line may be skipped, or the command fails.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct LogparseArgs {
+    /// Size of each generated log in MiB.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=16_384))]
+    pub size_mb: u64,
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Measure the agent's endpoint: how fast `/v1/blocks` serves a backlog, and how long

@@ -2,6 +2,7 @@
 //! into messages and choose the exit code.
 
 pub mod certs;
+pub mod logs;
 pub mod query;
 pub mod run;
 pub mod status;
@@ -33,6 +34,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     // Making certificates needs no configuration (and must work before one exists).
     if let Command::Certs(args) = &cli.command {
         return certs::certs(args);
+    }
+    // Offline log analysis needs no configuration either.
+    if let Command::Logs(args) = &cli.command {
+        return logs::logs(args);
     }
     let loaded = load_config(&cli)?;
     let data_dir = loaded.config.agent.data_dir.clone();
@@ -67,6 +72,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::FormatInfo => print!("{}", pga_format::describe()),
         // Handled above, before the configuration is loaded.
         Command::Certs(args) => return certs::certs(args),
+        Command::Logs(args) => return logs::logs(args),
     }
     Ok(ExitCode::SUCCESS)
 }

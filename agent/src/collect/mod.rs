@@ -4,6 +4,7 @@
 //! one pass with the pass's timestamp and hands the batch to the store, which interns
 //! each distinct (name, labels) as a series id.
 
+pub mod logs;
 pub mod postgres;
 pub mod system;
 
