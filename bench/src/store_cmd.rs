@@ -77,22 +77,9 @@ fn query_once(
     step: i64,
 ) -> anyhow::Result<usize> {
     let reader = StoreReader::open(dir)?;
-    let view = reader.view();
     let sel = query::parse_selector(selector).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let metas: Vec<_> = view
-        .series()?
-        .into_iter()
-        .filter(|m| sel.matches(m))
-        .collect();
-    let ids: Vec<_> = metas.iter().map(|m| m.id).collect();
-    let mut samples = view.samples(&ids, start - step, end)?;
-    let results: Vec<_> = metas
-        .into_iter()
-        .map(|m| {
-            let s = samples.remove(&m.id).unwrap_or_default();
-            query::evaluate_series(m, &s, function, start, end, step)
-        })
-        .collect();
+    let results =
+        pga_agent::cmd::query::evaluate(&reader.view(), &sel, function, start, end, step)?;
     let points = results.iter().map(|r| r.points.len()).sum();
     query::render(
         &results,

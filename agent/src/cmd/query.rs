@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use pga_format::SeriesMeta;
+use redb::ReadableDatabase;
 
 use crate::cli::{QueryArgs, SeriesArgs};
-use crate::query::{self, Format, Function, RenderOptions};
-use crate::store::{StoreReader, now_ms};
+
+use crate::query::{self, Format, Function, RenderOptions, SeriesResult};
+use crate::store::{StoreError, StoreReader, StoreView, now_ms};
 
 /// Points a chart or table gets when no --step is given.
 const AUTO_POINTS: usize = 60;
@@ -21,15 +23,41 @@ fn open(data_dir: &Path) -> anyhow::Result<StoreReader> {
     StoreReader::open(data_dir).context("opening the ring store")
 }
 
-fn matching(reader: &StoreReader, selector: &query::Selector) -> anyhow::Result<Vec<SeriesMeta>> {
-    let mut metas: Vec<SeriesMeta> = reader
-        .view()
+fn matching<D: ReadableDatabase + Sync>(
+    view: &StoreView<'_, D>,
+    selector: &query::Selector,
+) -> Result<Vec<SeriesMeta>, StoreError> {
+    let mut metas: Vec<SeriesMeta> = view
         .series()?
         .into_iter()
         .filter(|m| selector.matches(m))
         .collect();
     metas.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
     Ok(metas)
+}
+
+/// What `pga-agent query` computes: every series matching `selector`, by name and
+/// labels, with `function` over each `step` of `start..=end` (the stored samples
+/// without a function).
+pub fn evaluate<D: ReadableDatabase + Sync>(
+    view: &StoreView<'_, D>,
+    selector: &query::Selector,
+    function: Option<Function>,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Vec<SeriesResult>, StoreError> {
+    let metas = matching(view, selector)?;
+    let ids: Vec<_> = metas.iter().map(|m| m.id).collect();
+    let from = start.saturating_sub(step.max(LOOKBACK_MS));
+    let mut samples = view.samples(&ids, from, end)?;
+    Ok(metas
+        .into_iter()
+        .map(|m| {
+            let s = samples.remove(&m.id).unwrap_or_default();
+            query::evaluate_series(m, &s, function, start, end, step)
+        })
+        .collect())
 }
 
 pub fn query(data_dir: &Path, args: &QueryArgs) -> anyhow::Result<ExitCode> {
@@ -48,23 +76,13 @@ pub fn query(data_dir: &Path, args: &QueryArgs) -> anyhow::Result<ExitCode> {
         None => query::auto_step(start, end, AUTO_POINTS),
     };
     let reader = open(data_dir)?;
-    let metas = matching(&reader, &selector)?;
-    if metas.is_empty() {
+    let results = evaluate(&reader.view(), &selector, function, start, end, step)?;
+    if results.is_empty() {
         eprintln!(
             "no series match {}; `pga-agent series` lists what the store holds",
             args.selector
         );
     }
-    let ids: Vec<_> = metas.iter().map(|m| m.id).collect();
-    let from = start.saturating_sub(step.max(LOOKBACK_MS));
-    let mut samples = reader.view().samples(&ids, from, end)?;
-    let results: Vec<_> = metas
-        .into_iter()
-        .map(|m| {
-            let s = samples.remove(&m.id).unwrap_or_default();
-            query::evaluate_series(m, &s, function, start, end, step)
-        })
-        .collect();
     let opts = RenderOptions {
         width: args.width.max(20),
         height: args.height.max(5),
@@ -85,7 +103,7 @@ pub fn series(data_dir: &Path, args: &SeriesArgs) -> anyhow::Result<ExitCode> {
     };
     let format: Format = args.format.parse().map_err(|e| anyhow!("{e}"))?;
     let reader = open(data_dir)?;
-    let metas = matching(&reader, &selector)?;
+    let metas = matching(&reader.view(), &selector)?;
     let mut out = std::io::stdout().lock();
     query::render_series_list(&metas, format, &mut out)
         .and_then(|()| out.flush())

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesId, SeriesMeta};
+use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesMeta};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::tables::{BLOCK_INDEX, BLOCKS, DICTIONARY, HEAD, META};
-use super::{BLOCK_ZSTD_LEVEL, HeadRow, StoreError, StoreStatus, meta_u64, reader::StoreView};
+use super::tables::{BLOCK_INDEX, BLOCKS, DICTIONARY, META};
+use super::{BLOCK_ZSTD_LEVEL, StoreError, StoreStatus, meta_u64, read_head, reader::StoreView};
 
 /// What the writer publishes after every commit.
 #[derive(Debug, Default)]
@@ -115,16 +115,8 @@ impl StoreHandle {
         }
         if !page.more {
             let mut builder = BlockBuilder::new();
-            for entry in txn.open_table(HEAD)?.iter()? {
-                let (k, v) = entry?;
-                let row: HeadRow = postcard::from_bytes(v.value())
-                    .map_err(|e| StoreError::Damaged(format!("head row {}: {e}", k.value())))?;
-                let pairs: Vec<(SeriesId, f64)> = row
-                    .samples
-                    .iter()
-                    .map(|&(id, bits)| (SeriesId(id), f64::from_bits(bits)))
-                    .collect();
-                builder.push_collection(row.ts, &pairs)?;
+            for row in read_head(&txn)? {
+                builder.push_collection(row.ts, &row.pairs)?;
             }
             if !builder.is_empty() && page.head_sequence > after {
                 let meta = FrameMeta {

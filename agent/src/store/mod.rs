@@ -140,6 +140,36 @@ struct HeadRow {
     samples: Vec<(u64, u64)>,
 }
 
+/// One row of the `head` table, decoded.
+pub(crate) struct HeadEntry {
+    pub(crate) key: u64,
+    pub(crate) ts: i64,
+    pub(crate) pairs: Vec<(SeriesId, f64)>,
+    /// Bytes the row takes in the table.
+    pub(crate) bytes: usize,
+}
+
+/// The open head's collections, in the order they were stored.
+pub(crate) fn read_head(txn: &redb::ReadTransaction) -> Result<Vec<HeadEntry>, StoreError> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(HEAD)?.iter()? {
+        let (k, v) = entry?;
+        let row: HeadRow = postcard::from_bytes(v.value())
+            .map_err(|e| StoreError::Damaged(format!("head row {}: {e}", k.value())))?;
+        out.push(HeadEntry {
+            key: k.value(),
+            ts: row.ts,
+            pairs: row
+                .samples
+                .iter()
+                .map(|&(id, bits)| (SeriesId(id), f64::from_bits(bits)))
+                .collect(),
+            bytes: v.value().len(),
+        });
+    }
+    Ok(out)
+}
+
 /// What opening the store found.
 #[derive(Debug, Clone, Default)]
 pub struct OpenReport {
@@ -378,20 +408,12 @@ impl Store {
         self.next_head_row = 0;
         self.head_bytes = 0;
         let mut latest = Vec::new();
-        for entry in txn.open_table(HEAD)?.iter()? {
-            let (k, v) = entry?;
-            let row: HeadRow = postcard::from_bytes(v.value())
-                .map_err(|e| StoreError::Damaged(format!("head row {}: {e}", k.value())))?;
-            let pairs: Vec<(SeriesId, f64)> = row
-                .samples
-                .iter()
-                .map(|&(id, bits)| (SeriesId(id), f64::from_bits(bits)))
-                .collect();
-            self.builder.push_collection(row.ts, &pairs)?;
+        for row in read_head(&txn)? {
+            self.builder.push_collection(row.ts, &row.pairs)?;
             self.head_window = Some(row.ts.div_euclid(self.opts.block_ms));
-            self.next_head_row = k.value() + 1;
-            self.head_bytes += v.value().len() as u64;
-            latest.push((row.ts, pairs));
+            self.next_head_row = row.key + 1;
+            self.head_bytes += row.bytes as u64;
+            latest.push((row.ts, row.pairs));
         }
         if let Ok(mut shared) = self.shared.write() {
             *shared = handle::Shared::default();

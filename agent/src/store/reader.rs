@@ -9,7 +9,9 @@ use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetad
 use serde::Serialize;
 
 use super::tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, DICTIONARY, EVENTS, HEAD, META};
-use super::{CollectorHealth, HeadRow, OpenFailure, STORE_FILE, StoreError, builder, open_db};
+use super::{
+    CollectorHealth, HeadRow, OpenFailure, STORE_FILE, StoreError, builder, open_db, read_head,
+};
 
 /// Fewer blocks than this per thread are not worth a thread of their own.
 const BLOCKS_PER_THREAD: usize = 8;
@@ -143,18 +145,15 @@ impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
                 }
             }
         }
-        for entry in txn.open_table(HEAD)?.iter()? {
-            let (k, v) = entry?;
-            let row: HeadRow = postcard::from_bytes(v.value())
-                .map_err(|e| StoreError::Damaged(format!("head row {}: {e}", k.value())))?;
+        for row in read_head(&txn)? {
             if row.ts < from || row.ts > to {
                 continue;
             }
-            for (id, bits) in row.samples {
-                if let Some(dst) = out.get_mut(&SeriesId(id)) {
+            for (id, value) in row.pairs {
+                if let Some(dst) = out.get_mut(&id) {
                     dst.push(Sample {
                         timestamp_ms: row.ts,
-                        value: f64::from_bits(bits),
+                        value,
                     });
                 }
             }
