@@ -18,6 +18,7 @@ use tower::ServiceExt;
 
 use crate::cli::EndpointArgs;
 use crate::report::group;
+use crate::store_cmd::{ms, percentile};
 
 /// The agent's default block window.
 const BLOCK_MS: i64 = 600_000;
@@ -64,17 +65,6 @@ pub struct RenderReport {
     pub samples: usize,
     pub ms_p50: f64,
     pub ms_p99: f64,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn now_ms() -> i64 {

@@ -56,14 +56,16 @@ fn batch(series: usize, tick: u64) -> Vec<Emitted> {
         .collect()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile (0..=1) of ascending values, nearest rank; 0 when empty.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds of a duration, as a float.
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
