@@ -105,3 +105,22 @@ fn retention_evicts_blocks_older_than_the_age_limit() {
         "too much was evicted: oldest {oldest}"
     );
 }
+
+#[test]
+fn an_invalid_series_costs_only_its_own_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_bytes: 1 << 30,
+        retention_ms: 0,
+        block_ms: 600_000,
+    };
+    let (mut store, _) = Store::open(dir.path(), opts).unwrap();
+    let mut pass = batch(3, 1);
+    pass[1].name = "not a metric name".into();
+    let r = store.append(1_700_000_000_000, &pass, None).unwrap();
+    assert_eq!(r.rejected_samples, 1);
+    let ids: Vec<SeriesId> = store.series().iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), 2, "the two valid series are stored");
+    let got = store.reader().samples(&ids, i64::MIN, i64::MAX).unwrap();
+    assert!(got.values().all(|v| v.len() == 1));
+}

@@ -185,6 +185,8 @@ pub struct AppendReport {
     /// Sequence number of the block sealed by this append, if one was.
     pub sealed: Option<u64>,
     pub evicted_blocks: u64,
+    /// Samples left out because their series is not valid (a collector's bug).
+    pub rejected_samples: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -481,8 +483,14 @@ impl Store {
         let first_new = self.metas.len();
         let mut pairs = Vec::with_capacity(samples.len());
         for s in samples {
-            let id = self.intern_series(s)?;
-            pairs.push((SeriesId(u64::from(id)), s.value));
+            // A collector's bad series name costs that sample only, never the pass.
+            match self.intern_series(s) {
+                Ok(id) => pairs.push((SeriesId(u64::from(id)), s.value)),
+                Err(e) => {
+                    report.rejected_samples += 1;
+                    tracing::warn!(error = %e, "sample not stored");
+                }
+            }
         }
         report.new_series = self.metas.len() - first_new;
         let result = self.append_interned(ts, &pairs, first_new, health, &mut report);

@@ -19,6 +19,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::query::time::days_from_civil;
+
 pub use entry::LogEntry;
 pub use stderr::PrefixError;
 
@@ -384,17 +386,6 @@ fn digits(s: &[u8]) -> Option<i64> {
         n = n * 10 + i64::from(b - b'0');
     }
     Some(n)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `%n`: seconds since the epoch with milliseconds (`1700000000.123`).
