@@ -9,4 +9,5 @@
 //! reads; scraping, the PostgreSQL sink, rollups, alerting and the API are not
 //! implemented yet.
 
+pub mod batch;
 pub mod cli;
