@@ -105,3 +105,46 @@ fn pg_up_follows_the_server_down_and_back() {
         .expect("version series");
     assert_eq!(version.label("instance"), Some("lab"));
 }
+
+/// The probe learns where the server writes its log from the one session it holds,
+/// for the log collector.
+#[test]
+fn the_probe_learns_the_log_settings() {
+    let cluster = Cluster::builder()
+        .start()
+        .expect("start a throwaway cluster");
+    let instance = pga_agent::config::PostgresInstance {
+        name: "lab".into(),
+        conninfo: Some(cluster.conninfo("postgres")),
+        ..Default::default()
+    };
+    let paths = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
+    let mut probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
+    let facts = probe.server_facts();
+    assert!(facts.read().unwrap().is_none());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let errors = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let mut out = pga_agent::collect::Emitter::new();
+            probe.collect(&mut out)
+        })
+        .await
+        .unwrap()
+    });
+    assert!(errors.is_empty(), "{errors:?}");
+    let facts = facts.read().unwrap().clone().expect("facts learned");
+    // Bracketed: the lab's psql trims its output, and prefixes end in spaces.
+    let want_prefix = cluster
+        .psql(
+            "postgres",
+            "SELECT '[' || current_setting('log_line_prefix') || ']'",
+        )
+        .unwrap();
+    assert_eq!(format!("[{}]", facts.log_line_prefix), want_prefix);
+    assert!(facts.server_version_num >= 140000, "{facts:?}");
+    assert!(
+        std::path::Path::new(&facts.data_directory).is_dir(),
+        "{facts:?}"
+    );
+    assert!(!facts.log_destination.is_empty() && !facts.log_filename.is_empty());
+}

@@ -6,6 +6,7 @@
 
 pub mod logs;
 pub mod postgres;
+pub mod server_facts;
 pub mod system;
 
 use std::fmt;

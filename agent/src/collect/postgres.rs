@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::server_facts::{SERVER_FACTS_QUERY, ServerFacts, SharedServerFacts};
 use super::system::{ROLE_DATA_DIRECTORY, ROLE_WAL_DIRECTORY, SharedPaths, tablespace_role};
 use super::{CollectError, Emitter, Group};
 use crate::config::PostgresInstance;
@@ -20,6 +21,7 @@ pub struct PostgresProbe {
     name: &'static str,
     instance: PostgresInstance,
     paths: SharedPaths,
+    facts: SharedServerFacts,
     client: Option<Client>,
     /// Said once, then quiet: settings this role may not read.
     warned_settings: bool,
@@ -43,6 +45,7 @@ impl PostgresProbe {
             name,
             instance,
             paths,
+            facts: SharedServerFacts::default(),
             client: None,
             warned_settings: false,
         }
@@ -50,6 +53,12 @@ impl PostgresProbe {
 
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Where this instance writes its log and how, refreshed on every (re)connect;
+    /// `None` until the first connection.
+    pub fn server_facts(&self) -> SharedServerFacts {
+        self.facts.clone()
     }
 
     pub fn group(&self) -> Group {
@@ -174,23 +183,36 @@ impl PostgresProbe {
     /// Tells the system collector where the data directory, WAL and tablespaces are.
     async fn learn_paths(&mut self) {
         let Some(client) = &self.client else { return };
-        let settings = client
-            .query_one("SELECT current_setting('data_directory')", &[])
-            .await;
+        let settings = client.query_one(SERVER_FACTS_QUERY, &[]).await;
         let mut found = Vec::new();
         match settings {
             Ok(row) => {
-                let data: String = row.get(0);
-                let data = PathBuf::from(data);
-                found.push((ROLE_DATA_DIRECTORY.to_owned(), data.clone()));
-                found.push((ROLE_WAL_DIRECTORY.to_owned(), data.join("pg_wal")));
+                let text = |i: usize| row.get::<_, Option<String>>(i).unwrap_or_default();
+                let facts = ServerFacts {
+                    server_version_num: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+                    data_directory: text(1),
+                    log_destination: text(2),
+                    logging_collector: text(3) == "on",
+                    log_directory: text(4),
+                    log_filename: text(5),
+                    log_line_prefix: text(6),
+                    log_timezone: text(7),
+                };
+                if !facts.data_directory.is_empty() {
+                    let data = PathBuf::from(&facts.data_directory);
+                    found.push((ROLE_DATA_DIRECTORY.to_owned(), data.clone()));
+                    found.push((ROLE_WAL_DIRECTORY.to_owned(), data.join("pg_wal")));
+                }
+                if let Ok(mut shared) = self.facts.write() {
+                    *shared = Some(facts);
+                }
             }
             Err(e) if !self.warned_settings => {
                 self.warned_settings = true;
                 tracing::warn!(
                     instance = %self.instance.name,
                     error = %error_text(&e),
-                    "cannot read data_directory; grant pg_monitor (or pg_read_all_settings) to the monitoring role to get its filesystem metrics"
+                    "cannot read data_directory and the log settings; grant pg_monitor (or pg_read_all_settings) to the monitoring role for its filesystem metrics and its log"
                 );
             }
             Err(_) => {}
