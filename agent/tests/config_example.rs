@@ -88,6 +88,8 @@ fn example_shows_the_real_defaults() {
     assert_eq!(p.databases_include, d.databases_include);
     assert_eq!(p.databases_exclude, d.databases_exclude);
     assert_eq!(p.statements_top_n, d.statements_top_n);
+    assert_eq!(p.relations_top_n, d.relations_top_n);
+    assert_eq!(p.families_exclude, d.families_exclude);
 }
 
 #[test]

@@ -59,12 +59,13 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
         for instance in &loaded.instances {
             tracing::info!(instance = %instance.name, conninfo = %instance.resolved_conninfo(), "monitoring PostgreSQL");
             let probe = PostgresProbe::new(instance.clone(), paths.clone());
+            for group in probe.companions() {
+                names.push(group.name());
+                collectors.push(Box::new(group));
+            }
             names.push(probe.name());
             collectors.push(Box::new(probe));
         }
-        tracing::info!(
-            "this build collects reachability, version and start time of each instance; the statistics families arrive with the PostgreSQL collector"
-        );
     }
     if cfg.collectors.logs {
         tracing::info!("the log collector is not part of this build yet");

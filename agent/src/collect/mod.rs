@@ -127,6 +127,11 @@ impl Emitter {
         self.samples.is_empty()
     }
 
+    /// Moves every sample of `other` to the end of this one.
+    pub fn append(&mut self, other: &mut Emitter) {
+        self.samples.append(&mut other.samples);
+    }
+
     /// Takes the samples, leaving the emitter empty.
     pub fn take(&mut self) -> Vec<Emitted> {
         std::mem::take(&mut self.samples)

@@ -303,6 +303,12 @@ pub struct PostgresInstance {
     /// How many `pg_stat_statements` entries (by total time) to keep per
     /// collection; `0` turns statement statistics off. At most 1000, default 100.
     pub statements_top_n: u32,
+    /// Relations (tables, indexes) kept per database by the per-relation families,
+    /// the busiest or largest first. 1..=10000, default 300.
+    pub relations_top_n: u32,
+    /// Statistics families not to collect, by name (`statements`, `relation_size`,
+    /// `io`, …; `pga-agent check-config` lists them). Default: none.
+    pub families_exclude: Vec<String>,
 }
 
 const fn default_statement_timeout_ms() -> u64 {
@@ -313,6 +319,9 @@ const fn default_lock_timeout_ms() -> u64 {
 }
 const fn default_statements_top_n() -> u32 {
     100
+}
+const fn default_relations_top_n() -> u32 {
+    300
 }
 
 impl Default for PostgresInstance {
@@ -332,6 +341,8 @@ impl Default for PostgresInstance {
             databases_include: vec!["*".to_owned()],
             databases_exclude: vec!["template0".to_owned(), "template1".to_owned()],
             statements_top_n: default_statements_top_n(),
+            relations_top_n: default_relations_top_n(),
+            families_exclude: Vec::new(),
         }
     }
 }
@@ -356,6 +367,8 @@ impl std::fmt::Debug for PostgresInstance {
             .field("databases_include", &self.databases_include)
             .field("databases_exclude", &self.databases_exclude)
             .field("statements_top_n", &self.statements_top_n)
+            .field("relations_top_n", &self.relations_top_n)
+            .field("families_exclude", &self.families_exclude)
             .finish()
     }
 }

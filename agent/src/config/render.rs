@@ -181,6 +181,11 @@ fn render_instance(inst: &PostgresInstance, line: &mut impl FnMut(String)) {
             inst.statements_top_n.to_string()
         }
     ));
+    line(format!(
+        "    relations per database: top {}; families excluded: {}",
+        inst.relations_top_n,
+        list(&inst.families_exclude)
+    ));
 }
 
 fn list(items: &[String]) -> String {

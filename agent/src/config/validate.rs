@@ -26,6 +26,8 @@ pub const STATEMENT_TIMEOUT_MS_MIN: u64 = 100;
 pub const STATEMENT_TIMEOUT_MS_MAX: u64 = 60_000;
 /// Largest `postgres[].statements_top_n`: bounds the series count.
 pub const STATEMENTS_TOP_N_MAX: u32 = 1000;
+/// Largest `postgres[].relations_top_n`: bounds the per-relation series count.
+pub const RELATIONS_TOP_N_MAX: u32 = 10_000;
 /// Longest `agent.name` and `postgres[].name`.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -428,6 +430,23 @@ pub(crate) fn validate_instance(
             format!("{} is out of range", inst.statements_top_n),
             format!("set it between 0 (off) and {STATEMENTS_TOP_N_MAX} (default 100)"),
         ));
+    }
+    if !(1..=RELATIONS_TOP_N_MAX).contains(&inst.relations_top_n) {
+        p.push(Problem::error(
+            format!("{at}.relations_top_n"),
+            format!("{} is out of range", inst.relations_top_n),
+            format!("set it between 1 and {RELATIONS_TOP_N_MAX} (default 300)"),
+        ));
+    }
+    for (j, name) in inst.families_exclude.iter().enumerate() {
+        if crate::collect::postgres::catalog::family(name).is_none() {
+            let known: Vec<&str> = crate::collect::postgres::catalog::family_names().collect();
+            p.push(Problem::error(
+                format!("{at}.families_exclude[{j}]"),
+                format!("\"{name}\" is not a statistics family"),
+                format!("use one of: {}", known.join(", ")),
+            ));
+        }
     }
 }
 
