@@ -121,13 +121,10 @@ pub fn clean_text(raw: &str) -> String {
     };
     let mut out = String::with_capacity(redacted.len().min(QUERY_TEXT_MAX_CHARS * 4));
     let mut chars = 0;
-    for word in redacted.split_whitespace() {
-        if chars > 0 {
-            out.push(' ');
-            chars += 1;
-        }
-        for c in word.chars() {
-            if chars >= QUERY_TEXT_MAX_CHARS {
+    let words = redacted.split_whitespace();
+    for (i, word) in words.enumerate() {
+        for c in (i > 0).then_some(' ').into_iter().chain(word.chars()) {
+            if chars == QUERY_TEXT_MAX_CHARS {
                 out.push('…');
                 return out;
             }
