@@ -260,6 +260,14 @@ impl Tailer {
         let file = match File::open(&f.path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                return Err(CollectError::Other(format!(
+                    "cannot read {}: permission denied; set log_file_mode = 0640 on the server \
+                     and add the agent's user to the group owning the log (e.g. postgres, or adm \
+                     for /var/log/postgresql), then restart the agent",
+                    f.path.display()
+                )));
+            }
             Err(e) => return Err(CollectError::io(&f.path, e)),
         };
         let meta = file.metadata().map_err(|e| CollectError::io(&f.path, e))?;
