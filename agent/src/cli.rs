@@ -28,6 +28,8 @@ Examples:
   pga-agent series 'node_cpu_seconds_total'       list series matching a selector
   pga-agent query 'node_load1' --since 2h --format chart
   pga-agent query 'node_cpu_seconds_total{mode=\"user\"}' --since 1h --step 1m --fn rate
+  pga-agent logs --since 1h --severity error       recent errors, fatals and panics from the store
+  pga-agent logs --kind slow_statement --limit 20 --json
   pga-agent logs --parse /var/log/postgresql/postgresql-16-main.log --prefix '%m [%p] %q%u@%d '";
 
 /// Command-line arguments of `pga-agent`.
@@ -72,12 +74,14 @@ pub enum Command {
     FormatInfo,
     /// Make certificates for the endpoint's mutual TLS.
     Certs(CertsArgs),
-    /// Analyse PostgreSQL log files offline: counts per kind and severity, and the events.
+    /// Show recent PostgreSQL log events from the store, or analyse log files offline.
     ///
-    /// With --parse, reads the files (no server, no store), classifies every entry
-    /// (errors, slow statements, checkpoints, autovacuum, lock waits, …) and redacts
-    /// literals and passwords. Without --parse (recent events from the store), it says
-    /// so and exits 2: that arrives with the log collector.
+    /// Without --parse, reads the events the log collector stored (works while the
+    /// agent runs): filter by --kind, --severity (at least), --instance, --since;
+    /// counts per kind and severity, then the newest --limit events. With --parse,
+    /// reads the files (no server, no store), classifies every entry (errors, slow
+    /// statements, checkpoints, autovacuum, lock waits, …) and redacts literals and
+    /// passwords.
     Logs(LogsArgs),
 }
 
@@ -104,6 +108,28 @@ pub struct LogsArgs {
     /// Show literals as logged (a password in CREATE/ALTER ROLE … PASSWORD is still never shown)
     #[arg(long)]
     pub no_redact: bool,
+
+    /// Store mode: only events of these kinds (error, slow_statement, checkpoint,
+    /// autovacuum, autoanalyze, lock_wait, deadlock, temp_file, connection,
+    /// disconnection, auth_failure, other); repeat or separate with commas
+    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    pub kind: Vec<String>,
+
+    /// Store mode: only events of this severity or worse (log, warning, error, fatal, …)
+    #[arg(long, value_name = "SEVERITY")]
+    pub severity: Option<String>,
+
+    /// Store mode: only events of this instance
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Store mode: events since this time (30m, 2h, 1d, an RFC 3339 time, or epoch seconds)
+    #[arg(long, value_name = "TIME", default_value = "1h")]
+    pub since: String,
+
+    /// Store mode: at most this many events, the newest
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
 }
 
 /// Arguments of `pga-agent certs`.

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::collect::{CollectError, Emitted, Emitter, Group};
-use crate::store::{CollectorHealth, Store, now_ms};
+use crate::store::{CollectorHealth, LogBatch, Store, now_ms};
 use crate::telemetry::Telemetry;
 
 /// A collector the scheduler can run: synchronous, run on a blocking thread.
@@ -33,6 +33,8 @@ pub struct Pass {
     pub collector: &'static str,
     pub ts: i64,
     pub samples: Vec<Emitted>,
+    /// Log events and the cursor that produced them, stored with the samples.
+    pub logs: LogBatch,
     pub health: CollectorHealth,
 }
 
@@ -139,6 +141,7 @@ async fn run_collector(
             collector: name,
             ts,
             samples: emitter.take(),
+            logs: emitter.take_logs(),
             health: health.clone(),
         };
         if out.send(pass).await.is_err() {
@@ -150,7 +153,8 @@ async fn run_collector(
 /// Writes passes into the store on the calling thread until the channel closes.
 pub fn write_passes(store: &mut Store, mut rx: mpsc::Receiver<Pass>, telemetry: &Telemetry) {
     while let Some(pass) = rx.blocking_recv() {
-        match store.append(pass.ts, &pass.samples, Some((pass.collector, &pass.health))) {
+        let health = Some((pass.collector, &pass.health));
+        match store.append_with_logs(pass.ts, &pass.samples, &pass.logs, health) {
             Ok(r) => {
                 telemetry.store(store, r.evicted_blocks);
                 if let Some(seq) = r.sealed {
@@ -161,12 +165,13 @@ pub fn write_passes(store: &mut Store, mut rx: mpsc::Receiver<Pass>, telemetry: 
                     collector = pass.collector,
                     ts = pass.ts,
                     samples = pass.samples.len(),
+                    log_events = pass.logs.events.len(),
                     "stored"
                 );
             }
             Err(e) => {
                 telemetry.store_write_failed();
-                tracing::error!(collector = pass.collector, ts = pass.ts, error = %e, "could not store a collection; it is lost");
+                tracing::error!(collector = pass.collector, ts = pass.ts, log_events = pass.logs.events.len(), error = %e, "could not store a collection; it is lost");
             }
         }
     }

@@ -1,4 +1,6 @@
-//! `pga-agent logs --parse FILE…`: PostgreSQL log files analysed offline.
+//! `pga-agent logs`: recent PostgreSQL log events from the ring store (read-only, while
+//! the agent runs or after it stopped), and `pga-agent logs --parse FILE…`: log files
+//! analysed offline.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -12,10 +14,8 @@ use serde_json::{Value, json};
 use crate::cli::LogsArgs;
 use crate::collect::logs::classify::{ClassDetails, classify, to_event};
 use crate::collect::logs::{LogEntry, LogFormat, LogParser};
-use crate::query::{Zone, format_rfc3339};
-
-/// Exit code of `pga-agent logs` without `--parse`: not in this build.
-const EXIT_NOT_IMPLEMENTED: u8 = 2;
+use crate::query::{Zone, format_rfc3339, parse_time};
+use crate::store::{StoreReader, now_ms};
 /// Bytes read from a file at a time.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Message column width when the terminal's is unknown.
@@ -34,17 +34,75 @@ struct Analysis {
     /// Entries without a timestamp or severity: no event can be made of them.
     skipped_entries: u64,
     skipped_lines: u64,
+    /// Events before this index count but are not listed (`--limit`).
+    shown_from: usize,
+}
+
+/// `pga-agent logs` without `--parse`: the stored events matching the filters.
+pub fn recent(data_dir: &Path, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let now = now_ms();
+    let since = parse_time(&args.since, now).context("--since")?;
+    let kinds = args
+        .kind
+        .iter()
+        .map(|k| {
+            LogEventKind::ALL
+                .into_iter()
+                .find(|x| x.as_str().eq_ignore_ascii_case(k.trim()))
+                .ok_or_else(|| {
+                    let all: Vec<&str> = LogEventKind::ALL.iter().map(|k| k.as_str()).collect();
+                    anyhow::anyhow!("--kind {k:?} is not a kind; use one of {}", all.join(", "))
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let severity = args
+        .severity
+        .as_deref()
+        .map(|s| {
+            Severity::ALL
+                .into_iter()
+                .find(|x| x.as_str().eq_ignore_ascii_case(s.trim()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--severity {s:?} is not a severity; use debug5..debug1, log, info, \
+                         notice, warning, error, fatal or panic"
+                    )
+                })
+        })
+        .transpose()?;
+    let reader = StoreReader::open(data_dir).context("opening the ring store")?;
+    let keep = |e: &LogEvent| {
+        (kinds.is_empty() || kinds.contains(&e.kind))
+            && severity.is_none_or(|s| e.severity >= s)
+            && args
+                .instance
+                .as_deref()
+                .is_none_or(|i| e.instance.as_deref() == Some(i))
+    };
+    let events = reader
+        .view()
+        .log_events(since, i64::MAX, &keep)
+        .context("reading log events from the store")?;
+    let shown_from = events.len().saturating_sub(args.limit);
+    let analysis = Analysis {
+        events: events
+            .into_iter()
+            .map(|event| Analysed {
+                event,
+                details: ClassDetails::default(),
+            })
+            .collect(),
+        shown_from,
+        ..Analysis::default()
+    };
+    print(&analysis, args.json)
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
-    if args.parse.is_empty() {
-        eprintln!(
-            "pga-agent logs: reading recent events from the store arrives with the log \
-             collector and is not in this build; use `pga-agent logs --parse FILE…` to \
-             analyse log files offline"
-        );
-        return Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED));
-    }
+    anyhow::ensure!(
+        !args.parse.is_empty(),
+        "no files to analyse: give --parse FILE…"
+    );
     let forced = args
         .log_format
         .as_deref()
@@ -55,10 +113,14 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
         let format = forced.unwrap_or_else(|| format_of(path));
         analyse_file(path, format, &args.prefix, !args.no_redact, &mut analysis)?;
     }
-    let text = if args.json {
-        serde_json::to_string_pretty(&to_json(&analysis)).context("encoding the events")? + "\n"
+    print(&analysis, args.json)
+}
+
+fn print(analysis: &Analysis, json: bool) -> anyhow::Result<ExitCode> {
+    let text = if json {
+        serde_json::to_string_pretty(&to_json(analysis)).context("encoding the events")? + "\n"
     } else {
-        render(&analysis, columns())
+        render(analysis, columns())
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
@@ -162,8 +224,7 @@ fn to_json(analysis: &Analysis) -> Value {
         .into_iter()
         .map(|(s, n)| (s.as_str().to_owned(), n.into()))
         .collect();
-    let events: Vec<Value> = analysis
-        .events
+    let events: Vec<Value> = analysis.events[analysis.shown_from..]
         .iter()
         .map(|Analysed { event: e, details }| {
             json!({
@@ -174,6 +235,7 @@ fn to_json(analysis: &Analysis) -> Value {
                 "sqlstate": sqlstate(e),
                 "duration_ms": e.duration_ms,
                 "pid": e.pid,
+                "instance": e.instance,
                 "user": e.user,
                 "database": e.database,
                 "application": e.application,
@@ -242,7 +304,15 @@ fn render(analysis: &Analysis, columns: usize) -> String {
     );
     let room = columns.saturating_sub(head.chars().count()).max(20);
     line!(o, "{head}MESSAGE");
-    for Analysed { event: e, .. } in &analysis.events {
+    if analysis.shown_from > 0 {
+        line!(
+            o,
+            "the newest {} of {} events (--limit):",
+            analysis.events.len() - analysis.shown_from,
+            analysis.events.len()
+        );
+    }
+    for Analysed { event: e, .. } in &analysis.events[analysis.shown_from..] {
         let who = match (&e.user, &e.database) {
             (None, None) => "-".to_owned(),
             (u, d) => format!(
@@ -315,6 +385,11 @@ mod tests {
             prefix: "%m ".into(),
             json: false,
             no_redact: false,
+            kind: Vec::new(),
+            severity: None,
+            instance: None,
+            since: "1h".into(),
+            limit: 100,
         };
         let err = logs(&args).unwrap_err().to_string();
         assert!(err.contains("syslog"), "{err}");

@@ -36,7 +36,9 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         return certs::certs(args);
     }
     // Offline log analysis needs no configuration either.
-    if let Command::Logs(args) = &cli.command {
+    if let Command::Logs(args) = &cli.command
+        && !args.parse.is_empty()
+    {
         return logs::logs(args);
     }
     let loaded = load_config(&cli)?;
@@ -72,7 +74,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::FormatInfo => print!("{}", pga_format::describe()),
         // Handled above, before the configuration is loaded.
         Command::Certs(args) => return certs::certs(args),
-        Command::Logs(args) => return logs::logs(args),
+        Command::Logs(args) => return logs::recent(&data_dir, args),
     }
     Ok(ExitCode::SUCCESS)
 }

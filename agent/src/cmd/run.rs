@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::collect::logs::collector::{LogCollector, LogOptions, cursor_name};
 use crate::collect::postgres::PostgresProbe;
 use crate::collect::system::{SystemCollector, SystemOptions};
 use crate::config::{AgentConfig, Loaded};
@@ -55,6 +56,19 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
         collectors.push(Box::new(SystemCollector::new(system)));
         names.push("system");
     }
+    let log_options = LogOptions::from_config(&cfg.logs);
+    let log_collector = |instance: &str, facts| -> anyhow::Result<LogCollector> {
+        let saved = store
+            .cursor(&cursor_name(instance))
+            .context("reading the log cursor from the store")?;
+        Ok(LogCollector::new(
+            instance,
+            facts,
+            log_options.clone(),
+            saved.as_deref(),
+        ))
+    };
+    let mut log_collectors = Vec::new();
     if cfg.collectors.postgres {
         for instance in &loaded.instances {
             tracing::info!(instance = %instance.name, conninfo = %instance.resolved_conninfo(), "monitoring PostgreSQL");
@@ -63,12 +77,27 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
                 names.push(group.name());
                 collectors.push(Box::new(group));
             }
+            if cfg.collectors.logs {
+                log_collectors.push(log_collector(&instance.name, Some(probe.server_facts()))?);
+            }
             names.push(probe.name());
             collectors.push(Box::new(probe));
         }
+    } else if cfg.collectors.logs && cfg.logs.path.is_some() {
+        // No server to ask: the configured log alone, under the instance it names.
+        let name = cfg
+            .postgres
+            .first()
+            .map_or(crate::config::DEFAULT_INSTANCE_NAME, |p| p.name.as_str());
+        log_collectors.push(log_collector(name, None)?);
+    } else if cfg.collectors.logs {
+        tracing::warn!(
+            "the log collector needs collectors.postgres (to learn where each server logs) or logs.path"
+        );
     }
-    if cfg.collectors.logs {
-        tracing::info!("the log collector is not part of this build yet");
+    for c in log_collectors {
+        names.push(c.name());
+        collectors.push(Box::new(c));
     }
     names.push("self");
     collectors.push(Box::new(SelfCollector {

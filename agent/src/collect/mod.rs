@@ -56,10 +56,12 @@ pub struct Emitted {
     pub value: f64,
 }
 
-/// Collects the samples of one collector pass.
+/// Collects the samples of one collector pass, and the log events and cursor of a
+/// collector that reads logs (stored in the same transaction as the samples).
 #[derive(Debug, Default)]
 pub struct Emitter {
     samples: Vec<Emitted>,
+    logs: crate::store::LogBatch,
 }
 
 impl Emitter {
@@ -135,6 +137,26 @@ impl Emitter {
     /// Takes the samples, leaving the emitter empty.
     pub fn take(&mut self) -> Vec<Emitted> {
         std::mem::take(&mut self.samples)
+    }
+
+    /// Records a log event of this pass.
+    pub fn log_event(&mut self, event: pga_format::LogEvent) {
+        self.logs.events.push(event);
+    }
+
+    /// Log events recorded so far in this pass.
+    pub fn log_events(&self) -> &[pga_format::LogEvent] {
+        &self.logs.events
+    }
+
+    /// Sets the cursor saved with this pass (replacing one set before).
+    pub fn set_cursor(&mut self, name: &str, value: Vec<u8>) {
+        self.logs.cursor = Some((name.to_owned(), value));
+    }
+
+    /// Takes the log events and cursor, leaving them empty.
+    pub fn take_logs(&mut self) -> crate::store::LogBatch {
+        std::mem::take(&mut self.logs)
     }
 }
 

@@ -26,6 +26,7 @@ mod conninfo;
 mod endpoint;
 mod libpq;
 mod load;
+mod logs;
 mod parse;
 mod render;
 mod validate;
@@ -50,6 +51,7 @@ pub use libpq::{
 pub use load::{
     ConfigSource, DEFAULT_CONFIG_PATH, Loaded, NO_CONFIG_DATA_DIR, load, load_with_system_path,
 };
+pub use logs::LogsConfig;
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
 pub use render::{format_bytes, render_check};
 pub use validate::{
@@ -77,6 +79,8 @@ pub struct AgentConfig {
     /// `[endpoint]`: the mutual-TLS endpoint the federator and Prometheus pull
     /// from; off unless configured.
     pub endpoint: EndpointConfig,
+    /// `[logs]`: how each instance's server log is found and read.
+    pub logs: LogsConfig,
     /// `[[postgres]]`: the PostgreSQL instances to monitor, zero or more. With none
     /// and `collectors.postgres = true`, the agent monitors the server libpq's
     /// defaults reach (see [`default_instance`]).

@@ -9,7 +9,8 @@ use serde::de::{self, DeserializeOwned, Visitor};
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    AgentConfig, AgentSection, Collectors, EndpointConfig, Intervals, PostgresInstance, StoreConfig,
+    AgentConfig, AgentSection, Collectors, EndpointConfig, Intervals, LogsConfig, PostgresInstance,
+    StoreConfig,
 };
 
 /// A line and column in the configuration file, both counted from 1 (columns in
@@ -210,16 +211,18 @@ enum Schema {
     Store,
     Collectors,
     Endpoint,
+    Logs,
     Postgres,
 }
 
 impl Schema {
-    const TABLES: [Schema; 6] = [
+    const TABLES: [Schema; 7] = [
         Schema::Agent,
         Schema::Intervals,
         Schema::Store,
         Schema::Collectors,
         Schema::Endpoint,
+        Schema::Logs,
         Schema::Postgres,
     ];
 
@@ -233,6 +236,7 @@ impl Schema {
             Schema::Store => fields_of::<StoreConfig>(),
             Schema::Collectors => fields_of::<Collectors>(),
             Schema::Endpoint => fields_of::<EndpointConfig>(),
+            Schema::Logs => fields_of::<LogsConfig>(),
             Schema::Postgres => fields_of::<PostgresInstance>(),
         }
     }
@@ -245,6 +249,7 @@ impl Schema {
             Schema::Store => "store",
             Schema::Collectors => "collectors",
             Schema::Endpoint => "endpoint",
+            Schema::Logs => "logs",
             Schema::Postgres => "postgres",
         }
     }
@@ -506,6 +511,7 @@ mod tests {
                 "store",
                 "collectors",
                 "endpoint",
+                "logs",
                 "postgres"
             ]
         );

@@ -45,6 +45,18 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
         on(c.collectors.logs)
     ));
     render_endpoint(&c.endpoint, &mut line);
+    if c.collectors.logs {
+        line(format!(
+            "logs:           {}, {}, redact {}, {} per pass",
+            c.logs.path.as_deref().map_or_else(
+                || "found from each server's log settings".to_owned(),
+                |p| format!("path {p}")
+            ),
+            c.logs.format.as_deref().unwrap_or("most structured format"),
+            on(c.logs.redact),
+            format_bytes(c.logs.read_bytes_per_pass)
+        ));
+    }
     if loaded.instances.is_empty() {
         line("postgres:       not monitored (collectors.postgres = false)".to_owned());
     } else if loaded.uses_default_instance() {

@@ -133,6 +133,7 @@ impl AgentConfig {
         self.validate_store(&mut p);
         self.validate_collectors(&mut p);
         self.endpoint.validate(&mut p);
+        self.logs.validate(self.postgres.len(), &mut p);
         for (i, inst) in self.postgres.iter().enumerate() {
             validate_instance(
                 &format!("postgres[{i}]"),

@@ -117,6 +117,9 @@ impl StoreHandle {
             let mut builder = BlockBuilder::new();
             for row in read_head(&txn)? {
                 builder.push_collection(row.ts, &row.pairs)?;
+                for e in row.events {
+                    builder.push_log_event(e)?;
+                }
             }
             if !builder.is_empty() && page.head_sequence > after {
                 let meta = FrameMeta {

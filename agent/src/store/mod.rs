@@ -12,15 +12,16 @@
 //! | `blocks` | `u64` block sequence | a sealed block: one `pga-format` block frame |
 //! | `block_index` | `u64` block sequence | `(min_ts, max_ts, frame bytes)` of that block, so readers skip blocks without loading them |
 //! | `head` | `u64` row number | one collection of the open head block: postcard `HeadRow` (timestamp and `(series id, f64 bits)` pairs) |
+//! | `head_logs` | `u64` row number | the log events of that collection, postcard (see `logs.rs`) |
 //! | `dictionary` | `u64` first series id | a `pga-format` dictionary frame describing the series interned in one commit |
 //! | `collectors` | `&str` collector name | postcard [`CollectorHealth`] |
-//! | `cursors` | `&str` name | opaque bytes owned by another collector (log offsets, …) |
+//! | `cursors` | `&str` name | opaque bytes owned by another collector (log offsets, …), written with the pass they belong to |
 //! | `events` | `i64` ms | a line of text: what happened to the store (a corrupt file moved aside, …) |
 //!
 //! # Invariants
 //!
-//! - Every [`Store::append`] is one redb transaction: the collection's head row, any new
-//!   dictionary entries, the sealing of the previous head into a block when the window
+//! - Every [`Store::append`] is one redb transaction: the collection's head row, its log
+//!   events and the collector's cursor ([`LogBatch`]), any new dictionary entries, the sealing of the previous head into a block when the window
 //!   changed, and evictions commit together or not at all. A crash loses at most the
 //!   collection being written.
 //! - Block sequence numbers only grow; the oldest blocks are evicted first, when the
@@ -29,6 +30,7 @@
 //! - Series ids are dense, assigned in first-seen order, never reused.
 
 mod handle;
+mod logs;
 mod reader;
 mod tables;
 
@@ -37,14 +39,15 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesId, SeriesMeta};
+use pga_format::{AgentId, BlockBuilder, FrameMeta, LogEvent, SeriesId, SeriesMeta};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::collect::Emitted;
 pub use handle::{BlocksPage, StoreHandle};
+pub use logs::LogBatch;
 pub use reader::{SeriesSamples, StoreReader, StoreStatus, StoreView};
-use tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, CURSORS, DICTIONARY, EVENTS, HEAD, META};
+use tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, CURSORS, DICTIONARY, EVENTS, HEAD, HEAD_LOGS, META};
 
 /// File name of the store inside the data directory.
 pub const STORE_FILE: &str = "store.redb";
@@ -145,15 +148,19 @@ pub(crate) struct HeadEntry {
     pub(crate) key: u64,
     pub(crate) ts: i64,
     pub(crate) pairs: Vec<(SeriesId, f64)>,
-    /// Bytes the row takes in the table.
+    /// The log events stored with the collection.
+    pub(crate) events: Vec<LogEvent>,
+    /// Bytes the row (and its events) take in the tables.
     pub(crate) bytes: usize,
 }
 
 /// The open head's collections, in the order they were stored.
 pub(crate) fn read_head(txn: &redb::ReadTransaction) -> Result<Vec<HeadEntry>, StoreError> {
     let mut out = Vec::new();
+    let mut events = logs::read_head_logs(txn)?;
     for entry in txn.open_table(HEAD)?.iter()? {
         let (k, v) = entry?;
+        let (row_events, event_bytes) = events.remove(&k.value()).unwrap_or_default();
         let row: HeadRow = postcard::from_bytes(v.value())
             .map_err(|e| StoreError::Damaged(format!("head row {}: {e}", k.value())))?;
         out.push(HeadEntry {
@@ -164,7 +171,8 @@ pub(crate) fn read_head(txn: &redb::ReadTransaction) -> Result<Vec<HeadEntry>, S
                 .iter()
                 .map(|&(id, bits)| (SeriesId(id), f64::from_bits(bits)))
                 .collect(),
-            bytes: v.value().len(),
+            events: row_events,
+            bytes: v.value().len() + event_bytes,
         });
     }
     Ok(out)
@@ -187,6 +195,8 @@ pub struct AppendReport {
     pub evicted_blocks: u64,
     /// Samples left out because their series is not valid (a collector's bug).
     pub rejected_samples: u64,
+    /// Log events left out because they are not valid (a collector's bug).
+    pub rejected_events: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -334,7 +344,7 @@ impl Store {
                     "store schema {schema:?} is not {SCHEMA}; this pga-agent is older than the store"
                 )));
             }
-            for t in [BLOCKS, HEAD, DICTIONARY] {
+            for t in [BLOCKS, HEAD, HEAD_LOGS, DICTIONARY] {
                 txn.open_table(t)?;
             }
             txn.open_table(BLOCK_INDEX)?;
@@ -412,6 +422,9 @@ impl Store {
         let mut latest = Vec::new();
         for row in read_head(&txn)? {
             self.builder.push_collection(row.ts, &row.pairs)?;
+            for e in row.events {
+                self.builder.push_log_event(e)?;
+            }
             self.head_window = Some(row.ts.div_euclid(self.opts.block_ms));
             self.next_head_row = row.key + 1;
             self.head_bytes += row.bytes as u64;
@@ -479,6 +492,18 @@ impl Store {
         samples: &[Emitted],
         health: Option<(&str, &CollectorHealth)>,
     ) -> Result<AppendReport, StoreError> {
+        self.append_with_logs(ts, samples, &LogBatch::default(), health)
+    }
+
+    /// [`Store::append`] with the pass's log events (into the head block's log column)
+    /// and its collector's cursor, all in the one transaction.
+    pub fn append_with_logs(
+        &mut self,
+        ts: i64,
+        samples: &[Emitted],
+        logs: &LogBatch,
+        health: Option<(&str, &CollectorHealth)>,
+    ) -> Result<AppendReport, StoreError> {
         let mut report = AppendReport::default();
         let first_new = self.metas.len();
         let mut pairs = Vec::with_capacity(samples.len());
@@ -493,7 +518,21 @@ impl Store {
             }
         }
         report.new_series = self.metas.len() - first_new;
-        let result = self.append_interned(ts, &pairs, first_new, health, &mut report);
+        let mut events = Vec::with_capacity(logs.events.len());
+        for e in &logs.events {
+            match e.validate() {
+                Ok(()) => events.push(e.clone()),
+                Err(error) => {
+                    report.rejected_events += 1;
+                    tracing::warn!(%error, "log event not stored");
+                }
+            }
+        }
+        let batch = LogBatch {
+            events,
+            cursor: logs.cursor.clone(),
+        };
+        let result = self.append_interned(ts, &pairs, &batch, first_new, health, &mut report);
         if result.is_err() {
             // Memory may be ahead of the file now; the file is the truth.
             self.load()?;
@@ -533,12 +572,16 @@ impl Store {
         &mut self,
         ts: i64,
         pairs: &[(SeriesId, f64)],
+        logs: &LogBatch,
         first_new: usize,
         health: Option<(&str, &CollectorHealth)>,
         report: &mut AppendReport,
     ) -> Result<(), StoreError> {
         let window = ts.div_euclid(self.opts.block_ms);
-        let seal = !self.builder.is_empty() && self.head_window != Some(window);
+        // A head that could not take this pass's events is sealed early.
+        let full = self.builder.log_event_count() + logs.events.len()
+            > pga_format::MAX_LOG_EVENTS_PER_BLOCK;
+        let seal = !self.builder.is_empty() && (self.head_window != Some(window) || full);
         let sealed_frame = if seal {
             let meta = FrameMeta {
                 agent_id: self.agent_id,
@@ -559,6 +602,9 @@ impl Store {
             self.head_bytes = 0;
         }
         self.builder.push_collection(ts, pairs)?;
+        for e in &logs.events {
+            self.builder.push_log_event(e.clone())?;
+        }
         self.head_window = Some(window);
 
         let txn = self.db.begin_write()?;
@@ -570,6 +616,7 @@ impl Store {
                 txn.open_table(BLOCK_INDEX)?
                     .insert(seq, (min_ts, max_ts, frame.len() as u64))?;
                 txn.open_table(HEAD)?.retain(|_, _| false)?;
+                txn.open_table(HEAD_LOGS)?.retain(|_, _| false)?;
                 self.index.push_back(IndexEntry {
                     seq,
                     min_ts,
@@ -601,8 +648,18 @@ impl Store {
                 .map_err(|e| StoreError::Damaged(format!("encoding a head row: {e}")))?;
             txn.open_table(HEAD)?
                 .insert(self.next_head_row, bytes.as_slice())?;
-            self.next_head_row += 1;
             self.head_bytes += bytes.len() as u64;
+            if !logs.events.is_empty() {
+                let bytes = logs::encode_events(&logs.events)?;
+                txn.open_table(HEAD_LOGS)?
+                    .insert(self.next_head_row, bytes.as_slice())?;
+                self.head_bytes += bytes.len() as u64;
+            }
+            self.next_head_row += 1;
+            if let Some((name, value)) = &logs.cursor {
+                txn.open_table(CURSORS)?
+                    .insert(name.as_str(), value.as_slice())?;
+            }
 
             if let Some((name, h)) = health {
                 let bytes = postcard::to_allocvec(h)

@@ -57,6 +57,10 @@ impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
         StoreView { db, path }
     }
 
+    pub(super) fn db(&self) -> &'a D {
+        self.db
+    }
+
     /// Every series in the dictionary, by id.
     pub fn series(&self) -> Result<Vec<SeriesMeta>, StoreError> {
         let txn = self.db.begin_read()?;

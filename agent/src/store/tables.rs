@@ -12,3 +12,4 @@ pub(super) const DICTIONARY: TableDefinition<u64, &[u8]> = TableDefinition::new(
 pub(super) const COLLECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("collectors");
 pub(super) const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
 pub(super) const EVENTS: TableDefinition<i64, &str> = TableDefinition::new("events");
+pub(super) const HEAD_LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("head_logs");

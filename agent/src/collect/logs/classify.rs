@@ -258,9 +258,18 @@ fn number_before(text: &str, unit: &str) -> Option<f64> {
 /// `None` when the entry has no timestamp or no severity: a block event needs both;
 /// the caller counts those.
 pub fn to_event(entry: &LogEntry, instance: Option<&str>, redact: bool) -> Option<LogEvent> {
+    to_event_as(entry, &classify(entry), instance, redact)
+}
+
+/// [`to_event`] with the entry's classification already at hand.
+pub fn to_event_as(
+    entry: &LogEntry,
+    class: &Classified,
+    instance: Option<&str>,
+    redact: bool,
+) -> Option<LogEvent> {
     let timestamp_ms = entry.timestamp_ms?;
     let severity = entry.severity?;
-    let class = classify(entry);
     let mut clean = LogEntry {
         message: entry.message.clone(),
         statement: entry.statement.clone(),

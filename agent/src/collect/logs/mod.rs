@@ -8,11 +8,14 @@
 //! more than [`MAX_ENTRY_BYTES`] of text.
 
 pub mod classify;
+pub mod collector;
 pub mod csvlog;
+pub mod discover;
 pub mod entry;
 pub mod jsonlog;
 pub mod redact;
 pub mod stderr;
+pub mod tail;
 
 use std::fmt;
 use std::str::FromStr;
@@ -113,6 +116,12 @@ pub struct LogParser {
     /// csvlog only: inside a quoted field at the end of `pending`.
     in_quotes: bool,
     stats: ParseStats,
+    /// Bytes fed so far.
+    fed: u64,
+    /// Where the line being read (the pending one) starts in the input.
+    line_start: u64,
+    /// stderr: where the held entry's first line starts.
+    entry_start: u64,
 }
 
 #[derive(Debug)]
@@ -137,7 +146,34 @@ impl LogParser {
             pending_cut: false,
             in_quotes: false,
             stats: ParseStats::default(),
+            fed: 0,
+            line_start: 0,
+            entry_start: 0,
         })
+    }
+
+    /// Bytes of input that are done with: every entry they hold was handed out, and
+    /// nothing after them was. A reader that stops here and later starts a fresh
+    /// parser at this offset neither loses nor repeats an entry.
+    pub fn consumed(&self) -> u64 {
+        match &self.inner {
+            Inner::Stderr(p) if p.holds_entry() => self.entry_start,
+            _ => self.line_start,
+        }
+    }
+
+    /// At the end of what was written so far: when the input ends with a complete line,
+    /// hands out the stderr entry still waiting for continuation lines. PostgreSQL
+    /// writes an entry with all its lines at once, so an entry complete at the end of
+    /// the file is complete. Does nothing in the middle of a line.
+    pub fn flush_held(&mut self, out: &mut Vec<LogEntry>) {
+        if self.pending.is_empty() && !self.pending_cut && !self.in_quotes {
+            let before = out.len();
+            if let Inner::Stderr(p) = &mut self.inner {
+                p.finish(out, &mut self.stats);
+            }
+            self.stats.entries += (out.len() - before) as u64;
+        }
     }
 
     /// Parses `bytes`, the next part of the file, and appends the entries it completes
@@ -146,6 +182,8 @@ impl LogParser {
     ///
     /// [`finish`]: LogParser::finish
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<LogEntry>) {
+        let base = self.fed;
+        self.fed += bytes.len() as u64;
         let csv = matches!(self.inner, Inner::Csv(_));
         let mut start = 0;
         while start < bytes.len() {
@@ -171,6 +209,7 @@ impl LogParser {
                 self.pending.clear();
             }
             start = end + 1;
+            self.line_start = base + start as u64;
         }
     }
 
@@ -188,6 +227,7 @@ impl LogParser {
             p.finish(out, &mut self.stats);
         }
         self.stats.entries += (out.len() - before) as u64;
+        self.line_start = self.fed;
     }
 
     /// Counters so far.
@@ -231,7 +271,13 @@ impl LogParser {
         self.stats.lines += 1;
         let before = out.len();
         match &mut self.inner {
-            Inner::Stderr(p) => p.line(line, cut, out, &mut self.stats),
+            Inner::Stderr(p) => {
+                let started = p.started;
+                p.line(line, cut, out, &mut self.stats);
+                if p.started != started {
+                    self.entry_start = self.line_start;
+                }
+            }
             Inner::Csv(p) => p.record(line, cut, out, &mut self.stats),
             Inner::Json(p) => p.line(line, cut, out, &mut self.stats),
         }

@@ -395,6 +395,8 @@ pub(crate) struct StderrParser {
     budget: usize,
     /// The current entry was cut off (counted once).
     cut: bool,
+    /// Entries started so far: tells the caller which line began the held entry.
+    pub(crate) started: u64,
 }
 
 impl StderrParser {
@@ -405,7 +407,13 @@ impl StderrParser {
             last: Last::Discard,
             budget: MAX_ENTRY_BYTES,
             cut: false,
+            started: 0,
         })
+    }
+
+    /// Whether an entry is waiting for continuation lines.
+    pub(crate) fn holds_entry(&self) -> bool {
+        self.current.is_some()
     }
 
     /// One physical line; `cut`: it was cut at [`super::MAX_LINE_BYTES`] (counted
@@ -481,6 +489,7 @@ impl StderrParser {
         }
         self.budget = MAX_ENTRY_BYTES;
         self.cut = false;
+        self.started += 1;
         let get = |e: Escape| spans[slot(e)].map(|(s, e)| &line[s..e]);
         let mut cut = false;
         let mut text = |e: Escape, budget: &mut usize| {

@@ -1,0 +1,153 @@
+//! Log events in the store: the open head's events (table `head_logs`, one row per
+//! collection, keyed like `head`), and reading recent events back out of sealed blocks
+//! and the head for `pga-agent logs`.
+//!
+//! Sealed blocks carry their events in the block's log column (FORMAT.md, "Log
+//! events"); the head keeps them as postcard rows until it is sealed.
+
+use pga_format::{LogEvent, LogEventKind, Severity};
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use super::reader::StoreView;
+use super::tables::{BLOCK_INDEX, BLOCKS, HEAD_LOGS};
+
+/// What a collector hands the store with a pass besides its samples: log events and
+/// the cursor (file offsets, running totals) that produced them. Both commit in the
+/// transaction of the pass's samples, so a crash keeps all of them or none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogBatch {
+    pub events: Vec<LogEvent>,
+    /// `(name, bytes)` saved into the `cursors` table.
+    pub cursor: Option<(String, Vec<u8>)>,
+}
+
+impl LogBatch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.cursor.is_none()
+    }
+}
+
+/// A [`LogEvent`] as a head row stores it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEvent {
+    ts: i64,
+    severity: u8,
+    kind: u8,
+    sqlstate: Option<[u8; 5]>,
+    pid: Option<u32>,
+    instance: Option<String>,
+    user: Option<String>,
+    database: Option<String>,
+    application: Option<String>,
+    message: String,
+    duration_ms: Option<f64>,
+}
+
+fn position<T: PartialEq>(all: &[T], v: &T) -> u8 {
+    all.iter().position(|x| x == v).unwrap_or_default() as u8
+}
+
+pub(super) fn encode_events(events: &[LogEvent]) -> Result<Vec<u8>, StoreError> {
+    let stored: Vec<StoredEvent> = events
+        .iter()
+        .map(|e| StoredEvent {
+            ts: e.timestamp_ms,
+            severity: position(&Severity::ALL, &e.severity),
+            kind: position(&LogEventKind::ALL, &e.kind),
+            sqlstate: e.sqlstate,
+            pid: e.pid,
+            instance: e.instance.clone(),
+            user: e.user.clone(),
+            database: e.database.clone(),
+            application: e.application.clone(),
+            message: e.message.clone(),
+            duration_ms: e.duration_ms,
+        })
+        .collect();
+    postcard::to_allocvec(&stored)
+        .map_err(|e| StoreError::Damaged(format!("encoding head log events: {e}")))
+}
+
+pub(super) fn decode_events(key: u64, bytes: &[u8]) -> Result<Vec<LogEvent>, StoreError> {
+    let stored: Vec<StoredEvent> = postcard::from_bytes(bytes)
+        .map_err(|e| StoreError::Damaged(format!("head log events {key}: {e}")))?;
+    stored
+        .into_iter()
+        .map(|s| {
+            let severity = *Severity::ALL.get(usize::from(s.severity)).ok_or_else(|| {
+                StoreError::Damaged(format!("head log events {key}: severity {}", s.severity))
+            })?;
+            let kind = *LogEventKind::ALL.get(usize::from(s.kind)).ok_or_else(|| {
+                StoreError::Damaged(format!("head log events {key}: kind {}", s.kind))
+            })?;
+            Ok(LogEvent {
+                sqlstate: s.sqlstate,
+                pid: s.pid,
+                instance: s.instance,
+                user: s.user,
+                database: s.database,
+                application: s.application,
+                duration_ms: s.duration_ms,
+                ..LogEvent::new(s.ts, severity, kind, s.message)
+            })
+        })
+        .collect()
+}
+
+/// The head's events and their stored size by row key; empty for a store written
+/// before the table existed.
+pub(super) fn read_head_logs(
+    txn: &redb::ReadTransaction,
+) -> Result<std::collections::BTreeMap<u64, (Vec<LogEvent>, usize)>, StoreError> {
+    let table = match txn.open_table(HEAD_LOGS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        let events = decode_events(k.value(), v.value())?;
+        out.insert(k.value(), (events, v.value().len()));
+    }
+    Ok(out)
+}
+
+impl<D: ReadableDatabase + Sync> StoreView<'_, D> {
+    /// Every stored log event with a timestamp in `from ..= to` for which `keep` is
+    /// true, oldest first (sealed blocks, then the open head).
+    pub fn log_events(
+        &self,
+        from: i64,
+        to: i64,
+        keep: &dyn Fn(&LogEvent) -> bool,
+    ) -> Result<Vec<LogEvent>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let mut seqs = Vec::new();
+        for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
+            let (k, v) = entry?;
+            let (min_ts, max_ts, _) = v.value();
+            if max_ts >= from && min_ts <= to {
+                seqs.push(k.value());
+            }
+        }
+        let mut out = Vec::new();
+        let blocks = txn.open_table(BLOCKS)?;
+        let in_range = |e: &LogEvent| e.timestamp_ms >= from && e.timestamp_ms <= to && keep(e);
+        for seq in seqs {
+            let Some(frame) = blocks.get(seq)? else {
+                continue;
+            };
+            let block = pga_format::decode_block_filtered(frame.value(), &|_| false)
+                .map_err(|e| StoreError::Damaged(format!("block {seq}: {e}")))?;
+            out.extend(block.log_events.into_iter().filter(|e| in_range(e)));
+        }
+        for (_, (events, _)) in read_head_logs(&txn)? {
+            out.extend(events.into_iter().filter(|e| in_range(e)));
+        }
+        out.sort_by_key(|e| e.timestamp_ms);
+        Ok(out)
+    }
+}
