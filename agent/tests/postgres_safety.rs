@@ -205,6 +205,14 @@ fn bad_input_is_said_once_with_the_fix_and_the_rest_goes_on() {
     cluster
         .psql("postgres", "CREATE TABLE kept AS SELECT 1 AS x")
         .unwrap();
+    // A role without pg_monitor, and a database it may not connect to.
+    cluster.create_database("private").unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "CREATE ROLE plain LOGIN; REVOKE CONNECT ON DATABASE private FROM PUBLIC;",
+        )
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("wrong.pw");
     std::fs::write(&wrong, "wrong\n").unwrap();
@@ -212,11 +220,16 @@ fn bad_input_is_said_once_with_the_fix_and_the_rest_goes_on() {
     // No pg_stat_statements here; and a second instance with a wrong password.
     let agent = Agent::start(
         &format!(
-            "{}{}",
+            "{}{}{}",
             instance(
                 "lab",
                 &cluster.conninfo("postgres"),
                 "statement_timeout_ms = 1000\nlock_timeout_ms = 300"
+            ),
+            instance(
+                "plain",
+                &format!("{} user=plain", cluster.conninfo("postgres")),
+                "families_exclude = [\"statements\"]\ndatabases_exclude = [\"template*\", \"scratch\"]"
             ),
             instance(
                 "wrongpw",
@@ -272,6 +285,18 @@ fn bad_input_is_said_once_with_the_fix_and_the_rest_goes_on() {
     // The wrong password: once, naming the problem and the fix.
     assert_eq!(said("password authentication failed"), 1, "{log}");
     assert!(log.contains("check the role and its password"), "{log}");
+    // The database the role may not enter: once, with the fix; the role's other
+    // databases are collected.
+    assert_eq!(said("permission denied for database"), 1, "{log}");
+    assert!(log.contains("GRANT CONNECT ON DATABASE"), "{log}");
+    assert!(
+        agent
+            .last(
+                "pg_stat_user_tables_n_live_tup",
+                &[("instance", "plain"), ("relname", "kept")]
+            )
+            .is_some()
+    );
     // Nothing ERROR-level: no data was lost.
     assert_eq!(said(" ERROR "), 0, "{log}");
 }

@@ -21,6 +21,50 @@ pub enum Command {
     Store(StoreArgs),
     Endpoint(EndpointArgs),
     Logparse(LogparseArgs),
+    Overhead(OverheadArgs),
+}
+
+/// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with
+/// prometheus-postgres-exporter + prometheus-node-exporter.
+///
+/// Starts a throwaway cluster (pg_stat_statements preloaded), loads it with pgbench
+/// (-s --scale, 4 clients at --rate tps) for the whole run, and runs at the same time:
+///   pga-agent                     default intervals (10 s / 60 s / 300 s), PostgreSQL
+///                                 and system collectors, as role pga_agent
+///   prometheus-postgres-exporter  every database, the package's example queries
+///                                 (tables, statio, statements, sizes), as role
+///                                 pga_exporter; scraped every --scrape-secs
+///   prometheus-node-exporter      scraped every --scrape-secs
+/// Both roles are plain pg_monitor members. The exporters are the Debian packages,
+/// installed with apt-get when missing (as root). pga-agent is taken from next to this
+/// binary (build it with `cargo build --release -p pga-agent`) or from --agent.
+///
+/// Reports per process CPU seconds (user + system, /proc/PID/stat) and peak RSS
+/// (VmHWM), server time and calls of each role's queries (pg_stat_statements, reset
+/// at the start), and the agent's store bytes per sample. Goal: the agent at most half
+/// the CPU and half the RSS of the two exporters together. The machine may be shared:
+/// run it on a quiet host for figures to compare.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct OverheadArgs {
+    /// Length of the measurement in minutes.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Seconds between scrapes of the exporters (the agent's fast interval is 10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub scrape_secs: u64,
+    /// pgbench transactions per second (rate-limited, 4 clients).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+    /// pgbench scale factor (-s).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub scale: u32,
+    /// The pga-agent binary to measure.
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Measure the agent's PostgreSQL log parsers: MB/s and entries/s on one core.

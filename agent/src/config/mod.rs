@@ -311,7 +311,7 @@ pub struct PostgresInstance {
     /// the busiest or largest first. 1..=10000, default 300.
     pub relations_top_n: u32,
     /// Statistics families not to collect, by name (`statements`, `relation_size`,
-    /// `io`, …; `pga-agent check-config` lists them). Default: none.
+    /// `io`, …; an unknown name is an error that lists them all). Default: none.
     pub families_exclude: Vec<String>,
 }
 

@@ -967,6 +967,28 @@ mod tests {
     }
 
     #[test]
+    fn relations_top_n_and_families_exclude_checked() {
+        for bad in [0, 10_001] {
+            let c = with_instances(vec![PostgresInstance {
+                relations_top_n: bad,
+                ..instance("main")
+            }]);
+            assert_eq!(errors(&c), ["postgres[0].relations_top_n"], "{bad}");
+        }
+        let c = with_instances(vec![PostgresInstance {
+            families_exclude: vec!["statements".into(), "relation_sizes".into()],
+            ..instance("main")
+        }]);
+        let problems = c.validate();
+        assert_eq!(errors(&c), ["postgres[0].families_exclude[1]"]);
+        let p = problems
+            .iter()
+            .find(|p| p.key == "postgres[0].families_exclude[1]")
+            .unwrap();
+        assert!(p.fix.contains("relation_size"), "{p:?}");
+    }
+
+    #[test]
     fn statements_top_n_bounded() {
         let c = with_instances(vec![PostgresInstance {
             statements_top_n: 1001,

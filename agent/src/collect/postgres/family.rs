@@ -266,3 +266,25 @@ pub(crate) fn emit_columns(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FamilyState;
+
+    #[test]
+    fn a_failing_family_sits_out_more_passes_each_time_and_recovers_at_once() {
+        let mut st = FamilyState::default();
+        let mut ran = Vec::new();
+        for pass in 0..40 {
+            if !st.backing_off() {
+                ran.push(pass);
+                st.failed("boom".into());
+            }
+        }
+        // Runs at 0, then after sitting out 1, 3, 7, 15, 15 passes.
+        assert_eq!(ran, [0, 2, 6, 14, 30]);
+        assert_eq!(st.error.as_deref(), Some("boom"));
+        st.succeeded();
+        assert!(!st.backing_off() && st.error.is_none());
+    }
+}

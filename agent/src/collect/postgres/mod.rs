@@ -100,8 +100,8 @@ impl PostgresProbe {
 
     /// One pass; runs on a blocking thread of the agent's runtime.
     pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        let errors = run_pass(&mut self.runner, &self.shared, out);
-        if !out.samples().iter().any(|s| s.name == "pg_up") {
+        let (errors, overran) = run_pass(&mut self.runner, &self.shared, out);
+        if overran && !out.samples().iter().any(|s| s.name == "pg_up") {
             out.gauge(
                 "pg_up",
                 UP_HELP,
@@ -140,7 +140,7 @@ impl PostgresGroup {
 
     /// One pass; runs on a blocking thread of the agent's runtime.
     pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        run_pass(&mut self.runner, &self.shared, out)
+        run_pass(&mut self.runner, &self.shared, out).0
     }
 }
 
@@ -159,12 +159,13 @@ impl crate::scheduler::Collector for PostgresGroup {
 }
 
 /// Runs a pass on the agent's runtime, with a last-resort bound one second past the
-/// statement timeout (the pass's own deadline comes half a second earlier).
+/// statement timeout (the pass's own deadline comes half a second earlier); `true`
+/// when that bound cut the pass short.
 fn run_pass(
     runner: &mut GroupRunner,
     shared: &Arc<Shared>,
     out: &mut Emitter,
-) -> Vec<CollectError> {
+) -> (Vec<CollectError>, bool) {
     let handle = tokio::runtime::Handle::current();
     let bound = shared.instance.statement_timeout() + Duration::from_secs(1);
     let mut part = Emitter::new();
@@ -172,11 +173,14 @@ fn run_pass(
         .block_on(async { tokio::time::timeout(bound, runner.pass(shared, &mut part)).await });
     out.append(&mut part);
     match result {
-        Ok(errors) => errors,
-        Err(_) => vec![CollectError::Other(format!(
-            "instance {}: the pass did not finish within {} ms",
-            shared.instance.name,
-            bound.as_millis()
-        ))],
+        Ok(errors) => (errors, false),
+        Err(_) => (
+            vec![CollectError::Other(format!(
+                "instance {}: the pass did not finish within {} ms",
+                shared.instance.name,
+                bound.as_millis()
+            ))],
+            true,
+        ),
     }
 }

@@ -167,6 +167,10 @@ pub(crate) struct GroupRunner {
     database_families: Vec<&'static Family>,
     instance_states: HashMap<&'static str, FamilyState>,
     databases: BTreeMap<String, DbState>,
+    /// Whether this group says why a database cannot be entered: the slow group
+    /// does (the sizes group too when the slow one has no per-database family), so
+    /// that it is said once per instance.
+    reports_connect_errors: bool,
 }
 
 impl GroupRunner {
@@ -177,8 +181,14 @@ impl GroupRunner {
                 && !instance.families_exclude.iter().any(|x| x == f.name)
                 && !(f.name == "statements" && instance.statements_top_n == 0)
         };
+        let slow_per_database = FAMILIES.iter().any(|f| {
+            f.group == Group::Slow
+                && f.scope == Scope::EachDatabase
+                && !instance.families_exclude.iter().any(|x| x == f.name)
+        });
         GroupRunner {
             group,
+            reports_connect_errors: group == Group::Slow || !slow_per_database,
             instance_families: FAMILIES
                 .iter()
                 .filter(enabled)
@@ -291,11 +301,13 @@ impl GroupRunner {
             let families = self.database_families.clone();
             let version = state.version;
             let main = datname == state.main_datname;
+            let reports = self.reports_connect_errors;
             tasks.spawn(async move {
                 let mut db = db;
                 let mut part = Emitter::new();
                 let gone = database_pass(
-                    &shared, &datname, main, &families, &mut db, version, deadline, &mut part,
+                    &shared, &datname, main, reports, &families, &mut db, version, deadline,
+                    &mut part,
                 )
                 .await;
                 (datname, db, part, gone)
@@ -431,6 +443,7 @@ async fn database_pass(
     shared: &Shared,
     datname: &str,
     main: bool,
+    reports_connect_errors: bool,
     families: &[&'static Family],
     db: &mut DbState,
     version: u32,
@@ -467,7 +480,9 @@ async fn database_pass(
                 db.connect_error = None;
             }
             Err(e) => {
-                db.connect_error = Some(e);
+                if reports_connect_errors {
+                    db.connect_error = Some(e);
+                }
                 return false;
             }
         }
