@@ -12,7 +12,7 @@
 //! | `pg_log_messages_total{severity,sqlstate_class}` | entries by severity and SQLSTATE class (`""` when none) |
 //! | `pg_log_events_total{kind}` | entries by event kind |
 //! | `pg_log_slow_statements_total`, `pg_log_slow_statement_seconds_total` | statements over `log_min_duration_statement`, and their summed duration |
-//! | `pg_log_slow_statements_by_duration_total{le}` | the same as a cumulative histogram (seconds) |
+//! | `pg_log_slow_statements_by_duration_total{le_seconds}` | the same, cumulative by duration bound (`0.01` … `300`, `+Inf`): a histogram whose bound label is `le_seconds`, since the block format has no histogram type (promtool rejects `le` on counters); `label_replace` it to `le` for `histogram_quantile` |
 //! | `pg_log_checkpoints_total` | completed checkpoints and restartpoints |
 //! | `pg_log_autovacuum_runs_total`, `pg_log_autoanalyze_runs_total` | automatic vacuum and analyze runs |
 //! | `pg_log_deadlocks_total`, `pg_log_lock_waits_total` | deadlocks, lock-wait reports (`log_lock_waits`) |
@@ -27,7 +27,7 @@ use pga_format::LogEventKind;
 use serde::{Deserialize, Serialize};
 
 use super::classify::{classify, to_event_as};
-use super::discover::{Explicit, LogLocation, locate};
+use super::discover::{DiscoverError, Explicit, LogLocation, locate};
 use super::stderr::PrefixError;
 use super::tail::{FileCursor, Tailer};
 use super::{LogEntry, LogParser};
@@ -222,8 +222,20 @@ impl LogCollector {
             .facts
             .as_ref()
             .and_then(|f| f.read().ok().and_then(|g| g.clone()));
-        let loc = locate(&self.opts.explicit, facts.as_ref())
-            .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        let loc = match locate(&self.opts.explicit, facts.as_ref()) {
+            Ok(loc) => loc,
+            // The PostgreSQL collector reports an unreachable server; not said twice.
+            Err(DiscoverError::NoFacts) => {
+                tracing::debug!(instance = %self.instance, "log: waiting for the server's log settings");
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                return Err(CollectError::Other(format!(
+                    "log of instance {}: {e}",
+                    self.instance
+                )));
+            }
+        };
         if self.tail.as_ref().map(|t| &t.0) != Some(&loc) {
             self.start_tailer(loc)?;
         }
@@ -461,9 +473,9 @@ impl LogCollector {
             cumulative += t.slow_buckets.get(b).copied().unwrap_or(0);
             out.counter(
                 "pg_log_slow_statements_by_duration_total",
-                "Slow statements logged with a duration of at most le seconds.",
+                "Slow statements logged with a duration of at most le_seconds seconds.",
                 "",
-                &[("instance", i), ("le", &bound)],
+                &[("instance", i), ("le_seconds", &bound)],
                 cumulative as f64,
             );
         }
