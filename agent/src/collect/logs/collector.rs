@@ -245,6 +245,16 @@ impl LogCollector {
         let paths = loc
             .list()
             .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        if paths.is_empty() {
+            let e = DiscoverError::NoFiles {
+                dir: loc.dir.clone(),
+                pattern: loc.pattern.clone(),
+            };
+            return Err(CollectError::Other(format!(
+                "log of instance {}: {e}",
+                self.instance
+            )));
+        }
         let mut entries = Vec::new();
         let report = tailer.pass(&paths, self.opts.read_bytes_per_pass, &mut entries);
         self.files = report.files;
