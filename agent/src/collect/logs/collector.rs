@@ -576,6 +576,93 @@ impl crate::scheduler::Collector for LogCollector {
 mod tests {
     use super::*;
 
+    fn one_pass(log: &str, drop_unclassified: bool) -> (Emitter, Totals) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.log");
+        std::fs::write(&path, log).unwrap();
+        let opts = LogOptions {
+            explicit: Explicit {
+                path: Some(path.display().to_string()),
+                format: None,
+                prefix: Some("%m [%p] %e ".into()),
+            },
+            redact: true,
+            drop_unclassified,
+            read_bytes_per_pass: 1 << 20,
+            max_files: 4,
+        };
+        let mut c = LogCollector::new("main", None, opts, None);
+        let mut out = Emitter::new();
+        assert!(c.collect(&mut out).is_empty());
+        (out, c.totals().clone())
+    }
+
+    const LOG: &str = "\
+2024-03-01 12:00:00.000 UTC [1] 22012 ERROR:  division by zero
+2024-03-01 12:00:01.000 UTC [1] 00000 LOG:  duration: 2500.5 ms  statement: SELECT 1
+2024-03-01 12:00:02.000 UTC [2] 00000 LOG:  temporary file: path \"base/pgsql_tmp/pgsql_tmp2.0\", size 8192
+2024-03-01 12:00:03.000 UTC [3] 00000 LOG:  database system is ready to accept connections
+2024-03-01 12:00:04.000 UTC [4] 28P01 FATAL:  password authentication failed for user \"x\"
+";
+
+    fn value(out: &Emitter, name: &str, labels: &[(&str, &str)]) -> f64 {
+        out.samples()
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+            })
+            .unwrap_or_else(|| panic!("{name} {labels:?}"))
+            .value
+    }
+
+    #[test]
+    fn counters_follow_the_events() {
+        let (out, t) = one_pass(LOG, false);
+        assert_eq!(out.log_events().len(), 5);
+        assert_eq!(t.slow_count, 1);
+        assert_eq!((t.temp_files, t.temp_bytes, t.auth_failures), (1, 8192, 1));
+        let m = "pg_log_messages_total";
+        assert_eq!(
+            value(&out, m, &[("severity", "ERROR"), ("sqlstate_class", "22")]),
+            1.0
+        );
+        assert_eq!(
+            value(&out, m, &[("severity", "LOG"), ("sqlstate_class", "")]),
+            3.0
+        );
+        assert_eq!(
+            value(&out, m, &[("severity", "FATAL"), ("sqlstate_class", "28")]),
+            1.0
+        );
+        assert_eq!(
+            value(&out, "pg_log_slow_statement_seconds_total", &[]),
+            2.5005
+        );
+        let h = "pg_log_slow_statements_by_duration_total";
+        assert_eq!(value(&out, h, &[("le_seconds", "1")]), 0.0);
+        assert_eq!(value(&out, h, &[("le_seconds", "5")]), 1.0);
+        assert_eq!(value(&out, h, &[("le_seconds", "+Inf")]), 1.0);
+        assert_eq!(
+            value(&out, "pg_log_events_total", &[("kind", "other")]),
+            1.0
+        );
+    }
+
+    #[test]
+    fn unclassified_entries_count_but_are_not_stored_when_dropped() {
+        let (out, t) = one_pass(LOG, true);
+        assert_eq!(out.log_events().len(), 4);
+        assert!(
+            out.log_events()
+                .iter()
+                .all(|e| e.kind != LogEventKind::Other)
+        );
+        assert_eq!(t.kinds["other"], 1);
+    }
+
     #[test]
     fn unknown_escapes_are_dropped_like_postgresql_does() {
         assert_eq!(usable_prefix("%m %z[%p] %-5Z", "t"), "%m [%p] ");
