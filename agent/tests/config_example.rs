@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use pga_agent::config::{
-    AgentConfig, Collectors, ConfigSource, EndpointConfig, Intervals, PostgresInstance,
+    AgentConfig, Collectors, ConfigSource, EndpointConfig, Intervals, LogsConfig, PostgresInstance,
     StoreConfig, load, schema_keys,
 };
 
@@ -81,6 +81,7 @@ fn example_shows_the_real_defaults() {
     assert_eq!(c.store, StoreConfig::DEFAULT);
     assert_eq!(c.collectors, Collectors::DEFAULT);
     assert_eq!(c.endpoint, EndpointConfig::default());
+    assert_eq!(c.logs, LogsConfig::default());
     let d = PostgresInstance::default();
     let p = &c.postgres[0];
     assert_eq!(p.statement_timeout_ms, d.statement_timeout_ms);

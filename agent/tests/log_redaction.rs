@@ -189,11 +189,26 @@ fn errors_name_the_file_or_the_escape() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("%Z"), "{err}");
 
-    let out = agent(&["logs"]);
-    assert_eq!(out.status.code(), Some(2));
+    // Without --parse: the store, which is not there.
+    let data = dir.path().join("no-store");
+    let out = agent(&["logs", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("log collector") && err.contains("--parse"),
+        err.contains("no store at") && err.contains("--data-dir"),
+        "{err}"
+    );
+    let out = agent(&[
+        "logs",
+        "--kind",
+        "eror",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"eror\"") && err.contains("slow_statement"),
         "{err}"
     );
 }

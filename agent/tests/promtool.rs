@@ -189,6 +189,33 @@ async fn promtool_reports_no_problem_on_metrics() {
     me.collect(&mut own);
     store.append(now - 10_000, &realistic(), None).unwrap();
     store.append(now, &own.take(), None).unwrap();
+    // The log collector's counters, from a pass over a small log.
+    let log = dir.path().join("postgresql.log");
+    std::fs::write(
+        &log,
+        "2024-03-01 12:00:00.000 UTC [1] LOG:  duration: 1500.2 ms  statement: SELECT 1\n\
+         2024-03-01 12:00:01.000 UTC [1] ERROR:  division by zero\n",
+    )
+    .unwrap();
+    let opts = pga_agent::collect::logs::collector::LogOptions {
+        explicit: pga_agent::collect::logs::discover::Explicit {
+            path: Some(log.display().to_string()),
+            format: None,
+            prefix: Some("%m [%p] ".into()),
+        },
+        redact: true,
+        drop_unclassified: false,
+        read_bytes_per_pass: 1 << 20,
+        max_files: 8,
+    };
+    let mut logs = pga_agent::collect::logs::collector::LogCollector::new("main", None, opts, None);
+    let mut out = Emitter::new();
+    assert!(logs.collect(&mut out).is_empty());
+    let batch = out.take_logs();
+    assert_eq!(batch.events.len(), 2);
+    store
+        .append_with_logs(now - 5_000, &out.take(), &batch, None)
+        .unwrap();
 
     let app = router(ApiState {
         store: store.handle(),
@@ -209,6 +236,12 @@ async fn promtool_reports_no_problem_on_metrics() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let text = std::str::from_utf8(&body).unwrap();
     assert!(text.contains("pga_agent_store_series"), "{text}");
+    assert!(
+        text.contains(
+            "pg_log_slow_statements_by_duration_total{instance=\"main\",le_seconds=\"5\"} 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains(r#"datname="we\"ird\\db\nname""#), "{text}");
 
     let (ok, report) = promtool_check(text);

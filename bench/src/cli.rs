@@ -21,6 +21,7 @@ pub enum Command {
     Store(StoreArgs),
     Endpoint(EndpointArgs),
     Logparse(LogparseArgs),
+    Logtail(LogtailArgs),
     Overhead(OverheadArgs),
 }
 
@@ -81,6 +82,28 @@ pub struct LogparseArgs {
     /// Size of each generated log in MiB.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=16_384))]
     pub size_mb: u64,
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Measure the agent's log collector end to end: MB/s and events/s on one core.
+///
+/// For each format, writes the log of `pga-bench logparse` (about --size-mb MiB) to a
+/// file, then runs the collector over it in passes of --read-bytes-per-pass bytes, as
+/// the agent does: read, parse, classify, redact, count, and store each pass's events,
+/// counters and file cursor in one transaction of a real ring store, until a pass
+/// finds nothing new. Every generated entry must be stored once, or the command fails.
+/// Also shows the slowest pass (read to commit).
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct LogtailArgs {
+    /// Size of each generated log in MiB.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=16_384))]
+    pub size_mb: u64,
+    /// The collector's per-pass read budget (logs.read_bytes_per_pass).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub read_bytes_per_pass: u64,
     /// Print one JSON array instead of a table.
     #[arg(long)]
     pub json: bool,

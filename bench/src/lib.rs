@@ -4,8 +4,10 @@
 //! cost per collection, query time over a day of one series). `pga-bench endpoint`
 //! measures the agent's endpoint in process (`/v1/blocks` pages per second and MB/s,
 //! `/metrics` render time). `pga-bench logparse` measures the agent's PostgreSQL log
-//! parsers (MB/s and entries/s per format). `pga-bench overhead` measures what
-//! monitoring a PostgreSQL host costs with the agent and with the Prometheus exporters. `pga-bench codec` measures the block format of `pga-format` on
+//! parsers (MB/s and entries/s per format); `pga-bench logtail` the whole log collector,
+//! from file to committed store transaction. `pga-bench overhead` measures what
+//! monitoring a PostgreSQL host costs with the agent and with the Prometheus exporters.
+//! `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
@@ -17,6 +19,7 @@ pub mod codec_cmd;
 pub mod corpus;
 pub mod endpoint_cmd;
 pub mod logparse_cmd;
+pub mod logtail_cmd;
 pub mod overhead_cmd;
 pub mod report;
 pub mod store_cmd;

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Endpoint(args) => pga_bench::endpoint_cmd::run(&args),
         Command::Logparse(args) => pga_bench::logparse_cmd::run(&args),
         Command::Overhead(args) => pga_bench::overhead_cmd::run(&args),
+        Command::Logtail(args) => pga_bench::logtail_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

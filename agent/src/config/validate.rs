@@ -322,11 +322,11 @@ impl AgentConfig {
                 "set collectors.postgres = true, or remove the [[postgres]] tables",
             ));
         }
-        if c.logs && !c.postgres {
+        if c.logs && !c.postgres && self.logs.path.is_none() {
             p.push(Problem::warning(
                 "collectors.logs",
                 "finds the log files through PostgreSQL, but collectors.postgres is false",
-                "set collectors.postgres = true, or collectors.logs = false",
+                "set collectors.postgres = true, set logs.path, or set collectors.logs = false",
             ));
         }
     }
@@ -781,6 +781,9 @@ mod tests {
         assert_eq!(warnings(&c), ["collectors.logs"]);
         c.postgres = vec![instance("main")];
         assert_eq!(warnings(&c), ["collectors.postgres", "collectors.logs"]);
+        // An explicit log path needs no server.
+        c.logs.path = Some("/var/log/postgresql/postgresql-16-main.log".into());
+        assert_eq!(warnings(&c), ["collectors.postgres"]);
         c.collectors.logs = false;
         c.collectors.system = false;
         assert_eq!(warnings(&c), ["collectors"]);

@@ -30,7 +30,7 @@ impl LogBatch {
 }
 
 /// A [`LogEvent`] as a head row stores it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct StoredEvent {
     ts: i64,
     severity: u8,
@@ -45,24 +45,41 @@ struct StoredEvent {
     duration_ms: Option<f64>,
 }
 
+/// [`StoredEvent`] borrowing from the event, for writing without copies (postcard
+/// encodes `&str` and `String` alike).
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    ts: i64,
+    severity: u8,
+    kind: u8,
+    sqlstate: Option<[u8; 5]>,
+    pid: Option<u32>,
+    instance: Option<&'a str>,
+    user: Option<&'a str>,
+    database: Option<&'a str>,
+    application: Option<&'a str>,
+    message: &'a str,
+    duration_ms: Option<f64>,
+}
+
 fn position<T: PartialEq>(all: &[T], v: &T) -> u8 {
     all.iter().position(|x| x == v).unwrap_or_default() as u8
 }
 
 pub(super) fn encode_events(events: &[LogEvent]) -> Result<Vec<u8>, StoreError> {
-    let stored: Vec<StoredEvent> = events
+    let stored: Vec<StoredEventRef<'_>> = events
         .iter()
-        .map(|e| StoredEvent {
+        .map(|e| StoredEventRef {
             ts: e.timestamp_ms,
             severity: position(&Severity::ALL, &e.severity),
             kind: position(&LogEventKind::ALL, &e.kind),
             sqlstate: e.sqlstate,
             pid: e.pid,
-            instance: e.instance.clone(),
-            user: e.user.clone(),
-            database: e.database.clone(),
-            application: e.application.clone(),
-            message: e.message.clone(),
+            instance: e.instance.as_deref(),
+            user: e.user.as_deref(),
+            database: e.database.as_deref(),
+            application: e.application.as_deref(),
+            message: &e.message,
             duration_ms: e.duration_ms,
         })
         .collect();
@@ -149,5 +166,65 @@ impl<D: ReadableDatabase + Sync> StoreView<'_, D> {
         }
         out.sort_by_key(|e| e.timestamp_ms);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreOptions};
+
+    fn event(ts: i64, msg: &str) -> LogEvent {
+        LogEvent {
+            sqlstate: Some(*b"22012"),
+            instance: Some("main".into()),
+            duration_ms: Some(1.5),
+            ..LogEvent::new(ts, Severity::Error, LogEventKind::Error, msg)
+        }
+    }
+
+    #[test]
+    fn events_survive_a_reopen_are_sealed_into_blocks_and_commit_with_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            max_bytes: 64 << 20,
+            retention_ms: 0,
+            block_ms: 60_000,
+        };
+        let (mut store, _) = Store::open(dir.path(), opts).unwrap();
+        let mut bad = event(1_000, "bad");
+        bad.sqlstate = Some(*b"x2012");
+        let batch = LogBatch {
+            events: vec![event(1_000, "one"), bad, event(2_000, "two")],
+            cursor: Some(("logs:main".into(), vec![1, 2, 3])),
+        };
+        let r = store.append_with_logs(60_000, &[], &batch, None).unwrap();
+        assert_eq!(r.rejected_events, 1);
+        drop(store);
+        let (mut store, _) = Store::open(dir.path(), opts).unwrap();
+        assert_eq!(store.cursor("logs:main").unwrap(), Some(vec![1, 2, 3]));
+        let all = |s: &Store| {
+            s.reader()
+                .log_events(i64::MIN, i64::MAX, &|_| true)
+                .unwrap()
+        };
+        let head = all(&store);
+        assert_eq!(head, vec![event(1_000, "one"), event(2_000, "two")]);
+        // The next window seals the head: the events move into the block's log column.
+        let batch = LogBatch {
+            events: vec![event(130_000, "three")],
+            cursor: Some(("logs:main".into(), vec![4])),
+        };
+        let r = store.append_with_logs(130_000, &[], &batch, None).unwrap();
+        assert!(r.sealed.is_some());
+        assert_eq!(store.block_count(), 1);
+        let messages: Vec<String> = all(&store).into_iter().map(|e| e.message).collect();
+        assert_eq!(messages, ["one", "two", "three"]);
+        let only_new = store
+            .reader()
+            .log_events(100_000, i64::MAX, &|_| true)
+            .unwrap();
+        assert_eq!(only_new.len(), 1);
+        assert_eq!(store.cursor("logs:main").unwrap(), Some(vec![4]));
     }
 }

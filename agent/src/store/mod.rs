@@ -518,21 +518,31 @@ impl Store {
             }
         }
         report.new_series = self.metas.len() - first_new;
-        let mut events = Vec::with_capacity(logs.events.len());
-        for e in &logs.events {
-            match e.validate() {
-                Ok(()) => events.push(e.clone()),
-                Err(error) => {
-                    report.rejected_events += 1;
+        // A collector's invalid event costs that event only; the batch is copied only then.
+        let valid: Vec<bool> = logs.events.iter().map(|e| e.validate().is_ok()).collect();
+        let filtered;
+        let batch = if valid.iter().all(|v| *v) {
+            logs
+        } else {
+            for (e, _) in logs.events.iter().zip(&valid).filter(|(_, ok)| !**ok) {
+                if let Err(error) = e.validate() {
                     tracing::warn!(%error, "log event not stored");
                 }
+                report.rejected_events += 1;
             }
-        }
-        let batch = LogBatch {
-            events,
-            cursor: logs.cursor.clone(),
+            filtered = LogBatch {
+                events: logs
+                    .events
+                    .iter()
+                    .zip(&valid)
+                    .filter(|(_, ok)| **ok)
+                    .map(|(e, _)| e.clone())
+                    .collect(),
+                cursor: logs.cursor.clone(),
+            };
+            &filtered
         };
-        let result = self.append_interned(ts, &pairs, &batch, first_new, health, &mut report);
+        let result = self.append_interned(ts, &pairs, batch, first_new, health, &mut report);
         if result.is_err() {
             // Memory may be ahead of the file now; the file is the truth.
             self.load()?;

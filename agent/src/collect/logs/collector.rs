@@ -12,7 +12,7 @@
 //! | `pg_log_messages_total{severity,sqlstate_class}` | entries by severity and SQLSTATE class (`""` when none) |
 //! | `pg_log_events_total{kind}` | entries by event kind |
 //! | `pg_log_slow_statements_total`, `pg_log_slow_statement_seconds_total` | statements over `log_min_duration_statement`, and their summed duration |
-//! | `pg_log_slow_statements_by_duration_total{le}` | the same as a cumulative histogram (seconds) |
+//! | `pg_log_slow_statements_by_duration_total{le_seconds}` | the same, cumulative by duration bound (`0.01` … `300`, `+Inf`): a histogram whose bound label is `le_seconds`, since the block format has no histogram type (promtool rejects `le` on counters); `label_replace` it to `le` for `histogram_quantile` |
 //! | `pg_log_checkpoints_total` | completed checkpoints and restartpoints |
 //! | `pg_log_autovacuum_runs_total`, `pg_log_autoanalyze_runs_total` | automatic vacuum and analyze runs |
 //! | `pg_log_deadlocks_total`, `pg_log_lock_waits_total` | deadlocks, lock-wait reports (`log_lock_waits`) |
@@ -27,7 +27,7 @@ use pga_format::LogEventKind;
 use serde::{Deserialize, Serialize};
 
 use super::classify::{classify, to_event_as};
-use super::discover::{Explicit, LogLocation, locate};
+use super::discover::{DiscoverError, Explicit, LogLocation, locate};
 use super::stderr::PrefixError;
 use super::tail::{FileCursor, Tailer};
 use super::{LogEntry, LogParser};
@@ -222,8 +222,20 @@ impl LogCollector {
             .facts
             .as_ref()
             .and_then(|f| f.read().ok().and_then(|g| g.clone()));
-        let loc = locate(&self.opts.explicit, facts.as_ref())
-            .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        let loc = match locate(&self.opts.explicit, facts.as_ref()) {
+            Ok(loc) => loc,
+            // The PostgreSQL collector reports an unreachable server; not said twice.
+            Err(DiscoverError::NoFacts) => {
+                tracing::debug!(instance = %self.instance, "log: waiting for the server's log settings");
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                return Err(CollectError::Other(format!(
+                    "log of instance {}: {e}",
+                    self.instance
+                )));
+            }
+        };
         if self.tail.as_ref().map(|t| &t.0) != Some(&loc) {
             self.start_tailer(loc)?;
         }
@@ -233,6 +245,16 @@ impl LogCollector {
         let paths = loc
             .list()
             .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        if paths.is_empty() {
+            let e = DiscoverError::NoFiles {
+                dir: loc.dir.clone(),
+                pattern: loc.pattern.clone(),
+            };
+            return Err(CollectError::Other(format!(
+                "log of instance {}: {e}",
+                self.instance
+            )));
+        }
         let mut entries = Vec::new();
         let report = tailer.pass(&paths, self.opts.read_bytes_per_pass, &mut entries);
         self.files = report.files;
@@ -461,9 +483,9 @@ impl LogCollector {
             cumulative += t.slow_buckets.get(b).copied().unwrap_or(0);
             out.counter(
                 "pg_log_slow_statements_by_duration_total",
-                "Slow statements logged with a duration of at most le seconds.",
+                "Slow statements logged with a duration of at most le_seconds seconds.",
                 "",
-                &[("instance", i), ("le", &bound)],
+                &[("instance", i), ("le_seconds", &bound)],
                 cumulative as f64,
             );
         }
@@ -553,6 +575,93 @@ impl crate::scheduler::Collector for LogCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one_pass(log: &str, drop_unclassified: bool) -> (Emitter, Totals) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg.log");
+        std::fs::write(&path, log).unwrap();
+        let opts = LogOptions {
+            explicit: Explicit {
+                path: Some(path.display().to_string()),
+                format: None,
+                prefix: Some("%m [%p] %e ".into()),
+            },
+            redact: true,
+            drop_unclassified,
+            read_bytes_per_pass: 1 << 20,
+            max_files: 4,
+        };
+        let mut c = LogCollector::new("main", None, opts, None);
+        let mut out = Emitter::new();
+        assert!(c.collect(&mut out).is_empty());
+        (out, c.totals().clone())
+    }
+
+    const LOG: &str = "\
+2024-03-01 12:00:00.000 UTC [1] 22012 ERROR:  division by zero
+2024-03-01 12:00:01.000 UTC [1] 00000 LOG:  duration: 2500.5 ms  statement: SELECT 1
+2024-03-01 12:00:02.000 UTC [2] 00000 LOG:  temporary file: path \"base/pgsql_tmp/pgsql_tmp2.0\", size 8192
+2024-03-01 12:00:03.000 UTC [3] 00000 LOG:  database system is ready to accept connections
+2024-03-01 12:00:04.000 UTC [4] 28P01 FATAL:  password authentication failed for user \"x\"
+";
+
+    fn value(out: &Emitter, name: &str, labels: &[(&str, &str)]) -> f64 {
+        out.samples()
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+            })
+            .unwrap_or_else(|| panic!("{name} {labels:?}"))
+            .value
+    }
+
+    #[test]
+    fn counters_follow_the_events() {
+        let (out, t) = one_pass(LOG, false);
+        assert_eq!(out.log_events().len(), 5);
+        assert_eq!(t.slow_count, 1);
+        assert_eq!((t.temp_files, t.temp_bytes, t.auth_failures), (1, 8192, 1));
+        let m = "pg_log_messages_total";
+        assert_eq!(
+            value(&out, m, &[("severity", "ERROR"), ("sqlstate_class", "22")]),
+            1.0
+        );
+        assert_eq!(
+            value(&out, m, &[("severity", "LOG"), ("sqlstate_class", "")]),
+            3.0
+        );
+        assert_eq!(
+            value(&out, m, &[("severity", "FATAL"), ("sqlstate_class", "28")]),
+            1.0
+        );
+        assert_eq!(
+            value(&out, "pg_log_slow_statement_seconds_total", &[]),
+            2.5005
+        );
+        let h = "pg_log_slow_statements_by_duration_total";
+        assert_eq!(value(&out, h, &[("le_seconds", "1")]), 0.0);
+        assert_eq!(value(&out, h, &[("le_seconds", "5")]), 1.0);
+        assert_eq!(value(&out, h, &[("le_seconds", "+Inf")]), 1.0);
+        assert_eq!(
+            value(&out, "pg_log_events_total", &[("kind", "other")]),
+            1.0
+        );
+    }
+
+    #[test]
+    fn unclassified_entries_count_but_are_not_stored_when_dropped() {
+        let (out, t) = one_pass(LOG, true);
+        assert_eq!(out.log_events().len(), 4);
+        assert!(
+            out.log_events()
+                .iter()
+                .all(|e| e.kind != LogEventKind::Other)
+        );
+        assert_eq!(t.kinds["other"], 1);
+    }
 
     #[test]
     fn unknown_escapes_are_dropped_like_postgresql_does() {

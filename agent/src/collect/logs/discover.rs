@@ -47,6 +47,16 @@ pub enum DiscoverError {
     )]
     NoFileDestination(String),
     #[error(
+        "logs.format = \"{format}\" but the server writes log_destination = '{log_destination}'; \
+         remove logs.format or add {format} to log_destination"
+    )]
+    NotWritten {
+        format: LogFormat,
+        log_destination: String,
+    },
+    #[error("no file matching {pattern} in {dir} yet; is the server writing its log there?")]
+    NoFiles { dir: PathBuf, pattern: String },
+    #[error(
         "the server's log_line_prefix is not known yet and logs.prefix is not set; set logs.prefix \
          to the server's log_line_prefix"
     )]
@@ -115,6 +125,12 @@ pub fn locate(
     let facts = facts.ok_or(DiscoverError::NoFacts)?;
     let on = file_destinations(&facts.log_destination);
     let format = match explicit.format {
+        Some(f) if !on.contains(&f) => {
+            return Err(DiscoverError::NotWritten {
+                format: f,
+                log_destination: facts.log_destination.clone(),
+            });
+        }
         Some(f) => f,
         None => *on
             .first()
@@ -298,6 +314,11 @@ mod tests {
             format: Some(LogFormat::Stderr),
             ..Explicit::default()
         };
+        let err = locate(&forced, Some(&facts("csvlog", true))).unwrap_err();
+        assert!(
+            err.to_string().contains("add stderr to log_destination"),
+            "{err}"
+        );
         let loc = locate(&forced, Some(&facts("stderr,csvlog", true))).unwrap();
         assert_eq!(
             (loc.format, loc.prefix.as_str()),

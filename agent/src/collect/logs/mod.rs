@@ -539,6 +539,29 @@ mod tests {
     }
 
     #[test]
+    fn restarting_at_the_consumed_offset_neither_loses_nor_repeats() {
+        for (format, prefix, sample) in [
+            (LogFormat::Stderr, "%m [%p] %q%u@%d/%a ", STDERR),
+            (LogFormat::Csvlog, "", CSV),
+            (LogFormat::Jsonlog, "", JSON),
+        ] {
+            let whole = run(format, prefix, &[sample]).0;
+            for i in 0..=sample.len() {
+                let mut first = LogParser::new(format, prefix).unwrap();
+                let mut out = Vec::new();
+                first.feed(&sample[..i], &mut out);
+                let at = usize::try_from(first.consumed()).unwrap();
+                assert!(at <= i, "{format}: consumed {at} of {i}");
+                // A fresh parser from the saved offset, as after a restart.
+                let mut again = LogParser::new(format, prefix).unwrap();
+                again.feed(&sample[at..], &mut out);
+                again.finish(&mut out);
+                assert_eq!(out, whole, "{format}: stopped at {i}, consumed {at}");
+            }
+        }
+    }
+
+    #[test]
     fn oversized_entries_are_cut_not_kept_whole() {
         let big = "x".repeat(3 * MAX_ENTRY_BYTES);
         // stderr: a long message line, then a long continuation.
