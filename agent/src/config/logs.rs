@@ -8,8 +8,9 @@ use crate::collect::logs::{LogFormat, LogParser};
 
 /// Smallest `logs.read_bytes_per_pass`: 64 KiB.
 pub const READ_BYTES_PER_PASS_MIN: u64 = 64 << 10;
-/// Largest `logs.read_bytes_per_pass`: 1 GiB.
-pub const READ_BYTES_PER_PASS_MAX: u64 = 1 << 30;
+/// Largest `logs.read_bytes_per_pass`: 64 MiB (a pass's events stay well within a
+/// block's limit of log events).
+pub const READ_BYTES_PER_PASS_MAX: u64 = 64 << 20;
 /// Largest `logs.max_files`.
 pub const MAX_FILES_MAX: u32 = 10_000;
 
@@ -46,7 +47,7 @@ pub struct LogsConfig {
     /// they still count in `pg_log_messages_total`. Default false.
     pub drop_unclassified: bool,
     /// Most bytes of log read per instance and pass, so that a huge backlog is worked
-    /// off over several passes without stalling the collector. 65536..=1073741824,
+    /// off over several passes without stalling the collector. 65536..=67108864,
     /// default 16777216 (16 MiB).
     pub read_bytes_per_pass: u64,
     /// Most files of one log followed, the newest ones. 1..=10000, default 64.

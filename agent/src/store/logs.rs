@@ -227,4 +227,30 @@ mod tests {
         assert_eq!(only_new.len(), 1);
         assert_eq!(store.cursor("logs:main").unwrap(), Some(vec![4]));
     }
+
+    #[test]
+    fn a_large_backlog_seals_the_head_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            max_bytes: 256 << 20,
+            retention_ms: 0,
+            block_ms: 600_000,
+        };
+        let (mut store, _) = Store::open(dir.path(), opts).unwrap();
+        let half = crate::store::HEAD_LOG_EVENTS / 2 + 1;
+        let batch = LogBatch {
+            events: (0..half as i64).map(|i| event(i, "e")).collect(),
+            cursor: None,
+        };
+        let first = store.append_with_logs(1_000, &[], &batch, None).unwrap();
+        assert_eq!(first.sealed, None);
+        // Same window, but the head would pass its bound: sealed first.
+        let second = store.append_with_logs(2_000, &[], &batch, None).unwrap();
+        assert!(second.sealed.is_some());
+        let events = store
+            .reader()
+            .log_events(i64::MIN, i64::MAX, &|_| true)
+            .unwrap();
+        assert_eq!(events.len(), 2 * half);
+    }
 }

@@ -61,6 +61,9 @@ const BLOCK_ZSTD_LEVEL: i32 = pga_format::DEFAULT_ZSTD_LEVEL;
 const INITIAL_FILL: f64 = 0.70;
 /// Never fill less than this share, however the file behaves.
 const MIN_FILL: f64 = 0.30;
+/// Log events the open head holds before it is sealed early (well under the format's
+/// [`pga_format::MAX_LOG_EVENTS_PER_BLOCK`], to bound the head's memory).
+const HEAD_LOG_EVENTS: usize = 100_000;
 
 /// Bounds of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -588,9 +591,10 @@ impl Store {
         report: &mut AppendReport,
     ) -> Result<(), StoreError> {
         let window = ts.div_euclid(self.opts.block_ms);
-        // A head that could not take this pass's events is sealed early.
-        let full = self.builder.log_event_count() + logs.events.len()
-            > pga_format::MAX_LOG_EVENTS_PER_BLOCK;
+        // A head that would pass HEAD_LOG_EVENTS with this pass's events is sealed early:
+        // a large log backlog makes more blocks, not one huge head in memory.
+        let full = self.builder.log_event_count() > 0
+            && self.builder.log_event_count() + logs.events.len() > HEAD_LOG_EVENTS;
         let seal = !self.builder.is_empty() && (self.head_window != Some(window) || full);
         let sealed_frame = if seal {
             let meta = FrameMeta {
