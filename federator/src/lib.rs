@@ -11,3 +11,4 @@
 
 pub mod batch;
 pub mod cli;
+pub mod sink;
