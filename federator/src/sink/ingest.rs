@@ -151,8 +151,10 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     let staged = copy.rows() as u64;
     let mut inserted = 0;
     let (mut rollups_1m, mut rollups_1h) = (0, 0);
-    sqlx::raw_sql(STAGING)
-        .execute(&mut *conn)
+    // A plain `&str` runs through the simple query protocol (several statements,
+    // like `raw_sql`), and keeps the ingest future `Send`: rustc cannot prove that
+    // through `raw_sql(..).execute`'s higher-ranked `Executor` bound.
+    sqlx::Executor::execute(&mut *conn, STAGING)
         .await
         .map_err(SinkError::db("preparing the staging tables"))?;
     if staged > 0 {
