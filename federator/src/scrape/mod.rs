@@ -232,13 +232,22 @@ pub async fn pull<D: Destination>(
         let needed = protocol::max_series_id(walk.sealed.iter().chain(walk.head.iter()));
         let mut series_count = cursor.series_count;
         if needed.is_some_and(|n| n >= series_count) {
+            if resp.cut.is_some() {
+                // The connection broke under the blocks body: ask on a new one.
+                session = client.session().await?;
+            }
             let spath = series_path(series_count);
             let sresp = session.get(&spath).await?;
             if sresp.status != hyper::StatusCode::OK {
                 return Err(status_error(&spath, &sresp));
             }
-            if let Some(why) = &sresp.cut {
-                return Err(ProtocolError(format!("{spath}: {why}")).into());
+            if let Some(why) = sresp.cut {
+                return Err(ClientError::Request {
+                    url: client.url().to_string(),
+                    path: spath,
+                    detail: why,
+                }
+                .into());
             }
             if protocol::identity(&sresp.headers)? != h.agent_id {
                 return Err(ProtocolError("/v1/series answered for another agent".into()).into());
@@ -338,7 +347,7 @@ pub async fn pull<D: Destination>(
         if report.caught_up || report.requests >= pacing.max_requests {
             return Ok(report);
         }
-        if cut {
+        if resp.cut.is_some() {
             session = client.session().await?;
         }
         if !pacing.pause.is_zero() {
