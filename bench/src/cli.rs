@@ -21,6 +21,7 @@ pub enum Command {
     Store(StoreArgs),
     Endpoint(EndpointArgs),
     Logparse(LogparseArgs),
+    Ingest(crate::ingest_cmd::IngestArgs),
 }
 
 /// Measure the agent's PostgreSQL log parsers: MB/s and entries/s on one core.

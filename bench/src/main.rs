@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Store(args) => pga_bench::store_cmd::run(&args),
         Command::Endpoint(args) => pga_bench::endpoint_cmd::run(&args),
         Command::Logparse(args) => pga_bench::logparse_cmd::run(&args),
+        Command::Ingest(args) => pga_bench::ingest_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

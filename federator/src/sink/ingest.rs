@@ -5,11 +5,10 @@
 //!    locks it, so two writers of one agent queue up;
 //! 2. the batch's dictionary entries to global series ids;
 //! 3. the partitions the batch's days need (plain PostgreSQL);
-//! 4. every sample (sealed blocks and head) by binary `COPY` into the session's
-//!    staging table `pga_stage`, then `INSERT … SELECT … ON CONFLICT DO NOTHING`
-//!    into `samples`: a sample already stored (the head's overlap, a block delivered
-//!    twice) is dropped, never doubled; the series and time ranges really inserted
-//!    go to `pga_touched`;
+//! 4. every sample (sealed blocks and head) by binary `COPY` ([`super::samples`]): a
+//!    sample already stored (the head's overlap, a block delivered twice) is
+//!    dropped, never doubled; the series and time ranges really inserted go to
+//!    `pga_touched`;
 //! 5. the rollups of the touched buckets ([`super::rollup`]);
 //! 6. log events of the sealed blocks (the head's come again once it is sealed);
 //! 7. the gap, if any, and the cursor.
@@ -22,32 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pga_format::DecodedBlock;
 use sqlx::PgConnection;
 
-use super::copy::SampleCopy;
-use super::{IngestReport, Sink, SinkError, rollup, series, uuid_text};
+use super::{IngestReport, Sink, SinkError, rollup, samples, series, uuid_text};
 use crate::batch::Batch;
 
 const DAY_MS: i64 = 86_400_000;
-
-/// The session's staging tables; emptied by every commit or rollback.
-const STAGING: &str = "\
-SET LOCAL client_min_messages = warning;
-CREATE TEMP TABLE IF NOT EXISTS pga_stage (
-    series_id bigint NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS pga_touched (
-    series_id bigint NOT NULL, n bigint NOT NULL,
-    first_ts timestamptz NOT NULL, last_ts timestamptz NOT NULL,
-    lo timestamptz, hi timestamptz
-) ON COMMIT DELETE ROWS;";
-
-const MOVE_STAGED: &str = "\
-WITH ins AS (
-    INSERT INTO samples (series_id, ts, value)
-    SELECT series_id, ts, value FROM pga_stage
-    ON CONFLICT (series_id, ts) DO NOTHING
-    RETURNING series_id, ts)
-INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
-SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
 
 /// first_seen always; last_seen when it moves by more than five minutes.
 const SEEN: &str = "\
@@ -123,21 +100,15 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
 
     // Samples.
     let received: u64 = data_blocks(batch).map(|b| b.sample_count() as u64).sum();
-    let mut copy = SampleCopy::with_capacity(received as usize);
     let mut days = BTreeSet::new();
-    let mut expired = 0u64;
     for block in data_blocks(batch) {
-        for col in &block.columns {
-            let global = mapping[&col.series.0];
-            for (ts, &value) in col.timestamps(block).zip(&col.values) {
-                if ts < raw_cutoff_ms {
-                    expired += 1;
-                    continue;
-                }
-                days.insert(ts.div_euclid(DAY_MS));
-                copy.push(global, ts, value);
-            }
-        }
+        days.extend(
+            block
+                .timestamps
+                .iter()
+                .filter(|&&ts| ts >= raw_cutoff_ms)
+                .map(|ts| ts.div_euclid(DAY_MS)),
+        );
     }
     for block in &batch.blocks {
         for event in &block.log_events {
@@ -148,42 +119,19 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     }
     ensure_partitions(conn, &days).await?;
 
-    let staged = copy.rows() as u64;
-    let mut inserted = 0;
+    let to_write = samples::Samples {
+        blocks: data_blocks(batch).collect(),
+        mapping: &mapping,
+        cutoff_ms: raw_cutoff_ms,
+    };
+    let written = samples::write(conn, &to_write).await?;
     let (mut rollups_1m, mut rollups_1h) = (0, 0);
-    sqlx::raw_sql(STAGING)
-        .execute(&mut *conn)
-        .await
-        .map_err(SinkError::db("preparing the staging tables"))?;
-    if staged > 0 {
-        let mut copy_in = conn
-            .copy_in_raw("COPY pga_stage (series_id, ts, value) FROM STDIN (FORMAT binary)")
-            .await
-            .map_err(SinkError::db("starting COPY into the staging table"))?;
-        copy_in
-            .send(copy.finish())
-            .await
-            .map_err(SinkError::db("sending samples"))?;
-        copy_in
-            .finish()
-            .await
-            .map_err(SinkError::db("copying samples into the staging table"))?;
-        sqlx::query(MOVE_STAGED)
+    if written.inserted > 0 {
+        sqlx::query(SEEN)
             .execute(&mut *conn)
             .await
-            .map_err(SinkError::db("moving staged samples into samples"))?;
-        let (n,): (i64,) = sqlx::query_as("SELECT coalesce(sum(n), 0)::bigint FROM pga_touched")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(SinkError::db("counting inserted samples"))?;
-        inserted = n as u64;
-        if inserted > 0 {
-            sqlx::query(SEEN)
-                .execute(&mut *conn)
-                .await
-                .map_err(SinkError::db("updating series first/last seen"))?;
-            (rollups_1m, rollups_1h) = rollup::recompute(conn).await?;
-        }
+            .map_err(SinkError::db("updating series first/last seen"))?;
+        (rollups_1m, rollups_1h) = rollup::recompute(conn).await?;
     }
 
     let log_events_inserted = write_log_events(conn, agent_row, batch, log_cutoff_ms).await?;
@@ -219,9 +167,9 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     Ok(IngestReport {
         series_mapped: batch.series.len(),
         samples_received: received,
-        samples_inserted: inserted,
-        samples_duplicate: staged - inserted,
-        samples_expired: expired,
+        samples_inserted: written.inserted,
+        samples_duplicate: written.offered - written.inserted,
+        samples_expired: received - written.offered,
         log_events_inserted,
         rollups_1m,
         rollups_1h,

@@ -20,6 +20,7 @@ mod error;
 mod ingest;
 mod retention;
 mod rollup;
+mod samples;
 mod schema;
 mod series;
 mod timescale;
