@@ -41,31 +41,36 @@ UPDATE pga_touched t SET
 /// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples.
 const ROLLUP_1M: &str = "\
 INSERT INTO samples_1m AS r (series_id, bucket, count, sum, min, max, last, increase)
-SELECT p.series_id,
-       date_bin('1 minute', p.ts, timestamptz 'epoch') AS bucket,
+SELECT p.series_id, p.bucket,
        count(*), sum(p.value), min(p.value), max(p.value),
-       (array_agg(p.value ORDER BY p.ts DESC))[1],
+       max(p.value) FILTER (WHERE p.newest),
        CASE WHEN bool_and(p.counter) THEN
            sum(CASE WHEN p.prev IS NULL THEN 0
                     WHEN p.value >= p.prev THEN p.value - p.prev
                     ELSE p.value END)
        END
 FROM (
-    SELECT x.series_id, x.ts, x.value, x.in_range, se.kind = 'counter' AS counter,
-           lag(x.value) OVER (PARTITION BY x.series_id ORDER BY x.ts) AS prev
-    FROM pga_touched t
-    JOIN series se ON se.id = t.series_id
-    CROSS JOIN LATERAL (
-        (SELECT s.series_id, s.ts, s.value, false AS in_range FROM samples s
-         WHERE s.series_id = t.series_id AND s.ts < t.lo
-         ORDER BY s.ts DESC LIMIT 1)
-        UNION ALL
-        (SELECT s.series_id, s.ts, s.value, true FROM samples s
-         WHERE s.series_id = t.series_id AND s.ts >= t.lo AND s.ts < t.hi)
-    ) x
+    SELECT q.*, q.next_ts IS NULL
+                OR date_bin('1 minute', q.next_ts, timestamptz 'epoch') <> q.bucket AS newest
+    FROM (
+        SELECT x.series_id, x.ts, x.value, x.in_range, se.kind = 'counter' AS counter,
+               date_bin('1 minute', x.ts, timestamptz 'epoch') AS bucket,
+               lag(x.value) OVER w AS prev, lead(x.ts) OVER w AS next_ts
+        FROM pga_touched t
+        JOIN series se ON se.id = t.series_id
+        CROSS JOIN LATERAL (
+            (SELECT s.series_id, s.ts, s.value, false AS in_range FROM samples s
+             WHERE s.series_id = t.series_id AND s.ts < t.lo
+             ORDER BY s.ts DESC LIMIT 1)
+            UNION ALL
+            (SELECT s.series_id, s.ts, s.value, true FROM samples s
+             WHERE s.series_id = t.series_id AND s.ts >= t.lo AND s.ts < t.hi)
+        ) x
+        WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts)
+    ) q
 ) p
 WHERE p.in_range
-GROUP BY p.series_id, bucket
+GROUP BY p.series_id, p.bucket
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
     last = EXCLUDED.last, increase = EXCLUDED.increase";
@@ -73,17 +78,25 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
 /// Recomputes the 1-hour rows covering every `[lo, hi)` range from the 1-minute rows.
 const ROLLUP_1H: &str = "\
 INSERT INTO samples_1h AS r (series_id, bucket, count, sum, min, max, last, increase)
-SELECT m.series_id,
-       date_bin('1 hour', m.bucket, timestamptz 'epoch') AS hour,
+SELECT m.series_id, m.hour,
        sum(m.count), sum(m.sum), min(m.min), max(m.max),
-       (array_agg(m.last ORDER BY m.bucket DESC))[1],
+       max(m.last) FILTER (WHERE m.newest),
        sum(m.increase)
-FROM pga_touched t
-JOIN samples_1m m
-  ON m.series_id = t.series_id
- AND m.bucket >= date_bin('1 hour', t.lo, timestamptz 'epoch')
- AND m.bucket < date_bin('1 hour', t.hi - interval '1 minute', timestamptz 'epoch') + interval '1 hour'
-GROUP BY m.series_id, hour
+FROM (
+    SELECT q.*, q.next_bucket IS NULL
+                OR date_bin('1 hour', q.next_bucket, timestamptz 'epoch') <> q.hour AS newest
+    FROM (
+        SELECT m.*, date_bin('1 hour', m.bucket, timestamptz 'epoch') AS hour,
+               lead(m.bucket) OVER (PARTITION BY m.series_id ORDER BY m.bucket) AS next_bucket
+        FROM pga_touched t
+        JOIN samples_1m m
+          ON m.series_id = t.series_id
+         AND m.bucket >= date_bin('1 hour', t.lo, timestamptz 'epoch')
+         AND m.bucket < date_bin('1 hour', t.hi - interval '1 minute', timestamptz 'epoch')
+                        + interval '1 hour'
+    ) q
+) m
+GROUP BY m.series_id, m.hour
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
     last = EXCLUDED.last, increase = EXCLUDED.increase";

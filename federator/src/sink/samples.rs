@@ -23,9 +23,13 @@ use sqlx::PgConnection;
 use super::SinkError;
 use super::copy::SampleCopy;
 
-/// The session's staging tables; emptied by every commit or rollback.
+/// The session's staging tables, emptied by every commit or rollback; and settings
+/// for the transaction: no JIT (compiling costs more than these queries), and room to
+/// sort a batch in memory.
 const STAGING: &str = "\
 SET LOCAL client_min_messages = warning;
+SET LOCAL jit = off;
+SET LOCAL work_mem = '64MB';
 CREATE TEMP TABLE IF NOT EXISTS pga_stage (
     series_id bigint NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL
 ) ON COMMIT DELETE ROWS;
