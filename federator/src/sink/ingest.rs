@@ -131,7 +131,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
             .execute(&mut *conn)
             .await
             .map_err(SinkError::db("updating series first/last seen"))?;
-        (rollups_1m, rollups_1h) = rollup::recompute(conn).await?;
+        (rollups_1m, rollups_1h) = rollup::recompute(conn, &written.fresh).await?;
     }
 
     let log_events_inserted = write_log_events(conn, agent_row, batch, log_cutoff_ms).await?;

@@ -22,9 +22,12 @@
 //! from scratch, so late, backfilled or repeated data give the same rows as data
 //! that arrived on time and in order.
 
+use std::collections::HashMap;
+
 use sqlx::PgConnection;
 
 use super::SinkError;
+use super::copy::{RollupCopy, RollupRow};
 
 /// Widens each `pga_touched` row (`first_ts ..= last_ts` of the newly inserted
 /// samples of a series) to the 1-minute buckets to recompute, `[lo, hi)`.
@@ -36,7 +39,13 @@ UPDATE pga_touched t SET
                             WHERE s.series_id = t.series_id AND s.ts > t.last_ts
                             ORDER BY s.ts LIMIT 1),
                            t.last_ts),
-                  timestamptz 'epoch') + interval '1 minute'";
+                  timestamptz 'epoch') + interval '1 minute'
+FROM series se
+WHERE se.id = t.series_id
+RETURNING t.series_id, se.kind = 'counter',
+    EXISTS (SELECT FROM samples s WHERE s.series_id = t.series_id AND s.ts > t.last_ts),
+    (SELECT s.value FROM samples s WHERE s.series_id = t.series_id AND s.ts < t.lo
+     ORDER BY s.ts DESC LIMIT 1)";
 
 /// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples.
 const ROLLUP_1M: &str = "\
@@ -66,6 +75,7 @@ FROM (
             (SELECT s.series_id, s.ts, s.value, true FROM samples s
              WHERE s.series_id = t.series_id AND s.ts >= t.lo AND s.ts < t.hi)
         ) x
+        WHERE t.series_id <> ALL($1)
         WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts)
     ) q
 ) p
@@ -103,12 +113,39 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
 
 /// Recomputes the rollups of the buckets touched by the samples listed in
 /// `pga_touched`; returns the 1-minute and 1-hour rows written.
-pub(crate) async fn recompute(conn: &mut PgConnection) -> Result<(u64, u64), SinkError> {
-    sqlx::query(WIDEN)
-        .execute(&mut *conn)
+///
+/// `fresh` holds, for series that had no stored sample in the minutes of their new
+/// ones, those new samples: when such a series also has no stored sample after
+/// them, its 1-minute rows follow from them and the stored predecessor alone, and
+/// are computed here and copied in; the others are recomputed in SQL.
+pub(crate) async fn recompute(
+    conn: &mut PgConnection,
+    fresh: &HashMap<i64, Vec<(i64, f64)>>,
+) -> Result<(u64, u64), SinkError> {
+    let widened: Vec<(i64, bool, bool, Option<f64>)> = sqlx::query_as(WIDEN)
+        .fetch_all(&mut *conn)
         .await
         .map_err(SinkError::db("finding the rollup buckets to recompute"))?;
-    let m1 = sqlx::query(ROLLUP_1M)
+    let mut copy = RollupCopy::new();
+    let mut computed = Vec::new();
+    for (id, counter, has_next, prev) in widened {
+        if has_next {
+            continue;
+        }
+        if let Some(samples) = fresh.get(&id) {
+            for row in minute_rows(id, counter, prev, samples) {
+                copy.push(&row);
+            }
+            computed.push(id);
+        }
+    }
+    let mut m1 = copy.rows() as u64;
+    if m1 > 0 && !copy_rollups(conn, copy).await? {
+        computed.clear();
+        m1 = 0;
+    }
+    m1 += sqlx::query(ROLLUP_1M)
+        .bind(&computed)
         .execute(&mut *conn)
         .await
         .map_err(SinkError::db("recomputing 1-minute rollups"))?
@@ -119,4 +156,138 @@ pub(crate) async fn recompute(conn: &mut PgConnection) -> Result<(u64, u64), Sin
         .map_err(SinkError::db("recomputing 1-hour rollups"))?
         .rows_affected();
     Ok((m1, h1))
+}
+
+/// Copies computed 1-minute rows in, inside a savepoint; false (and nothing
+/// written) when a row already existed, so that SQL recomputes them all instead.
+async fn copy_rollups(conn: &mut PgConnection, copy: RollupCopy) -> Result<bool, SinkError> {
+    sqlx::raw_sql("SAVEPOINT pga_rollup")
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("starting the rollup copy"))?;
+    let copied = async {
+        let mut copy_in = conn
+            .copy_in_raw(
+                "COPY samples_1m (series_id, bucket, count, sum, min, max, last, increase) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        copy_in.send(copy.finish()).await?;
+        copy_in.finish().await
+    }
+    .await;
+    let statement = match copied {
+        Ok(_) => "RELEASE SAVEPOINT pga_rollup",
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+            "ROLLBACK TO SAVEPOINT pga_rollup"
+        }
+        Err(e) => return Err(SinkError::db("copying 1-minute rollups")(e)),
+    };
+    sqlx::raw_sql(statement)
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("finishing the rollup copy"))?;
+    Ok(statement.starts_with("RELEASE"))
+}
+
+/// The 1-minute rows of one series' samples (ascending), `prev` being the stored
+/// sample before them; the same definitions, comparisons and summation order as
+/// `ROLLUP_1M` (PostgreSQL orders NaN above every number).
+fn minute_rows(
+    id: i64,
+    counter: bool,
+    mut prev: Option<f64>,
+    samples: &[(i64, f64)],
+) -> Vec<RollupRow> {
+    let mut rows: Vec<RollupRow> = Vec::new();
+    for &(ts, v) in samples {
+        let bucket_ms = ts - ts.rem_euclid(60_000);
+        let step = match prev {
+            None => 0.0,
+            Some(p) if pg_ge(v, p) => v - p,
+            Some(_) => v,
+        };
+        prev = Some(v);
+        match rows.last_mut() {
+            Some(r) if r.bucket_ms == bucket_ms => {
+                r.count += 1;
+                r.sum += v;
+                if pg_ge(r.min, v) {
+                    r.min = v;
+                }
+                if pg_ge(v, r.max) {
+                    r.max = v;
+                }
+                r.last = v;
+                r.increase = r.increase.map(|i| i + step);
+            }
+            _ => rows.push(RollupRow {
+                series_id: id,
+                bucket_ms,
+                count: 1,
+                sum: v,
+                min: v,
+                max: v,
+                last: v,
+                increase: counter.then_some(0.0 + step),
+            }),
+        }
+    }
+    rows
+}
+
+/// `a >= b` as PostgreSQL compares float8: NaN equals NaN and exceeds everything.
+fn pg_ge(a: f64, b: f64) -> bool {
+    if a.is_nan() {
+        true
+    } else if b.is_nan() {
+        false
+    } else {
+        a >= b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minute_rows_follow_the_definitions() {
+        // A counter: 10 (prev) → 12, 15 | 3 (reset), 4 in the next minute.
+        let rows = minute_rows(
+            9,
+            true,
+            Some(10.0),
+            &[
+                (60_000, 12.0),
+                (90_000, 15.0),
+                (120_000, 3.0),
+                (150_000, 4.0),
+            ],
+        );
+        assert_eq!(rows.len(), 2);
+        let r = rows[0];
+        assert_eq!(
+            (r.bucket_ms, r.count, r.sum, r.min, r.max, r.last),
+            (60_000, 2, 27.0, 12.0, 15.0, 15.0)
+        );
+        assert_eq!(r.increase, Some(5.0));
+        let r = rows[1];
+        assert_eq!((r.bucket_ms, r.count, r.last), (120_000, 2, 4.0));
+        assert_eq!(r.increase, Some(3.0 + 1.0));
+        // A gauge has no increase; the first sample ever contributes nothing.
+        let rows = minute_rows(9, false, None, &[(-1, 1.0)]);
+        assert_eq!((rows[0].bucket_ms, rows[0].increase), (-60_000, None));
+        let rows = minute_rows(9, true, None, &[(0, 7.0), (1, 9.0)]);
+        assert_eq!(rows[0].increase, Some(2.0));
+    }
+
+    #[test]
+    fn nan_orders_like_postgresql() {
+        assert!(pg_ge(f64::NAN, 1.0));
+        assert!(!pg_ge(1.0, f64::NAN));
+        let rows = minute_rows(1, false, None, &[(0, 1.0), (1, f64::NAN), (2, 0.5)]);
+        assert!(rows[0].max.is_nan());
+        assert_eq!(rows[0].min, 0.5);
+    }
 }

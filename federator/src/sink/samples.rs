@@ -74,6 +74,11 @@ pub(crate) struct Written {
     /// Samples not expired, offered to the database.
     pub offered: u64,
     pub inserted: u64,
+    /// The new samples, ascending, of every series that had none stored from the
+    /// start of the minute of the batch's oldest sample to its newest (direct path
+    /// only): their 1-minute rollups can be computed from these alone
+    /// ([`super::rollup`]).
+    pub fresh: HashMap<i64, Vec<(i64, f64)>>,
 }
 
 impl Samples<'_> {
@@ -128,24 +133,28 @@ pub(crate) async fn write(
         return Ok(written);
     }
     if samples.disjoint()
-        && let Some(inserted) = write_direct(conn, samples, ids, lo, hi).await?
+        && let Some((inserted, fresh)) = write_direct(conn, samples, ids, lo, hi).await?
     {
         written.inserted = inserted;
+        written.fresh = fresh;
         return Ok(written);
     }
     written.inserted = write_staged(conn, samples, written.offered).await?;
     Ok(written)
 }
 
-/// The direct path; `None` when the savepoint had to be rolled back.
+/// The direct path: samples inserted and the fresh series; `None` when the
+/// savepoint had to be rolled back.
 async fn write_direct(
     conn: &mut PgConnection,
     samples: &Samples<'_>,
     ids: HashSet<i64>,
     lo: i64,
     hi: i64,
-) -> Result<Option<u64>, SinkError> {
+) -> Result<Option<(u64, HashMap<i64, Vec<(i64, f64)>>)>, SinkError> {
     let ids: Vec<i64> = ids.into_iter().collect();
+    // From the start of the minute: a stored sample there makes the series not fresh.
+    let lo = lo - lo.rem_euclid(60_000);
     let stored: HashSet<(i64, i64)> = sqlx::query_as(EXISTING)
         .bind(&ids)
         .bind(lo)
@@ -155,13 +164,18 @@ async fn write_direct(
         .map_err(SinkError::db("reading samples already stored"))?
         .into_iter()
         .collect();
+    let stale: HashSet<i64> = stored.iter().map(|&(id, _)| id).collect();
     let mut copy = SampleCopy::with_capacity(0);
     let mut touched: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+    let mut fresh: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
     for (id, ts, value) in samples.each() {
         if stored.contains(&(id, ts)) {
             continue;
         }
         copy.push(id, ts, value);
+        if !stale.contains(&id) {
+            fresh.entry(id).or_default().push((ts, value));
+        }
         let t = touched.entry(id).or_insert((0, ts, ts));
         t.0 += 1;
         t.1 = t.1.min(ts);
@@ -169,7 +183,10 @@ async fn write_direct(
     }
     let rows = copy.rows() as u64;
     if rows == 0 {
-        return Ok(Some(0));
+        return Ok(Some((0, HashMap::new())));
+    }
+    for series in fresh.values_mut() {
+        series.sort_unstable_by_key(|&(ts, _)| ts);
     }
     sqlx::raw_sql("SAVEPOINT pga_direct")
         .execute(&mut *conn)
@@ -214,7 +231,7 @@ async fn write_direct(
         .execute(&mut *conn)
         .await
         .map_err(SinkError::db("listing the inserted ranges"))?;
-    Ok(Some(rows))
+    Ok(Some((rows, fresh)))
 }
 
 /// The staged path: returns how many samples were new.
