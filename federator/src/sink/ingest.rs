@@ -26,14 +26,14 @@ use crate::batch::Batch;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// first_seen always; last_seen when it moves by more than five minutes.
+/// first_seen always; last_seen when it moves by more than an hour.
 const SEEN: &str = "\
 UPDATE series se
 SET first_seen = least(se.first_seen, t.first_ts), last_seen = greatest(se.last_seen, t.last_ts)
 FROM pga_touched t
 WHERE se.id = t.series_id
   AND (se.first_seen IS NULL OR t.first_ts < se.first_seen
-       OR t.last_ts > se.last_seen + interval '5 minutes')";
+       OR t.last_ts > se.last_seen + interval '1 hour')";
 
 pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, SinkError> {
     validate(batch)?;

@@ -30,22 +30,26 @@ use super::SinkError;
 use super::copy::{RollupCopy, RollupRow};
 
 /// Widens each `pga_touched` row (`first_ts ..= last_ts` of the newly inserted
-/// samples of a series) to the 1-minute buckets to recompute, `[lo, hi)`.
+/// samples of a series) to the 1-minute buckets to recompute, `[lo, hi)`, and returns
+/// per series whether it is a counter, whether a stored sample follows the new ones,
+/// and the value of the stored sample before `lo`.
 const WIDEN: &str = "\
+WITH n AS (
+    SELECT t.series_id,
+           (SELECT s.ts FROM samples s WHERE s.series_id = t.series_id AND s.ts > t.last_ts
+            ORDER BY s.ts LIMIT 1) AS next_ts,
+           (SELECT s.value FROM samples s
+            WHERE s.series_id = t.series_id
+              AND s.ts < date_bin('1 minute', t.first_ts, timestamptz 'epoch')
+            ORDER BY s.ts DESC LIMIT 1) AS prev
+    FROM pga_touched t)
 UPDATE pga_touched t SET
     lo = date_bin('1 minute', t.first_ts, timestamptz 'epoch'),
-    hi = date_bin('1 minute',
-                  coalesce((SELECT s.ts FROM samples s
-                            WHERE s.series_id = t.series_id AND s.ts > t.last_ts
-                            ORDER BY s.ts LIMIT 1),
-                           t.last_ts),
-                  timestamptz 'epoch') + interval '1 minute'
-FROM series se
-WHERE se.id = t.series_id
-RETURNING t.series_id, se.kind = 'counter',
-    EXISTS (SELECT FROM samples s WHERE s.series_id = t.series_id AND s.ts > t.last_ts),
-    (SELECT s.value FROM samples s WHERE s.series_id = t.series_id AND s.ts < t.lo
-     ORDER BY s.ts DESC LIMIT 1)";
+    hi = date_bin('1 minute', coalesce(n.next_ts, t.last_ts), timestamptz 'epoch')
+         + interval '1 minute'
+FROM n, series se
+WHERE n.series_id = t.series_id AND se.id = t.series_id
+RETURNING t.series_id, se.kind = 'counter', n.next_ts IS NOT NULL, n.prev";
 
 /// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples.
 const ROLLUP_1M: &str = "\
