@@ -27,11 +27,11 @@ const AGENT: AgentId = AgentId([0x42; 16]);
 /// with two databases migrated alike. Builds --blocks real block frames (10-minute
 /// windows ending now, --series series collected every --interval-secs; a third
 /// counters, a third gauges, a third constants), encodes and decodes them. Then:
-///   bare   per block, one transaction: map to global ids, encode binary COPY rows,
-///          `COPY samples FROM STDIN (FORMAT binary)`
-///   sink   per block, one `Sink::ingest` batch (series on the first): COPY into the
-///          staging table, INSERT … ON CONFLICT DO NOTHING, exact 1 m / 1 h rollups of
-///          the touched buckets, cursor advance
+///   bare   per --blocks-per-batch blocks, one transaction: map to global ids, encode
+///          binary COPY rows, `COPY samples FROM STDIN (FORMAT binary)`
+///   sink   per --blocks-per-batch blocks, one `Sink::ingest` batch (series on the
+///          first): samples already stored left out, binary COPY into samples, exact
+///          1 m / 1 h rollups of the touched buckets, cursor advance
 ///   again  the sink once more with every block (all duplicates: what a re-pull costs)
 /// Both measured phases start after a CHECKPOINT; the ratio sink/bare is the figure
 /// to watch (goal ≥ 0.8). The stored sample counts are checked; a shortfall fails.
@@ -47,6 +47,10 @@ pub struct IngestArgs {
     /// Collection interval in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
     pub interval_secs: u32,
+    /// Blocks per batch (per transaction), in both phases: 1 is a live agent's pull,
+    /// more is a catch-up pull (one /v1/blocks page holds many blocks).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub blocks_per_batch: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -57,6 +61,7 @@ pub struct IngestArgs {
 pub struct IngestReport {
     pub series: usize,
     pub blocks: u64,
+    pub blocks_per_batch: u64,
     pub samples: u64,
     pub bare_copy: Phase,
     pub sink: Phase,
@@ -133,12 +138,15 @@ pub async fn measure(args: &IngestArgs) -> anyhow::Result<IngestReport> {
     pg.psql("bare", "CHECKPOINT")?;
     let started = Instant::now();
     let mut conn = bare.pool().acquire().await?;
-    for block in &blocks {
-        let mut copy = SampleCopy::with_capacity(block.sample_count());
-        for col in &block.columns {
-            let id = col.series.0 as i64 + 1;
-            for (ts, &v) in col.timestamps(block).zip(&col.values) {
-                copy.push(id, ts, v);
+    let per = args.blocks_per_batch as usize;
+    for group in blocks.chunks(per) {
+        let mut copy = SampleCopy::with_capacity(group.iter().map(|b| b.sample_count()).sum());
+        for block in group {
+            for col in &block.columns {
+                let id = col.series.0 as i64 + 1;
+                for (ts, &v) in col.timestamps(block).zip(&col.values) {
+                    copy.push(id, ts, v);
+                }
             }
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -191,6 +199,7 @@ pub async fn measure(args: &IngestArgs) -> anyhow::Result<IngestReport> {
     Ok(IngestReport {
         series: args.series,
         blocks: args.blocks,
+        blocks_per_batch: args.blocks_per_batch,
         samples,
         ratio: sink_phase.samples_per_sec / bare_phase.samples_per_sec,
         bare_copy: bare_phase,
@@ -291,10 +300,11 @@ fn render(r: &IngestReport) -> String {
         )
     };
     let mut out = format!(
-        "ingest: {} series × {} blocks = {} samples\n",
+        "ingest: {} series × {} blocks = {} samples, {} block(s) per transaction\n",
         group(r.series as u64),
         r.blocks,
-        group(r.samples)
+        group(r.samples),
+        r.blocks_per_batch
     );
     out += &line("bare binary COPY", &r.bare_copy);
     out += &line("sink (COPY+dedup+rollups)", &r.sink);
