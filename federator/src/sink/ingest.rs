@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pga_format::DecodedBlock;
 use sqlx::PgConnection;
 
-use super::{IngestReport, Sink, SinkError, rollup, samples, series, uuid_text};
+use super::{IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uuid_text};
 use crate::batch::Batch;
 
 const DAY_MS: i64 = 86_400_000;
@@ -61,7 +61,18 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     .bind(&uid)
     .fetch_one(&mut *conn)
     .await
-    .map_err(SinkError::db("writing the agent"))?;
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => SinkError::bad(
+            &batch.agent,
+            format!(
+                "agent identity {} is already registered under another name; two \
+                 configured agents reach the same agent store (a cloned host?): give the \
+                 clone a fresh store or remove the duplicate from the configuration",
+                batch.agent_id
+            ),
+        ),
+        _ => SinkError::db("writing the agent")(e),
+    })?;
 
     // Dictionary: new entries, then whatever the blocks use that the cache lacks.
     let mut mapping = series::upsert(conn, agent_row, batch.agent_id, &batch.series).await?;
@@ -274,11 +285,11 @@ async fn write_log_events(
             kind.push(e.kind.as_str());
             sqlstate.push(e.sqlstate.map(|c| String::from_utf8_lossy(&c).into_owned()));
             pid.push(e.pid.map(i64::from));
-            instance.push(e.instance.as_deref());
-            user.push(e.user.as_deref());
-            database.push(e.database.as_deref());
-            application.push(e.application.as_deref());
-            message.push(e.message.as_str());
+            instance.push(e.instance.as_deref().map(pg_text));
+            user.push(e.user.as_deref().map(pg_text));
+            database.push(e.database.as_deref().map(pg_text));
+            application.push(e.application.as_deref().map(pg_text));
+            message.push(pg_text(&e.message));
             duration.push(e.duration_ms);
         }
     }
