@@ -384,6 +384,24 @@ async fn partitions_are_created_ahead_and_dropped_by_retention() {
         .await
         .unwrap();
     assert_eq!((r.samples_expired, r.samples_inserted), (6, 0));
+    // Nor samples from a clock five days fast: no partition that far ahead appears.
+    let fast = block(AGENT, 3, &collections(now + 5 * day, 0, 3), &[]);
+    let r = sink
+        .ingest(&batch("db1", vec![], vec![fast], None, None, 2))
+        .await
+        .unwrap();
+    assert_eq!((r.samples_future, r.samples_inserted), (6, 0));
+    assert_eq!(
+        sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM pga_partitions \
+                 WHERE lower_bound >= timestamptz 'epoch' + {} * interval '1 ms'",
+                today + 4 * day
+            )
+        ),
+        "0"
+    );
 
     // Ten days later: today's raw partition is past 7 days, its 1 m rollups are kept.
     let later = sink.retention(today + 10 * day).await.unwrap();

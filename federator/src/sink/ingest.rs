@@ -25,6 +25,10 @@ use super::{IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uui
 use crate::batch::Batch;
 
 const DAY_MS: i64 = 86_400_000;
+/// Samples and log events stamped more than this ahead of the federator's clock (an
+/// agent host with a broken clock) are not stored, so they cannot create partitions
+/// years ahead that retention would never reach; the report counts them.
+const MAX_AHEAD_MS: i64 = DAY_MS;
 
 /// first_seen always; last_seen when it moves by more than an hour.
 const SEEN: &str = "\
@@ -42,6 +46,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         .map_or(0, |d| d.as_millis() as i64);
     let raw_cutoff_ms = now_ms.saturating_sub(sink.options.retention.raw.as_millis() as i64);
     let log_cutoff_ms = now_ms.saturating_sub(sink.options.retention.log_events.as_millis() as i64);
+    let future_ms = now_ms.saturating_add(MAX_AHEAD_MS);
 
     let mut tx = sink
         .pool
@@ -111,19 +116,23 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
 
     // Samples.
     let received: u64 = data_blocks(batch).map(|b| b.sample_count() as u64).sum();
+    let future: u64 = data_blocks(batch)
+        .flat_map(|b| b.columns.iter().map(move |c| (b, c)))
+        .map(|(b, c)| c.timestamps(b).filter(|&ts| ts > future_ms).count() as u64)
+        .sum();
     let mut days = BTreeSet::new();
     for block in data_blocks(batch) {
         days.extend(
             block
                 .timestamps
                 .iter()
-                .filter(|&&ts| ts >= raw_cutoff_ms)
+                .filter(|&&ts| ts >= raw_cutoff_ms && ts <= future_ms)
                 .map(|ts| ts.div_euclid(DAY_MS)),
         );
     }
     for block in &batch.blocks {
         for event in &block.log_events {
-            if event.timestamp_ms >= log_cutoff_ms {
+            if (log_cutoff_ms..=future_ms).contains(&event.timestamp_ms) {
                 days.insert(event.timestamp_ms.div_euclid(DAY_MS));
             }
         }
@@ -134,6 +143,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         blocks: data_blocks(batch).collect(),
         mapping: &mapping,
         cutoff_ms: raw_cutoff_ms,
+        future_ms,
     };
     let written = samples::write(conn, &to_write).await?;
     let (mut rollups_1m, mut rollups_1h) = (0, 0);
@@ -145,7 +155,8 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         (rollups_1m, rollups_1h) = rollup::recompute(conn, &written.fresh).await?;
     }
 
-    let log_events_inserted = write_log_events(conn, agent_row, batch, log_cutoff_ms).await?;
+    let log_events_inserted =
+        write_log_events(conn, agent_row, batch, log_cutoff_ms..=future_ms).await?;
     let gap_recorded = write_gap(conn, agent_row, &uid, batch).await?;
 
     sqlx::query(
@@ -180,7 +191,8 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         samples_received: received,
         samples_inserted: written.inserted,
         samples_duplicate: written.offered - written.inserted,
-        samples_expired: received - written.offered,
+        samples_expired: received - written.offered - future,
+        samples_future: future,
         log_events_inserted,
         rollups_1m,
         rollups_1h,
@@ -258,7 +270,7 @@ async fn write_log_events(
     conn: &mut PgConnection,
     agent_row: i64,
     batch: &Batch,
-    cutoff_ms: i64,
+    window: std::ops::RangeInclusive<i64>,
 ) -> Result<u64, SinkError> {
     let mut ts = Vec::new();
     let mut seq = Vec::new();
@@ -275,7 +287,7 @@ async fn write_log_events(
     let mut duration = Vec::new();
     for block in &batch.blocks {
         for (i, e) in block.log_events.iter().enumerate() {
-            if e.timestamp_ms < cutoff_ms {
+            if !window.contains(&e.timestamp_ms) {
                 continue;
             }
             ts.push(e.timestamp_ms);

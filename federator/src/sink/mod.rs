@@ -82,6 +82,8 @@ pub struct IngestReport {
     pub samples_duplicate: u64,
     /// Samples older than the raw retention age, not stored.
     pub samples_expired: u64,
+    /// Samples stamped more than a day ahead of the federator's clock, not stored.
+    pub samples_future: u64,
     /// Log events newly stored.
     pub log_events_inserted: u64,
     /// One-minute and one-hour rollup rows recomputed.

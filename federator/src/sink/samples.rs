@@ -66,6 +66,8 @@ pub(crate) struct Samples<'a> {
     pub mapping: &'a HashMap<u64, i64>,
     /// Samples older than this (ms) are not stored.
     pub cutoff_ms: i64,
+    /// Samples newer than this (ms) are not stored.
+    pub future_ms: i64,
 }
 
 /// What [`write`] did; `pga_touched` lists the inserted ranges per series.
@@ -89,7 +91,7 @@ impl Samples<'_> {
                 let id = self.mapping[&col.series.0];
                 col.timestamps(block)
                     .zip(col.values.iter())
-                    .filter(move |(ts, _)| *ts >= self.cutoff_ms)
+                    .filter(move |(ts, _)| (self.cutoff_ms..=self.future_ms).contains(ts))
                     .map(move |(ts, &v)| (id, ts, v))
             })
         })
