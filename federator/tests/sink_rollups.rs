@@ -105,11 +105,15 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
         blocks.push(rows[i..i + n].to_vec());
         i += n;
     }
-    let mut live = Vec::new();
-    while i < rows.len() {
-        let n = (4 + rng.below(21) as usize).min(rows.len() - i);
-        live.push(rows[i..i + n].to_vec());
-        i += n;
+    // A live agent's blocks are aligned time windows (5 minutes here).
+    let mut live: Vec<Vec<(i64, Vec<(SeriesId, f64)>)>> = Vec::new();
+    for row in &rows[i..] {
+        match live.last_mut() {
+            Some(w) if w[0].0.div_euclid(300_000) == row.0.div_euclid(300_000) => {
+                w.push(row.clone())
+            }
+            _ => live.push(vec![row.clone()]),
+        }
     }
     let mut order: Vec<usize> = (0..blocks.len()).collect();
     // Some blocks arrive twice.

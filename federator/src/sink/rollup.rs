@@ -18,7 +18,10 @@
 //! 1-minute buckets from the one holding its oldest new sample to the one holding the
 //! first stored sample after its newest new sample are recomputed from the raw
 //! samples (with the sample before that range as the first predecessor), and the
-//! 1-hour buckets covering them from the 1-minute rows. Every aggregate is computed
+//! 1-hour buckets covering them from the 1-minute rows. A series whose new samples
+//! are newer than everything stored for it and fall in minutes that held nothing
+//! (the usual case: a live agent, a catch-up) needs no re-reading: its minutes are
+//! computed from the batch and copied in, and added to its hours. Every aggregate is computed
 //! from scratch, so late, backfilled or repeated data give the same rows as data
 //! that arrived on time and in order.
 
@@ -105,6 +108,7 @@ FROM (
         FROM pga_touched t
         JOIN samples_1m m
           ON m.series_id = t.series_id
+         AND t.series_id <> ALL($1)
          AND m.bucket >= date_bin('1 hour', t.lo, timestamptz 'epoch')
          AND m.bucket < date_bin('1 hour', t.hi - interval '1 minute', timestamptz 'epoch')
                         + interval '1 hour'
@@ -114,6 +118,20 @@ GROUP BY m.series_id, m.hour
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
     last = EXCLUDED.last, increase = EXCLUDED.increase";
+
+/// Adds the hour partials of computed 1-minute rows to the 1-hour rows: those
+/// minutes are newer than every minute the hour held (see [`recompute`]).
+const MERGE_1H: &str = "\
+INSERT INTO samples_1h AS r (series_id, bucket, count, sum, min, max, last, increase)
+SELECT h.id, timestamptz 'epoch' + h.hour_ms * interval '1 millisecond',
+       h.count, h.sum, h.min, h.max, h.last, h.increase
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
+            $6::float8[], $7::float8[], $8::float8[])
+     AS h(id, hour_ms, count, sum, min, max, last, increase)
+ON CONFLICT (series_id, bucket) DO UPDATE SET
+    count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
+    min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max),
+    last = EXCLUDED.last, increase = r.increase + EXCLUDED.increase";
 
 /// Recomputes the rollups of the buckets touched by the samples listed in
 /// `pga_touched`; returns the 1-minute and 1-hour rows written.
@@ -132,20 +150,24 @@ pub(crate) async fn recompute(
         .map_err(SinkError::db("finding the rollup buckets to recompute"))?;
     let mut copy = RollupCopy::new();
     let mut computed = Vec::new();
+    let mut hours: Vec<RollupRow> = Vec::new();
     for (id, counter, has_next, prev) in widened {
         if has_next {
             continue;
         }
         if let Some(samples) = fresh.get(&id) {
-            for row in minute_rows(id, counter, prev, samples) {
-                copy.push(&row);
+            let minutes = minute_rows(id, counter, prev, samples);
+            for row in &minutes {
+                copy.push(row);
             }
+            hours.extend(hour_partials(&minutes));
             computed.push(id);
         }
     }
     let mut m1 = copy.rows() as u64;
     if m1 > 0 && !copy_rollups(conn, copy).await? {
         computed.clear();
+        hours.clear();
         m1 = 0;
     }
     m1 += sqlx::query(ROLLUP_1M)
@@ -154,11 +176,15 @@ pub(crate) async fn recompute(
         .await
         .map_err(SinkError::db("recomputing 1-minute rollups"))?
         .rows_affected();
-    let h1 = sqlx::query(ROLLUP_1H)
+    let mut h1 = sqlx::query(ROLLUP_1H)
+        .bind(&computed)
         .execute(&mut *conn)
         .await
         .map_err(SinkError::db("recomputing 1-hour rollups"))?
         .rows_affected();
+    if !hours.is_empty() {
+        h1 += merge_hours(conn, &hours).await?;
+    }
     Ok((m1, h1))
 }
 
@@ -240,6 +266,55 @@ fn minute_rows(
     rows
 }
 
+/// One partial 1-hour row per hour of `minutes` (ascending), merged the way
+/// `ROLLUP_1H` aggregates.
+fn hour_partials(minutes: &[RollupRow]) -> Vec<RollupRow> {
+    let mut out: Vec<RollupRow> = Vec::new();
+    for m in minutes {
+        let hour_ms = m.bucket_ms - m.bucket_ms.rem_euclid(3_600_000);
+        match out.last_mut() {
+            Some(h) if h.bucket_ms == hour_ms => {
+                h.count += m.count;
+                h.sum += m.sum;
+                if pg_ge(h.min, m.min) {
+                    h.min = m.min;
+                }
+                if pg_ge(m.max, h.max) {
+                    h.max = m.max;
+                }
+                h.last = m.last;
+                h.increase = h.increase.zip(m.increase).map(|(a, b)| a + b);
+            }
+            _ => out.push(RollupRow {
+                bucket_ms: hour_ms,
+                ..*m
+            }),
+        }
+    }
+    out
+}
+
+async fn merge_hours(conn: &mut PgConnection, hours: &[RollupRow]) -> Result<u64, SinkError> {
+    let col = |f: fn(&RollupRow) -> f64| hours.iter().map(f).collect::<Vec<f64>>();
+    let ids: Vec<i64> = hours.iter().map(|h| h.series_id).collect();
+    let at: Vec<i64> = hours.iter().map(|h| h.bucket_ms).collect();
+    let count: Vec<i64> = hours.iter().map(|h| h.count).collect();
+    let increase: Vec<Option<f64>> = hours.iter().map(|h| h.increase).collect();
+    Ok(sqlx::query(MERGE_1H)
+        .bind(&ids)
+        .bind(&at)
+        .bind(&count)
+        .bind(col(|h| h.sum))
+        .bind(col(|h| h.min))
+        .bind(col(|h| h.max))
+        .bind(col(|h| h.last))
+        .bind(&increase)
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("merging 1-hour rollups"))?
+        .rows_affected())
+}
+
 /// `a >= b` as PostgreSQL compares float8: NaN equals NaN and exceeds everything.
 fn pg_ge(a: f64, b: f64) -> bool {
     if a.is_nan() {
@@ -284,6 +359,34 @@ mod tests {
         assert_eq!((rows[0].bucket_ms, rows[0].increase), (-60_000, None));
         let rows = minute_rows(9, true, None, &[(0, 7.0), (1, 9.0)]);
         assert_eq!(rows[0].increase, Some(2.0));
+    }
+
+    #[test]
+    fn hour_partials_merge_minutes_of_the_same_hour() {
+        let rows = minute_rows(
+            3,
+            true,
+            None,
+            &[
+                (3_540_000, 1.0),
+                (3_600_000, 4.0),
+                (3_660_000, 2.0),
+                (3_720_000, 5.0),
+            ],
+        );
+        let hours = hour_partials(&rows);
+        assert_eq!(hours.len(), 2);
+        assert_eq!(
+            (hours[0].bucket_ms, hours[0].count, hours[0].last),
+            (0, 1, 1.0)
+        );
+        let h = hours[1];
+        assert_eq!(
+            (h.bucket_ms, h.count, h.sum, h.min, h.max, h.last),
+            (3_600_000, 3, 11.0, 2.0, 5.0, 5.0)
+        );
+        // 1 → 4: +3; 4 → 2: reset, +2; 2 → 5: +3.
+        assert_eq!(h.increase, Some(8.0));
     }
 
     #[test]
