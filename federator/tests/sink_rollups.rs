@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::*;
 use pga_format::{MetricKind, SeriesId};
 
-/// One collection: its timestamp and samples.
+/// One collection pass: a timestamp and its samples.
 type Collection = (i64, Vec<(SeriesId, f64)>);
 
 /// A small deterministic generator (xorshift64*), seeded per run and printed, so a
@@ -74,7 +74,7 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
     // a gauge. Values are multiples of 0.5 so sums are exact in any order.
     let start = base_ms(4);
     let mut counters = [0.0f64; 2];
-    let mut rows: Vec<(i64, Vec<(SeriesId, f64)>)> = Vec::new();
+    let mut rows: Vec<Collection> = Vec::new();
     for i in 0..720i64 {
         if rng.below(10) == 0 {
             continue;
