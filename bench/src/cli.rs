@@ -23,6 +23,9 @@ pub enum Command {
     Logparse(LogparseArgs),
     Logtail(LogtailArgs),
     Overhead(OverheadArgs),
+    Backfill(crate::pull_cmd::BackfillArgs),
+    Fleet(crate::pull_cmd::FleetArgs),
+    Ingest(crate::ingest_cmd::IngestArgs),
 }
 
 /// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with

@@ -7,6 +7,9 @@
 //! parsers (MB/s and entries/s per format); `pga-bench logtail` the whole log collector,
 //! from file to committed store transaction. `pga-bench overhead` measures what
 //! monitoring a PostgreSQL host costs with the agent and with the Prometheus exporters.
+//! `pga-bench ingest` measures the federator's ingest into PostgreSQL against a bare
+//! binary `COPY` of the same rows. `pga-bench backfill` and `pga-bench fleet` measure the
+//! federator's pull into PostgreSQL from simulated agents ([`simagent`]).
 //! `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
@@ -18,8 +21,11 @@ pub mod cli;
 pub mod codec_cmd;
 pub mod corpus;
 pub mod endpoint_cmd;
+pub mod ingest_cmd;
 pub mod logparse_cmd;
 pub mod logtail_cmd;
 pub mod overhead_cmd;
+pub mod pull_cmd;
 pub mod report;
+pub mod simagent;
 pub mod store_cmd;

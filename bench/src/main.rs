@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         Command::Logparse(args) => pga_bench::logparse_cmd::run(&args),
         Command::Overhead(args) => pga_bench::overhead_cmd::run(&args),
         Command::Logtail(args) => pga_bench::logtail_cmd::run(&args),
+        Command::Backfill(args) => pga_bench::pull_cmd::backfill(&args),
+        Command::Fleet(args) => pga_bench::pull_cmd::fleet(&args),
+        Command::Ingest(args) => pga_bench::ingest_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,380 @@
+//! One batch, one transaction.
+//!
+//! Order of work inside the transaction:
+//! 1. the agent's row (created on first sight; its identity updated), which also
+//!    locks it, so two writers of one agent queue up;
+//! 2. the batch's dictionary entries to global series ids;
+//! 3. the partitions the batch's days need (plain PostgreSQL);
+//! 4. every sample (sealed blocks and head) by binary `COPY` ([`super::samples`]): a
+//!    sample already stored (the head's overlap, a block delivered twice) is
+//!    dropped, never doubled; the series and time ranges really inserted go to
+//!    `pga_touched`;
+//! 5. the rollups of the touched buckets ([`super::rollup`]);
+//! 6. log events of the sealed blocks (the head's come again once it is sealed);
+//! 7. the gap, if any, and the cursor.
+//!
+//! The series cache learns the batch's new mappings only after the commit.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pga_format::DecodedBlock;
+use sqlx::PgConnection;
+
+use super::{IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uuid_text};
+use crate::batch::Batch;
+
+const DAY_MS: i64 = 86_400_000;
+/// Samples and log events stamped more than this ahead of the federator's clock (an
+/// agent host with a broken clock) are not stored, so they cannot create partitions
+/// years ahead that retention would never reach; the report counts them.
+const MAX_AHEAD_MS: i64 = DAY_MS;
+
+/// first_seen always; last_seen when it moves by more than an hour.
+const SEEN: &str = "\
+UPDATE series se
+SET first_seen = least(se.first_seen, t.first_ts), last_seen = greatest(se.last_seen, t.last_ts)
+FROM pga_touched t
+WHERE se.id = t.series_id
+  AND (se.first_seen IS NULL OR t.first_ts < se.first_seen
+       OR t.last_ts > se.last_seen + interval '1 hour')";
+
+pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, SinkError> {
+    validate(batch)?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let raw_cutoff_ms = now_ms.saturating_sub(sink.options.retention.raw.as_millis() as i64);
+    let log_cutoff_ms = now_ms.saturating_sub(sink.options.retention.log_events.as_millis() as i64);
+    let future_ms = now_ms.saturating_add(MAX_AHEAD_MS);
+
+    let mut tx = sink
+        .pool
+        .begin()
+        .await
+        .map_err(SinkError::db("starting the ingest transaction"))?;
+    let conn: &mut PgConnection = &mut tx;
+    let uid = uuid_text(&batch.agent_id);
+
+    let (agent_row,): (i64,) = sqlx::query_as(
+        "INSERT INTO agents (name, agent_uid, last_seen_at) VALUES ($1, $2::uuid, now()) \
+         ON CONFLICT (name) DO UPDATE \
+             SET agent_uid = EXCLUDED.agent_uid, last_seen_at = EXCLUDED.last_seen_at \
+         RETURNING id",
+    )
+    .bind(&batch.agent)
+    .bind(&uid)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => SinkError::bad(
+            &batch.agent,
+            format!(
+                "agent identity {} is already registered under another name; two \
+                 configured agents reach the same agent store (a cloned host?): give the \
+                 clone a fresh store or remove the duplicate from the configuration",
+                batch.agent_id
+            ),
+        ),
+        _ => SinkError::db("writing the agent")(e),
+    })?;
+
+    // Dictionary: new entries, then whatever the blocks use that the cache lacks.
+    let mut mapping = series::upsert(conn, agent_row, batch.agent_id, &batch.series).await?;
+    let learned = mapping.clone();
+    let mut missing = HashSet::new();
+    {
+        let cache = sink
+            .series_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for col in data_blocks(batch).flat_map(|b| b.columns.iter()) {
+            if mapping.contains_key(&col.series.0) {
+                continue;
+            }
+            match cache.get(batch.agent_id, col.series) {
+                Some(global) => {
+                    mapping.insert(col.series.0, global);
+                }
+                None => {
+                    missing.insert(col.series.0);
+                }
+            }
+        }
+    }
+    let found = series::lookup(conn, batch.agent_id, &missing).await?;
+    if let Some(unknown) = missing.iter().find(|l| !found.contains_key(l)) {
+        return Err(SinkError::bad(
+            &batch.agent,
+            format!(
+                "samples of series id {unknown}, which no dictionary entry received so far \
+                 describes; the agent's /v1/series and /v1/blocks disagree"
+            ),
+        ));
+    }
+    mapping.extend(found.iter().map(|(&l, &g)| (l, g)));
+
+    // Samples.
+    let received: u64 = data_blocks(batch).map(|b| b.sample_count() as u64).sum();
+    let future: u64 = data_blocks(batch)
+        .flat_map(|b| b.columns.iter().map(move |c| (b, c)))
+        .map(|(b, c)| c.timestamps(b).filter(|&ts| ts > future_ms).count() as u64)
+        .sum();
+    let mut days = BTreeSet::new();
+    for block in data_blocks(batch) {
+        days.extend(
+            block
+                .timestamps
+                .iter()
+                .filter(|&&ts| ts >= raw_cutoff_ms && ts <= future_ms)
+                .map(|ts| ts.div_euclid(DAY_MS)),
+        );
+    }
+    for block in &batch.blocks {
+        for event in &block.log_events {
+            if (log_cutoff_ms..=future_ms).contains(&event.timestamp_ms) {
+                days.insert(event.timestamp_ms.div_euclid(DAY_MS));
+            }
+        }
+    }
+    ensure_partitions(conn, &days).await?;
+
+    let to_write = samples::Samples {
+        blocks: data_blocks(batch).collect(),
+        mapping: &mapping,
+        cutoff_ms: raw_cutoff_ms,
+        future_ms,
+    };
+    let written = samples::write(conn, &to_write).await?;
+    let (mut rollups_1m, mut rollups_1h) = (0, 0);
+    if written.inserted > 0 {
+        sqlx::query(SEEN)
+            .execute(&mut *conn)
+            .await
+            .map_err(SinkError::db("updating series first/last seen"))?;
+        (rollups_1m, rollups_1h) = rollup::recompute(conn, &written.fresh).await?;
+    }
+
+    let log_events_inserted =
+        write_log_events(conn, agent_row, batch, log_cutoff_ms..=future_ms).await?;
+    let gap_recorded = write_gap(conn, agent_row, &uid, batch).await?;
+
+    sqlx::query(
+        "INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count) \
+         VALUES ($1, $2::uuid, $3, $4, $5) \
+         ON CONFLICT (agent_id) DO UPDATE SET agent_uid = EXCLUDED.agent_uid, \
+             last_sequence = EXCLUDED.last_sequence, last_ts_ms = EXCLUDED.last_ts_ms, \
+             series_count = EXCLUDED.series_count",
+    )
+    .bind(agent_row)
+    .bind(&uid)
+    .bind(batch.cursor.last_sequence.map(|s| s as i64))
+    .bind(batch.cursor.last_ts_ms)
+    .bind(batch.cursor.series_count as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(SinkError::db("advancing the agent's cursor"))?;
+
+    tx.commit()
+        .await
+        .map_err(SinkError::db("committing the ingest transaction"))?;
+
+    let mut learned = learned;
+    learned.extend(found);
+    sink.series_cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .extend(batch.agent_id, &learned);
+
+    Ok(IngestReport {
+        series_mapped: batch.series.len(),
+        samples_received: received,
+        samples_inserted: written.inserted,
+        samples_duplicate: written.offered - written.inserted,
+        samples_expired: received - written.offered - future,
+        samples_future: future,
+        log_events_inserted,
+        rollups_1m,
+        rollups_1h,
+        gap_recorded,
+    })
+}
+
+/// The blocks whose samples are written: every sealed block, then the head.
+fn data_blocks(batch: &Batch) -> impl Iterator<Item = &DecodedBlock> {
+    batch.blocks.iter().chain(batch.head.as_ref())
+}
+
+/// Checks what PostgreSQL would otherwise reject less clearly.
+fn validate(batch: &Batch) -> Result<(), SinkError> {
+    let bad = |reason: String| Err(SinkError::bad(&batch.agent, reason));
+    if batch.agent.is_empty() {
+        return bad("the agent has no name".to_owned());
+    }
+    for block in data_blocks(batch) {
+        if block.header.agent_id != batch.agent_id {
+            return bad(format!(
+                "block {} belongs to agent {}, not to {}",
+                block.header.sequence, block.header.agent_id, batch.agent_id
+            ));
+        }
+    }
+    let sequences = batch
+        .blocks
+        .iter()
+        .map(|b| b.header.sequence)
+        .chain(batch.cursor.last_sequence)
+        .chain(
+            batch
+                .gap
+                .iter()
+                .flat_map(|g| [g.first_sequence, g.last_sequence]),
+        )
+        .chain([batch.cursor.series_count]);
+    for s in sequences {
+        if s > i64::MAX as u64 {
+            return bad(format!(
+                "sequence or count {s} exceeds the database's bigint range"
+            ));
+        }
+    }
+    if let Some(gap) = &batch.gap
+        && gap.first_sequence > gap.last_sequence
+    {
+        return bad(format!(
+            "gap from sequence {} to {} runs backwards",
+            gap.first_sequence, gap.last_sequence
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the partitions of `days` (days since the Unix epoch) that are missing.
+async fn ensure_partitions(conn: &mut PgConnection, days: &BTreeSet<i64>) -> Result<(), SinkError> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let days: Vec<i64> = days.iter().copied().collect();
+    sqlx::query(
+        "SELECT pga_ensure_partitions(ARRAY( \
+             SELECT timestamptz 'epoch' + d * interval '1 day' FROM unnest($1::bigint[]) AS d))",
+    )
+    .bind(&days)
+    .execute(&mut *conn)
+    .await
+    .map_err(SinkError::db("creating partitions"))?;
+    Ok(())
+}
+
+async fn write_log_events(
+    conn: &mut PgConnection,
+    agent_row: i64,
+    batch: &Batch,
+    window: std::ops::RangeInclusive<i64>,
+) -> Result<u64, SinkError> {
+    let mut ts = Vec::new();
+    let mut seq = Vec::new();
+    let mut index = Vec::new();
+    let mut severity = Vec::new();
+    let mut kind = Vec::new();
+    let mut sqlstate = Vec::new();
+    let mut pid = Vec::new();
+    let mut instance = Vec::new();
+    let mut user = Vec::new();
+    let mut database = Vec::new();
+    let mut application = Vec::new();
+    let mut message = Vec::new();
+    let mut duration = Vec::new();
+    for block in &batch.blocks {
+        for (i, e) in block.log_events.iter().enumerate() {
+            if !window.contains(&e.timestamp_ms) {
+                continue;
+            }
+            ts.push(e.timestamp_ms);
+            seq.push(block.header.sequence as i64);
+            index.push(i as i32);
+            severity.push(e.severity.as_str());
+            kind.push(e.kind.as_str());
+            sqlstate.push(e.sqlstate.map(|c| String::from_utf8_lossy(&c).into_owned()));
+            pid.push(e.pid.map(i64::from));
+            instance.push(e.instance.as_deref().map(pg_text));
+            user.push(e.user.as_deref().map(pg_text));
+            database.push(e.database.as_deref().map(pg_text));
+            application.push(e.application.as_deref().map(pg_text));
+            message.push(pg_text(&e.message));
+            duration.push(e.duration_ms);
+        }
+    }
+    if ts.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "INSERT INTO log_events (agent_id, ts, block_sequence, event_index, severity, kind, \
+             sqlstate, pid, instance, user_name, database_name, application, message, duration_ms) \
+         SELECT $1, timestamptz 'epoch' + e.ts * interval '1 millisecond', e.seq, e.idx, \
+             e.severity, e.kind, e.sqlstate, e.pid, e.instance, e.usr, e.db, e.app, e.msg, e.dur \
+         FROM unnest($2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], \
+                     $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+                     $14::float8[]) \
+              AS e(ts, seq, idx, severity, kind, sqlstate, pid, instance, usr, db, app, msg, dur) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(agent_row)
+    .bind(&ts)
+    .bind(&seq)
+    .bind(&index)
+    .bind(&severity)
+    .bind(&kind)
+    .bind(&sqlstate)
+    .bind(&pid)
+    .bind(&instance)
+    .bind(&user)
+    .bind(&database)
+    .bind(&application)
+    .bind(&message)
+    .bind(&duration)
+    .execute(&mut *conn)
+    .await
+    .map_err(SinkError::db("writing log events"))?;
+    Ok(done.rows_affected())
+}
+
+async fn write_gap(
+    conn: &mut PgConnection,
+    agent_row: i64,
+    uid: &str,
+    batch: &Batch,
+) -> Result<bool, SinkError> {
+    let Some(gap) = &batch.gap else {
+        return Ok(false);
+    };
+    let done = sqlx::query(
+        "INSERT INTO gaps (agent_id, agent_uid, first_sequence, last_sequence, after_ts, before_ts) \
+         VALUES ($1, $2::uuid, $3, $4, \
+                 timestamptz 'epoch' + $5::bigint * interval '1 millisecond', \
+                 timestamptz 'epoch' + $6::bigint * interval '1 millisecond') \
+         ON CONFLICT (agent_uid, first_sequence, last_sequence) DO NOTHING",
+    )
+    .bind(agent_row)
+    .bind(uid)
+    .bind(gap.first_sequence as i64)
+    .bind(gap.last_sequence as i64)
+    .bind(gap.after_ts_ms)
+    .bind(gap.before_ts_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(SinkError::db("recording the gap"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_floored_for_times_before_the_epoch() {
+        assert_eq!((-1i64).div_euclid(DAY_MS), -1);
+        assert_eq!(0i64.div_euclid(DAY_MS), 0);
+        assert_eq!((DAY_MS - 1).div_euclid(DAY_MS), 0);
+    }
+}
