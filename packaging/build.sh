@@ -56,9 +56,9 @@ echo "build.sh: version $VERSION (rpm $RPM_VERSION-1, deb $RPM_VERSION-1)" >&2
 # one in every package); dated by the last commit so that a rebuild is identical.
 GENERATED="$ROOT/packaging/generated"
 mkdir -p "$GENERATED"
-SOURCE_DATE_EPOCH="$(git log -1 --format=%ct 2>/dev/null || date +%s)"
-export SOURCE_DATE_EPOCH
-DATE="$(date -R -u -d "@$SOURCE_DATE_EPOCH")"
+# (Not exported: C build scripts of dependencies rebuild when SOURCE_DATE_EPOCH changes.)
+EPOCH="$(git log -1 --format=%ct 2>/dev/null || date +%s)"
+DATE="$(date -R -u -d "@$EPOCH")"
 for pkg in pganalytics-agent pganalytics-federator; do
     cat >"$GENERATED/$pkg.changelog" <<EOF
 $pkg ($RPM_VERSION-1) unstable; urgency=medium
@@ -77,9 +77,9 @@ BIN="$(cargo metadata --locked --no-deps --format-version 1 |
 strip "$BIN/pga-agent" "$BIN/pga-federator"
 
 # Manual pages from each binary's --help and --version.
-help2man --no-info --section 1 --name "pgAnalytics agent: PostgreSQL and host metrics collector" \
+SOURCE_DATE_EPOCH="$EPOCH" help2man --no-info --section 1 --name "pgAnalytics agent: PostgreSQL and host metrics collector" \
     "$BIN/pga-agent" | gzip -9n >"$GENERATED/pga-agent.1.gz"
-help2man --no-info --section 1 --name "pgAnalytics federator: pulls pgAnalytics agents into PostgreSQL" \
+SOURCE_DATE_EPOCH="$EPOCH" help2man --no-info --section 1 --name "pgAnalytics federator: pulls pgAnalytics agents into PostgreSQL" \
     "$BIN/pga-federator" | gzip -9n >"$GENERATED/pga-federator.1.gz"
 
 rm -f "$OUT"/pganalytics-agent[_-]*.deb "$OUT"/pganalytics-federator[_-]*.deb \

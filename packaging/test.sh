@@ -60,14 +60,61 @@ purge_all() {
     done
 }
 
+# The rpm scriptlets of the agent, run as rpm runs them (sh, with $1 = 1 to install
+# and 0 to erase) on this host, in a private /etc; $1 says whether the host has a
+# postgres group. Leaves /var/lib/pganalytics as it found it.
+run_rpm_scriptlets() {
+    local has_postgres="$1" dir="$SCRATCH/rpm-scripts" out tag
+    mkdir -p "$dir"
+    for tag in PREIN POSTIN PREUN POSTUN; do
+        rpm -qp --qf "%{$tag}" "$AGENT_RPM" >"$dir/$tag" 2>/dev/null
+    done
+    out="$(sh "$dir/PREIN" 1 2>&1 && sh "$dir/POSTIN" 1 2>&1)" || fail "rpm %pre/%post failed: $out"
+    printf '%s\n' "$out" | sed 's/^/  | /'
+    IFS=: read -r _ _ uid gid _ home shell < <(getent passwd pganalytics) || fail "rpm %pre made no pganalytics user"
+    [[ $uid -lt 1000 && "$shell" == */nologin && "$home" == /var/lib/pganalytics &&
+        "$(getent group "$gid" | cut -d: -f1)" == pganalytics ]] ||
+        fail "rpm %pre: pganalytics is not a system user of group pganalytics: uid $uid gid $gid home $home shell $shell"
+    [[ "$(stat -c '%a %U %G' /var/lib/pganalytics/agent)" == "750 pganalytics pganalytics" ]] ||
+        fail "rpm %post: /var/lib/pganalytics/agent is $(stat -c '%a %U %G' /var/lib/pganalytics/agent)"
+    if [[ $has_postgres == yes ]]; then
+        id -nG pganalytics | tr ' ' '\n' | grep -qx postgres || fail "rpm %post: pganalytics did not join group postgres"
+        grep -q "joined group postgres" <<<"$out" || fail "rpm %post: no message about joining group postgres"
+    else
+        grep -q "usermod -a -G postgres pganalytics" <<<"$out" ||
+            fail "rpm %post: no message saying how to join the postgres group"
+    fi
+    out="$(sh "$dir/PREUN" 0 2>&1 && sh "$dir/POSTUN" 0 2>&1)" || fail "rpm %preun/%postun failed: $out"
+    [[ -d /var/lib/pganalytics/agent ]] || fail "rpm %postun deleted the agent's data"
+    rm -rf /var/lib/pganalytics
+}
+
 # ---------------------------------------------------------------------------------
+# Run by the outer test inside `unshare --mount`: the rpm scriptlets on this host, in
+# a private copy of /etc.
+if [[ "${1:-}" == --rpm-scriptlets ]]; then
+    AGENT_RPM="$2"
+    SCRATCH="$3"
+    [[ ! -e /var/lib/pganalytics ]] || fail "/var/lib/pganalytics exists before the rpm scriptlets run"
+    trap 'rm -rf /var/lib/pganalytics' EXIT
+    cp -a /etc "$SCRATCH/etc-rpm"
+    mount --bind "$SCRATCH/etc-rpm" /etc
+    has_postgres=no
+    if getent group postgres >/dev/null; then has_postgres=yes; fi
+    run_rpm_scriptlets $has_postgres
+    pass "rpm scriptlets run on this host (postgres group: $has_postgres): user, state directory, group membership or advice; erase keeps the data"
+    echo "$PASSED" >"$SCRATCH/rpm-scriptlets-passed"
+    exit 0
+fi
+
 # Scenario 1, run by the outer test inside `unshare --mount`: a host without the
 # `postgres` group and without PostgreSQL's log directory.
 if [[ "${1:-}" == --bare-host ]]; then
     PKG_DIR="$2"
     BEFORE="$3"
     SCRATCH="$4"
-    trap purge_all EXIT
+    AGENT_RPM="$5"
+    trap 'purge_all; rm -rf /var/lib/pganalytics' EXIT
     # A private copy of /etc without a group named postgres (renamed, so that its gid
     # stays taken: the postgres user keeps it as its primary group); an empty /var/log.
     cp -a /etc "$SCRATCH/etc"
@@ -94,6 +141,8 @@ if [[ "${1:-}" == --bare-host ]]; then
     [[ "$after" == "$(cat "$BEFORE")" ]] ||
         fail "bare host: purge left something behind:$(diff <(cat "$BEFORE") <(echo "$after") || true)"
     pass "bare host: dpkg --purge leaves no file, user or group behind"
+    run_rpm_scriptlets no
+    pass "bare host: the rpm scriptlets install without a postgres group, say what to do, erase keeps the data"
     echo "$PASSED" >"$SCRATCH/bare-host-passed"
     exit 0
 fi
@@ -115,9 +164,10 @@ for pkg in $AGENT $FEDERATOR; do
         exit 1
     fi
 done
-if getent passwd pganalytics >/dev/null || getent group pganalytics >/dev/null; then
-    echo "a pganalytics user or group exists on this machine; this test creates and removes it." >&2
-    echo "Run it on a machine without pgAnalytics, or remove them first (userdel pganalytics)." >&2
+if getent passwd pganalytics >/dev/null || getent group pganalytics >/dev/null ||
+    [[ -e /etc/pganalytics || -e /var/lib/pganalytics ]]; then
+    echo "a pganalytics user or group, /etc/pganalytics or /var/lib/pganalytics exists on this" >&2
+    echo "machine; this test creates and deletes them. Run it on a machine without pgAnalytics." >&2
     exit 1
 fi
 
@@ -139,6 +189,7 @@ cleanup() {
     purge_all
     if getent passwd pganalytics >/dev/null; then userdel pganalytics || true; fi
     if getent group pganalytics >/dev/null; then groupdel pganalytics || true; fi
+    rm -rf /etc/pganalytics /var/lib/pganalytics
     rm -rf -- "$SCRATCH"
     if [[ $rc -ne 0 ]]; then
         echo "packaging test FAILED after $((SECONDS - START))s (machine restored)" >&2
@@ -251,8 +302,12 @@ snapshot >"$BEFORE"
 
 # Scenario 1: no postgres group, no log directory (see the top of this file).
 unshare --mount --propagation private \
-    bash "$ROOT/packaging/test.sh" --bare-host "$PKG_DIR" "$BEFORE" "$SCRATCH"
+    bash "$ROOT/packaging/test.sh" --bare-host "$PKG_DIR" "$BEFORE" "$SCRATCH" "$AGENT_RPM"
 PASSED=$((PASSED + $(cat "$SCRATCH/bare-host-passed")))
+unshare --mount --propagation private \
+    bash "$ROOT/packaging/test.sh" --rpm-scriptlets "$AGENT_RPM" "$SCRATCH"
+PASSED=$((PASSED + $(cat "$SCRATCH/rpm-scriptlets-passed")))
+[[ "$(snapshot)" == "$(cat "$BEFORE")" ]] || fail "the rpm scriptlet runs left something behind"
 
 # Scenario 2: this host.
 out="$(dpkg -i "$AGENT_DEB" "$FEDERATOR_DEB" </dev/null 2>&1)" || fail "dpkg -i failed: $out"
