@@ -1,13 +1,25 @@
 //! # pga-federator
 //!
 //! The pgAnalytics v3 federator: the central puller. On a schedule it pulls sealed
-//! blocks from every agent over mutually authenticated TLS, backfills whatever it
-//! missed while an agent or the network was down, and writes raw samples and rollups
-//! into PostgreSQL (TimescaleDB when installed) for alerting and Grafana.
+//! blocks from every agent over mutually authenticated TLS ([`scrape`]), backfills
+//! whatever it missed while an agent or the network was down, and writes raw samples
+//! and rollups into PostgreSQL (TimescaleDB when installed) for alerting and Grafana.
 //!
-//! This early build holds the command-line interface and reports the block format it
-//! reads; scraping, the PostgreSQL sink, rollups, alerting and the API are not
-//! implemented yet.
+//! - [`config`]: `federator.toml`, its validation and `check-config`;
+//! - [`scrape`]: the pull protocol's client, one pull of one agent;
+//! - [`scheduler`]: a job per agent on its cron schedule, concurrency, backoff;
+//! - [`batch`]: what one pull hands to the database sink;
+//! - [`sink`]: the PostgreSQL sink (migrations, ingest, rollups, retention);
+//! - [`telemetry`] and [`listener`]: self-metrics on `/metrics`, `/healthz`, `/readyz`.
 
 pub mod batch;
 pub mod cli;
+pub mod config;
+pub mod destination;
+pub mod listener;
+pub mod run;
+pub mod scheduler;
+pub mod scrape;
+pub mod sink;
+pub mod telemetry;
+pub mod url;

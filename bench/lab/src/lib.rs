@@ -54,6 +54,7 @@ mod error;
 mod install;
 mod pgbench;
 mod process;
+mod proxy;
 mod watchdog;
 
 pub use cluster::{Cluster, ClusterBuilder, KEEP_ENV, TMPDIR_ENV};
@@ -61,6 +62,7 @@ pub use error::{LabError, TAIL_LINES};
 pub use install::{PG_BIN_ENV, PgInstall};
 pub use pgbench::{PgbenchLength, PgbenchReport, PgbenchRun};
 pub use process::{FALLBACK_USER, SERVICE_USER};
+pub use proxy::{Fault, FaultKind, FaultProxy};
 
 #[cfg(test)]
 mod tests {

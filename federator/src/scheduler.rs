@@ -1,0 +1,310 @@
+//! The scrape scheduler: one job per agent on its cron schedule.
+//!
+//! - Each agent's pulls start at the instants of its cron schedule (UTC) plus a
+//!   fixed per-agent offset below `scrape.jitter_ms` (from a hash of its name), so a
+//!   fleet is spread over the jitter window instead of pulled in one burst.
+//! - At most `scrape.max_concurrent` pulls run at once (a semaphore).
+//! - A pull that ends behind (the agent has more: a backfill) is followed by the
+//!   next one at once, after its permit went back to the queue, so a returning
+//!   fleet catches up in turns, `backfill.request_bytes` per transaction.
+//! - A failing agent is retried after `backoff_initial_secs`, doubling up to
+//!   `backoff_max_secs`; its `up` is 0 until a pull succeeds. Other agents go on.
+//! - When the database is unavailable (down, read-only), every job pauses: no pull
+//!   starts, no cursor moves. One probe checks the database with a growing
+//!   interval (1 s up to 30 s) and releases the jobs when it takes writes again.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{Semaphore, watch};
+
+use crate::scrape::{AgentClient, Destination, Pacing, pull};
+use crate::telemetry::Telemetry;
+
+/// One agent's job.
+#[derive(Debug, Clone)]
+pub struct AgentJob {
+    /// The configured name.
+    pub name: String,
+    /// The client for its endpoint.
+    pub client: AgentClient,
+    /// When to pull it.
+    pub schedule: cron::Schedule,
+}
+
+/// Settings shared by every job.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerSettings {
+    pub jitter: Duration,
+    pub max_concurrent: usize,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub pacing: Pacing,
+}
+
+/// Whether the database takes writes; closed while it does not.
+#[derive(Debug)]
+struct DatabaseGate {
+    open: watch::Sender<bool>,
+}
+
+impl DatabaseGate {
+    async fn wait_open(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut rx = self.open.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|open| *open) => r.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
+        }
+    }
+}
+
+/// The per-agent offset within the jitter window, stable across restarts.
+pub fn jitter_offset(name: &str, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    Duration::from_millis(h.finish() % (jitter.as_millis() as u64 + 1))
+}
+
+/// The delay before attempt number `failures + 1` after `failures` failures in a row.
+pub fn backoff(failures: u32, initial: Duration, max: Duration) -> Duration {
+    let factor = 1u32
+        .checked_shl(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    initial.saturating_mul(factor).min(max)
+}
+
+/// How long from now until the first instant of `schedule` not before `not_before`,
+/// plus `offset`.
+fn until_next(schedule: &cron::Schedule, not_before: Instant, offset: Duration) -> Duration {
+    let now = Instant::now();
+    let wait_extra = not_before.saturating_duration_since(now);
+    let base = Utc::now() + chrono::Duration::from_std(wait_extra).unwrap_or_default();
+    match schedule.after(&base).next() {
+        Some(t) => (t - Utc::now()).to_std().unwrap_or_default() + offset,
+        // A schedule with no future instant (a past year): never again.
+        None => Duration::from_secs(365 * 86_400),
+    }
+}
+
+/// Runs every job until `stop` turns true; returns when all jobs have stopped.
+pub async fn run<D: Destination + 'static>(
+    jobs: Vec<AgentJob>,
+    dest: Arc<D>,
+    telemetry: Arc<Telemetry>,
+    settings: SchedulerSettings,
+    stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+    let gate = Arc::new(DatabaseGate {
+        open: watch::Sender::new(true),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let (gate, dest, telemetry, stop) =
+            (gate.clone(), dest.clone(), telemetry.clone(), stop.clone());
+        tasks.spawn(async move { probe_database(gate, dest, telemetry, stop).await });
+    }
+    for job in jobs {
+        telemetry.agent_configured(&job.name);
+        let ctx = (
+            dest.clone(),
+            telemetry.clone(),
+            permits.clone(),
+            gate.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            let (dest, telemetry, permits, gate, stop) = ctx;
+            agent_loop(job, &*dest, &telemetry, &permits, &gate, settings, stop).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn agent_loop<D: Destination>(
+    job: AgentJob,
+    dest: &D,
+    telemetry: &Telemetry,
+    permits: &Semaphore,
+    gate: &DatabaseGate,
+    settings: SchedulerSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let offset = jitter_offset(&job.name, settings.jitter);
+    let mut failures = 0u32;
+    let mut not_before = Instant::now();
+    let mut immediately = false;
+    loop {
+        if !immediately {
+            let wait = until_next(&job.schedule, not_before, offset);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        if !gate.wait_open(&mut stop).await {
+            return;
+        }
+        let permit = tokio::select! {
+            p = permits.acquire() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        telemetry.scrape_started(&job.name);
+        let started = Instant::now();
+        let name = job.name.clone();
+        let result = tokio::select! {
+            r = pull(&job.name, &job.client, dest, settings.pacing, |round| {
+                telemetry.round(&name, round);
+            }) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        drop(permit);
+        let secs = started.elapsed().as_secs_f64();
+        telemetry.scrape_ended(&job.name, secs, &result);
+        immediately = false;
+        match result {
+            Ok(r) => {
+                if failures > 0 {
+                    tracing::info!(agent = %job.name, after_failures = failures, "agent reachable again");
+                }
+                failures = 0;
+                not_before = Instant::now();
+                if !r.caught_up {
+                    immediately = true;
+                    tracing::info!(
+                        agent = %job.name,
+                        cursor = r.cursor,
+                        newest = r.newest,
+                        blocks_left = r.newest.saturating_sub(r.cursor),
+                        blocks = r.blocks,
+                        samples = r.samples,
+                        secs = format_args!("{secs:.2}"),
+                        "backfill in progress"
+                    );
+                } else if r.blocks > 1 || r.gap_blocks > 0 {
+                    tracing::info!(
+                        agent = %job.name,
+                        cursor = r.cursor,
+                        blocks = r.blocks,
+                        samples = r.samples,
+                        gap_blocks = r.gap_blocks,
+                        "caught up"
+                    );
+                } else {
+                    tracing::debug!(agent = %job.name, cursor = r.cursor, samples = r.samples, "pulled");
+                }
+                if r.gap_blocks > 0 {
+                    tracing::warn!(
+                        agent = %job.name,
+                        gap_blocks = r.gap_blocks,
+                        "the agent evicted blocks before they were pulled; the gap is recorded"
+                    );
+                }
+                if let Some(note) = r.note {
+                    tracing::debug!(agent = %job.name, note = %note, "a response was cut short; continuing from the cursor");
+                }
+            }
+            Err(e) if e.is_database_unavailable() => {
+                if gate.open.send_replace(false) {
+                    tracing::warn!(error = %e, "database unavailable: scrapes paused, cursors untouched");
+                }
+                immediately = true;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let delay = backoff(failures, settings.backoff_initial, settings.backoff_max);
+                not_before = Instant::now() + delay;
+                tracing::warn!(
+                    agent = %job.name,
+                    error = %e,
+                    failures,
+                    retry_in_secs = delay.as_secs(),
+                    "scrape failed"
+                );
+            }
+        }
+    }
+}
+
+/// Watches the gate: while it is closed, pings the database with a growing
+/// interval and opens it again once the database takes writes.
+async fn probe_database<D: Destination>(
+    gate: Arc<DatabaseGate>,
+    dest: Arc<D>,
+    telemetry: Arc<Telemetry>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rx = gate.open.subscribe();
+    loop {
+        tokio::select! {
+            r = rx.wait_for(|open| !*open) => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        telemetry.set_database_up(false);
+        let mut interval = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match dest.ping().await {
+                Ok(()) => {
+                    tracing::info!(
+                        "database available again: scrapes resume from the committed cursors"
+                    );
+                    telemetry.set_database_up(true);
+                    gate.open.send_replace(true);
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "database still unavailable");
+                    interval = (interval * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let (i, m) = (Duration::from_secs(15), Duration::from_secs(300));
+        let got: Vec<u64> = (1..=7).map(|f| backoff(f, i, m).as_secs()).collect();
+        assert_eq!(got, [15, 30, 60, 120, 240, 300, 300]);
+        assert_eq!(backoff(200, i, m), m);
+    }
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let j = Duration::from_millis(2000);
+        let a = jitter_offset("db-1", j);
+        assert_eq!(a, jitter_offset("db-1", j));
+        assert!(a <= j);
+        let spread: std::collections::BTreeSet<_> = (0..50)
+            .map(|i| jitter_offset(&format!("db-{i}"), j))
+            .collect();
+        assert!(spread.len() > 40, "offsets spread the fleet: {spread:?}");
+        assert_eq!(jitter_offset("x", Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_next_instant_follows_the_schedule() {
+        let every_15 = crate::config::parse_schedule("*/15 * * * * *").unwrap();
+        let d = until_next(&every_15, Instant::now(), Duration::ZERO);
+        assert!(d <= Duration::from_secs(15), "{d:?}");
+        let later = until_next(
+            &every_15,
+            Instant::now() + Duration::from_secs(60),
+            Duration::ZERO,
+        );
+        assert!(later >= Duration::from_secs(59), "{later:?}");
+    }
+}

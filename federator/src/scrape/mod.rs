@@ -1,0 +1,357 @@
+//! Scrape and backfill: one pull of one agent, following the client algorithm of
+//! storage-format/PROTOCOL.md.
+//!
+//! A pull reads the agent's cursor from the destination (the database), asks
+//! `/v1/blocks?after=CURSOR`, records a declared gap, keeps the whole verified frames
+//! of the body (all of them, or those before the point where a cut body stops),
+//! fetches the dictionary entries the blocks need from `/v1/series`, and hands one
+//! [`Batch`] per answer to the destination, which commits data and cursor in one
+//! transaction. While the agent says `Pga-More` (or the body was cut short), it asks
+//! again from the new cursor — at most `backfill.max_requests_per_scrape` times, with
+//! `backfill.pause_ms` between requests; the next scrape continues. Each request
+//! asks for at most `backfill.request_bytes` of sealed frames, which bounds one
+//! transaction.
+
+pub mod client;
+pub mod protocol;
+
+use std::future::Future;
+use std::time::Duration;
+
+use pga_format::AgentId;
+
+use crate::batch::{Batch, Cursor, Gap};
+pub use client::{AgentClient, ClientError, ClientLimits, Response};
+pub use protocol::ProtocolError;
+
+/// Where pulled batches go: the database sink, in production.
+pub trait Destination: Send + Sync {
+    /// The agent's identity and cursor as committed, `None` before its first batch.
+    fn cursor(
+        &self,
+        agent: &str,
+    ) -> impl Future<Output = Result<Option<(AgentId, Cursor)>, DestinationError>> + Send;
+    /// Writes the batch and advances the cursor, in one transaction; the number of
+    /// samples written (those already present not counted).
+    fn ingest(&self, batch: &Batch) -> impl Future<Output = Result<u64, DestinationError>> + Send;
+    /// Whether the destination takes writes now (used to resume after it was
+    /// [`DestinationError::Unavailable`]).
+    fn ping(&self) -> impl Future<Output = Result<(), DestinationError>> + Send;
+}
+
+/// Why the destination did not take a batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DestinationError {
+    /// The database is down, read-only or overloaded: nothing was written, the
+    /// cursor did not move; every agent pauses until it answers again.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The batch itself was refused (a constraint, an impossible value): that
+    /// agent is reported; the others continue.
+    #[error("batch rejected by the database: {0}")]
+    Rejected(String),
+}
+
+/// How pulls are paced.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// `max_bytes` of each `/v1/blocks` request.
+    pub request_bytes: u64,
+    /// Requests per pull, at most.
+    pub max_requests: u32,
+    /// Pause between two requests of one pull.
+    pub pause: Duration,
+}
+
+/// Why a pull failed. What was committed before the failure stays committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// The agent could not be reached, or a request failed or was too large.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The agent answered with an HTTP error.
+    #[error("{path} answered {status}: {message}")]
+    Status {
+        path: String,
+        status: u16,
+        message: String,
+    },
+    /// The agent's answer breaks the protocol; it was rejected.
+    #[error("malformed answer from the agent, rejected: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The destination refused or could not take a batch.
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+}
+
+impl ScrapeError {
+    /// A bounded name for the `reason` label of the failure counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ScrapeError::Client(ClientError::Connect { .. }) => "connect",
+            ScrapeError::Client(ClientError::Request { .. }) => "request",
+            ScrapeError::Client(ClientError::Oversized { .. }) => "oversized",
+            ScrapeError::Status { .. } => "http_status",
+            ScrapeError::Protocol(_) => "malformed",
+            ScrapeError::Destination(DestinationError::Unavailable(_)) => "database_unavailable",
+            ScrapeError::Destination(DestinationError::Rejected(_)) => "database_rejected",
+        }
+    }
+
+    /// Whether the failure is the database's, not the agent's.
+    pub fn is_database_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ScrapeError::Destination(DestinationError::Unavailable(_))
+        )
+    }
+}
+
+/// What one request of a pull did, for logs and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Round {
+    /// Sealed blocks committed.
+    pub blocks: u64,
+    /// Samples written (sealed and head).
+    pub samples: u64,
+    /// Dictionary entries added.
+    pub series: u64,
+    /// Blocks declared evicted before they were pulled.
+    pub gap: Option<Gap>,
+    /// The cursor after the round.
+    pub cursor: u64,
+    /// The agent's newest sealed sequence.
+    pub newest: u64,
+    /// Newest sample timestamp now in the database from this agent (ms).
+    pub newest_ts_ms: Option<i64>,
+}
+
+/// What a whole pull did.
+#[derive(Debug, Clone, Default)]
+pub struct PullReport {
+    /// The agent's identity.
+    pub agent_id: Option<AgentId>,
+    /// Requests made.
+    pub requests: u32,
+    /// Totals over the rounds.
+    pub blocks: u64,
+    pub samples: u64,
+    pub series: u64,
+    pub gap_blocks: u64,
+    /// The cursor at the end and the agent's newest sealed sequence.
+    pub cursor: u64,
+    pub newest: u64,
+    /// Whether the pull ended caught up (only the head left).
+    pub caught_up: bool,
+    /// A cut body or malformed part seen on the way (the pull still made progress).
+    pub note: Option<String>,
+    /// Newest sample timestamp written (ms).
+    pub newest_ts_ms: Option<i64>,
+}
+
+fn series_path(count: u64) -> String {
+    if count == 0 {
+        "/v1/series".to_owned()
+    } else {
+        format!("/v1/series?after={}", count - 1)
+    }
+}
+
+fn status_error(path: &str, r: &Response) -> ScrapeError {
+    let text = String::from_utf8_lossy(&r.body[..r.body.len().min(300)]);
+    ScrapeError::Status {
+        path: path.to_owned(),
+        status: r.status.as_u16(),
+        message: text.lines().next().unwrap_or("").to_owned(),
+    }
+}
+
+/// Pulls `agent` once (PROTOCOL.md, "The client algorithm"), calling `on_round`
+/// after each committed request.
+pub async fn pull<D: Destination>(
+    agent: &str,
+    client: &AgentClient,
+    dest: &D,
+    pacing: Pacing,
+    mut on_round: impl FnMut(&Round),
+) -> Result<PullReport, ScrapeError> {
+    let mut report = PullReport::default();
+    let committed = dest.cursor(agent).await?;
+    let mut session = client.session().await?;
+    let (mut known_id, mut cursor) = match committed {
+        Some((id, c)) => (Some(id), c),
+        None => (None, Cursor::default()),
+    };
+    loop {
+        let c = cursor.last_sequence.unwrap_or(0);
+        let path = format!("/v1/blocks?after={c}&max_bytes={}", pacing.request_bytes);
+        let resp = session.get(&path).await?;
+        report.requests += 1;
+        if resp.status != hyper::StatusCode::OK {
+            return Err(status_error(&path, &resp));
+        }
+        let h = protocol::blocks_headers(&resp.headers, c)?;
+        report.agent_id = Some(h.agent_id);
+        if known_id.is_some_and(|id| id != h.agent_id) {
+            tracing::warn!(
+                agent,
+                old_id = %known_id.map(|i| i.to_string()).unwrap_or_default(),
+                new_id = %h.agent_id,
+                "the agent's identity changed (a new store): pulling it from the beginning"
+            );
+            known_id = Some(h.agent_id);
+            cursor = Cursor::default();
+            continue;
+        }
+        known_id = Some(h.agent_id);
+        if c > 0 && c >= h.head_sequence {
+            return Err(ProtocolError(format!(
+                "the cursor {c} is ahead of the agent (its head is {}): was its store \
+                 restored from an older copy?",
+                h.head_sequence
+            ))
+            .into());
+        }
+        let mut after = c;
+        let gap = h.gap.map(|(first, last)| {
+            after = last;
+            Gap {
+                first_sequence: first,
+                last_sequence: last,
+                after_ts_ms: cursor.last_ts_ms,
+                before_ts_ms: None,
+            }
+        });
+        let walk = protocol::walk_blocks(&resp.body, &h, after);
+        let gap = gap.map(|g| Gap {
+            before_ts_ms: walk.sealed.first().map(|b| b.header.min_ts),
+            ..g
+        });
+        // The dictionary entries the blocks need and the destination lacks.
+        let mut series = Vec::new();
+        let needed = protocol::max_series_id(walk.sealed.iter().chain(walk.head.iter()));
+        let mut series_count = cursor.series_count;
+        if needed.is_some_and(|n| n >= series_count) {
+            if resp.cut.is_some() {
+                // The connection broke under the blocks body: ask on a new one.
+                session = client.session().await?;
+            }
+            let spath = series_path(series_count);
+            let sresp = session.get(&spath).await?;
+            if sresp.status != hyper::StatusCode::OK {
+                return Err(status_error(&spath, &sresp));
+            }
+            if let Some(why) = sresp.cut {
+                return Err(ClientError::Request {
+                    url: client.url().to_string(),
+                    path: spath,
+                    detail: why,
+                }
+                .into());
+            }
+            if protocol::identity(&sresp.headers)? != h.agent_id {
+                return Err(ProtocolError("/v1/series answered for another agent".into()).into());
+            }
+            for (id, meta) in protocol::read_series(&sresp.body, h.agent_id, series_count)? {
+                if id.0 != series_count {
+                    break;
+                }
+                series_count += 1;
+                series.push((id, meta));
+            }
+            if needed.is_some_and(|n| n >= series_count) {
+                return Err(ProtocolError(format!(
+                    "the blocks use series id {} but /v1/series describes ids only up to {}",
+                    needed.unwrap_or(0),
+                    series_count as i64 - 1
+                ))
+                .into());
+            }
+        }
+        let last = walk
+            .sealed
+            .last()
+            .map(|b| (b.header.sequence, b.header.max_ts));
+        let new_cursor = Cursor {
+            last_sequence: last
+                .map(|(s, _)| s)
+                .or(gap.map(|g| g.last_sequence))
+                .or(cursor.last_sequence),
+            last_ts_ms: last.map(|(_, t)| t).or(cursor.last_ts_ms),
+            series_count,
+        };
+        let head_ts = walk.head.as_ref().map(|b| b.header.max_ts);
+        let round_blocks = walk.sealed.len() as u64;
+        let batch = Batch {
+            agent: agent.to_owned(),
+            agent_id: h.agent_id,
+            series,
+            blocks: walk.sealed,
+            head: walk.head,
+            gap,
+            cursor: new_cursor,
+        };
+        let changed = new_cursor != cursor
+            || batch.head.is_some()
+            || !batch.series.is_empty()
+            || committed.is_none_or(|(id, _)| id != h.agent_id);
+        let samples = if changed {
+            dest.ingest(&batch).await?
+        } else {
+            0
+        };
+        let round = Round {
+            blocks: round_blocks,
+            samples,
+            series: batch.series.len() as u64,
+            gap,
+            cursor: new_cursor.last_sequence.unwrap_or(0),
+            newest: h.held.map_or(0, |(_, n)| n),
+            newest_ts_ms: head_ts.max(new_cursor.last_ts_ms),
+        };
+        on_round(&round);
+        cursor = new_cursor;
+        report.blocks += round.blocks;
+        report.samples += round.samples;
+        report.series += round.series;
+        report.gap_blocks += gap.map_or(0, |g| g.last_sequence - g.first_sequence + 1);
+        report.cursor = round.cursor;
+        report.newest = round.newest;
+        report.newest_ts_ms = report.newest_ts_ms.max(round.newest_ts_ms);
+        if let Some(v) = walk.violation {
+            return Err(v.into());
+        }
+        let cut = resp.cut.is_some() || walk.stopped_early;
+        if walk.stopped_early && resp.cut.is_none() {
+            // The whole body arrived and still did not read: damaged data, not a cut.
+            return Err(ProtocolError(format!(
+                "the body of {path} holds bytes that do not read as a frame"
+            ))
+            .into());
+        }
+        if let Some(why) = &resp.cut {
+            report.note = Some(why.clone());
+        }
+        let behind = h.last_sequence.is_some_and(|l| round.cursor < l);
+        report.caught_up = !(h.more || cut || behind);
+        if cut && round_blocks == 0 && gap.is_none() {
+            // Cut before the first whole frame: no progress; the scheduler retries
+            // with the same cursor after its backoff.
+            return Err(ClientError::Request {
+                url: client.url().to_string(),
+                path,
+                detail: report.note.take().unwrap_or_default(),
+            }
+            .into());
+        }
+        if report.caught_up || report.requests >= pacing.max_requests {
+            return Ok(report);
+        }
+        if resp.cut.is_some() {
+            session = client.session().await?;
+        }
+        if !pacing.pause.is_zero() {
+            tokio::time::sleep(pacing.pause).await;
+        }
+    }
+}

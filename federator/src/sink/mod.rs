@@ -1,0 +1,234 @@
+//! The PostgreSQL sink: where pulled batches become rows.
+//!
+//! [`Sink`] owns a connection pool to the central database and does four things:
+//!
+//! * [`Sink::migrate`] applies `migrations/` (sqlx format), sets TimescaleDB up where
+//!   the extension is installed ([`timescale`]), and creates partitions ahead;
+//! * [`Sink::cursor`] tells where an agent's pull stands;
+//! * [`Sink::ingest`] writes one [`Batch`] — series, samples (bulk binary `COPY`
+//!   through a staging table, so samples already stored are dropped, never doubled),
+//!   log events, the recorded gap, the exact rollups of every touched bucket and the
+//!   cursor advance — in **one** transaction;
+//! * [`Sink::retention`] drops partitions past their retention age and creates the
+//!   next ones.
+//!
+//! Errors say whether to retry ([`SinkError::is_transient`]) or to reject the batch
+//! ([`SinkError::is_bad_batch`]). README.md, "Central database", documents the schema.
+
+mod copy;
+mod error;
+mod ingest;
+mod retention;
+mod rollup;
+mod schema;
+mod series;
+mod timescale;
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pga_format::AgentId;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::batch::{Batch, Cursor};
+
+pub use copy::{PG_EPOCH_UNIX_MS, SampleCopy};
+pub use error::SinkError;
+pub use retention::{RetentionOptions, RetentionReport};
+pub use schema::MigrateReport;
+
+/// How the sink connects and what it keeps.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// The password, when it is not in the URL (read from a file by the caller).
+    pub password: Option<String>,
+    /// Connections in the pool; one ingest uses one connection.
+    pub max_connections: u32,
+    /// How long an operation waits for a connection before it fails as transient.
+    pub acquire_timeout: Duration,
+    /// `statement_timeout` of every session; `None` keeps the server's.
+    pub statement_timeout: Option<Duration>,
+    /// Use TimescaleDB hypertables when the extension is installed and preloaded.
+    pub timescaledb: bool,
+    /// Retention ages and partitions created ahead.
+    pub retention: RetentionOptions,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            password: None,
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Some(Duration::from_secs(300)),
+            timescaledb: true,
+            retention: RetentionOptions::default(),
+        }
+    }
+}
+
+/// What one [`Sink::ingest`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Dictionary entries mapped to global series ids.
+    pub series_mapped: usize,
+    /// Samples in the batch (sealed blocks and head).
+    pub samples_received: u64,
+    /// Samples newly stored.
+    pub samples_inserted: u64,
+    /// Samples already stored (an overlap with the head or an earlier delivery).
+    pub samples_duplicate: u64,
+    /// Samples older than the raw retention age, not stored.
+    pub samples_expired: u64,
+    /// Log events newly stored.
+    pub log_events_inserted: u64,
+    /// One-minute and one-hour rollup rows recomputed.
+    pub rollups_1m: u64,
+    pub rollups_1h: u64,
+    /// Whether the batch's gap was recorded (false when it was recorded before).
+    pub gap_recorded: bool,
+}
+
+/// The federator's connection to its central database.
+#[derive(Debug)]
+pub struct Sink {
+    pool: PgPool,
+    options: SinkOptions,
+    /// Global series id of each (agent identity, agent-local series id) written and
+    /// committed. Entries learned in a transaction join it only after the commit;
+    /// a transient error empties it, so a database restored or replaced while the
+    /// federator was cut off is read afresh.
+    series_cache: Mutex<series::SeriesCache>,
+}
+
+impl Sink {
+    /// Connects to the database at `database_url` (`postgres://user@host:port/db`,
+    /// every parameter sqlx's `PgConnectOptions` accepts) and checks that it answers.
+    /// An unreachable database is a transient error: try again later.
+    pub async fn connect(database_url: &str, options: SinkOptions) -> Result<Sink, SinkError> {
+        let mut connect = PgConnectOptions::from_str(database_url)
+            .map_err(|e| SinkError::Config(e.to_string()))?
+            .application_name("pga-federator");
+        if let Some(password) = &options.password {
+            connect = connect.password(password);
+        }
+        if let Some(timeout) = options.statement_timeout {
+            connect = connect.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(SinkError::db("connecting to the database"))?;
+        Ok(Sink {
+            pool,
+            options,
+            series_cache: Mutex::new(series::SeriesCache::default()),
+        })
+    }
+
+    /// The connection pool, for readiness checks and tools.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The options the sink was connected with.
+    pub fn options(&self) -> &SinkOptions {
+        &self.options
+    }
+
+    /// Whether the database answers a query now.
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(SinkError::db("checking the database"))
+    }
+
+    /// The identity of the agent's store and the cursor stored for the agent named
+    /// `agent`; `None` before its first ingest.
+    pub async fn cursor(&self, agent: &str) -> Result<Option<(AgentId, Cursor)>, SinkError> {
+        let row: Option<(String, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT c.agent_uid::text, c.last_sequence, c.last_ts_ms, c.series_count \
+             FROM agent_cursors c JOIN agents a ON a.id = c.agent_id WHERE a.name = $1",
+        )
+        .bind(agent)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(SinkError::db("reading the agent's cursor"))?;
+        let Some((uid, last_sequence, last_ts_ms, series_count)) = row else {
+            return Ok(None);
+        };
+        let agent_id = parse_uuid(&uid).ok_or_else(|| {
+            SinkError::Config(format!("agent_cursors holds a malformed agent_uid {uid:?}"))
+        })?;
+        Ok(Some((
+            agent_id,
+            Cursor {
+                last_sequence: last_sequence.map(|s| s as u64),
+                last_ts_ms,
+                series_count: series_count as u64,
+            },
+        )))
+    }
+
+    /// Writes `batch` in one transaction: on any error nothing of it is stored and
+    /// the cursor stays where it was.
+    pub async fn ingest(&self, batch: &Batch) -> Result<IngestReport, SinkError> {
+        let result = ingest::ingest(self, batch).await;
+        if let Err(err) = &result
+            && err.is_transient()
+        {
+            self.forget_series();
+        }
+        result
+    }
+
+    /// Empties the series cache (it is filled again from the database).
+    fn forget_series(&self) {
+        self.series_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+}
+
+/// Formats an agent identity as PostgreSQL's `uuid` text.
+pub(crate) fn uuid_text(id: &AgentId) -> String {
+    id.to_string()
+}
+
+/// Parses PostgreSQL's `uuid` text (hyphenated or not).
+pub(crate) fn parse_uuid(text: &str) -> Option<AgentId> {
+    let hex: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(AgentId(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_ids_round_trip_through_uuid_text() {
+        let id = AgentId([
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54,
+            0x32, 0x10,
+        ]);
+        let text = uuid_text(&id);
+        assert_eq!(text, "01234567-89ab-cdef-fedc-ba9876543210");
+        assert_eq!(parse_uuid(&text), Some(id));
+        assert_eq!(parse_uuid("0123"), None);
+        assert_eq!(parse_uuid("zz234567-89ab-cdef-fedc-ba9876543210"), None);
+    }
+}

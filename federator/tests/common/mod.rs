@@ -1,0 +1,143 @@
+//! Shared by the sink tests: a throwaway central database and batches built from
+//! real encoded blocks.
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pga_federator::batch::{Batch, Cursor, Gap};
+use pga_federator::sink::{Sink, SinkOptions};
+use pga_format::{
+    AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, FrameMeta, LogEvent, MetricKind,
+    SeriesId, SeriesMeta, decode_block,
+};
+use pga_lab::Cluster;
+
+pub const AGENT: AgentId = AgentId([7; 16]);
+
+/// A fresh cluster with database `central`.
+pub fn central() -> Cluster {
+    let pg = Cluster::builder()
+        .start()
+        .expect("start a throwaway cluster");
+    pg.create_database("central").expect("create database");
+    pg
+}
+
+/// Options for tests: short waits so an unavailable database fails fast.
+pub fn options() -> SinkOptions {
+    SinkOptions {
+        acquire_timeout: Duration::from_secs(3),
+        max_connections: 2,
+        ..SinkOptions::default()
+    }
+}
+
+/// A sink on `central`, migrated.
+pub async fn sink(pg: &Cluster) -> Sink {
+    let sink = Sink::connect(&pg.url("central"), options())
+        .await
+        .expect("connect");
+    sink.migrate().await.expect("migrate");
+    sink
+}
+
+/// `psql` on `central`.
+pub fn sql(pg: &Cluster, query: &str) -> String {
+    pg.psql("central", query).expect("psql")
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A round minute about `hours_ago` hours before now.
+pub fn base_ms(hours_ago: i64) -> i64 {
+    let t = now_ms() - hours_ago * 3_600_000;
+    t - t.rem_euclid(60_000)
+}
+
+pub fn meta(id: u64, name: &str, labels: &[(&str, &str)], kind: MetricKind) -> SeriesMeta {
+    SeriesMeta::new(
+        SeriesId(id),
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        kind,
+        "",
+        format!("help of {name}"),
+    )
+    .unwrap()
+}
+
+/// Encodes the collections (and log events) as a real block frame and decodes it.
+pub fn block(
+    agent: AgentId,
+    sequence: u64,
+    collections: &[(i64, Vec<(SeriesId, f64)>)],
+    logs: &[LogEvent],
+) -> DecodedBlock {
+    let mut b = BlockBuilder::new();
+    for (ts, samples) in collections {
+        b.push_collection(*ts, samples).unwrap();
+    }
+    for e in logs {
+        b.push_log_event(e.clone()).unwrap();
+    }
+    let bytes = b
+        .encode(
+            FrameMeta {
+                agent_id: agent,
+                sequence,
+            },
+            DEFAULT_ZSTD_LEVEL,
+        )
+        .unwrap();
+    decode_block(&bytes).unwrap()
+}
+
+/// A batch of sealed `blocks` (cursor at the last one) with `series` new entries.
+pub fn batch(
+    agent: &str,
+    series: Vec<SeriesMeta>,
+    blocks: Vec<DecodedBlock>,
+    head: Option<DecodedBlock>,
+    gap: Option<Gap>,
+    series_count: u64,
+) -> Batch {
+    let cursor = Cursor {
+        last_sequence: blocks.last().map(|b| b.header.sequence),
+        last_ts_ms: blocks.last().map(|b| b.header.max_ts),
+        series_count,
+    };
+    Batch {
+        agent: agent.to_owned(),
+        agent_id: AGENT,
+        series: series.into_iter().map(|m| (m.id, m)).collect(),
+        blocks,
+        head,
+        gap,
+        cursor,
+    }
+}
+
+/// Every stored sample of the series `metric` as `(ts_ms, value)`, oldest first.
+pub fn stored(pg: &Cluster, metric: &str) -> Vec<(i64, f64)> {
+    let out = sql(
+        pg,
+        &format!(
+            "SELECT (extract(epoch FROM ts) * 1000)::bigint || '|' || value \
+             FROM metric_samples WHERE metric = '{metric}' ORDER BY ts"
+        ),
+    );
+    out.lines()
+        .map(|l| {
+            let (ts, v) = l.split_once('|').unwrap();
+            (ts.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect()
+}

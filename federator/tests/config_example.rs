@@ -1,0 +1,113 @@
+//! The example configuration shipped in `packaging/federator.toml` parses, passes
+//! `check-config` as shipped, states the real defaults, and documents every key of
+//! the schema and no other.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pga_federator::config::{FederatorConfig, load, schema_keys};
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/federator.toml")
+}
+
+/// The example with its commented-out settings (`# key = value`, `# [[table]]`)
+/// switched on; prose comments stay comments.
+fn uncommented(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let rest = line.strip_prefix("# ").unwrap_or(line);
+            let is_setting = rest.starts_with('[')
+                || rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            if line.starts_with("# ") && is_setting {
+                rest
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `table.key` of every key set in `text` (`agents.name` for `[[agents]]`).
+fn keys_in(text: &str) -> BTreeSet<String> {
+    let doc: toml::Table = toml::from_str(text).expect("valid TOML");
+    let mut keys = BTreeSet::new();
+    for (table, value) in &doc {
+        let tables: Vec<&toml::Table> = match value {
+            toml::Value::Table(t) => vec![t],
+            toml::Value::Array(items) => items.iter().filter_map(|i| i.as_table()).collect(),
+            _ => panic!("top-level key `{table}` is not a table"),
+        };
+        for t in tables {
+            keys.extend(t.keys().map(|k| format!("{table}.{k}")));
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_example_as_shipped_states_the_defaults_and_passes_check_config() {
+    let loaded = load(Some(&example_path())).expect("the example loads");
+    let defaults = FederatorConfig::default();
+    assert_eq!(loaded.config, defaults, "the set values are the defaults");
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
+        .args(["check-config", "--config"])
+        .arg(example_path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(stdout.contains("no [[agents]] configured"), "{stdout}");
+}
+
+#[test]
+fn the_example_documents_every_key_and_only_those() {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let all = uncommented(&text);
+    let documented = keys_in(&all);
+    let schema: BTreeSet<String> = schema_keys().into_iter().collect();
+    assert_eq!(documented, schema, "packaging/federator.toml vs the schema");
+    // With its commented settings switched on, the example still parses.
+    FederatorConfig::parse(&all, Path::new("federator.toml")).expect("uncommented example parses");
+}
+
+#[test]
+fn check_config_names_the_key_and_the_fix_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("federator.toml");
+    std::fs::write(
+        &path,
+        "[scrape]\nschedule = \"*/15 * * * *\"\n[[agents]]\nname = \"db1\"\nurl = \"https://db1:9187\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("error: scrape.schedule:"), "{stdout}");
+    assert!(stdout.contains("error: tls.cert_file: missing"), "{stdout}");
+    assert!(stdout.contains("fix: "), "{stdout}");
+
+    std::fs::write(&path, "[scrape]\nshedule = \"* * * * * *\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown key `scrape.shedule`"), "{stderr}");
+    assert!(stderr.contains("did you mean `schedule`?"), "{stderr}");
+}

@@ -1,0 +1,408 @@
+//! The sink against a real throwaway PostgreSQL: migrations, exact ingest of real
+//! decoded blocks, the head's overlap, gaps, failed transactions, roles.
+
+mod common;
+
+use common::*;
+use pga_federator::batch::Gap;
+use pga_federator::sink::Sink;
+use pga_format::{LogEvent, LogEventKind, MetricKind, SeriesId, Severity};
+
+const MIN: i64 = 60_000;
+
+fn commits() -> pga_format::SeriesMeta {
+    meta(
+        0,
+        "pg_stat_database_xact_commit_total",
+        &[("datname", "app"), ("instance", "db1:5432")],
+        MetricKind::Counter,
+    )
+}
+
+fn backends() -> pga_format::SeriesMeta {
+    meta(
+        1,
+        "pg_stat_database_numbackends",
+        &[("datname", "app")],
+        MetricKind::Gauge,
+    )
+}
+
+/// `n` collections every 15 s from `start`: series 0 counts up, series 1 wanders.
+fn collections(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f64)>)> {
+    (from..from + n)
+        .map(|i| {
+            (
+                start + i as i64 * 15_000,
+                vec![
+                    (SeriesId(0), 1000.0 + 7.0 * i as f64),
+                    (SeriesId(1), (i % 5) as f64 + 0.25),
+                ],
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_apply_on_an_empty_database_and_again_as_a_no_op() {
+    let pg = central();
+    let sink = Sink::connect(&pg.url("central"), options()).await.unwrap();
+    let first = sink.migrate().await.unwrap();
+    assert_eq!(first.applied.len(), first.known, "{first:?}");
+    assert!(first.known >= 3);
+    assert!(!first.timescaledb, "no TimescaleDB in the lab");
+    assert!(first.partitions_created >= 4, "{first:?}");
+    let tables = sql(
+        &pg,
+        "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class \
+         WHERE relname IN ('users','api_tokens','agents','servers','postgresql_instances', \
+         'databases','alert_rules','alerts','audit_log','series','samples','samples_1m', \
+         'samples_1h','log_events','agent_cursors','gaps','metric_samples','metric_rollups_1m')",
+    );
+    assert_eq!(tables.split(',').count(), 18, "{tables}");
+
+    let again = sink.migrate().await.unwrap();
+    assert!(again.applied.is_empty(), "{again:?}");
+    assert_eq!(again.partitions_created, 0);
+    assert_eq!(
+        sql(&pg, "SELECT count(*) FROM _sqlx_migrations"),
+        first.known.to_string()
+    );
+
+    // updated_at triggers.
+    sql(&pg, "INSERT INTO users (username) VALUES ('ann')");
+    sql(
+        &pg,
+        "UPDATE users SET updated_at = 'epoch', created_at = 'epoch' WHERE username = 'ann'",
+    );
+    sql(
+        &pg,
+        "UPDATE users SET full_name = 'Ann' WHERE username = 'ann'",
+    );
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT updated_at > created_at FROM users WHERE username = 'ann'"
+        ),
+        "t"
+    );
+}
+
+#[tokio::test]
+async fn ingest_of_real_blocks_lands_exactly() {
+    let pg = central();
+    let sink = sink(&pg).await;
+    assert_eq!(sink.cursor("db1").await.unwrap(), None);
+    let start = base_ms(2);
+    let mut slow = LogEvent::new(
+        start + 5_000,
+        Severity::Log,
+        LogEventKind::SlowStatement,
+        "duration: 1500 ms  statement: select $1",
+    );
+    slow.duration_ms = Some(1500.0);
+    slow.pid = Some(4242);
+    slow.database = Some("app".into());
+    let mut err = LogEvent::new(
+        start + 9_000,
+        Severity::Error,
+        LogEventKind::Error,
+        "deadlock detected",
+    );
+    err.sqlstate = Some(*b"40P01");
+    let b1 = block(AGENT, 1, &collections(start, 0, 20), &[slow, err]);
+    let b2 = block(AGENT, 2, &collections(start, 20, 20), &[]);
+    let batch = batch(
+        "db1",
+        vec![commits(), backends()],
+        vec![b1, b2],
+        None,
+        None,
+        2,
+    );
+    let report = sink.ingest(&batch).await.unwrap();
+    assert_eq!(report.samples_received, 80);
+    assert_eq!(report.samples_inserted, 80);
+    assert_eq!(report.samples_duplicate, 0);
+    assert_eq!(report.log_events_inserted, 2);
+    assert!(report.rollups_1m >= 20, "{report:?}");
+
+    let want: Vec<(i64, f64)> = collections(start, 0, 40)
+        .iter()
+        .map(|(ts, s)| (*ts, s[0].1))
+        .collect();
+    assert_eq!(stored(&pg, "pg_stat_database_xact_commit_total"), want);
+    let want: Vec<(i64, f64)> = collections(start, 0, 40)
+        .iter()
+        .map(|(ts, s)| (*ts, s[1].1))
+        .collect();
+    assert_eq!(stored(&pg, "pg_stat_database_numbackends"), want);
+
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT agent || ' ' || kind || ' ' || (labels->>'instance') FROM metric_series \
+             WHERE metric = 'pg_stat_database_xact_commit_total'"
+        ),
+        "db1 counter db1:5432"
+    );
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT kind || ' ' || coalesce(sqlstate, '-') || ' ' || coalesce(pid::text, '-') \
+             || ' ' || coalesce(duration_ms::text, '-') FROM agent_log_events ORDER BY ts"
+        ),
+        "slow_statement - 4242 1500\nerror 40P01 - -"
+    );
+    let (agent, cursor) = sink.cursor("db1").await.unwrap().unwrap();
+    assert_eq!(agent, AGENT);
+    assert_eq!(cursor, batch.cursor);
+    assert_eq!(cursor.last_sequence, Some(2));
+
+    // The same blocks again (a retried pull): nothing doubles.
+    let again = sink.ingest(&batch).await.unwrap();
+    assert_eq!(again.samples_inserted, 0);
+    assert_eq!(again.samples_duplicate, 80);
+    assert_eq!(again.log_events_inserted, 0);
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "80");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM log_events"), "2");
+}
+
+#[tokio::test]
+async fn the_heads_overlap_is_dropped_never_doubled() {
+    let pg = central();
+    let sink = sink(&pg).await;
+    let start = base_ms(2);
+    // Pull 1: sealed block 1 (collections 0..10) and the head (10..15).
+    let b1 = block(AGENT, 1, &collections(start, 0, 10), &[]);
+    let head = block(AGENT, 2, &collections(start, 10, 5), &[]);
+    let first = batch(
+        "db1",
+        vec![commits(), backends()],
+        vec![b1],
+        Some(head),
+        None,
+        2,
+    );
+    let r1 = sink.ingest(&first).await.unwrap();
+    assert_eq!(r1.samples_inserted, 30);
+    assert_eq!(
+        sink.cursor("db1").await.unwrap().unwrap().1.last_sequence,
+        Some(1)
+    );
+    // Pull 2: block 2 sealed (10..20) and a new head (20..22), series known already.
+    let b2 = block(AGENT, 2, &collections(start, 10, 10), &[]);
+    let head = block(AGENT, 3, &collections(start, 20, 2), &[]);
+    let second = batch("db1", vec![], vec![b2], Some(head), None, 2);
+    let r2 = sink.ingest(&second).await.unwrap();
+    assert_eq!(r2.samples_received, 24);
+    assert_eq!(r2.samples_duplicate, 10, "{r2:?}");
+    assert_eq!(r2.samples_inserted, 14);
+    let want: Vec<(i64, f64)> = collections(start, 0, 22)
+        .iter()
+        .map(|(ts, s)| (*ts, s[0].1))
+        .collect();
+    assert_eq!(stored(&pg, "pg_stat_database_xact_commit_total"), want);
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "44");
+    // A second sink (a restarted federator) knows the series from the database.
+    let other = common::sink(&pg).await;
+    let b3 = block(AGENT, 3, &collections(start, 22, 3), &[]);
+    let third = batch("db1", vec![], vec![b3], None, None, 2);
+    assert_eq!(other.ingest(&third).await.unwrap().samples_inserted, 6);
+}
+
+#[tokio::test]
+async fn a_gap_is_recorded_once() {
+    let pg = central();
+    let sink = sink(&pg).await;
+    let start = base_ms(3);
+    let b1 = block(AGENT, 1, &collections(start, 0, 4), &[]);
+    sink.ingest(&batch(
+        "db1",
+        vec![commits(), backends()],
+        vec![b1],
+        None,
+        None,
+        2,
+    ))
+    .await
+    .unwrap();
+    let b9 = block(AGENT, 9, &collections(start + 60 * MIN, 0, 4), &[]);
+    let gap = Gap {
+        first_sequence: 2,
+        last_sequence: 8,
+        after_ts_ms: Some(start + 45_000),
+        before_ts_ms: Some(start + 60 * MIN),
+    };
+    let with_gap = batch("db1", vec![], vec![b9], None, Some(gap), 2);
+    assert!(sink.ingest(&with_gap).await.unwrap().gap_recorded);
+    assert!(!sink.ingest(&with_gap).await.unwrap().gap_recorded);
+    assert_eq!(
+        sql(
+            &pg,
+            &format!(
+                "SELECT first_sequence || '-' || last_sequence || ' ' \
+                 || (extract(epoch FROM after_ts) * 1000)::bigint - {start} || ' ' \
+                 || (extract(epoch FROM before_ts) * 1000)::bigint - {start} FROM agent_gaps"
+            )
+        ),
+        format!("2-8 45000 {}", 60 * MIN)
+    );
+    assert_eq!(
+        sql(&pg, "SELECT gaps || ' ' || blocks_lost FROM agent_status"),
+        "1 7"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
+    let pg = central();
+    let sink = sink(&pg).await;
+    let start = base_ms(2);
+    let b1 = block(AGENT, 1, &collections(start, 0, 10), &[]);
+    sink.ingest(&batch(
+        "db1",
+        vec![commits(), backends()],
+        vec![b1],
+        None,
+        None,
+        2,
+    ))
+    .await
+    .unwrap();
+    let before = sink.cursor("db1").await.unwrap();
+    let rollups = sql(&pg, "SELECT count(*) || ' ' || sum(count) FROM samples_1m");
+
+    // A new series and its samples, then a log event PostgreSQL cannot store (a NUL
+    // byte in text): the whole batch is rejected, the samples written before the
+    // failing statement included.
+    let extra = meta(2, "pg_up", &[], MetricKind::Gauge);
+    let mut rows = collections(start, 10, 10);
+    for (_, samples) in &mut rows {
+        samples.push((SeriesId(2), 1.0));
+    }
+    let poison = LogEvent::new(
+        start + 11 * 15_000,
+        Severity::Log,
+        LogEventKind::Other,
+        "bad\0text",
+    );
+    let b2 = block(AGENT, 2, &rows, &[poison]);
+    let bad = batch("db1", vec![extra], vec![b2], None, None, 3);
+    let err = sink.ingest(&bad).await.unwrap_err();
+    assert!(err.is_bad_batch(), "{err}");
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(sink.cursor("db1").await.unwrap(), before);
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "20");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM series"), "2");
+    assert_eq!(
+        sql(&pg, "SELECT count(*) || ' ' || sum(count) FROM samples_1m"),
+        rollups
+    );
+
+    // The rolled-back series did not reach the cache: samples of series 2 without
+    // its dictionary entry are refused, not written under a stale id.
+    let b2 = block(AGENT, 2, &rows, &[]);
+    let err = sink
+        .ingest(&batch("db1", vec![], vec![b2.clone()], None, None, 3))
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_batch(), "{err}");
+    assert!(err.to_string().contains("series id 2"), "{err}");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "20");
+
+    // With the entry, the batch goes in.
+    let good = batch(
+        "db1",
+        vec![meta(2, "pg_up", &[], MetricKind::Gauge)],
+        vec![b2],
+        None,
+        None,
+        3,
+    );
+    assert_eq!(sink.ingest(&good).await.unwrap().samples_inserted, 30);
+    assert_eq!(
+        sink.cursor("db1").await.unwrap().unwrap().1.last_sequence,
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn partitions_are_created_ahead_and_dropped_by_retention() {
+    let pg = central();
+    let sink = sink(&pg).await;
+    let day = 86_400_000i64;
+    let now = now_ms();
+    let today = now - now.rem_euclid(day);
+    let parts = |table: &str| {
+        sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent \
+                 WHERE c.relname = '{table}'"
+            ),
+        )
+        .parse::<i64>()
+        .unwrap()
+    };
+    // Today and three days ahead.
+    assert_eq!(parts("samples"), 4);
+    assert_eq!(parts("log_events"), 4);
+    assert!(parts("samples_1h") >= 1);
+
+    let start = base_ms(1);
+    let b1 = block(AGENT, 1, &collections(start, 0, 8), &[]);
+    sink.ingest(&batch(
+        "db1",
+        vec![commits(), backends()],
+        vec![b1],
+        None,
+        None,
+        2,
+    ))
+    .await
+    .unwrap();
+    // Samples older than the raw retention are not stored.
+    let old = block(AGENT, 2, &collections(now - 8 * day, 0, 3), &[]);
+    let r = sink
+        .ingest(&batch("db1", vec![], vec![old], None, None, 2))
+        .await
+        .unwrap();
+    assert_eq!((r.samples_expired, r.samples_inserted), (6, 0));
+
+    // Ten days later: today's raw partition is past 7 days, its 1 m rollups are kept.
+    let later = sink.retention(today + 10 * day).await.unwrap();
+    assert!(
+        later.dropped.iter().any(|p| p.starts_with("samples_p")),
+        "{later:?}"
+    );
+    assert!(
+        !later.dropped.iter().any(|p| p.starts_with("samples_1m_")),
+        "{later:?}"
+    );
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "0");
+    assert_ne!(sql(&pg, "SELECT count(*) FROM samples_1m"), "0");
+    assert!(later.partitions_created >= 4, "{later:?}");
+    // The partitions of day +10 .. +13 exist now; nothing older than 7 days remains.
+    assert_eq!(
+        sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM pga_partitions WHERE parent = 'samples' \
+                 AND upper_bound <= timestamptz 'epoch' + {} * interval '1 ms'",
+                today + 3 * day
+            )
+        ),
+        "0"
+    );
+    assert!(parts("samples") >= 4);
+    // A year and a month later, everything is gone, the 1 h rollups last.
+    let much_later = sink.retention(today + 400 * day).await.unwrap();
+    assert!(
+        much_later
+            .dropped
+            .iter()
+            .any(|p| p.starts_with("samples_1h_p"))
+    );
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples_1h"), "0");
+}
