@@ -239,13 +239,12 @@ done
 grep -qx /etc/pganalytics/agent.toml "$SCRATCH/ctrl-$(basename "$AGENT_DEB")/conffiles" ||
     fail "$AGENT: /etc/pganalytics/agent.toml is not a conffile"
 pass "$AGENT: /etc/pganalytics/agent.toml is a conffile"
+grep -qx /etc/pganalytics/federator.toml "$SCRATCH/ctrl-$(basename "$FEDERATOR_DEB")/conffiles" ||
+    fail "$FEDERATOR: /etc/pganalytics/federator.toml is not a conffile"
+pass "$FEDERATOR: /etc/pganalytics/federator.toml is a conffile"
 
 # ---------------------------------------------------------------------------------
 # The rpms: file lists, attributes, scriptlets.
-FEDERATOR_HAS_CONFIG=no
-if [[ -f packaging/federator.toml ]]; then
-    FEDERATOR_HAS_CONFIG=yes
-fi
 expect_rpm_files() { # rpm, expected list (sorted)
     local got
     got="$(rpm -qpl "$1" 2>/dev/null | sort)"
@@ -261,16 +260,12 @@ expect_rpm_files "$AGENT_RPM" "/etc/pganalytics/agent.toml
 /usr/share/doc/$AGENT/README.md
 /usr/share/doc/$AGENT/copyright
 /usr/share/doc/$AGENT/monitoring-role.sql"
-federator_rpm_files="/usr/bin/pga-federator
+expect_rpm_files "$FEDERATOR_RPM" "/etc/pganalytics/federator.toml
+/usr/bin/pga-federator
 /usr/lib/systemd/system/pga-federator.service
 /usr/share/man/man1/pga-federator.1.gz
 /usr/share/doc/$FEDERATOR/README.md
 /usr/share/doc/$FEDERATOR/copyright"
-if [[ $FEDERATOR_HAS_CONFIG == yes ]]; then
-    federator_rpm_files+="
-/etc/pganalytics/federator.toml"
-fi
-expect_rpm_files "$FEDERATOR_RPM" "$federator_rpm_files"
 pass "rpm -qpl lists the expected files of both rpms"
 
 rpm_attrs() {
@@ -279,6 +274,9 @@ rpm_attrs() {
 grep -qx '/etc/pganalytics/agent.toml -rw-r----- root pganalytics cn' <(rpm_attrs "$AGENT_RPM") ||
     fail "agent rpm: agent.toml is not %config(noreplace) 0640 root:pganalytics: $(rpm_attrs "$AGENT_RPM" | grep agent.toml)"
 pass "agent rpm: agent.toml is %config(noreplace) 0640 root:pganalytics"
+grep -qx '/etc/pganalytics/federator.toml -rw-r----- root pganalytics cn' <(rpm_attrs "$FEDERATOR_RPM") ||
+    fail "federator rpm: federator.toml is not %config(noreplace) 0640 root:pganalytics"
+pass "federator rpm: federator.toml is %config(noreplace) 0640 root:pganalytics"
 [[ "$(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$AGENT_RPM" 2>/dev/null)" == "$PKG_VERSION" ]] ||
     fail "agent rpm: version is not $PKG_VERSION"
 
@@ -332,12 +330,13 @@ expect_stat() { # path, "mode user group"
     [[ "$got" == "$2" ]] || fail "$1 is '$got', not '$2'"
 }
 expect_stat /etc/pganalytics/agent.toml "640 root pganalytics"
+expect_stat /etc/pganalytics/federator.toml "640 root pganalytics"
 expect_stat /var/lib/pganalytics/agent "750 pganalytics pganalytics"
 expect_stat /var/lib/pganalytics/federator "750 pganalytics pganalytics"
 for doc in README.md monitoring-role.sql copyright; do
     [[ -f /usr/share/doc/$AGENT/$doc ]] || fail "/usr/share/doc/$AGENT/$doc is missing"
 done
-pass "agent.toml 0640 root:pganalytics; state directories 0750 pganalytics; docs in /usr/share/doc/$AGENT"
+pass "agent.toml and federator.toml 0640 root:pganalytics; state directories 0750 pganalytics; docs in /usr/share/doc/$AGENT"
 
 if getent group postgres >/dev/null; then
     id -nG pganalytics | tr ' ' '\n' | grep -qx postgres || fail "pganalytics did not join the postgres group"
@@ -351,20 +350,11 @@ fi
 runuser -u pganalytics -- /usr/bin/pga-agent check-config --config /etc/pganalytics/agent.toml \
     >"$SCRATCH/check.txt" 2>&1 || fail "the installed agent.toml fails check-config: $(cat "$SCRATCH/check.txt")"
 pass "the installed /etc/pganalytics/agent.toml passes check-config as user pganalytics"
-if /usr/bin/pga-federator check-config --help >/dev/null 2>&1; then
-    [[ -f /etc/pganalytics/federator.toml ]] ||
-        fail "pga-federator has check-config but the package ships no /etc/pganalytics/federator.toml"
-    expect_stat /etc/pganalytics/federator.toml "640 root pganalytics"
-    runuser -u pganalytics -- /usr/bin/pga-federator check-config --config /etc/pganalytics/federator.toml \
-        >"$SCRATCH/check.txt" 2>&1 ||
-        fail "the installed federator.toml fails check-config: $(cat "$SCRATCH/check.txt")"
-    pass "the installed /etc/pganalytics/federator.toml (0640 root:pganalytics) passes check-config"
-else
-    [[ $FEDERATOR_HAS_CONFIG == no ]] ||
-        fail "packaging/federator.toml exists but pga-federator has no check-config to check it"
-    echo "NOT CHECKED: this pga-federator build has no check-config subcommand and the package"
-    echo "  ships no federator.toml; the check runs (and must pass) as soon as it has one."
-fi
+expect_stat /etc/pganalytics/federator.toml "640 root pganalytics"
+runuser -u pganalytics -- /usr/bin/pga-federator check-config --config /etc/pganalytics/federator.toml \
+    >"$SCRATCH/check.txt" 2>&1 ||
+    fail "the installed federator.toml fails check-config: $(cat "$SCRATCH/check.txt")"
+pass "the installed /etc/pganalytics/federator.toml (0640 root:pganalytics) passes check-config as user pganalytics"
 
 for unit in pga-agent pga-federator; do
     file=/usr/lib/systemd/system/$unit.service
@@ -390,6 +380,14 @@ runuser -u pganalytics -- /usr/bin/pga-agent check-config --config /etc/pganalyt
     >"$SCRATCH/check.txt" 2>&1 || fail "the edited agent.toml fails check-config: $(cat "$SCRATCH/check.txt")"
 grep -q 'fast 15s' "$SCRATCH/check.txt" || fail "check-config does not show the edited fast_secs: $(cat "$SCRATCH/check.txt")"
 pass "reinstalling over an edited agent.toml keeps the edit (conffile), mode 0640 root:pganalytics"
+sed -i 's/^max_connections = 8$/max_connections = 9  # edited by the administrator/' /etc/pganalytics/federator.toml
+grep -q 'max_connections = 9' /etc/pganalytics/federator.toml || fail "could not edit federator.toml for the conffile test"
+dpkg -i "$FEDERATOR_DEB" </dev/null >"$SCRATCH/reinstall.txt" 2>&1 ||
+    fail "reinstall over an edited federator.toml failed: $(cat "$SCRATCH/reinstall.txt")"
+grep -q 'max_connections = 9  # edited by the administrator' /etc/pganalytics/federator.toml ||
+    fail "reinstalling lost the edit of federator.toml"
+expect_stat /etc/pganalytics/federator.toml "640 root pganalytics"
+pass "reinstalling over an edited federator.toml keeps the edit (conffile), mode 0640 root:pganalytics"
 
 # Remove keeps the data and the configuration; purge deletes them.
 runuser -u pganalytics -- sh -c 'echo kept > /var/lib/pganalytics/agent/marker'
