@@ -15,8 +15,8 @@ CREATE TABLE series (
     kind       text NOT NULL CHECK (kind IN ('counter', 'gauge')),
     unit       text NOT NULL DEFAULT '',
     help       text NOT NULL DEFAULT '',
-    -- Oldest and newest sample time written; last_seen moves in steps of at most
-    -- five minutes (the exact newest sample is max(ts) in samples).
+    -- Oldest and newest sample time written; last_seen lags by at most an hour
+    -- (the exact newest sample is max(ts) in samples).
     first_seen timestamptz,
     last_seen  timestamptz,
     UNIQUE (agent_id, metric, labels)

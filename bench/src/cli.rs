@@ -21,6 +21,9 @@ pub enum Command {
     Store(StoreArgs),
     Endpoint(EndpointArgs),
     Logparse(LogparseArgs),
+    Backfill(crate::pull_cmd::BackfillArgs),
+    Fleet(crate::pull_cmd::FleetArgs),
+    Ingest(crate::ingest_cmd::IngestArgs),
 }
 
 /// Measure the agent's PostgreSQL log parsers: MB/s and entries/s on one core.

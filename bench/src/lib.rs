@@ -4,7 +4,10 @@
 //! cost per collection, query time over a day of one series). `pga-bench endpoint`
 //! measures the agent's endpoint in process (`/v1/blocks` pages per second and MB/s,
 //! `/metrics` render time). `pga-bench logparse` measures the agent's PostgreSQL log
-//! parsers (MB/s and entries/s per format). `pga-bench codec` measures the block format of `pga-format` on
+//! parsers (MB/s and entries/s per format). `pga-bench ingest` measures the federator's
+//! ingest into PostgreSQL against a bare binary `COPY` of the same rows. `pga-bench backfill`
+//! and `pga-bench fleet` measure the federator's pull into PostgreSQL from simulated agents
+//! ([`simagent`]). `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
@@ -15,6 +18,9 @@ pub mod cli;
 pub mod codec_cmd;
 pub mod corpus;
 pub mod endpoint_cmd;
+pub mod ingest_cmd;
 pub mod logparse_cmd;
+pub mod pull_cmd;
 pub mod report;
+pub mod simagent;
 pub mod store_cmd;

@@ -13,6 +13,9 @@ fn main() -> ExitCode {
         Command::Store(args) => pga_bench::store_cmd::run(&args),
         Command::Endpoint(args) => pga_bench::endpoint_cmd::run(&args),
         Command::Logparse(args) => pga_bench::logparse_cmd::run(&args),
+        Command::Backfill(args) => pga_bench::pull_cmd::backfill(&args),
+        Command::Fleet(args) => pga_bench::pull_cmd::fleet(&args),
+        Command::Ingest(args) => pga_bench::ingest_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,6 +65,7 @@ pub fn settings(cfg: &FederatorConfig) -> SchedulerSettings {
             request_bytes: cfg.backfill.request_bytes,
             max_requests: cfg.backfill.max_requests_per_scrape,
             pause: Duration::from_millis(cfg.backfill.pause_ms),
+            max_samples: cfg.backfill.max_samples_per_transaction,
         },
     }
 }

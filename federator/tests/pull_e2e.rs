@@ -58,7 +58,7 @@ fn two_agents_arrive_exactly_and_the_federator_reports_itself() {
     fed.stop();
     let n1 = assert_same(&pg, "a1", &a1, i64::MIN);
     let n2 = assert_same(&pg, "a2", &a2, i64::MIN);
-    assert!(n1 > 1000 && n2 > 500, "compared {n1} and {n2} samples");
+    assert!(n1 > 400 && n2 > 200, "compared {n1} and {n2} samples");
     // The agents got distinct identities and their labels.
     let ids = sql(&pg, "SELECT count(DISTINCT agent_uid) FROM agent_status");
     assert_eq!(ids.trim(), "2");

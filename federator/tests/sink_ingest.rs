@@ -273,14 +273,22 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
     let before = sink.cursor("db1").await.unwrap();
     let rollups = sql(&pg, "SELECT count(*) || ' ' || sum(count) FROM samples_1m");
 
-    // A new series and its samples, then a log event PostgreSQL cannot store (a NUL
-    // byte in text): the whole batch is rejected, the samples written before the
-    // failing statement included.
+    // A new series and its samples, then a failure in the last statements (a
+    // trigger on log_events standing in for any database-side error): the whole
+    // batch is rolled back, the samples written before the failing statement included.
+    sql(
+        &pg,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '22000'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON log_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
     let extra = meta(2, "pg_up", &[], MetricKind::Gauge);
     let mut rows = collections(start, 10, 10);
     for (_, samples) in &mut rows {
         samples.push((SeriesId(2), 1.0));
     }
+    // A NUL byte, which PostgreSQL text cannot hold: stored as U+FFFD below.
     let poison = LogEvent::new(
         start + 11 * 15_000,
         Severity::Log,
@@ -288,7 +296,7 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
         "bad\0text",
     );
     let b2 = block(AGENT, 2, &rows, &[poison]);
-    let bad = batch("db1", vec![extra], vec![b2], None, None, 3);
+    let bad = batch("db1", vec![extra], vec![b2.clone()], None, None, 3);
     let err = sink.ingest(&bad).await.unwrap_err();
     assert!(err.is_bad_batch(), "{err}");
     assert!(!err.is_transient(), "{err}");
@@ -300,9 +308,10 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
         rollups
     );
 
+    sql(&pg, "DROP TRIGGER refuse ON log_events");
+
     // The rolled-back series did not reach the cache: samples of series 2 without
     // its dictionary entry are refused, not written under a stale id.
-    let b2 = block(AGENT, 2, &rows, &[]);
     let err = sink
         .ingest(&batch("db1", vec![], vec![b2.clone()], None, None, 3))
         .await
@@ -320,10 +329,16 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
         None,
         3,
     );
-    assert_eq!(sink.ingest(&good).await.unwrap().samples_inserted, 30);
+    let report = sink.ingest(&good).await.unwrap();
+    assert_eq!(report.samples_inserted, 30);
+    assert_eq!(report.log_events_inserted, 1);
     assert_eq!(
         sink.cursor("db1").await.unwrap().unwrap().1.last_sequence,
         Some(2)
+    );
+    assert_eq!(
+        sql(&pg, "SELECT message FROM log_events"),
+        "bad\u{fffd}text"
     );
 }
 
@@ -369,6 +384,24 @@ async fn partitions_are_created_ahead_and_dropped_by_retention() {
         .await
         .unwrap();
     assert_eq!((r.samples_expired, r.samples_inserted), (6, 0));
+    // Nor samples from a clock five days fast: no partition that far ahead appears.
+    let fast = block(AGENT, 3, &collections(now + 5 * day, 0, 3), &[]);
+    let r = sink
+        .ingest(&batch("db1", vec![], vec![fast], None, None, 2))
+        .await
+        .unwrap();
+    assert_eq!((r.samples_future, r.samples_inserted), (6, 0));
+    assert_eq!(
+        sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM pga_partitions \
+                 WHERE lower_bound >= timestamptz 'epoch' + {} * interval '1 ms'",
+                today + 4 * day
+            )
+        ),
+        "0"
+    );
 
     // Ten days later: today's raw partition is past 7 days, its 1 m rollups are kept.
     let later = sink.retention(today + 10 * day).await.unwrap();

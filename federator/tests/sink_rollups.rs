@@ -10,6 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::*;
 use pga_format::{MetricKind, SeriesId};
 
+/// One collection: its timestamp and samples.
+type Collection = (i64, Vec<(SeriesId, f64)>);
+
 /// A small deterministic generator (xorshift64*), seeded per run and printed, so a
 /// failure can be replayed with `PGA_TEST_SEED`.
 struct Rng(u64);
@@ -94,12 +97,26 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
 
     // Cut into sealed blocks of 4..24 collections; each delivery carries one to
     // three blocks and sometimes a head made of a prefix of a later block.
+    // The first two thirds go shuffled and duplicated (a backfill gone wrong every
+    // way), the last third in order, block by block (a live agent): both the rollups
+    // recomputed in SQL and those computed from a batch's own samples are checked.
+    let split = rows.len() * 2 / 3;
     let mut blocks = Vec::new();
     let mut i = 0;
-    while i < rows.len() {
-        let n = (4 + rng.below(21) as usize).min(rows.len() - i);
+    while i < split {
+        let n = (4 + rng.below(21) as usize).min(split - i);
         blocks.push(rows[i..i + n].to_vec());
         i += n;
+    }
+    // A live agent's blocks are aligned time windows (5 minutes here).
+    let mut live: Vec<Vec<Collection>> = Vec::new();
+    for row in &rows[i..] {
+        match live.last_mut() {
+            Some(w) if w[0].0.div_euclid(300_000) == row.0.div_euclid(300_000) => {
+                w.push(row.clone())
+            }
+            _ => live.push(vec![row.clone()]),
+        }
     }
     let mut order: Vec<usize> = (0..blocks.len()).collect();
     // Some blocks arrive twice.
@@ -134,6 +151,13 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
         let entries = if first { series.clone() } else { vec![] };
         first = false;
         sink.ingest(&batch("db1", entries, sealed, head, None, 3))
+            .await
+            .unwrap();
+    }
+
+    for (j, rows) in live.iter().enumerate() {
+        let sealed = block(AGENT, (blocks.len() + j) as u64 + 1, rows, &[]);
+        sink.ingest(&batch("db1", vec![], vec![sealed], None, None, 3))
             .await
             .unwrap();
     }

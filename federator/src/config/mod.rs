@@ -221,6 +221,10 @@ pub struct BackfillConfig {
     /// Pause between two requests of one scrape, in milliseconds. 0..=60000,
     /// default 50.
     pub pause_ms: u64,
+    /// Samples written per transaction, at most: the sealed blocks of one answer
+    /// are committed in runs of at most this many samples (at least one block
+    /// each), each with its cursor advance. 10000..=100000000, default 1000000.
+    pub max_samples_per_transaction: u64,
 }
 
 impl Default for BackfillConfig {
@@ -229,6 +233,7 @@ impl Default for BackfillConfig {
             request_bytes: 8 << 20,
             max_requests_per_scrape: 64,
             pause_ms: 50,
+            max_samples_per_transaction: 1_000_000,
         }
     }
 }

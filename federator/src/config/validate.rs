@@ -336,6 +336,13 @@ impl FederatorConfig {
             "64",
         );
         c.range("backfill.pause_ms", b.pause_ms, 0, 60_000, "50");
+        c.range(
+            "backfill.max_samples_per_transaction",
+            b.max_samples_per_transaction,
+            10_000,
+            100_000_000,
+            "1000000",
+        );
     }
 
     fn validate_retention(&self, c: &mut Check) {
@@ -508,8 +515,9 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
     ));
     let b = &c.backfill;
     line(format!(
-        "backfill:       {} bytes per request, up to {} requests per scrape, {} ms apart",
-        b.request_bytes, b.max_requests_per_scrape, b.pause_ms
+        "backfill:       {} bytes per request, up to {} requests per scrape, {} ms apart, \
+         at most {} samples per transaction",
+        b.request_bytes, b.max_requests_per_scrape, b.pause_ms, b.max_samples_per_transaction
     ));
     let r = &c.retention;
     line(format!(

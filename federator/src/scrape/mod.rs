@@ -18,7 +18,7 @@ pub mod protocol;
 use std::future::Future;
 use std::time::Duration;
 
-use pga_format::AgentId;
+use pga_format::{AgentId, DecodedBlock};
 
 use crate::batch::{Batch, Cursor, Gap};
 pub use client::{AgentClient, ClientError, ClientLimits, Response};
@@ -61,6 +61,27 @@ pub struct Pacing {
     pub max_requests: u32,
     /// Pause between two requests of one pull.
     pub pause: Duration,
+    /// Samples of sealed blocks per transaction, at most (at least one block).
+    pub max_samples: u64,
+}
+
+/// Splits blocks into runs of at most `max_samples` samples (at least one block
+/// each); one empty run when there are no blocks.
+fn split_blocks(blocks: Vec<DecodedBlock>, max_samples: u64) -> Vec<Vec<DecodedBlock>> {
+    let mut out: Vec<Vec<DecodedBlock>> = vec![Vec::new()];
+    let mut n = 0u64;
+    for b in blocks {
+        let s = b.sample_count() as u64;
+        if out.last().is_some_and(|c| !c.is_empty()) && n + s > max_samples {
+            out.push(Vec::new());
+            n = 0;
+        }
+        n += s;
+        if let Some(c) = out.last_mut() {
+            c.push(b);
+        }
+    }
+    out
 }
 
 /// Why a pull failed. What was committed before the failure stays committed.
@@ -268,56 +289,68 @@ pub async fn pull<D: Destination>(
                 .into());
             }
         }
-        let last = walk
-            .sealed
-            .last()
-            .map(|b| (b.header.sequence, b.header.max_ts));
-        let new_cursor = Cursor {
-            last_sequence: last
-                .map(|(s, _)| s)
-                .or(gap.map(|g| g.last_sequence))
-                .or(cursor.last_sequence),
-            last_ts_ms: last.map(|(_, t)| t).or(cursor.last_ts_ms),
-            series_count,
-        };
         let head_ts = walk.head.as_ref().map(|b| b.header.max_ts);
+        let newest = h.held.map_or(0, |(_, n)| n);
         let round_blocks = walk.sealed.len() as u64;
-        let batch = Batch {
-            agent: agent.to_owned(),
-            agent_id: h.agent_id,
-            series,
-            blocks: walk.sealed,
-            head: walk.head,
-            gap,
-            cursor: new_cursor,
-        };
-        let changed = new_cursor != cursor
-            || batch.head.is_some()
-            || !batch.series.is_empty()
-            || committed.is_none_or(|(id, _)| id != h.agent_id);
-        let samples = if changed {
-            dest.ingest(&batch).await?
-        } else {
-            0
-        };
-        let round = Round {
-            blocks: round_blocks,
-            samples,
-            series: batch.series.len() as u64,
-            gap,
-            cursor: new_cursor.last_sequence.unwrap_or(0),
-            newest: h.held.map_or(0, |(_, n)| n),
-            newest_ts_ms: head_ts.max(new_cursor.last_ts_ms),
-        };
-        on_round(&round);
-        cursor = new_cursor;
-        report.blocks += round.blocks;
-        report.samples += round.samples;
-        report.series += round.series;
-        report.gap_blocks += gap.map_or(0, |g| g.last_sequence - g.first_sequence + 1);
-        report.cursor = round.cursor;
-        report.newest = round.newest;
-        report.newest_ts_ms = report.newest_ts_ms.max(round.newest_ts_ms);
+        // One transaction per chunk of at most `max_samples` samples (at least one
+        // block), each advancing the cursor over its own blocks.
+        let chunks = split_blocks(walk.sealed, pacing.max_samples);
+        let n_chunks = chunks.len();
+        let (mut series, mut head, mut gap_once) = (Some(series), walk.head, gap);
+        for (i, blocks) in chunks.into_iter().enumerate() {
+            let last_chunk = i + 1 == n_chunks;
+            let last = blocks.last().map(|b| (b.header.sequence, b.header.max_ts));
+            let new_cursor = Cursor {
+                last_sequence: last
+                    .map(|(s, _)| s)
+                    .or(gap_once.map(|g| g.last_sequence))
+                    .or(cursor.last_sequence),
+                last_ts_ms: last.map(|(_, t)| t).or(cursor.last_ts_ms),
+                series_count,
+            };
+            let batch = Batch {
+                agent: agent.to_owned(),
+                agent_id: h.agent_id,
+                series: series.take().unwrap_or_default(),
+                blocks,
+                head: if last_chunk { head.take() } else { None },
+                gap: gap_once.take(),
+                cursor: new_cursor,
+            };
+            let changed = new_cursor != cursor
+                || batch.head.is_some()
+                || !batch.series.is_empty()
+                || committed.is_none_or(|(id, _)| id != h.agent_id);
+            let samples = if changed {
+                dest.ingest(&batch).await?
+            } else {
+                0
+            };
+            let round = Round {
+                blocks: batch.blocks.len() as u64,
+                samples,
+                series: batch.series.len() as u64,
+                gap: batch.gap,
+                cursor: new_cursor.last_sequence.unwrap_or(0),
+                newest,
+                newest_ts_ms: if last_chunk {
+                    head_ts.max(new_cursor.last_ts_ms)
+                } else {
+                    new_cursor.last_ts_ms
+                },
+            };
+            on_round(&round);
+            cursor = new_cursor;
+            report.blocks += round.blocks;
+            report.samples += round.samples;
+            report.series += round.series;
+            report.gap_blocks += batch
+                .gap
+                .map_or(0, |g| g.last_sequence - g.first_sequence + 1);
+            report.cursor = round.cursor;
+            report.newest = round.newest;
+            report.newest_ts_ms = report.newest_ts_ms.max(round.newest_ts_ms);
+        }
         if let Some(v) = walk.violation {
             return Err(v.into());
         }
@@ -332,7 +365,7 @@ pub async fn pull<D: Destination>(
         if let Some(why) = &resp.cut {
             report.note = Some(why.clone());
         }
-        let behind = h.last_sequence.is_some_and(|l| round.cursor < l);
+        let behind = h.last_sequence.is_some_and(|l| report.cursor < l);
         report.caught_up = !(h.more || cut || behind);
         if cut && round_blocks == 0 && gap.is_none() {
             // Cut before the first whole frame: no progress; the scheduler retries

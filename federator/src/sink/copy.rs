@@ -1,4 +1,5 @@
-//! PostgreSQL's binary `COPY` format, for rows of `(bigint, timestamptz, float8)`.
+//! PostgreSQL's binary `COPY` format, for samples `(bigint, timestamptz, float8)` and
+//! rollup rows.
 //!
 //! The format (PostgreSQL documentation, "COPY", "Binary Format"): an 11-byte
 //! signature `PGCOPY\n\377\r\n\0`, a 32-bit flags field (0) and a 32-bit header
@@ -8,7 +9,8 @@
 //!
 //! * `bigint`: 8 bytes, two's complement;
 //! * `timestamptz`: 8 bytes, microseconds since 2000-01-01 00:00:00 UTC;
-//! * `double precision`: the 8 bytes of the IEEE 754 value.
+//! * `double precision`: the 8 bytes of the IEEE 754 value;
+//! * NULL: a field length of −1 and no bytes.
 
 /// Milliseconds from the Unix epoch to the PostgreSQL epoch (2000-01-01 UTC).
 pub const PG_EPOCH_UNIX_MS: i64 = 946_684_800_000;
@@ -58,6 +60,81 @@ impl SampleCopy {
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         self.buf
+    }
+}
+
+/// One rollup row: `(series_id, bucket, count, sum, min, max, last, increase)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollupRow {
+    pub series_id: i64,
+    /// Bucket start, ms since the Unix epoch.
+    pub bucket_ms: i64,
+    pub count: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub last: f64,
+    /// `None` for gauges (SQL NULL).
+    pub increase: Option<f64>,
+}
+
+/// A binary `COPY` payload of [`RollupRow`]s, the column order of `samples_1m`.
+#[derive(Debug)]
+pub struct RollupCopy {
+    buf: Vec<u8>,
+    rows: usize,
+}
+
+impl RollupCopy {
+    pub fn new() -> Self {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(SIGNATURE);
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes());
+        RollupCopy { buf, rows: 0 }
+    }
+
+    pub fn push(&mut self, r: &RollupRow) {
+        let micros = r
+            .bucket_ms
+            .saturating_sub(PG_EPOCH_UNIX_MS)
+            .saturating_mul(1000);
+        self.buf.extend_from_slice(&8i16.to_be_bytes());
+        for field in [
+            r.series_id.to_be_bytes(),
+            micros.to_be_bytes(),
+            r.count.to_be_bytes(),
+        ] {
+            self.buf.extend_from_slice(&8i32.to_be_bytes());
+            self.buf.extend_from_slice(&field);
+        }
+        for v in [r.sum, r.min, r.max, r.last] {
+            self.buf.extend_from_slice(&8i32.to_be_bytes());
+            self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+        }
+        match r.increase {
+            Some(v) => {
+                self.buf.extend_from_slice(&8i32.to_be_bytes());
+                self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+            }
+            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        self.rows += 1;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+}
+
+impl Default for RollupCopy {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

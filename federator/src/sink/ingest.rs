@@ -5,11 +5,10 @@
 //!    locks it, so two writers of one agent queue up;
 //! 2. the batch's dictionary entries to global series ids;
 //! 3. the partitions the batch's days need (plain PostgreSQL);
-//! 4. every sample (sealed blocks and head) by binary `COPY` into the session's
-//!    staging table `pga_stage`, then `INSERT … SELECT … ON CONFLICT DO NOTHING`
-//!    into `samples`: a sample already stored (the head's overlap, a block delivered
-//!    twice) is dropped, never doubled; the series and time ranges really inserted
-//!    go to `pga_touched`;
+//! 4. every sample (sealed blocks and head) by binary `COPY` ([`super::samples`]): a
+//!    sample already stored (the head's overlap, a block delivered twice) is
+//!    dropped, never doubled; the series and time ranges really inserted go to
+//!    `pga_touched`;
 //! 5. the rollups of the touched buckets ([`super::rollup`]);
 //! 6. log events of the sealed blocks (the head's come again once it is sealed);
 //! 7. the gap, if any, and the cursor.
@@ -22,41 +21,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pga_format::DecodedBlock;
 use sqlx::PgConnection;
 
-use super::copy::SampleCopy;
-use super::{IngestReport, Sink, SinkError, rollup, series, uuid_text};
+use super::{IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uuid_text};
 use crate::batch::Batch;
 
 const DAY_MS: i64 = 86_400_000;
+/// Samples and log events stamped more than this ahead of the federator's clock (an
+/// agent host with a broken clock) are not stored, so they cannot create partitions
+/// years ahead that retention would never reach; the report counts them.
+const MAX_AHEAD_MS: i64 = DAY_MS;
 
-/// The session's staging tables; emptied by every commit or rollback.
-const STAGING: &str = "\
-SET LOCAL client_min_messages = warning;
-CREATE TEMP TABLE IF NOT EXISTS pga_stage (
-    series_id bigint NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS pga_touched (
-    series_id bigint NOT NULL, n bigint NOT NULL,
-    first_ts timestamptz NOT NULL, last_ts timestamptz NOT NULL,
-    lo timestamptz, hi timestamptz
-) ON COMMIT DELETE ROWS;";
-
-const MOVE_STAGED: &str = "\
-WITH ins AS (
-    INSERT INTO samples (series_id, ts, value)
-    SELECT series_id, ts, value FROM pga_stage
-    ON CONFLICT (series_id, ts) DO NOTHING
-    RETURNING series_id, ts)
-INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
-SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
-
-/// first_seen always; last_seen when it moves by more than five minutes.
+/// first_seen always; last_seen when it moves by more than an hour.
 const SEEN: &str = "\
 UPDATE series se
 SET first_seen = least(se.first_seen, t.first_ts), last_seen = greatest(se.last_seen, t.last_ts)
 FROM pga_touched t
 WHERE se.id = t.series_id
   AND (se.first_seen IS NULL OR t.first_ts < se.first_seen
-       OR t.last_ts > se.last_seen + interval '5 minutes')";
+       OR t.last_ts > se.last_seen + interval '1 hour')";
 
 pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, SinkError> {
     validate(batch)?;
@@ -65,6 +46,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         .map_or(0, |d| d.as_millis() as i64);
     let raw_cutoff_ms = now_ms.saturating_sub(sink.options.retention.raw.as_millis() as i64);
     let log_cutoff_ms = now_ms.saturating_sub(sink.options.retention.log_events.as_millis() as i64);
+    let future_ms = now_ms.saturating_add(MAX_AHEAD_MS);
 
     let mut tx = sink
         .pool
@@ -84,7 +66,18 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     .bind(&uid)
     .fetch_one(&mut *conn)
     .await
-    .map_err(SinkError::db("writing the agent"))?;
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => SinkError::bad(
+            &batch.agent,
+            format!(
+                "agent identity {} is already registered under another name; two \
+                 configured agents reach the same agent store (a cloned host?): give the \
+                 clone a fresh store or remove the duplicate from the configuration",
+                batch.agent_id
+            ),
+        ),
+        _ => SinkError::db("writing the agent")(e),
+    })?;
 
     // Dictionary: new entries, then whatever the blocks use that the cache lacks.
     let mut mapping = series::upsert(conn, agent_row, batch.agent_id, &batch.series).await?;
@@ -123,72 +116,47 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
 
     // Samples.
     let received: u64 = data_blocks(batch).map(|b| b.sample_count() as u64).sum();
-    let mut copy = SampleCopy::with_capacity(received as usize);
+    let future: u64 = data_blocks(batch)
+        .flat_map(|b| b.columns.iter().map(move |c| (b, c)))
+        .map(|(b, c)| c.timestamps(b).filter(|&ts| ts > future_ms).count() as u64)
+        .sum();
     let mut days = BTreeSet::new();
-    let mut expired = 0u64;
     for block in data_blocks(batch) {
-        for col in &block.columns {
-            let global = mapping[&col.series.0];
-            for (ts, &value) in col.timestamps(block).zip(&col.values) {
-                if ts < raw_cutoff_ms {
-                    expired += 1;
-                    continue;
-                }
-                days.insert(ts.div_euclid(DAY_MS));
-                copy.push(global, ts, value);
-            }
-        }
+        days.extend(
+            block
+                .timestamps
+                .iter()
+                .filter(|&&ts| ts >= raw_cutoff_ms && ts <= future_ms)
+                .map(|ts| ts.div_euclid(DAY_MS)),
+        );
     }
     for block in &batch.blocks {
         for event in &block.log_events {
-            if event.timestamp_ms >= log_cutoff_ms {
+            if (log_cutoff_ms..=future_ms).contains(&event.timestamp_ms) {
                 days.insert(event.timestamp_ms.div_euclid(DAY_MS));
             }
         }
     }
     ensure_partitions(conn, &days).await?;
 
-    let staged = copy.rows() as u64;
-    let mut inserted = 0;
+    let to_write = samples::Samples {
+        blocks: data_blocks(batch).collect(),
+        mapping: &mapping,
+        cutoff_ms: raw_cutoff_ms,
+        future_ms,
+    };
+    let written = samples::write(conn, &to_write).await?;
     let (mut rollups_1m, mut rollups_1h) = (0, 0);
-    // A plain `&str` runs through the simple query protocol (several statements,
-    // like `raw_sql`), and keeps the ingest future `Send`: rustc cannot prove that
-    // through `raw_sql(..).execute`'s higher-ranked `Executor` bound.
-    sqlx::Executor::execute(&mut *conn, STAGING)
-        .await
-        .map_err(SinkError::db("preparing the staging tables"))?;
-    if staged > 0 {
-        let mut copy_in = conn
-            .copy_in_raw("COPY pga_stage (series_id, ts, value) FROM STDIN (FORMAT binary)")
-            .await
-            .map_err(SinkError::db("starting COPY into the staging table"))?;
-        copy_in
-            .send(copy.finish())
-            .await
-            .map_err(SinkError::db("sending samples"))?;
-        copy_in
-            .finish()
-            .await
-            .map_err(SinkError::db("copying samples into the staging table"))?;
-        sqlx::query(MOVE_STAGED)
+    if written.inserted > 0 {
+        sqlx::query(SEEN)
             .execute(&mut *conn)
             .await
-            .map_err(SinkError::db("moving staged samples into samples"))?;
-        let (n,): (i64,) = sqlx::query_as("SELECT coalesce(sum(n), 0)::bigint FROM pga_touched")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(SinkError::db("counting inserted samples"))?;
-        inserted = n as u64;
-        if inserted > 0 {
-            sqlx::query(SEEN)
-                .execute(&mut *conn)
-                .await
-                .map_err(SinkError::db("updating series first/last seen"))?;
-            (rollups_1m, rollups_1h) = rollup::recompute(conn).await?;
-        }
+            .map_err(SinkError::db("updating series first/last seen"))?;
+        (rollups_1m, rollups_1h) = rollup::recompute(conn, &written.fresh).await?;
     }
 
-    let log_events_inserted = write_log_events(conn, agent_row, batch, log_cutoff_ms).await?;
+    let log_events_inserted =
+        write_log_events(conn, agent_row, batch, log_cutoff_ms..=future_ms).await?;
     let gap_recorded = write_gap(conn, agent_row, &uid, batch).await?;
 
     sqlx::query(
@@ -221,9 +189,10 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     Ok(IngestReport {
         series_mapped: batch.series.len(),
         samples_received: received,
-        samples_inserted: inserted,
-        samples_duplicate: staged - inserted,
-        samples_expired: expired,
+        samples_inserted: written.inserted,
+        samples_duplicate: written.offered - written.inserted,
+        samples_expired: received - written.offered - future,
+        samples_future: future,
         log_events_inserted,
         rollups_1m,
         rollups_1h,
@@ -301,7 +270,7 @@ async fn write_log_events(
     conn: &mut PgConnection,
     agent_row: i64,
     batch: &Batch,
-    cutoff_ms: i64,
+    window: std::ops::RangeInclusive<i64>,
 ) -> Result<u64, SinkError> {
     let mut ts = Vec::new();
     let mut seq = Vec::new();
@@ -318,7 +287,7 @@ async fn write_log_events(
     let mut duration = Vec::new();
     for block in &batch.blocks {
         for (i, e) in block.log_events.iter().enumerate() {
-            if e.timestamp_ms < cutoff_ms {
+            if !window.contains(&e.timestamp_ms) {
                 continue;
             }
             ts.push(e.timestamp_ms);
@@ -328,11 +297,11 @@ async fn write_log_events(
             kind.push(e.kind.as_str());
             sqlstate.push(e.sqlstate.map(|c| String::from_utf8_lossy(&c).into_owned()));
             pid.push(e.pid.map(i64::from));
-            instance.push(e.instance.as_deref());
-            user.push(e.user.as_deref());
-            database.push(e.database.as_deref());
-            application.push(e.application.as_deref());
-            message.push(e.message.as_str());
+            instance.push(e.instance.as_deref().map(pg_text));
+            user.push(e.user.as_deref().map(pg_text));
+            database.push(e.database.as_deref().map(pg_text));
+            application.push(e.application.as_deref().map(pg_text));
+            message.push(pg_text(&e.message));
             duration.push(e.duration_ms);
         }
     }

@@ -20,6 +20,7 @@ mod error;
 mod ingest;
 mod retention;
 mod rollup;
+mod samples;
 mod schema;
 mod series;
 mod timescale;
@@ -81,6 +82,8 @@ pub struct IngestReport {
     pub samples_duplicate: u64,
     /// Samples older than the raw retention age, not stored.
     pub samples_expired: u64,
+    /// Samples stamped more than a day ahead of the federator's clock, not stored.
+    pub samples_future: u64,
     /// Log events newly stored.
     pub log_events_inserted: u64,
     /// One-minute and one-hour rollup rows recomputed.
@@ -196,6 +199,17 @@ impl Sink {
     }
 }
 
+/// Text as PostgreSQL can store it: `text` and `jsonb` cannot hold NUL, so each NUL
+/// becomes U+FFFD (a garbage log line is kept, readable, rather than blocking its
+/// agent's batch).
+pub(crate) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// Formats an agent identity as PostgreSQL's `uuid` text.
 pub(crate) fn uuid_text(id: &AgentId) -> String {
     id.to_string()
@@ -218,6 +232,12 @@ pub(crate) fn parse_uuid(text: &str) -> Option<AgentId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_bytes_become_replacement_characters() {
+        assert_eq!(pg_text("a\0b"), "a\u{fffd}b");
+        assert!(matches!(pg_text("ab"), std::borrow::Cow::Borrowed("ab")));
+    }
 
     #[test]
     fn agent_ids_round_trip_through_uuid_text() {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use pga_format::{AgentId, MetricKind, SeriesId, SeriesMeta};
 use sqlx::PgConnection;
 
-use super::{SinkError, uuid_text};
+use super::{SinkError, pg_text, uuid_text};
 
 /// Committed mappings `(agent identity, local id) → global id`.
 #[derive(Debug, Default)]
@@ -41,7 +41,12 @@ pub(crate) fn labels_json(meta: &SeriesMeta) -> String {
     let map: serde_json::Map<String, serde_json::Value> = meta
         .labels
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::Value::String(pg_text(v).into_owned()),
+            )
+        })
         .collect();
     serde_json::Value::Object(map).to_string()
 }
@@ -71,8 +76,8 @@ pub(crate) async fn upsert(
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
         });
-        unit.push(meta.unit.as_str());
-        help.push(meta.help.as_str());
+        unit.push(pg_text(&meta.unit));
+        help.push(pg_text(&meta.help));
     }
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "WITH input AS ( \

@@ -1,0 +1,266 @@
+//! Writing a batch's samples: never doubled, as fast as a bare `COPY` where possible.
+//!
+//! Two paths, the same result:
+//!
+//! * **direct** (the usual case: the batch's blocks cover disjoint time ranges): the
+//!   samples the database already holds in the batch's time range for the batch's
+//!   series (the head written by the previous pull, a block pulled twice) are read
+//!   and left out, and the rest goes by binary `COPY` straight into `samples`, inside
+//!   a savepoint. Nobody else writes these series meanwhile (the agent's row is
+//!   locked for the transaction), so the `COPY` cannot meet a duplicate; should it
+//!   anyway, the savepoint is rolled back and the staged path runs instead.
+//! * **staged**: binary `COPY` into the session's `pga_stage`, then `INSERT … SELECT
+//!   … ON CONFLICT DO NOTHING` into `samples`.
+//!
+//! Either way the series and time ranges really inserted end up in `pga_touched`,
+//! from which the rollups are recomputed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pga_format::DecodedBlock;
+use sqlx::PgConnection;
+
+use super::SinkError;
+use super::copy::SampleCopy;
+
+/// The session's staging tables, emptied by every commit or rollback; and settings
+/// for the transaction: no JIT (compiling costs more than these queries), and room to
+/// sort a batch in memory.
+const STAGING: &str = "\
+SET LOCAL client_min_messages = warning;
+SET LOCAL jit = off;
+SET LOCAL work_mem = '64MB';
+CREATE TEMP TABLE IF NOT EXISTS pga_stage (
+    series_id bigint NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS pga_touched (
+    series_id bigint NOT NULL, n bigint NOT NULL,
+    first_ts timestamptz NOT NULL, last_ts timestamptz NOT NULL,
+    lo timestamptz, hi timestamptz
+) ON COMMIT DELETE ROWS;";
+
+const MOVE_STAGED: &str = "\
+WITH ins AS (
+    INSERT INTO samples (series_id, ts, value)
+    SELECT series_id, ts, value FROM pga_stage
+    ON CONFLICT (series_id, ts) DO NOTHING
+    RETURNING series_id, ts)
+INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
+SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
+
+const EXISTING: &str = "\
+SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint FROM samples
+WHERE series_id = ANY($1)
+  AND ts >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+  AND ts <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'";
+
+const TOUCHED: &str = "\
+INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
+SELECT t.id, t.n, timestamptz 'epoch' + t.first_ms * interval '1 millisecond',
+       timestamptz 'epoch' + t.last_ms * interval '1 millisecond'
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(id, n, first_ms, last_ms)";
+
+/// The samples of a batch, by global series id.
+pub(crate) struct Samples<'a> {
+    pub blocks: Vec<&'a DecodedBlock>,
+    pub mapping: &'a HashMap<u64, i64>,
+    /// Samples older than this (ms) are not stored.
+    pub cutoff_ms: i64,
+    /// Samples newer than this (ms) are not stored.
+    pub future_ms: i64,
+}
+
+/// What [`write`] did; `pga_touched` lists the inserted ranges per series.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// Samples not expired, offered to the database.
+    pub offered: u64,
+    pub inserted: u64,
+    /// The new samples, ascending, of every series that had none stored from the
+    /// start of the minute of the batch's oldest sample to its newest (direct path
+    /// only): their 1-minute rollups can be computed from these alone
+    /// ([`super::rollup`]).
+    pub fresh: HashMap<i64, Vec<(i64, f64)>>,
+}
+
+impl Samples<'_> {
+    /// Every sample kept: `(global id, ts_ms, value)`.
+    fn each(&self) -> impl Iterator<Item = (i64, i64, f64)> + '_ {
+        self.blocks.iter().flat_map(move |block| {
+            block.columns.iter().flat_map(move |col| {
+                let id = self.mapping[&col.series.0];
+                col.timestamps(block)
+                    .zip(col.values.iter())
+                    .filter(move |(ts, _)| (self.cutoff_ms..=self.future_ms).contains(ts))
+                    .map(move |(ts, &v)| (id, ts, v))
+            })
+        })
+    }
+
+    /// Whether no two blocks overlap in time (then no sample repeats in the batch).
+    fn disjoint(&self) -> bool {
+        let mut ranges: Vec<(i64, i64)> = self
+            .blocks
+            .iter()
+            .filter(|b| b.sample_count() > 0)
+            .map(|b| {
+                let lo = b.timestamps.first().copied().unwrap_or(0);
+                let hi = b.timestamps.last().copied().unwrap_or(0);
+                (lo, hi)
+            })
+            .collect();
+        ranges.sort_unstable();
+        ranges.windows(2).all(|w| w[0].1 < w[1].0)
+    }
+}
+
+pub(crate) async fn write(
+    conn: &mut PgConnection,
+    samples: &Samples<'_>,
+) -> Result<Written, SinkError> {
+    sqlx::Executor::execute(&mut *conn, STAGING)
+        .await
+        .map_err(SinkError::db("preparing the staging tables"))?;
+    let mut written = Written::default();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    let mut ids = HashSet::new();
+    for (id, ts, _) in samples.each() {
+        written.offered += 1;
+        lo = lo.min(ts);
+        hi = hi.max(ts);
+        ids.insert(id);
+    }
+    if written.offered == 0 {
+        return Ok(written);
+    }
+    if samples.disjoint()
+        && let Some((inserted, fresh)) = write_direct(conn, samples, ids, lo, hi).await?
+    {
+        written.inserted = inserted;
+        written.fresh = fresh;
+        return Ok(written);
+    }
+    written.inserted = write_staged(conn, samples, written.offered).await?;
+    Ok(written)
+}
+
+/// The direct path: samples inserted and the fresh series; `None` when the
+/// savepoint had to be rolled back.
+async fn write_direct(
+    conn: &mut PgConnection,
+    samples: &Samples<'_>,
+    ids: HashSet<i64>,
+    lo: i64,
+    hi: i64,
+) -> Result<Option<(u64, HashMap<i64, Vec<(i64, f64)>>)>, SinkError> {
+    let ids: Vec<i64> = ids.into_iter().collect();
+    // From the start of the minute: a stored sample there makes the series not fresh.
+    let lo = lo - lo.rem_euclid(60_000);
+    let stored: HashSet<(i64, i64)> = sqlx::query_as(EXISTING)
+        .bind(&ids)
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(SinkError::db("reading samples already stored"))?
+        .into_iter()
+        .collect();
+    let stale: HashSet<i64> = stored.iter().map(|&(id, _)| id).collect();
+    let mut copy = SampleCopy::with_capacity(0);
+    let mut touched: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+    let mut fresh: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+    for (id, ts, value) in samples.each() {
+        if stored.contains(&(id, ts)) {
+            continue;
+        }
+        copy.push(id, ts, value);
+        if !stale.contains(&id) {
+            fresh.entry(id).or_default().push((ts, value));
+        }
+        let t = touched.entry(id).or_insert((0, ts, ts));
+        t.0 += 1;
+        t.1 = t.1.min(ts);
+        t.2 = t.2.max(ts);
+    }
+    let rows = copy.rows() as u64;
+    if rows == 0 {
+        return Ok(Some((0, HashMap::new())));
+    }
+    for series in fresh.values_mut() {
+        series.sort_unstable_by_key(|&(ts, _)| ts);
+    }
+    sqlx::Executor::execute(&mut *conn, "SAVEPOINT pga_direct")
+        .await
+        .map_err(SinkError::db("starting the sample copy"))?;
+    let copied = async {
+        let mut copy_in = conn
+            .copy_in_raw("COPY samples (series_id, ts, value) FROM STDIN (FORMAT binary)")
+            .await?;
+        copy_in.send(copy.finish()).await?;
+        copy_in.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+            tracing::debug!(error = %e, "direct sample copy met a duplicate; staging instead");
+            sqlx::Executor::execute(&mut *conn, "ROLLBACK TO SAVEPOINT pga_direct")
+                .await
+                .map_err(SinkError::db("rolling back the sample copy"))?;
+            return Ok(None);
+        }
+        Err(e) => return Err(SinkError::db("copying samples")(e)),
+    }
+    sqlx::Executor::execute(&mut *conn, "RELEASE SAVEPOINT pga_direct")
+        .await
+        .map_err(SinkError::db("finishing the sample copy"))?;
+    let mut cols: [Vec<i64>; 4] = Default::default();
+    for (id, (n, first, last)) in touched {
+        cols[0].push(id);
+        cols[1].push(n);
+        cols[2].push(first);
+        cols[3].push(last);
+    }
+    sqlx::query(TOUCHED)
+        .bind(&cols[0])
+        .bind(&cols[1])
+        .bind(&cols[2])
+        .bind(&cols[3])
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("listing the inserted ranges"))?;
+    Ok(Some((rows, fresh)))
+}
+
+/// The staged path: returns how many samples were new.
+async fn write_staged(
+    conn: &mut PgConnection,
+    samples: &Samples<'_>,
+    offered: u64,
+) -> Result<u64, SinkError> {
+    let mut copy = SampleCopy::with_capacity(offered as usize);
+    for (id, ts, value) in samples.each() {
+        copy.push(id, ts, value);
+    }
+    let mut copy_in = conn
+        .copy_in_raw("COPY pga_stage (series_id, ts, value) FROM STDIN (FORMAT binary)")
+        .await
+        .map_err(SinkError::db("starting COPY into the staging table"))?;
+    copy_in
+        .send(copy.finish())
+        .await
+        .map_err(SinkError::db("sending samples"))?;
+    copy_in
+        .finish()
+        .await
+        .map_err(SinkError::db("copying samples into the staging table"))?;
+    sqlx::query(MOVE_STAGED)
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("moving staged samples into samples"))?;
+    let (n,): (i64,) = sqlx::query_as("SELECT coalesce(sum(n), 0)::bigint FROM pga_touched")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(SinkError::db("counting inserted samples"))?;
+    Ok(n as u64)
+}
