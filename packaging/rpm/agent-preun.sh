@@ -1,0 +1,6 @@
+# %preun of pganalytics-agent ($1: 0 on erase, 1 and more on upgrade): on erase,
+# stop and disable the service; an upgrade restarts it in %postun instead.
+if [ "$1" -eq 0 ] && [ -d /run/systemd/system ]; then
+    systemctl --no-reload disable --now pga-agent.service >/dev/null 2>&1 || :
+fi
+exit 0
