@@ -54,7 +54,8 @@ SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
 /// In one round trip, for the series `$1` and the batch's range `[$2, $3]` (ms): the
 /// samples already stored in the range (`ts` set), and one row per series (`ts`
 /// NULL) telling whether it is a counter, the value of its stored sample before the
-/// range and whether a stored sample follows the range — what [`super::rollup`]
+/// range (counters only: a gauge's rollups do not use it) and whether a stored sample
+/// follows the range — what [`super::rollup`]
 /// needs to compute the rollups of a fresh series without reading again.
 const EXISTING: &str = "\
 SELECT s.series_id, (extract(epoch FROM s.ts) * 1000)::bigint,
@@ -69,7 +70,7 @@ FROM unnest($1::bigint[]) AS i(id)
 JOIN series se ON se.id = i.id
 LEFT JOIN LATERAL (
     SELECT s.value FROM samples s
-    WHERE s.series_id = i.id
+    WHERE se.kind = 'counter' AND s.series_id = i.id
       AND s.ts < timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
     ORDER BY s.ts DESC LIMIT 1) p ON true
 LEFT JOIN LATERAL (
@@ -113,7 +114,7 @@ pub(crate) struct Written {
 #[derive(Debug, Default)]
 pub(crate) struct Fresh {
     pub counter: bool,
-    /// The value of the newest sample stored before the new ones.
+    /// The value of the newest sample stored before the new ones (counters only).
     pub prev: Option<f64>,
     /// The new samples, ascending.
     pub samples: Vec<(i64, f64)>,
