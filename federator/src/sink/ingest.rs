@@ -152,7 +152,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
             .execute(&mut *conn)
             .await
             .map_err(SinkError::db("updating series first/last seen"))?;
-        (rollups_1m, rollups_1h) = rollup::recompute(conn, &written.fresh).await?;
+        (rollups_1m, rollups_1h) = rollup::recompute(conn, &written.fresh, written.touched).await?;
     }
 
     let log_events_inserted =

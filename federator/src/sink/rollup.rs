@@ -31,28 +31,23 @@ use sqlx::PgConnection;
 
 use super::SinkError;
 use super::copy::{RollupCopy, RollupRow};
+use super::samples::Fresh;
 
 /// Widens each `pga_touched` row (`first_ts ..= last_ts` of the newly inserted
-/// samples of a series) to the 1-minute buckets to recompute, `[lo, hi)`, and returns
-/// per series whether it is a counter, whether a stored sample follows the new ones,
-/// and the value of the stored sample before `lo`.
+/// samples of a series) not in `$1` to the 1-minute buckets to recompute, `[lo, hi)`.
 const WIDEN: &str = "\
 WITH n AS (
     SELECT t.series_id,
            (SELECT s.ts FROM samples s WHERE s.series_id = t.series_id AND s.ts > t.last_ts
-            ORDER BY s.ts LIMIT 1) AS next_ts,
-           (SELECT s.value FROM samples s
-            WHERE s.series_id = t.series_id
-              AND s.ts < date_bin('1 minute', t.first_ts, timestamptz 'epoch')
-            ORDER BY s.ts DESC LIMIT 1) AS prev
-    FROM pga_touched t)
+            ORDER BY s.ts LIMIT 1) AS next_ts
+    FROM pga_touched t
+    WHERE t.series_id <> ALL($1))
 UPDATE pga_touched t SET
     lo = date_bin('1 minute', t.first_ts, timestamptz 'epoch'),
     hi = date_bin('1 minute', coalesce(n.next_ts, t.last_ts), timestamptz 'epoch')
          + interval '1 minute'
-FROM n, series se
-WHERE n.series_id = t.series_id AND se.id = t.series_id
-RETURNING t.series_id, se.kind = 'counter', n.next_ts IS NOT NULL, n.prev";
+FROM n
+WHERE n.series_id = t.series_id";
 
 /// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples.
 const ROLLUP_1M: &str = "\
@@ -136,33 +131,26 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
 /// Recomputes the rollups of the buckets touched by the samples listed in
 /// `pga_touched`; returns the 1-minute and 1-hour rows written.
 ///
-/// `fresh` holds, for series that had no stored sample in the minutes of their new
-/// ones, those new samples: when such a series also has no stored sample after
-/// them, its 1-minute rows follow from them and the stored predecessor alone, and
-/// are computed here and copied in; the others are recomputed in SQL.
+/// `fresh` holds the series that had no stored sample from the minute of their new
+/// ones onwards ([`Fresh`]): their 1-minute rows follow from the new samples and the
+/// stored predecessor alone, and are computed here and copied in, and added to their
+/// hours. The others are recomputed in SQL from the raw samples; when `touched`
+/// (how many series `pga_touched` lists) says there are none, no SQL runs for them.
 pub(crate) async fn recompute(
     conn: &mut PgConnection,
-    fresh: &HashMap<i64, Vec<(i64, f64)>>,
+    fresh: &HashMap<i64, Fresh>,
+    touched: Option<usize>,
 ) -> Result<(u64, u64), SinkError> {
-    let widened: Vec<(i64, bool, bool, Option<f64>)> = sqlx::query_as(WIDEN)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(SinkError::db("finding the rollup buckets to recompute"))?;
     let mut copy = RollupCopy::new();
-    let mut computed = Vec::new();
+    let mut computed = Vec::with_capacity(fresh.len());
     let mut hours: Vec<RollupRow> = Vec::new();
-    for (id, counter, has_next, prev) in widened {
-        if has_next {
-            continue;
+    for (&id, series) in fresh {
+        let minutes = minute_rows(id, series.counter, series.prev, &series.samples);
+        for row in &minutes {
+            copy.push(row);
         }
-        if let Some(samples) = fresh.get(&id) {
-            let minutes = minute_rows(id, counter, prev, samples);
-            for row in &minutes {
-                copy.push(row);
-            }
-            hours.extend(hour_partials(&minutes));
-            computed.push(id);
-        }
+        hours.extend(hour_partials(&minutes));
+        computed.push(id);
     }
     let mut m1 = copy.rows() as u64;
     if m1 > 0 && !copy_rollups(conn, copy).await? {
@@ -170,18 +158,26 @@ pub(crate) async fn recompute(
         hours.clear();
         m1 = 0;
     }
-    m1 += sqlx::query(ROLLUP_1M)
-        .bind(&computed)
-        .execute(&mut *conn)
-        .await
-        .map_err(SinkError::db("recomputing 1-minute rollups"))?
-        .rows_affected();
-    let mut h1 = sqlx::query(ROLLUP_1H)
-        .bind(&computed)
-        .execute(&mut *conn)
-        .await
-        .map_err(SinkError::db("recomputing 1-hour rollups"))?
-        .rows_affected();
+    let mut h1 = 0;
+    if touched != Some(computed.len()) {
+        sqlx::query(WIDEN)
+            .bind(&computed)
+            .execute(&mut *conn)
+            .await
+            .map_err(SinkError::db("finding the rollup buckets to recompute"))?;
+        m1 += sqlx::query(ROLLUP_1M)
+            .bind(&computed)
+            .execute(&mut *conn)
+            .await
+            .map_err(SinkError::db("recomputing 1-minute rollups"))?
+            .rows_affected();
+        h1 += sqlx::query(ROLLUP_1H)
+            .bind(&computed)
+            .execute(&mut *conn)
+            .await
+            .map_err(SinkError::db("recomputing 1-hour rollups"))?
+            .rows_affected();
+    }
     if !hours.is_empty() {
         h1 += merge_hours(conn, &hours).await?;
     }

@@ -5,7 +5,10 @@
 //! * **direct** (the usual case: the batch's blocks cover disjoint time ranges): the
 //!   samples the database already holds in the batch's time range for the batch's
 //!   series (the head written by the previous pull, a block pulled twice) are read
-//!   and left out, and the rest goes by binary `COPY` straight into `samples`, inside
+//!   and left out (the same round trip brings, per series, its stored predecessor and
+//!   whether a stored sample follows, so that the rollups of series that only grow
+//!   are computed without reading again), and the rest goes by binary `COPY`
+//!   straight into `samples`, inside
 //!   a savepoint. Nobody else writes these series meanwhile (the agent's row is
 //!   locked for the transaction), so the `COPY` cannot meet a duplicate; should it
 //!   anyway, the savepoint is rolled back and the staged path runs instead.
@@ -48,11 +51,33 @@ WITH ins AS (
 INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
 SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
 
+/// In one round trip, for the series `$1` and the batch's range `[$2, $3]` (ms): the
+/// samples already stored in the range (`ts` set), and one row per series (`ts`
+/// NULL) telling whether it is a counter, the value of its stored sample before the
+/// range (counters only: a gauge's rollups do not use it) and whether a stored sample
+/// follows the range — what [`super::rollup`]
+/// needs to compute the rollups of a fresh series without reading again.
 const EXISTING: &str = "\
-SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint FROM samples
-WHERE series_id = ANY($1)
-  AND ts >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
-  AND ts <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'";
+SELECT s.series_id, (extract(epoch FROM s.ts) * 1000)::bigint,
+       NULL::boolean, NULL::float8, NULL::boolean
+FROM samples s
+WHERE s.series_id = ANY($1)
+  AND s.ts >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+  AND s.ts <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'
+UNION ALL
+SELECT i.id, NULL::bigint, se.kind = 'counter', p.value, nx.ts IS NOT NULL
+FROM unnest($1::bigint[]) AS i(id)
+JOIN series se ON se.id = i.id
+LEFT JOIN LATERAL (
+    SELECT s.value FROM samples s
+    WHERE se.kind = 'counter' AND s.series_id = i.id
+      AND s.ts < timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+    ORDER BY s.ts DESC LIMIT 1) p ON true
+LEFT JOIN LATERAL (
+    SELECT s.ts FROM samples s
+    WHERE s.series_id = i.id
+      AND s.ts > timestamptz 'epoch' + $3::bigint * interval '1 millisecond'
+    ORDER BY s.ts LIMIT 1) nx ON true";
 
 const TOUCHED: &str = "\
 INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
@@ -76,25 +101,44 @@ pub(crate) struct Written {
     /// Samples not expired, offered to the database.
     pub offered: u64,
     pub inserted: u64,
-    /// The new samples, ascending, of every series that had none stored from the
-    /// start of the minute of the batch's oldest sample to its newest (direct path
-    /// only): their 1-minute rollups can be computed from these alone
-    /// ([`super::rollup`]).
-    pub fresh: HashMap<i64, Vec<(i64, f64)>>,
+    /// The series whose rollups can be computed from the batch alone (direct path
+    /// only), see [`Fresh`].
+    pub fresh: HashMap<i64, Fresh>,
+    /// How many series `pga_touched` lists, when known (direct path).
+    pub touched: Option<usize>,
+}
+
+/// A series that had no sample stored from the start of the minute of the batch's
+/// oldest sample onwards: its new 1-minute rows follow from its new samples and its
+/// stored predecessor alone ([`super::rollup`]).
+#[derive(Debug, Default)]
+pub(crate) struct Fresh {
+    pub counter: bool,
+    /// The value of the newest sample stored before the new ones (counters only).
+    pub prev: Option<f64>,
+    /// The new samples, ascending.
+    pub samples: Vec<(i64, f64)>,
 }
 
 impl Samples<'_> {
-    /// Every sample kept: `(global id, ts_ms, value)`.
-    fn each(&self) -> impl Iterator<Item = (i64, i64, f64)> + '_ {
+    /// Every column (one series in one block): its global id and its samples kept,
+    /// `(ts_ms, value)`.
+    fn columns(&self) -> impl Iterator<Item = (i64, impl Iterator<Item = (i64, f64)> + '_)> + '_ {
         self.blocks.iter().flat_map(move |block| {
-            block.columns.iter().flat_map(move |col| {
-                let id = self.mapping[&col.series.0];
-                col.timestamps(block)
-                    .zip(col.values.iter())
-                    .filter(move |(ts, _)| (self.cutoff_ms..=self.future_ms).contains(ts))
-                    .map(move |(ts, &v)| (id, ts, v))
+            block.columns.iter().map(move |col| {
+                let samples = col
+                    .timestamps(block)
+                    .zip(col.values.iter().copied())
+                    .filter(move |(ts, _)| (self.cutoff_ms..=self.future_ms).contains(ts));
+                (self.mapping[&col.series.0], samples)
             })
         })
+    }
+
+    /// Every sample kept: `(global id, ts_ms, value)`.
+    fn each(&self) -> impl Iterator<Item = (i64, i64, f64)> + '_ {
+        self.columns()
+            .flat_map(|(id, samples)| samples.map(move |(ts, v)| (id, ts, v)))
     }
 
     /// Whether no two blocks overlap in time (then no sample repeats in the batch).
@@ -124,71 +168,114 @@ pub(crate) async fn write(
     let mut written = Written::default();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     let mut ids = HashSet::new();
-    for (id, ts, _) in samples.each() {
-        written.offered += 1;
-        lo = lo.min(ts);
-        hi = hi.max(ts);
-        ids.insert(id);
+    for (id, column) in samples.columns() {
+        let before = written.offered;
+        for (ts, _) in column {
+            written.offered += 1;
+            lo = lo.min(ts);
+            hi = hi.max(ts);
+        }
+        if written.offered > before {
+            ids.insert(id);
+        }
     }
     if written.offered == 0 {
         return Ok(written);
     }
     if samples.disjoint()
-        && let Some((inserted, fresh)) = write_direct(conn, samples, ids, lo, hi).await?
+        && let Some((inserted, fresh, touched)) = write_direct(conn, samples, ids, lo, hi).await?
     {
         written.inserted = inserted;
         written.fresh = fresh;
+        written.touched = Some(touched);
         return Ok(written);
     }
     written.inserted = write_staged(conn, samples, written.offered).await?;
     Ok(written)
 }
 
-/// The direct path: samples inserted and the fresh series; `None` when the
-/// savepoint had to be rolled back.
+/// The direct path: samples inserted, the fresh series and how many series got
+/// samples; `None` when the savepoint had to be rolled back.
 async fn write_direct(
     conn: &mut PgConnection,
     samples: &Samples<'_>,
     ids: HashSet<i64>,
     lo: i64,
     hi: i64,
-) -> Result<Option<(u64, HashMap<i64, Vec<(i64, f64)>>)>, SinkError> {
+) -> Result<Option<(u64, HashMap<i64, Fresh>, usize)>, SinkError> {
     let ids: Vec<i64> = ids.into_iter().collect();
     // From the start of the minute: a stored sample there makes the series not fresh.
     let lo = lo - lo.rem_euclid(60_000);
-    let stored: HashSet<(i64, i64)> = sqlx::query_as(EXISTING)
+    type Row = (i64, Option<i64>, Option<bool>, Option<f64>, Option<bool>);
+    let rows: Vec<Row> = sqlx::query_as(EXISTING)
         .bind(&ids)
         .bind(lo)
         .bind(hi)
         .fetch_all(&mut *conn)
         .await
-        .map_err(SinkError::db("reading samples already stored"))?
-        .into_iter()
-        .collect();
+        .map_err(SinkError::db("reading samples already stored"))?;
+    let mut stored: HashSet<(i64, i64)> = HashSet::new();
+    let mut around: HashMap<i64, (bool, Option<f64>, bool)> = HashMap::new();
+    for (id, ts, counter, prev, has_next) in rows {
+        match ts {
+            Some(ts) => {
+                stored.insert((id, ts));
+            }
+            None => {
+                around.insert(
+                    id,
+                    (counter.unwrap_or(false), prev, has_next.unwrap_or(true)),
+                );
+            }
+        }
+    }
     let stale: HashSet<i64> = stored.iter().map(|&(id, _)| id).collect();
     let mut copy = SampleCopy::with_capacity(0);
     let mut touched: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
-    let mut fresh: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
-    for (id, ts, value) in samples.each() {
-        if stored.contains(&(id, ts)) {
-            continue;
+    let mut fresh: HashMap<i64, Fresh> = HashMap::new();
+    for (id, column) in samples.columns() {
+        let stale = stale.contains(&id);
+        // A series with a stored sample after the batch is recomputed in SQL.
+        let mut fresh = match around.get(&id) {
+            Some(&(counter, prev, false)) if !stale => {
+                Some(fresh.entry(id).or_insert_with(|| Fresh {
+                    counter,
+                    prev,
+                    samples: Vec::new(),
+                }))
+            }
+            _ => None,
+        };
+        let mut range: Option<(i64, i64, i64)> = None;
+        for (ts, value) in column {
+            if stale && stored.contains(&(id, ts)) {
+                continue;
+            }
+            copy.push(id, ts, value);
+            if let Some(f) = fresh.as_mut() {
+                f.samples.push((ts, value));
+            }
+            let r = range.get_or_insert((0, ts, ts));
+            r.0 += 1;
+            r.1 = r.1.min(ts);
+            r.2 = r.2.max(ts);
         }
-        copy.push(id, ts, value);
-        if !stale.contains(&id) {
-            fresh.entry(id).or_default().push((ts, value));
+        if let Some((n, first, last)) = range {
+            let t = touched.entry(id).or_insert((0, first, last));
+            t.0 += n;
+            t.1 = t.1.min(first);
+            t.2 = t.2.max(last);
         }
-        let t = touched.entry(id).or_insert((0, ts, ts));
-        t.0 += 1;
-        t.1 = t.1.min(ts);
-        t.2 = t.2.max(ts);
     }
+    fresh.retain(|_, f| !f.samples.is_empty());
     let rows = copy.rows() as u64;
     if rows == 0 {
-        return Ok(Some((0, HashMap::new())));
+        return Ok(Some((0, HashMap::new(), 0)));
     }
     for series in fresh.values_mut() {
-        series.sort_unstable_by_key(|&(ts, _)| ts);
+        series.samples.sort_unstable_by_key(|&(ts, _)| ts);
     }
+    let touched_series = touched.len();
     sqlx::Executor::execute(&mut *conn, "SAVEPOINT pga_direct")
         .await
         .map_err(SinkError::db("starting the sample copy"))?;
@@ -229,7 +316,7 @@ async fn write_direct(
         .execute(&mut *conn)
         .await
         .map_err(SinkError::db("listing the inserted ranges"))?;
-    Ok(Some((rows, fresh)))
+    Ok(Some((rows, fresh, touched_series)))
 }
 
 /// The staged path: returns how many samples were new.
