@@ -18,7 +18,7 @@ use anyhow::{Context, ensure};
 use clap::Args;
 use pga_federator::config::{BackfillConfig, parse_schedule};
 use pga_federator::scheduler::{self, AgentJob, SchedulerSettings};
-use pga_federator::scrape::{AgentClient, ClientLimits, Pacing, pull};
+use pga_federator::scrape::{AgentClient, ClientLimits, HeadMemo, Pacing, pull};
 use pga_federator::sink::{Sink, SinkOptions};
 use pga_federator::telemetry::Telemetry;
 use pga_federator::url::AgentUrl;
@@ -140,8 +140,9 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         };
         let start = Instant::now();
         let mut requests = 0;
+        let mut memo = HeadMemo::default();
         loop {
-            let r = pull("bench", &client, &sink, pacing, |_| {}).await?;
+            let r = pull("bench", &client, &sink, pacing, &mut memo, |_| {}).await?;
             requests += r.requests;
             if r.caught_up {
                 break;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 
-use crate::scrape::{AgentClient, Destination, Pacing, pull};
+use crate::scrape::{AgentClient, Destination, HeadMemo, Pacing, pull};
 use crate::telemetry::Telemetry;
 
 /// One agent's job.
@@ -139,6 +139,7 @@ async fn agent_loop<D: Destination>(
     let mut failures = 0u32;
     let mut not_before = Instant::now();
     let mut immediately = false;
+    let mut memo = HeadMemo::default();
     loop {
         if !immediately {
             let wait = until_next(&job.schedule, not_before, offset);
@@ -158,7 +159,7 @@ async fn agent_loop<D: Destination>(
         let started = Instant::now();
         let name = job.name.clone();
         let result = tokio::select! {
-            r = pull(&job.name, &job.client, dest, settings.pacing, |round| {
+            r = pull(&job.name, &job.client, dest, settings.pacing, &mut memo, |round| {
                 telemetry.round(&name, round);
             }) => r,
             _ = stop.wait_for(|s| *s) => return,

@@ -381,6 +381,43 @@ impl DecodedBlock {
         out
     }
 
+    /// Drops every collection at or before `after_ms`: the timestamps, each column's
+    /// values at them, and the columns left empty; log events stay. The header's
+    /// `min_ts` follows what remains. A puller that already wrote a head block's
+    /// older collections uses it to write only the new ones.
+    pub fn retain_after(&mut self, after_ms: i64) {
+        let cut = self.timestamps.partition_point(|&t| t <= after_ms);
+        if cut == 0 {
+            return;
+        }
+        let remaining = self.timestamps.len() - cut;
+        let mut dropped_per_pattern = Vec::with_capacity(self.patterns.len());
+        for bits in &mut self.patterns {
+            let before: usize = (0..cut)
+                .filter(|&i| bits[i / 64] >> (i % 64) & 1 == 1)
+                .count();
+            dropped_per_pattern.push(before);
+            *bits = shift_bits(bits, cut, remaining);
+        }
+        for col in &mut self.columns {
+            col.values
+                .drain(..dropped_per_pattern[col.pattern as usize]);
+        }
+        self.columns.retain(|c| !c.values.is_empty());
+        self.timestamps.drain(..cut);
+        let events = self.log_events.iter().map(|e| e.timestamp_ms);
+        if let Some(min) = self
+            .timestamps
+            .first()
+            .copied()
+            .into_iter()
+            .chain(events)
+            .min()
+        {
+            self.header.min_ts = min;
+        }
+    }
+
     /// The column of `series`, if the block has one.
     pub fn column(&self, series: SeriesId) -> Option<&SeriesColumn> {
         self.columns
@@ -388,6 +425,28 @@ impl DecodedBlock {
             .ok()
             .map(|i| &self.columns[i])
     }
+}
+
+/// Bits `from..from + len` of `bits` as a bitmap of `len` bits starting at bit 0.
+fn shift_bits(bits: &[u64], from: usize, len: usize) -> Vec<u64> {
+    let (word, bit) = (from / 64, from % 64);
+    let mut out: Vec<u64> = (0..len.div_ceil(64))
+        .map(|i| {
+            let lo = bits.get(word + i).copied().unwrap_or(0) >> bit;
+            let hi = if bit == 0 {
+                0
+            } else {
+                bits.get(word + i + 1).copied().unwrap_or(0) << (64 - bit)
+            };
+            lo | hi
+        })
+        .collect();
+    if !len.is_multiple_of(64)
+        && let Some(last) = out.last_mut()
+    {
+        *last &= (1u64 << (len % 64)) - 1;
+    }
+    out
 }
 
 /// Decodes one complete block frame (and nothing after it).

@@ -49,6 +49,33 @@ fn assert_round_trip(input: &Collections, logs: &[LogEvent]) {
     assert_eq!(got, expected);
     assert_eq!(block.sample_count(), b.sample_count());
 
+    // Dropping the collections up to any of its timestamps leaves exactly the later ones.
+    let n = block.timestamps.len();
+    for cut in [0, n / 3, n / 2, n.saturating_sub(1), n]
+        .into_iter()
+        .filter_map(|i| block.timestamps.get(i.min(n.saturating_sub(1))))
+        .copied()
+        .chain(block.timestamps.first().and_then(|t| t.checked_sub(1)))
+    {
+        let mut later = block.clone();
+        later.retain_after(cut);
+        let want: BTreeMap<i64, Vec<(SeriesId, u64)>> = got
+            .iter()
+            .filter(|(t, _)| **t > cut)
+            .map(|(t, v)| (*t, v.clone()))
+            .collect();
+        let have: BTreeMap<i64, Vec<(SeriesId, u64)>> = later
+            .collections()
+            .into_iter()
+            .map(|(t, s)| (t, s.into_iter().map(|(id, v)| (id, v.to_bits())).collect()))
+            .collect();
+        assert_eq!(have, want, "retain_after({cut})");
+        assert!(later.columns.iter().all(|c| !c.values.is_empty()));
+        if let Some(&first) = later.timestamps.first() {
+            assert!(later.header.min_ts <= first);
+        }
+    }
+
     // Decoding only some columns gives exactly those columns of the full decode.
     let keep = |s: SeriesId| s.0 % 3 != 1;
     let partial = decode_block_filtered(&frame, &keep).expect("filtered decode");

@@ -187,13 +187,50 @@ fn status_error(path: &str, r: &Response) -> ScrapeError {
     }
 }
 
+/// How much of an agent's open head block is already in the database, kept by the
+/// caller from one pull of that agent to the next so that each pull writes only the
+/// head's new collections instead of the whole head again. Starting empty (after a
+/// restart) costs one full head write; the overlap is dropped by the sink.
+///
+/// Samples a collector adds to an already written collection timestamp (two
+/// collectors of one tick finishing between two pulls) are left out of the head
+/// preview; they arrive with the sealed block, which is always written whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadMemo {
+    /// Agent identity, head sequence, newest collection timestamp written (ms).
+    written: Option<(AgentId, u64, i64)>,
+}
+
+impl HeadMemo {
+    /// Drops from `head` what an earlier pull wrote; `None` when nothing is new.
+    fn trim(&self, agent_id: AgentId, head: Option<DecodedBlock>) -> Option<DecodedBlock> {
+        let mut head = head?;
+        if let Some((id, seq, through)) = self.written
+            && id == agent_id
+            && seq == head.header.sequence
+        {
+            head.retain_after(through);
+        }
+        (!head.timestamps.is_empty()).then_some(head)
+    }
+
+    /// Records a committed head.
+    fn written(&mut self, agent_id: AgentId, head: &DecodedBlock) {
+        if let Some(&last) = head.timestamps.last() {
+            self.written = Some((agent_id, head.header.sequence, last));
+        }
+    }
+}
+
 /// Pulls `agent` once (PROTOCOL.md, "The client algorithm"), calling `on_round`
-/// after each committed request.
+/// after each committed request. `memo` carries what of the agent's head is
+/// already written from one pull to the next.
 pub async fn pull<D: Destination>(
     agent: &str,
     client: &AgentClient,
     dest: &D,
     pacing: Pacing,
+    memo: &mut HeadMemo,
     mut on_round: impl FnMut(&Round),
 ) -> Result<PullReport, ScrapeError> {
     let mut report = PullReport::default();
@@ -313,7 +350,11 @@ pub async fn pull<D: Destination>(
                 agent_id: h.agent_id,
                 series: series.take().unwrap_or_default(),
                 blocks,
-                head: if last_chunk { head.take() } else { None },
+                head: if last_chunk {
+                    memo.trim(h.agent_id, head.take())
+                } else {
+                    None
+                },
                 gap: gap_once.take(),
                 cursor: new_cursor,
             };
@@ -326,6 +367,9 @@ pub async fn pull<D: Destination>(
             } else {
                 0
             };
+            if let Some(written) = &batch.head {
+                memo.written(h.agent_id, written);
+            }
             let round = Round {
                 blocks: batch.blocks.len() as u64,
                 samples,
