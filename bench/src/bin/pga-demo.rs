@@ -152,12 +152,66 @@ fn count_by_agent(pg: &Cluster) -> String {
     .unwrap_or_default()
 }
 
+/// The demo runs PostgreSQL from the system's server binaries. When they are
+/// missing it installs them with apt-get as root on Debian or Ubuntu, as
+/// `bench/run-tests` does; otherwise it says what to install.
+fn ensure_postgresql() -> anyhow::Result<()> {
+    if pga_lab::PgInstall::find().is_ok() {
+        return Ok(());
+    }
+    let root = nix::unistd::Uid::effective().is_root();
+    let apt = std::path::Path::new("/usr/bin/apt-get").exists();
+    if !(root && apt) {
+        anyhow::bail!(
+            "PostgreSQL server binaries not found (looked in /usr/lib/postgresql/*/bin and \
+             PGA_LAB_PG_BIN); install them (Debian/Ubuntu: sudo apt-get install -y postgresql) \
+             and run again"
+        );
+    }
+    println!("installing PostgreSQL with apt-get (postgresql, postgresql-client)…");
+    for args in [
+        &["update", "-qq"][..],
+        &[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "postgresql",
+            "postgresql-client",
+        ][..],
+    ] {
+        let status = std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        anyhow::ensure!(
+            status.success(),
+            "apt-get {} failed ({status})",
+            args.join(" ")
+        );
+    }
+    // Debian starts a cluster of its own on install; the demo needs none of it.
+    let stop = "command -v pg_lsclusters >/dev/null || exit 0; \
+                pg_lsclusters -h | while read -r v c _; do pg_ctlcluster \"$v\" \"$c\" stop; done";
+    match std::process::Command::new("sh").args(["-c", stop]).status() {
+        Ok(s) if s.success() => {}
+        other => eprintln!(
+            "could not stop the cluster Debian started ({other:?}); it does not affect the demo"
+        ),
+    }
+    pga_lab::PgInstall::find()
+        .map(|_| ())
+        .context("PostgreSQL still not found after apt-get install postgresql")
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (agent_bin, federator_bin) = binaries(&args)?;
     let work = tempfile::Builder::new().prefix("pga-demo-").tempdir()?;
     let root = work.path();
 
+    ensure_postgresql()?;
     println!("starting a throwaway PostgreSQL cluster…");
     let pg = Cluster::builder()
         .start()
