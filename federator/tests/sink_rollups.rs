@@ -1,5 +1,6 @@
 //! Rollup exactness: after out-of-order and duplicate deliveries (a shuffled
-//! backfill, blocks pulled twice, heads overlapping sealed blocks), every 1-minute
+//! backfill, blocks pulled twice, heads overlapping sealed blocks, live heads
+//! growing, a second writer), every 1-minute
 //! and 1-hour row equals the same aggregate computed by a GROUP BY over the raw
 //! samples, counter increases with resets included.
 
@@ -155,9 +156,24 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
             .unwrap();
     }
 
+    // Live: each window shown first as a growing head (what a live pull writes: the
+    // sink continues series from the newest samples it remembers), then sealed. One
+    // window goes through a second sink, as a second federator would: the first must
+    // notice and not trust what it remembers.
+    let other = common::sink(&pg).await;
     for (j, rows) in live.iter().enumerate() {
-        let sealed = block(AGENT, (blocks.len() + j) as u64 + 1, rows, &[]);
-        sink.ingest(&batch("db1", vec![], vec![sealed], None, None, 3))
+        let sequence = (blocks.len() + j) as u64 + 1;
+        let mut shown = 0;
+        while shown < rows.len() && rng.below(3) != 0 {
+            shown += 1 + rng.below((rows.len() - shown) as u64) as usize;
+            let head = block(AGENT, sequence, &rows[..shown], &[]);
+            sink.ingest(&batch("db1", vec![], vec![], Some(head), None, 3))
+                .await
+                .unwrap();
+        }
+        let sealed = block(AGENT, sequence, rows, &[]);
+        let by = if j == live.len() / 2 { &other } else { &sink };
+        by.ingest(&batch("db1", vec![], vec![sealed], None, None, 3))
             .await
             .unwrap();
     }

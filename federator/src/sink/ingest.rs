@@ -13,7 +13,8 @@
 //! 6. log events of the sealed blocks (the head's come again once it is sealed);
 //! 7. the gap, if any, and the cursor.
 //!
-//! The series cache learns the batch's new mappings only after the commit.
+//! The series cache learns the batch's new mappings, and the tail cache
+//! ([`super::tails`]) the newest stored sample of each series, only after the commit.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -79,8 +80,26 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         _ => SinkError::db("writing the agent")(e),
     })?;
 
+    // The tails remembered for the agent, if nobody else wrote it since.
+    let token: Option<(i64,)> =
+        sqlx::query_as("SELECT xmin::text::bigint FROM agent_cursors WHERE agent_id = $1")
+            .bind(agent_row)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(SinkError::db("reading the agent's cursor"))?;
+    let mut tails = sink
+        .tails
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take(agent_row, token.map(|(t,)| t));
+    tails.retain(|_, t| t.ts >= raw_cutoff_ms);
+
     // Dictionary: new entries, then whatever the blocks use that the cache lacks.
     let mut mapping = series::upsert(conn, agent_row, batch.agent_id, &batch.series).await?;
+    // A dictionary entry may describe a known series anew (a recreated store).
+    for global in mapping.values() {
+        tails.remove(global);
+    }
     let learned = mapping.clone();
     let mut missing = HashSet::new();
     {
@@ -145,7 +164,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         cutoff_ms: raw_cutoff_ms,
         future_ms,
     };
-    let written = samples::write(conn, &to_write).await?;
+    let written = samples::write(conn, &to_write, tails).await?;
     let (mut rollups_1m, mut rollups_1h) = (0, 0);
     if written.inserted > 0 {
         sqlx::query(SEEN)
@@ -159,19 +178,20 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         write_log_events(conn, agent_row, batch, log_cutoff_ms..=future_ms).await?;
     let gap_recorded = write_gap(conn, agent_row, &uid, batch).await?;
 
-    sqlx::query(
+    let (token,): (i64,) = sqlx::query_as(
         "INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count) \
          VALUES ($1, $2::uuid, $3, $4, $5) \
          ON CONFLICT (agent_id) DO UPDATE SET agent_uid = EXCLUDED.agent_uid, \
              last_sequence = EXCLUDED.last_sequence, last_ts_ms = EXCLUDED.last_ts_ms, \
-             series_count = EXCLUDED.series_count",
+             series_count = EXCLUDED.series_count \
+         RETURNING xmin::text::bigint",
     )
     .bind(agent_row)
     .bind(&uid)
     .bind(batch.cursor.last_sequence.map(|s| s as i64))
     .bind(batch.cursor.last_ts_ms)
     .bind(batch.cursor.series_count as i64)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .map_err(SinkError::db("advancing the agent's cursor"))?;
 
@@ -185,6 +205,12 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .extend(batch.agent_id, &learned);
+    if let Some(tails) = written.tails {
+        sink.tails
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .put(agent_row, token, tails);
+    }
 
     Ok(IngestReport {
         series_mapped: batch.series.len(),

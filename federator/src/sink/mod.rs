@@ -23,6 +23,7 @@ mod rollup;
 mod samples;
 mod schema;
 mod series;
+mod tails;
 mod timescale;
 
 use std::str::FromStr;
@@ -103,6 +104,9 @@ pub struct Sink {
     /// a transient error empties it, so a database restored or replaced while the
     /// federator was cut off is read afresh.
     series_cache: Mutex<series::SeriesCache>,
+    /// The newest stored sample of each series, per agent, as last committed
+    /// ([`tails`]); emptied with the series cache.
+    tails: Mutex<tails::TailCache>,
 }
 
 impl Sink {
@@ -129,6 +133,7 @@ impl Sink {
             pool,
             options,
             series_cache: Mutex::new(series::SeriesCache::default()),
+            tails: Mutex::new(tails::TailCache::default()),
         })
     }
 
@@ -190,9 +195,13 @@ impl Sink {
         result
     }
 
-    /// Empties the series cache (it is filled again from the database).
+    /// Empties the series and tail caches (they are filled again from the database).
     fn forget_series(&self) {
         self.series_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        self.tails
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();

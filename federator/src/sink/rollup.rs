@@ -19,11 +19,12 @@
 //! first stored sample after its newest new sample are recomputed from the raw
 //! samples (with the sample before that range as the first predecessor), and the
 //! 1-hour buckets covering them from the 1-minute rows. A series whose new samples
-//! are newer than everything stored for it and fall in minutes that held nothing
-//! (the usual case: a live agent, a catch-up) needs no re-reading: its minutes are
-//! computed from the batch and copied in, and added to its hours. Every aggregate is computed
-//! from scratch, so late, backfilled or repeated data give the same rows as data
-//! that arrived on time and in order.
+//! are all newer than everything stored for it (the usual case: a live agent, a
+//! catch-up) needs no re-reading: its minutes are computed from the batch and its
+//! stored predecessor, copied in when the minute held nothing, added to the row of
+//! the minute of its newest stored sample, and added to its hours. Late,
+//! backfilled or repeated data are recomputed from scratch, so they give the same
+//! rows as data that arrived on time and in order.
 
 use std::collections::HashMap;
 
@@ -114,27 +115,36 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
     last = EXCLUDED.last, increase = EXCLUDED.increase";
 
-/// Adds the hour partials of computed 1-minute rows to the 1-hour rows: those
-/// minutes are newer than every minute the hour held (see [`recompute`]).
-const MERGE_1H: &str = "\
-INSERT INTO samples_1h AS r (series_id, bucket, count, sum, min, max, last, increase)
-SELECT h.id, timestamptz 'epoch' + h.hour_ms * interval '1 millisecond',
+/// Adds partial rows, newer than every sample their buckets held, to those
+/// buckets (see [`recompute`]); `{table}` is `samples_1m` or `samples_1h`.
+macro_rules! merge_sql {
+    ($table:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " AS r (series_id, bucket, count, sum, min, max, last, increase)
+SELECT h.id, timestamptz 'epoch' + h.at_ms * interval '1 millisecond',
        h.count, h.sum, h.min, h.max, h.last, h.increase
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
             $6::float8[], $7::float8[], $8::float8[])
-     AS h(id, hour_ms, count, sum, min, max, last, increase)
+     AS h(id, at_ms, count, sum, min, max, last, increase)
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
     min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max),
-    last = EXCLUDED.last, increase = r.increase + EXCLUDED.increase";
+    last = EXCLUDED.last, increase = r.increase + EXCLUDED.increase"
+        )
+    };
+}
+const MERGE_1M: &str = merge_sql!("samples_1m");
+const MERGE_1H: &str = merge_sql!("samples_1h");
 
 /// Recomputes the rollups of the buckets touched by the samples listed in
 /// `pga_touched`; returns the 1-minute and 1-hour rows written.
 ///
-/// `fresh` holds the series that had no stored sample from the minute of their new
-/// ones onwards ([`Fresh`]): their 1-minute rows follow from the new samples and the
-/// stored predecessor alone, and are computed here and copied in, and added to their
-/// hours. The others are recomputed in SQL from the raw samples; when `touched`
+/// `fresh` holds the series whose new samples are newer than all they had stored
+/// ([`Fresh`]): their 1-minute rows follow from the new samples and the stored
+/// predecessor alone, and are computed here, copied in (or added to the minute of the
+/// newest stored sample), and added to their hours. The others are recomputed in SQL from the raw samples; when `touched`
 /// (how many series `pga_touched` lists) says there are none, no SQL runs for them.
 pub(crate) async fn recompute(
     conn: &mut PgConnection,
@@ -143,11 +153,17 @@ pub(crate) async fn recompute(
 ) -> Result<(u64, u64), SinkError> {
     let mut copy = RollupCopy::new();
     let mut computed = Vec::with_capacity(fresh.len());
+    let mut continued: Vec<RollupRow> = Vec::new();
     let mut hours: Vec<RollupRow> = Vec::new();
     for (&id, series) in fresh {
         let minutes = minute_rows(id, series.counter, series.prev, &series.samples);
+        let tail_minute = series.tail_ms.map(|t| t - t.rem_euclid(60_000));
         for row in &minutes {
-            copy.push(row);
+            if Some(row.bucket_ms) == tail_minute {
+                continued.push(*row);
+            } else {
+                copy.push(row);
+            }
         }
         hours.extend(hour_partials(&minutes));
         computed.push(id);
@@ -155,8 +171,12 @@ pub(crate) async fn recompute(
     let mut m1 = copy.rows() as u64;
     if m1 > 0 && !copy_rollups(conn, copy).await? {
         computed.clear();
+        continued.clear();
         hours.clear();
         m1 = 0;
+    }
+    if !continued.is_empty() {
+        m1 += merge(conn, MERGE_1M, &continued, "merging 1-minute rollups").await?;
     }
     let mut h1 = 0;
     if touched != Some(computed.len()) {
@@ -179,7 +199,7 @@ pub(crate) async fn recompute(
             .rows_affected();
     }
     if !hours.is_empty() {
-        h1 += merge_hours(conn, &hours).await?;
+        h1 += merge(conn, MERGE_1H, &hours, "merging 1-hour rollups").await?;
     }
     Ok((m1, h1))
 }
@@ -288,13 +308,20 @@ fn hour_partials(minutes: &[RollupRow]) -> Vec<RollupRow> {
     out
 }
 
-async fn merge_hours(conn: &mut PgConnection, hours: &[RollupRow]) -> Result<u64, SinkError> {
-    let col = |f: fn(&RollupRow) -> f64| hours.iter().map(f).collect::<Vec<f64>>();
-    let ids: Vec<i64> = hours.iter().map(|h| h.series_id).collect();
-    let at: Vec<i64> = hours.iter().map(|h| h.bucket_ms).collect();
-    let count: Vec<i64> = hours.iter().map(|h| h.count).collect();
-    let increase: Vec<Option<f64>> = hours.iter().map(|h| h.increase).collect();
-    Ok(sqlx::query(MERGE_1H)
+/// Adds partial rows to their buckets with `statement` ([`MERGE_1M`] or
+/// [`MERGE_1H`]).
+async fn merge(
+    conn: &mut PgConnection,
+    statement: &str,
+    rows: &[RollupRow],
+    what: &'static str,
+) -> Result<u64, SinkError> {
+    let col = |f: fn(&RollupRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    let ids: Vec<i64> = rows.iter().map(|h| h.series_id).collect();
+    let at: Vec<i64> = rows.iter().map(|h| h.bucket_ms).collect();
+    let count: Vec<i64> = rows.iter().map(|h| h.count).collect();
+    let increase: Vec<Option<f64>> = rows.iter().map(|h| h.increase).collect();
+    Ok(sqlx::query(statement)
         .bind(&ids)
         .bind(&at)
         .bind(&count)
@@ -305,7 +332,7 @@ async fn merge_hours(conn: &mut PgConnection, hours: &[RollupRow]) -> Result<u64
         .bind(&increase)
         .execute(&mut *conn)
         .await
-        .map_err(SinkError::db("merging 1-hour rollups"))?
+        .map_err(SinkError::db(what))?
         .rows_affected())
 }
 

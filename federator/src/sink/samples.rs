@@ -25,6 +25,7 @@ use sqlx::PgConnection;
 
 use super::SinkError;
 use super::copy::SampleCopy;
+use super::tails::{Tail, Tails};
 
 /// The session's staging tables, emptied by every commit or rollback; and settings
 /// for the transaction: no JIT (compiling costs more than these queries), and room to
@@ -51,22 +52,23 @@ WITH ins AS (
 INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
 SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
 
-/// In one round trip, for the series `$1` and the batch's range `[$2, $3]` (ms): the
-/// samples already stored in the range (`ts` set), and one row per series (`ts`
-/// NULL) telling whether it is a counter, the value of its stored sample before the
-/// range (counters only: a gauge's rollups do not use it) and whether a stored sample
-/// follows the range — what [`super::rollup`]
-/// needs to compute the rollups of a fresh series without reading again.
+/// In one round trip: the samples already stored for the series `$1` in the batch's
+/// range `[$2, $3]` (ms; `ts` set, with their values), and for each series of `$4`
+/// (those whose tail the sink does not remember) one row (`ts` NULL) telling whether
+/// it is a counter, the value of its stored sample before the range (counters only: a
+/// gauge's rollups do not use it) and whether a stored sample follows the range —
+/// what [`super::rollup`] needs to compute the rollups of a fresh series without
+/// reading again.
 const EXISTING: &str = "\
-SELECT s.series_id, (extract(epoch FROM s.ts) * 1000)::bigint,
-       NULL::boolean, NULL::float8, NULL::boolean
+SELECT s.series_id, (extract(epoch FROM s.ts) * 1000)::bigint, s.value,
+       NULL::boolean, NULL::boolean
 FROM samples s
 WHERE s.series_id = ANY($1)
   AND s.ts >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
   AND s.ts <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'
 UNION ALL
-SELECT i.id, NULL::bigint, se.kind = 'counter', p.value, nx.ts IS NOT NULL
-FROM unnest($1::bigint[]) AS i(id)
+SELECT i.id, NULL::bigint, p.value, se.kind = 'counter', nx.ts IS NOT NULL
+FROM unnest($4::bigint[]) AS i(id)
 JOIN series se ON se.id = i.id
 LEFT JOIN LATERAL (
     SELECT s.value FROM samples s
@@ -106,16 +108,24 @@ pub(crate) struct Written {
     pub fresh: HashMap<i64, Fresh>,
     /// How many series `pga_touched` lists, when known (direct path).
     pub touched: Option<usize>,
+    /// The agent's tails once this write commits; `None` when they are not known
+    /// (staged path), so that the next ingest reads them.
+    pub tails: Option<Tails>,
 }
 
-/// A series that had no sample stored from the start of the minute of the batch's
-/// oldest sample onwards: its new 1-minute rows follow from its new samples and its
-/// stored predecessor alone ([`super::rollup`]).
+/// A series whose new 1-minute rows follow from its new samples and its stored
+/// predecessor alone ([`super::rollup`]): every new sample is newer than every
+/// stored one, and either no sample is stored from the start of the minute of its
+/// oldest new sample onwards, or the newest stored one is known (`tail_ms`) and the
+/// first new minute continues that sample's minute.
 #[derive(Debug, Default)]
 pub(crate) struct Fresh {
     pub counter: bool,
     /// The value of the newest sample stored before the new ones (counters only).
     pub prev: Option<f64>,
+    /// The time of the newest stored sample (ms), when the sink remembers it: a new
+    /// sample in its minute is added to that minute's row.
+    pub tail_ms: Option<i64>,
     /// The new samples, ascending.
     pub samples: Vec<(i64, f64)>,
 }
@@ -161,100 +171,125 @@ impl Samples<'_> {
 pub(crate) async fn write(
     conn: &mut PgConnection,
     samples: &Samples<'_>,
+    tails: Tails,
 ) -> Result<Written, SinkError> {
     sqlx::Executor::execute(&mut *conn, STAGING)
         .await
         .map_err(SinkError::db("preparing the staging tables"))?;
     let mut written = Written::default();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    let mut ids = HashSet::new();
+    // Each series' oldest sample in the batch.
+    let mut oldest: HashMap<i64, i64> = HashMap::new();
     for (id, column) in samples.columns() {
-        let before = written.offered;
         for (ts, _) in column {
             written.offered += 1;
             lo = lo.min(ts);
             hi = hi.max(ts);
-        }
-        if written.offered > before {
-            ids.insert(id);
+            let o = oldest.entry(id).or_insert(ts);
+            *o = (*o).min(ts);
         }
     }
     if written.offered == 0 {
+        written.tails = Some(tails);
         return Ok(written);
     }
     if samples.disjoint()
-        && let Some((inserted, fresh, touched)) = write_direct(conn, samples, ids, lo, hi).await?
+        && let Some(direct) = write_direct(conn, samples, oldest, tails, lo, hi).await?
     {
-        written.inserted = inserted;
-        written.fresh = fresh;
-        written.touched = Some(touched);
+        written.inserted = direct.inserted;
+        written.fresh = direct.fresh;
+        written.touched = Some(direct.touched);
+        written.tails = Some(direct.tails);
         return Ok(written);
     }
     written.inserted = write_staged(conn, samples, written.offered).await?;
     Ok(written)
 }
 
-/// The direct path: samples inserted, the fresh series and how many series got
-/// samples; `None` when the savepoint had to be rolled back.
+/// What the direct path did.
+struct Direct {
+    inserted: u64,
+    fresh: HashMap<i64, Fresh>,
+    /// How many series got samples.
+    touched: usize,
+    tails: Tails,
+}
+
+/// The direct path; `None` when the savepoint had to be rolled back.
+///
+/// A series whose tail the sink remembers and whose samples are all newer than it
+/// needs no reading. The others (the head written by the previous pull, a block
+/// pulled twice, a series not seen since the federator started) are read in one
+/// round trip.
 async fn write_direct(
     conn: &mut PgConnection,
     samples: &Samples<'_>,
-    ids: HashSet<i64>,
+    oldest: HashMap<i64, i64>,
+    mut tails: Tails,
     lo: i64,
     hi: i64,
-) -> Result<Option<(u64, HashMap<i64, Fresh>, usize)>, SinkError> {
-    let ids: Vec<i64> = ids.into_iter().collect();
-    // From the start of the minute: a stored sample there makes the series not fresh.
-    let lo = lo - lo.rem_euclid(60_000);
-    type Row = (i64, Option<i64>, Option<bool>, Option<f64>, Option<bool>);
-    let rows: Vec<Row> = sqlx::query_as(EXISTING)
-        .bind(&ids)
-        .bind(lo)
-        .bind(hi)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(SinkError::db("reading samples already stored"))?;
-    let mut stored: HashSet<(i64, i64)> = HashSet::new();
-    let mut around: HashMap<i64, (bool, Option<f64>, bool)> = HashMap::new();
-    for (id, ts, counter, prev, has_next) in rows {
-        match ts {
-            Some(ts) => {
-                stored.insert((id, ts));
-            }
+) -> Result<Option<Direct>, SinkError> {
+    let mut read = Vec::new();
+    let mut unknown = Vec::new();
+    for (&id, &first) in &oldest {
+        match tails.get(&id) {
+            Some(t) if t.ts < first => {}
+            Some(_) => read.push(id),
             None => {
-                around.insert(
-                    id,
-                    (counter.unwrap_or(false), prev, has_next.unwrap_or(true)),
-                );
+                read.push(id);
+                unknown.push(id);
             }
         }
     }
-    let stale: HashSet<i64> = stored.iter().map(|&(id, _)| id).collect();
+    // From the start of the minute: a stored sample there makes the series not fresh.
+    let lo = lo - lo.rem_euclid(60_000);
+    let mut stored: HashSet<(i64, i64)> = HashSet::new();
+    // Per series read: its newest stored sample in the range.
+    let mut newest_stored: HashMap<i64, (i64, f64)> = HashMap::new();
+    // Per unknown series: counter, the stored predecessor, whether a sample follows.
+    let mut around: HashMap<i64, (bool, Option<f64>, bool)> = HashMap::new();
+    if !read.is_empty() {
+        type Row = (i64, Option<i64>, Option<f64>, Option<bool>, Option<bool>);
+        let rows: Vec<Row> = sqlx::query_as(EXISTING)
+            .bind(&read)
+            .bind(lo)
+            .bind(hi)
+            .bind(&unknown)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(SinkError::db("reading samples already stored"))?;
+        for (id, ts, value, counter, has_next) in rows {
+            match ts {
+                Some(ts) => {
+                    stored.insert((id, ts));
+                    let v = value.unwrap_or(f64::NAN);
+                    let n = newest_stored.entry(id).or_insert((ts, v));
+                    if ts > n.0 {
+                        *n = (ts, v);
+                    }
+                }
+                None => {
+                    around.insert(
+                        id,
+                        (counter.unwrap_or(false), value, has_next.unwrap_or(true)),
+                    );
+                }
+            }
+        }
+    }
     let mut copy = SampleCopy::with_capacity(0);
     let mut touched: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
-    let mut fresh: HashMap<i64, Fresh> = HashMap::new();
+    let mut new: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
     for (id, column) in samples.columns() {
-        let stale = stale.contains(&id);
-        // A series with a stored sample after the batch is recomputed in SQL.
-        let mut fresh = match around.get(&id) {
-            Some(&(counter, prev, false)) if !stale => {
-                Some(fresh.entry(id).or_insert_with(|| Fresh {
-                    counter,
-                    prev,
-                    samples: Vec::new(),
-                }))
-            }
-            _ => None,
-        };
+        let check = newest_stored.contains_key(&id);
         let mut range: Option<(i64, i64, i64)> = None;
+        let kept = new.entry(id).or_default();
         for (ts, value) in column {
-            if stale && stored.contains(&(id, ts)) {
+            if check && stored.contains(&(id, ts)) {
                 continue;
             }
             copy.push(id, ts, value);
-            if let Some(f) = fresh.as_mut() {
-                f.samples.push((ts, value));
-            }
+            kept.push((ts, value));
             let r = range.get_or_insert((0, ts, ts));
             r.0 += 1;
             r.1 = r.1.min(ts);
@@ -267,13 +302,76 @@ async fn write_direct(
             t.2 = t.2.max(last);
         }
     }
-    fresh.retain(|_, f| !f.samples.is_empty());
+    // Rollup shortcuts and the tails after this write.
+    let mut fresh: HashMap<i64, Fresh> = HashMap::new();
+    for (id, mut samples) in new {
+        samples.sort_unstable_by_key(|&(ts, _)| ts);
+        let newest_new = samples.last().copied();
+        let (candidate, tail) = match (tails.get(&id), around.get(&id)) {
+            (Some(&t), _) => {
+                let newer = samples.first().is_none_or(|&(ts, _)| ts > t.ts);
+                let candidate = newer.then(|| Fresh {
+                    counter: t.counter,
+                    prev: t.counter.then_some(t.value),
+                    tail_ms: Some(t.ts),
+                    samples: Vec::new(),
+                });
+                (candidate, Some(t))
+            }
+            (None, Some(&(counter, prev, has_next))) => {
+                let clean = !has_next && !newest_stored.contains_key(&id);
+                let candidate = clean.then_some(Fresh {
+                    counter,
+                    prev,
+                    tail_ms: None,
+                    samples: Vec::new(),
+                });
+                // Unknown when a stored sample follows the batch.
+                let tail = (!has_next).then(|| {
+                    let (ts, value) = newest_stored
+                        .get(&id)
+                        .copied()
+                        .unwrap_or((i64::MIN, f64::NAN));
+                    Tail { ts, value, counter }
+                });
+                (candidate, tail)
+            }
+            // Not read and not remembered cannot happen; leave it to SQL.
+            (None, None) => (None, None),
+        };
+        match tail {
+            Some(mut t) => {
+                if let Some((ts, value)) = newest_new
+                    && ts > t.ts
+                {
+                    t.ts = ts;
+                    t.value = value;
+                }
+                if t.ts == i64::MIN {
+                    tails.remove(&id);
+                } else {
+                    tails.insert(id, t);
+                }
+            }
+            None => {
+                tails.remove(&id);
+            }
+        }
+        if let Some(mut f) = candidate
+            && !samples.is_empty()
+        {
+            f.samples = samples;
+            fresh.insert(id, f);
+        }
+    }
     let rows = copy.rows() as u64;
     if rows == 0 {
-        return Ok(Some((0, HashMap::new(), 0)));
-    }
-    for series in fresh.values_mut() {
-        series.samples.sort_unstable_by_key(|&(ts, _)| ts);
+        return Ok(Some(Direct {
+            inserted: 0,
+            fresh: HashMap::new(),
+            touched: 0,
+            tails,
+        }));
     }
     let touched_series = touched.len();
     sqlx::Executor::execute(&mut *conn, "SAVEPOINT pga_direct")
@@ -316,7 +414,12 @@ async fn write_direct(
         .execute(&mut *conn)
         .await
         .map_err(SinkError::db("listing the inserted ranges"))?;
-    Ok(Some((rows, fresh, touched_series)))
+    Ok(Some(Direct {
+        inserted: rows,
+        fresh,
+        touched: touched_series,
+        tails,
+    }))
 }
 
 /// The staged path: returns how many samples were new.
