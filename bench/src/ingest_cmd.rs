@@ -43,14 +43,16 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 2000)]
     pub series: usize,
     /// Blocks (10-minute windows) ingested.
-    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub blocks: u64,
     /// Collection interval in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
     pub interval_secs: u32,
-    /// Blocks per batch (per transaction), in both phases: 1 is a live agent's pull,
-    /// more is a catch-up pull (one /v1/blocks page holds many blocks).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    /// Blocks per batch (per transaction), in both phases. The default, 8 blocks of
+    /// 2000 series (960,000 samples), is what the federator commits per transaction
+    /// when it catches up with default settings (backfill.max_samples_per_transaction
+    /// = 1,000,000); 1 is one sealed block per pull.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub blocks_per_batch: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]

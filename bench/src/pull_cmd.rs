@@ -19,13 +19,13 @@ use clap::Args;
 use pga_federator::config::{BackfillConfig, parse_schedule};
 use pga_federator::scheduler::{self, AgentJob, SchedulerSettings};
 use pga_federator::scrape::{AgentClient, ClientLimits, HeadMemo, Pacing, pull};
-use pga_federator::sink::{Sink, SinkOptions};
+use pga_federator::sink::{SampleCopy, Sink, SinkOptions};
 use pga_federator::telemetry::Telemetry;
 use pga_federator::url::AgentUrl;
 use pga_format::AgentId;
 use pga_lab::Cluster;
 
-use crate::simagent::{SimAgent, Templates, serve};
+use crate::simagent::{SimAgent, Templates, serve, stamp};
 
 /// Measure a backfill: one agent's day of history pulled into PostgreSQL.
 #[derive(Debug, Args)]
@@ -47,9 +47,12 @@ pub struct FleetArgs {
     /// Series per agent.
     #[arg(long, default_value_t = 2000)]
     pub series: u64,
-    /// How long to run, in seconds.
+    /// How long to measure, in seconds, once every agent has been pulled once.
     #[arg(long, default_value_t = 120)]
     pub secs: u64,
+    /// How long the warm-up (every agent pulled once) may take, in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub warmup_secs: u64,
     /// Pulls at once (scrape.max_concurrent).
     #[arg(long, default_value_t = 32)]
     pub max_concurrent: usize,
@@ -121,12 +124,14 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
     let (pg, options) = central(4)?;
     let rt = tokio::runtime::Runtime::new()?;
     let expected = templates.sealed_samples + args.series;
+    let templates = Arc::new(templates);
+    let sealed = templates.clone();
     let (secs, requests) = rt.block_on(async {
-        let sink = Sink::connect(&pg.url("central"), options).await?;
+        let sink = Sink::connect(&pg.url("central"), options.clone()).await?;
         sink.migrate().await?;
         let agent = SimAgent {
             agent_id: AgentId([0x42; 16]),
-            templates: Arc::new(templates),
+            templates,
             started: Instant::now(),
         };
         let port = serve(agent).await?;
@@ -158,6 +163,7 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         stored == expected,
         "the database holds {stored} samples, expected {expected}"
     );
+    let bare = rt.block_on(bare_copy(&pg, options, &sealed.sealed))?;
     println!(
         "backfill of {} h × {} series: {stored} samples in {secs:.2} s ({:.0} samples/s, {requests} requests \
          of ≤ {} bytes, ≤ {} samples per transaction, pause {} ms) — goal ≤ 10 s",
@@ -168,46 +174,150 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         BackfillConfig::default().max_samples_per_transaction,
         BackfillConfig::default().pause_ms,
     );
+    println!(
+        "  the floor on this machine: a bare binary COPY of the same sealed samples into \
+         the same table, in transactions of the same size, took {bare:.2} s ({:.0} samples/s); \
+         the backfill took {:.2}× that",
+        sealed.sealed_samples as f64 / bare,
+        secs / bare
+    );
     Ok(())
 }
 
-/// Sum of a counter family and the p50/p95 of the scrape-duration histogram, read
-/// from the rendered self-metrics.
-fn read_metrics(text: &str) -> (u64, u64, u64, f64, f64) {
-    let sum = |prefix: &str| -> u64 {
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    };
-    let mut buckets: Vec<(f64, f64)> = text
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("pga_federator_scrape_duration_seconds_bucket{le=\"")?;
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.parse().ok()?))
+/// Times a bare binary `COPY` of the sealed blocks' samples into `samples` of a
+/// fresh database `bare`, in transactions of at most the backfill's samples per
+/// transaction (decoding not timed): the least the database needs for the data.
+async fn bare_copy(pg: &Cluster, options: SinkOptions, sealed: &[Vec<u8>]) -> anyhow::Result<f64> {
+    pg.create_database("bare")?;
+    let sink = Sink::connect(&pg.url("bare"), options).await?;
+    sink.migrate().await?;
+    let blocks = sealed
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let frame = stamp(t, AgentId([0x42; 16]), Some(i as u64 + 1));
+            pga_format::decode_block(&frame).context("decoding a sealed template")
         })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last().map_or(0.0, |b| b.1);
-    let q = |p: f64| {
-        buckets
-            .iter()
-            .find(|b| b.1 >= p * total)
-            .map_or(f64::NAN, |b| b.0)
-    };
-    (
-        sum("pga_federator_scrapes_total"),
-        sum("pga_federator_scrape_failures_total"),
-        sum("pga_federator_samples_ingested_total"),
-        q(0.5),
-        q(0.95),
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first_ms = blocks.first().map_or(0, |b| b.header.min_ts);
+    sqlx::query(
+        "SELECT pga_ensure_partitions(ARRAY[timestamptz 'epoch' + $1 * interval '1 ms', now()])",
     )
+    .bind(first_ms)
+    .execute(sink.pool())
+    .await?;
+    pg.psql("bare", "CHECKPOINT")?;
+    let max = BackfillConfig::default().max_samples_per_transaction as usize;
+    let mut conn = sink.pool().acquire().await?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < blocks.len() {
+        // Whole blocks, as many as fit (at least one).
+        let mut copy = SampleCopy::with_capacity(max);
+        loop {
+            for col in &blocks[i].columns {
+                let id = col.series.0 as i64 + 1;
+                for (ts, &v) in col.timestamps(&blocks[i]).zip(&col.values) {
+                    copy.push(id, ts, v);
+                }
+            }
+            i += 1;
+            if i == blocks.len() || copy.rows() + blocks[i].sample_count() > max {
+                break;
+            }
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut copy_in = tx
+            .copy_in_raw("COPY samples (series_id, ts, value) FROM STDIN (FORMAT binary)")
+            .await?;
+        copy_in.send(copy.finish()).await?;
+        copy_in.finish().await?;
+        tx.commit().await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Figures read from the federator's rendered self-metrics at one moment.
+#[derive(Debug, Default)]
+struct Snapshot {
+    scrapes: u64,
+    failures: u64,
+    samples: u64,
+    /// Agents whose last pull succeeded (`pga_federator_agent_up` 1).
+    up: u64,
+    /// Cumulative scrape-duration histogram: (upper bound, count), ascending.
+    buckets: Vec<(f64, f64)>,
+    /// Per agent, the age of its newest committed sample (s), ascending.
+    lag: Vec<f64>,
+}
+
+impl Snapshot {
+    fn read(text: &str) -> Snapshot {
+        let sum = |prefix: &str| -> u64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        let mut buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("pga_federator_scrape_duration_seconds_bucket{le=\"")?;
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.parse().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut lag: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("pga_federator_agent_lag_seconds{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        lag.sort_by(f64::total_cmp);
+        Snapshot {
+            scrapes: sum("pga_federator_scrapes_total"),
+            failures: sum("pga_federator_scrape_failures_total"),
+            samples: sum("pga_federator_samples_ingested_total"),
+            up: sum("pga_federator_agent_up{"),
+            buckets,
+            lag,
+        }
+    }
+
+    /// The p-quantile of the agents' data lag, in seconds.
+    fn lag(&self, p: f64) -> f64 {
+        if self.lag.is_empty() {
+            return f64::NAN;
+        }
+        self.lag[((self.lag.len() - 1) as f64 * p).round() as usize]
+    }
+
+    /// The p-quantile's bucket bound of the pulls finished between `before` and
+    /// `self`.
+    fn quantile_since(&self, before: &Snapshot, p: f64) -> f64 {
+        let counts: Vec<(f64, f64)> = self
+            .buckets
+            .iter()
+            .map(|&(le, n)| {
+                let then = before
+                    .buckets
+                    .iter()
+                    .find(|b| b.0 == le)
+                    .map_or(0.0, |b| b.1);
+                (le, n - then)
+            })
+            .collect();
+        let total = counts.last().map_or(0.0, |b| b.1);
+        counts
+            .iter()
+            .find(|b| b.1 >= p * total && total > 0.0)
+            .map_or(f64::NAN, |b| b.0)
+    }
 }
 
 /// `pga-bench fleet`.
@@ -223,7 +333,7 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
     )?);
     let (pg, options) = central(args.db_connections)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let text = rt.block_on(async {
+    let outcome = rt.block_on(async {
         let sink = Arc::new(Sink::connect(&pg.url("central"), options).await?);
         sink.migrate().await?;
         let schedule = parse_schedule("*/15 * * * * *").map_err(anyhow::Error::msg)?;
@@ -269,21 +379,51 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
             settings,
             stop_rx,
         ));
+        // Warm-up: every agent pulled once (its series registered, its head so far
+        // written). Then the measured window, in steady state.
+        let warm = Instant::now();
+        while Snapshot::read(&telemetry.render()).up < args.agents {
+            ensure!(
+                warm.elapsed() < Duration::from_secs(args.warmup_secs),
+                "not every agent was pulled within {} s of warm-up",
+                args.warmup_secs
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let warmup = started.elapsed();
+        let before = Snapshot::read(&telemetry.render());
         tokio::time::sleep(Duration::from_secs(args.secs)).await;
+        let after = Snapshot::read(&telemetry.render());
         stop_tx.send_replace(true);
         run.await.ok();
-        Ok::<_, anyhow::Error>(telemetry.render())
+        Ok::<_, anyhow::Error>((warmup, before, after))
     })?;
-    let (scrapes, failures, samples, p50, p95) = read_metrics(&text);
-    let due = args.agents * (args.secs / 15);
+    let (warmup, before, after) = outcome;
+    let scrapes = after.scrapes - before.scrapes;
+    let samples = after.samples - before.samples;
+    let due = args.agents * args.secs / 15;
     println!(
-        "fleet {} × {}: {scrapes} scrapes started of ~{due} due ({:.0} %), {failures} failed; \
-         scrape latency p50 ≤ {p50} s, p95 ≤ {p95} s (histogram bucket bounds); \
-         {samples} samples written ({:.0}/s)",
+        "warm-up: every agent pulled once after {:.1} s ({} series registered)",
+        warmup.as_secs_f64(),
+        args.agents * args.series
+    );
+    println!(
+        "fleet {} × {}, steady state over {} s: {scrapes} pulls started of ~{due} due ({:.0} %), \
+         {} failed; pull latency p50 ≤ {} s, p95 ≤ {} s (histogram bucket bounds); \
+         {samples} samples written ({:.0}/s; the agents produce {}/s); data lag at the \
+         end (age of each agent's newest stored sample; collections are 10 s apart): \
+         median {:.0} s, max {:.0} s",
         args.agents,
         args.series,
+        args.secs,
         100.0 * scrapes as f64 / due.max(1) as f64,
-        samples as f64 / args.secs as f64
+        after.failures - before.failures,
+        after.quantile_since(&before, 0.5),
+        after.quantile_since(&before, 0.95),
+        samples as f64 / args.secs as f64,
+        args.agents * args.series * 1000 / INTERVAL_MS as u64,
+        after.lag(0.5),
+        after.lag(1.0),
     );
     Ok(())
 }

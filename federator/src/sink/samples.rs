@@ -277,7 +277,6 @@ async fn write_direct(
             }
         }
     }
-    let mut copy = SampleCopy::with_capacity(0);
     let mut touched: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
     let mut new: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
     for (id, column) in samples.columns() {
@@ -288,7 +287,6 @@ async fn write_direct(
             if check && stored.contains(&(id, ts)) {
                 continue;
             }
-            copy.push(id, ts, value);
             kept.push((ts, value));
             let r = range.get_or_insert((0, ts, ts));
             r.0 += 1;
@@ -302,10 +300,20 @@ async fn write_direct(
             t.2 = t.2.max(last);
         }
     }
+    // Sent series by series, each in time order, whatever the blocks were: every
+    // series' index entries go in as one run.
+    let mut new: Vec<(i64, Vec<(i64, f64)>)> = new.into_iter().collect();
+    new.sort_unstable_by_key(|&(id, _)| id);
+    let mut copy = SampleCopy::with_capacity(touched.values().map(|t| t.0 as usize).sum());
+    for (id, samples) in &mut new {
+        samples.sort_unstable_by_key(|&(ts, _)| ts);
+        for &(ts, value) in samples.iter() {
+            copy.push(*id, ts, value);
+        }
+    }
     // Rollup shortcuts and the tails after this write.
     let mut fresh: HashMap<i64, Fresh> = HashMap::new();
-    for (id, mut samples) in new {
-        samples.sort_unstable_by_key(|&(ts, _)| ts);
+    for (id, samples) in new {
         let newest_new = samples.last().copied();
         let (candidate, tail) = match (tails.get(&id), around.get(&id)) {
             (Some(&t), _) => {

@@ -1,0 +1,77 @@
+//! The federator's benchmarks run end to end at a small size: each starts its
+//! throwaway PostgreSQL, checks its own stored counts (a shortfall fails the
+//! command) and prints its figures. Speed is not asserted here; the figures are
+//! in README.md.
+
+use std::process::Command;
+
+fn pga_bench(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-bench"))
+        .args(args)
+        .output()
+        .expect("run pga-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pga-bench {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn ingest_compares_the_sink_with_a_bare_copy() {
+    let out = pga_bench(&[
+        "ingest",
+        "--series",
+        "40",
+        "--blocks",
+        "4",
+        "--blocks-per-batch",
+        "2",
+    ]);
+    assert!(
+        out.contains("40 series × 4 blocks = 9,600 samples"),
+        "{out}"
+    );
+    assert!(out.contains("ratio sink / bare COPY"), "{out}");
+}
+
+#[test]
+fn backfill_catches_up_and_measures_its_floor() {
+    let out = pga_bench(&["backfill", "--series", "40", "--hours", "1"]);
+    // 6 blocks of 60 collections of 40 series, plus the head's one collection.
+    assert!(
+        out.contains("backfill of 1 h × 40 series: 14440 samples"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a bare binary COPY of the same sealed samples"),
+        "{out}"
+    );
+}
+
+#[test]
+fn fleet_warms_up_then_measures_the_steady_state() {
+    let out = pga_bench(&[
+        "fleet",
+        "--agents",
+        "3",
+        "--series",
+        "40",
+        "--secs",
+        "16",
+        "--warmup-secs",
+        "90",
+    ]);
+    assert!(out.contains("warm-up: every agent pulled once"), "{out}");
+    assert!(out.contains(", 0 failed;"), "{out}");
+    // Every agent is due at least once in 16 s of a 15-second schedule.
+    let started: u64 = out
+        .split("steady state over 16 s: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pull count in {out}"));
+    assert!(started >= 3, "{out}");
+}
