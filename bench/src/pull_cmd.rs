@@ -323,13 +323,14 @@ impl Snapshot {
 /// `pga-bench fleet`.
 pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
     println!("building head templates of {} series…", args.series);
+    let head_start_ms = now_window_start();
     let templates = Arc::new(Templates::build(
         args.series,
         0,
         BLOCK_COLLECTIONS,
         BLOCK_COLLECTIONS,
         INTERVAL_MS,
-        now_window_start(),
+        head_start_ms,
     )?);
     let (pg, options) = central(args.db_connections)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -338,6 +339,13 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
         sink.migrate().await?;
         let schedule = parse_schedule("*/15 * * * * *").map_err(anyhow::Error::msg)?;
         let started = Instant::now();
+        // The simulated heads start at the window's start, not now: their clock is
+        // behind the wall clock by this much, which the lag figures leave out.
+        let behind_s = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64
+            - head_start_ms) as f64
+            / 1000.0;
         let mut jobs = Vec::new();
         for i in 0..args.agents {
             let mut id = [0u8; 16];
@@ -396,9 +404,9 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
         let after = Snapshot::read(&telemetry.render());
         stop_tx.send_replace(true);
         run.await.ok();
-        Ok::<_, anyhow::Error>((warmup, before, after))
+        Ok::<_, anyhow::Error>((warmup, before, after, behind_s))
     })?;
-    let (warmup, before, after) = outcome;
+    let (warmup, before, after, behind_s) = outcome;
     let scrapes = after.scrapes - before.scrapes;
     let samples = after.samples - before.samples;
     let due = args.agents * args.secs / 15;
@@ -422,8 +430,8 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
         after.quantile_since(&before, 0.95),
         samples as f64 / args.secs as f64,
         args.agents * args.series * 1000 / INTERVAL_MS as u64,
-        after.lag(0.5),
-        after.lag(1.0),
+        after.lag(0.5) - behind_s,
+        after.lag(1.0) - behind_s,
     );
     Ok(())
 }

@@ -187,6 +187,19 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
         sql(&pg, "SELECT count(DISTINCT bucket) FROM samples_1m"),
     );
     assert_eq!(mismatches(&pg, "1 minute", "samples_1m"), "", "seed {seed}");
+    // first_seen exact, last_seen within the hour it is allowed to lag.
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT count(*) FROM series se \
+             JOIN (SELECT series_id, min(ts) AS f, max(ts) AS l FROM samples GROUP BY 1) x \
+               ON x.series_id = se.id \
+             WHERE se.first_seen <> x.f OR se.last_seen > x.l \
+                OR se.last_seen < x.l - interval '1 hour'"
+        ),
+        "0",
+        "seed {seed}"
+    );
     assert_eq!(mismatches(&pg, "1 hour", "samples_1h"), "", "seed {seed}");
     // The rollups are not trivially empty, and resets happened.
     let hours: i64 = sql(&pg, "SELECT count(*) FROM samples_1h").parse().unwrap();

@@ -31,7 +31,8 @@ const DAY_MS: i64 = 86_400_000;
 /// years ahead that retention would never reach; the report counts them.
 const MAX_AHEAD_MS: i64 = DAY_MS;
 
-/// first_seen always; last_seen when it moves by more than an hour.
+/// first_seen always; last_seen when it moves by more than an hour (the staged
+/// path, from `pga_touched`).
 const SEEN: &str = "\
 UPDATE series se
 SET first_seen = least(se.first_seen, t.first_ts), last_seen = greatest(se.last_seen, t.last_ts)
@@ -39,6 +40,14 @@ FROM pga_touched t
 WHERE se.id = t.series_id
   AND (se.first_seen IS NULL OR t.first_ts < se.first_seen
        OR t.last_ts > se.last_seen + interval '1 hour')";
+
+/// The same for the series the direct path listed: `(id, first ms, last ms)`.
+const SEEN_LISTED: &str = "\
+UPDATE series se
+SET first_seen = least(se.first_seen, timestamptz 'epoch' + t.first_ms * interval '1 millisecond'),
+    last_seen = greatest(se.last_seen, timestamptz 'epoch' + t.last_ms * interval '1 millisecond')
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(id, first_ms, last_ms)
+WHERE se.id = t.id";
 
 pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, SinkError> {
     validate(batch)?;
@@ -156,6 +165,15 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
             }
         }
     }
+    // Days whose partitions this sink created or found since its last error or
+    // retention run need no check.
+    days.retain(|d| {
+        !sink
+            .partition_days
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(d)
+    });
     ensure_partitions(conn, &days).await?;
 
     let to_write = samples::Samples {
@@ -167,11 +185,24 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     let written = samples::write(conn, &to_write, tails).await?;
     let (mut rollups_1m, mut rollups_1h) = (0, 0);
     if written.inserted > 0 {
-        sqlx::query(SEEN)
-            .execute(&mut *conn)
-            .await
-            .map_err(SinkError::db("updating series first/last seen"))?;
-        (rollups_1m, rollups_1h) = rollup::recompute(conn, &written.fresh, written.touched).await?;
+        if written.ranges.is_none() {
+            sqlx::query(SEEN)
+                .execute(&mut *conn)
+                .await
+                .map_err(SinkError::db("updating series first/last seen"))?;
+        } else if !written.seen.is_empty() {
+            let col =
+                |f: fn(&(i64, i64, i64)) -> i64| written.seen.iter().map(f).collect::<Vec<_>>();
+            sqlx::query(SEEN_LISTED)
+                .bind(col(|s| s.0))
+                .bind(col(|s| s.1))
+                .bind(col(|s| s.2))
+                .execute(&mut *conn)
+                .await
+                .map_err(SinkError::db("updating series first/last seen"))?;
+        }
+        (rollups_1m, rollups_1h) =
+            rollup::recompute(conn, &written.fresh, written.ranges.as_deref()).await?;
     }
 
     let log_events_inserted =
@@ -205,6 +236,10 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .extend(batch.agent_id, &learned);
+    sink.partition_days
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .extend(days);
     if let Some(tails) = written.tails {
         sink.tails
             .lock()

@@ -107,6 +107,9 @@ pub struct Sink {
     /// The newest stored sample of each series, per agent, as last committed
     /// ([`tails`]); emptied with the series cache.
     tails: Mutex<tails::TailCache>,
+    /// Days (since the Unix epoch) whose partitions exist, as committed by an
+    /// ingest; emptied by any ingest error and by every retention run.
+    partition_days: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Sink {
@@ -134,6 +137,7 @@ impl Sink {
             options,
             series_cache: Mutex::new(series::SeriesCache::default()),
             tails: Mutex::new(tails::TailCache::default()),
+            partition_days: Mutex::new(Default::default()),
         })
     }
 
@@ -187,12 +191,21 @@ impl Sink {
     /// the cursor stays where it was.
     pub async fn ingest(&self, batch: &Batch) -> Result<IngestReport, SinkError> {
         let result = ingest::ingest(self, batch).await;
-        if let Err(err) = &result
-            && err.is_transient()
-        {
-            self.forget_series();
+        if let Err(err) = &result {
+            self.forget_partitions();
+            if err.is_transient() {
+                self.forget_series();
+            }
         }
         result
+    }
+
+    /// Forgets which partitions exist (they are checked again).
+    fn forget_partitions(&self) {
+        self.partition_days
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     /// Empties the series and tail caches (they are filled again from the database).

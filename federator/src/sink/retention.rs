@@ -57,6 +57,7 @@ impl Sink {
     pub async fn retention(&self, now_ms: i64) -> Result<RetentionReport, SinkError> {
         let r = &self.options.retention;
         let mut report = RetentionReport::default();
+        self.forget_partitions();
         for (table, keep) in [
             ("samples", r.raw),
             ("samples_1m", r.rollup_1m),

@@ -32,7 +32,7 @@ use sqlx::PgConnection;
 
 use super::SinkError;
 use super::copy::{RollupCopy, RollupRow};
-use super::samples::Fresh;
+use super::samples::{self, Fresh};
 
 /// Widens each `pga_touched` row (`first_ts ..= last_ts` of the newly inserted
 /// samples of a series) not in `$1` to the 1-minute buckets to recompute, `[lo, hi)`.
@@ -149,7 +149,7 @@ const MERGE_1H: &str = merge_sql!("samples_1h");
 pub(crate) async fn recompute(
     conn: &mut PgConnection,
     fresh: &HashMap<i64, Fresh>,
-    touched: Option<usize>,
+    ranges: Option<&[[i64; 4]]>,
 ) -> Result<(u64, u64), SinkError> {
     let mut copy = RollupCopy::new();
     let mut computed = Vec::with_capacity(fresh.len());
@@ -179,7 +179,10 @@ pub(crate) async fn recompute(
         m1 += merge(conn, MERGE_1M, &continued, "merging 1-minute rollups").await?;
     }
     let mut h1 = 0;
-    if touched != Some(computed.len()) {
+    if ranges.is_none_or(|r| r.len() != computed.len()) {
+        if let Some(ranges) = ranges {
+            samples::list_touched(conn, ranges).await?;
+        }
         sqlx::query(WIDEN)
             .bind(&computed)
             .execute(&mut *conn)

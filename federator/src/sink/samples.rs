@@ -15,8 +15,9 @@
 //! * **staged**: binary `COPY` into the session's `pga_stage`, then `INSERT … SELECT
 //!   … ON CONFLICT DO NOTHING` into `samples`.
 //!
-//! Either way the series and time ranges really inserted end up in `pga_touched`,
-//! from which the rollups are recomputed.
+//! The series and time ranges really inserted end up in `pga_touched` (the direct
+//! path puts them there only when rollups must be recomputed in SQL), from which
+//! the rollups are recomputed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -106,8 +107,13 @@ pub(crate) struct Written {
     /// The series whose rollups can be computed from the batch alone (direct path
     /// only), see [`Fresh`].
     pub fresh: HashMap<i64, Fresh>,
-    /// How many series `pga_touched` lists, when known (direct path).
-    pub touched: Option<usize>,
+    /// The direct path's inserted ranges per series, `[id, n, first_ms, last_ms]`,
+    /// not yet in `pga_touched` ([`list_touched`] puts them there when SQL needs
+    /// them); `None` after the staged path, which filled `pga_touched`.
+    pub ranges: Option<Vec<[i64; 4]>>,
+    /// The series whose `first_seen`/`last_seen` must move, `(id, first_ms,
+    /// last_ms)` (direct path).
+    pub seen: Vec<(i64, i64, i64)>,
     /// The agent's tails once this write commits; `None` when they are not known
     /// (staged path), so that the next ingest reads them.
     pub tails: Option<Tails>,
@@ -198,7 +204,8 @@ pub(crate) async fn write(
     {
         written.inserted = direct.inserted;
         written.fresh = direct.fresh;
-        written.touched = Some(direct.touched);
+        written.ranges = Some(direct.ranges);
+        written.seen = direct.seen;
         written.tails = Some(direct.tails);
         return Ok(written);
     }
@@ -210,8 +217,8 @@ pub(crate) async fn write(
 struct Direct {
     inserted: u64,
     fresh: HashMap<i64, Fresh>,
-    /// How many series got samples.
-    touched: usize,
+    ranges: Vec<[i64; 4]>,
+    seen: Vec<(i64, i64, i64)>,
     tails: Tails,
 }
 
@@ -311,8 +318,10 @@ async fn write_direct(
             copy.push(*id, ts, value);
         }
     }
-    // Rollup shortcuts and the tails after this write.
+    // Rollup shortcuts, `first_seen`/`last_seen` updates and the tails after this
+    // write.
     let mut fresh: HashMap<i64, Fresh> = HashMap::new();
+    let mut seen: Vec<(i64, i64, i64)> = Vec::new();
     for (id, samples) in new {
         let newest_new = samples.last().copied();
         let (candidate, tail) = match (tails.get(&id), around.get(&id)) {
@@ -340,15 +349,37 @@ async fn write_direct(
                         .get(&id)
                         .copied()
                         .unwrap_or((i64::MIN, f64::NAN));
-                    Tail { ts, value, counter }
+                    Tail {
+                        ts,
+                        value,
+                        counter,
+                        seen_ms: i64::MIN,
+                    }
                 });
                 (candidate, tail)
             }
             // Not read and not remembered cannot happen; leave it to SQL.
             (None, None) => (None, None),
         };
+        // `first_seen`/`last_seen`: samples newer than a remembered tail cannot move
+        // first_seen, and last_seen moves only when it falls an hour behind.
+        let seen_ms = match touched.get(&id) {
+            Some(&(_, first, last)) => {
+                let (known, after_tail) = tails
+                    .get(&id)
+                    .map_or((i64::MIN, false), |t| (t.seen_ms, first > t.ts));
+                if known == i64::MIN || !after_tail || last > known.saturating_add(3_600_000) {
+                    seen.push((id, first, last));
+                    known.max(last)
+                } else {
+                    known
+                }
+            }
+            None => tails.get(&id).map_or(i64::MIN, |t| t.seen_ms),
+        };
         match tail {
             Some(mut t) => {
+                t.seen_ms = seen_ms;
                 if let Some((ts, value)) = newest_new
                     && ts > t.ts
                 {
@@ -377,11 +408,11 @@ async fn write_direct(
         return Ok(Some(Direct {
             inserted: 0,
             fresh: HashMap::new(),
-            touched: 0,
+            ranges: Vec::new(),
+            seen: Vec::new(),
             tails,
         }));
     }
-    let touched_series = touched.len();
     sqlx::Executor::execute(&mut *conn, "SAVEPOINT pga_direct")
         .await
         .map_err(SinkError::db("starting the sample copy"))?;
@@ -407,27 +438,33 @@ async fn write_direct(
     sqlx::Executor::execute(&mut *conn, "RELEASE SAVEPOINT pga_direct")
         .await
         .map_err(SinkError::db("finishing the sample copy"))?;
-    let mut cols: [Vec<i64>; 4] = Default::default();
-    for (id, (n, first, last)) in touched {
-        cols[0].push(id);
-        cols[1].push(n);
-        cols[2].push(first);
-        cols[3].push(last);
-    }
-    sqlx::query(TOUCHED)
-        .bind(&cols[0])
-        .bind(&cols[1])
-        .bind(&cols[2])
-        .bind(&cols[3])
-        .execute(&mut *conn)
-        .await
-        .map_err(SinkError::db("listing the inserted ranges"))?;
     Ok(Some(Direct {
         inserted: rows,
         fresh,
-        touched: touched_series,
+        ranges: touched
+            .into_iter()
+            .map(|(id, (n, first, last))| [id, n, first, last])
+            .collect(),
+        seen,
         tails,
     }))
+}
+
+/// Lists the direct path's inserted ranges in `pga_touched`.
+pub(crate) async fn list_touched(
+    conn: &mut PgConnection,
+    ranges: &[[i64; 4]],
+) -> Result<(), SinkError> {
+    let col = |i: usize| ranges.iter().map(|r| r[i]).collect::<Vec<i64>>();
+    sqlx::query(TOUCHED)
+        .bind(col(0))
+        .bind(col(1))
+        .bind(col(2))
+        .bind(col(3))
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("listing the inserted ranges"))?;
+    Ok(())
 }
 
 /// The staged path: returns how many samples were new.

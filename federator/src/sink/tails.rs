@@ -19,6 +19,9 @@ pub(crate) struct Tail {
     pub ts: i64,
     pub value: f64,
     pub counter: bool,
+    /// At most the series' `last_seen` (ms; `i64::MIN` when unknown): `last_seen`
+    /// is only moved when it falls more than an hour behind.
+    pub seen_ms: i64,
 }
 
 /// Tails by global series id.
@@ -62,6 +65,7 @@ mod tests {
             ts: 10,
             value: 1.0,
             counter: true,
+            seen_ms: 10,
         };
         cache.put(7, 100, Tails::from([(1, tail)]));
         assert!(cache.take(7, Some(101)).is_empty(), "another writer");
