@@ -201,7 +201,10 @@ pub async fn measure(args: &IngestArgs) -> anyhow::Result<IngestReport> {
 
 /// One transaction of the bare phase: map to global ids (series i has id i + 1),
 /// encode binary `COPY` rows, copy them into `samples`.
-async fn bare_copy(conn: &mut sqlx::PgConnection, group: &[DecodedBlock]) -> anyhow::Result<()> {
+pub(crate) async fn bare_copy(
+    conn: &mut sqlx::PgConnection,
+    group: &[DecodedBlock],
+) -> anyhow::Result<()> {
     let mut copy = SampleCopy::with_capacity(group.iter().map(|b| b.sample_count()).sum());
     for block in group {
         for col in &block.columns {

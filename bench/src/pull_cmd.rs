@@ -19,7 +19,7 @@ use clap::Args;
 use pga_federator::config::{BackfillConfig, parse_schedule};
 use pga_federator::scheduler::{self, AgentJob, SchedulerSettings};
 use pga_federator::scrape::{AgentClient, ClientLimits, HeadMemo, Pacing, pull};
-use pga_federator::sink::{SampleCopy, Sink, SinkOptions};
+use pga_federator::sink::{Sink, SinkOptions};
 use pga_federator::telemetry::Telemetry;
 use pga_federator::url::AgentUrl;
 use pga_format::AgentId;
@@ -213,26 +213,14 @@ async fn bare_copy(pg: &Cluster, options: SinkOptions, sealed: &[Vec<u8>]) -> an
     let mut i = 0;
     while i < blocks.len() {
         // Whole blocks, as many as fit (at least one).
-        let mut copy = SampleCopy::with_capacity(max);
-        loop {
-            for col in &blocks[i].columns {
-                let id = col.series.0 as i64 + 1;
-                for (ts, &v) in col.timestamps(&blocks[i]).zip(&col.values) {
-                    copy.push(id, ts, v);
-                }
-            }
+        let start = i;
+        let mut rows = blocks[i].sample_count();
+        i += 1;
+        while i < blocks.len() && rows + blocks[i].sample_count() <= max {
+            rows += blocks[i].sample_count();
             i += 1;
-            if i == blocks.len() || copy.rows() + blocks[i].sample_count() > max {
-                break;
-            }
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let mut copy_in = tx
-            .copy_in_raw("COPY samples (series_id, ts, value) FROM STDIN (FORMAT binary)")
-            .await?;
-        copy_in.send(copy.finish()).await?;
-        copy_in.finish().await?;
-        tx.commit().await?;
+        crate::ingest_cmd::bare_copy(&mut conn, &blocks[start..i]).await?;
     }
     Ok(started.elapsed().as_secs_f64())
 }
