@@ -4,12 +4,15 @@
 //!
 //! - **backfill**: one agent holding `--hours` of `--series` series in sealed
 //!   10-minute blocks; the federator's pull (its real client, protocol walk, and
-//!   sink with binary COPY and rollups) from cursor 0 until caught up. Goal: 24 h ×
-//!   2000 series in at most 10 s.
+//!   sink with binary COPY and rollups) from cursor 0 until caught up, then the
+//!   floor: a bare binary COPY of the same samples in transactions of the same
+//!   size. Goal: 24 h × 2000 series in at most 10 s.
 //! - **fleet**: `--agents` agents of `--series` series each, every one with a
-//!   growing head, pulled by the federator's scheduler on a 15-second schedule for
-//!   `--secs`; reports the scrapes done against those due, failures, the p50/p95
-//!   scrape latency and the samples written. Goal: 1000 agents × 2000 series.
+//!   growing head, pulled by the federator's scheduler on a 15-second schedule;
+//!   after a warm-up (every agent pulled once) it measures `--secs` of steady
+//!   state: pulls started against those due, failures, the p50/p95 pull latency,
+//!   samples written against those produced and the data lag at the end. Goal:
+//!   1000 agents × 2000 series.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
