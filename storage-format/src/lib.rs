@@ -20,6 +20,8 @@
 //! ```
 
 mod block;
+#[cfg(feature = "config-text")]
+pub mod config_text;
 pub mod dictionary;
 mod error;
 pub mod frame;

@@ -1,11 +1,13 @@
 //! Parsing the text of `agent.toml`, with errors that say where: line, column,
 //! key, and for unknown keys the valid ones and the one probably meant.
 
-use std::cell::Cell;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::de::{self, DeserializeOwned, Visitor};
+pub use pga_format::config_text::{ConfigError, Location, UnknownKey};
+use pga_format::config_text::{
+    edit_distance, fields_of, join_key, key_at, location, snippet, syntax_message,
+    table_header_before,
+};
 use toml::de::{DeTable, DeValue};
 
 use super::{
@@ -13,119 +15,6 @@ use super::{
     StoreConfig,
 };
 
-/// A line and column in the configuration file, both counted from 1 (columns in
-/// characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Location {
-    /// Line, from 1.
-    pub line: usize,
-    /// Column, from 1, in characters.
-    pub column: usize,
-}
-
-/// A key the schema does not have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownKey {
-    /// The key as a path: `store.max_byte`, `postgres[0].hots`.
-    pub key: String,
-    /// The table it is in: `[store]`, `[[postgres]]`, or `the top level`.
-    pub table: String,
-    /// The keys that table accepts.
-    pub valid: Vec<&'static str>,
-    /// The key probably meant (`max_bytes`, or `intervals.fast_secs` when the key
-    /// belongs to another table).
-    pub suggestion: Option<String>,
-    /// Where the key is.
-    pub at: Option<Location>,
-}
-
-impl fmt::Display for UnknownKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown key `{}` in {}; valid keys there: {}",
-            self.key,
-            self.table,
-            self.valid.join(", ")
-        )?;
-        if let Some(s) = &self.suggestion {
-            write!(f, "; did you mean `{s}`?")?;
-        }
-        Ok(())
-    }
-}
-
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// `--config FILE` names a file that does not exist.
-    #[error("config file {} does not exist", path.display())]
-    NotFound {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file exists but cannot be read (permissions, not UTF-8, a directory).
-    #[error("cannot read config file {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML.
-    #[error("{}{}: TOML syntax error{}: {message}\n{snippet}", path.display(), fmt_at(*at),
-        table.as_ref().map(|t| format!(" in {t}")).unwrap_or_default())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// Where the parser stopped.
-        at: Option<Location>,
-        /// The table header above the error, if any (`[store]`).
-        table: Option<String>,
-        /// The parser's message.
-        message: String,
-        /// The offending line with a caret under the error.
-        snippet: String,
-    },
-    /// The file has keys the schema does not have (all of them are listed).
-    #[error("{}", fmt_unknown(path, keys))]
-    UnknownKeys {
-        /// The file.
-        path: PathBuf,
-        /// Every unknown key, in file order.
-        keys: Vec<UnknownKey>,
-    },
-    /// A value has the wrong type or does not fit (`fast_secs = "10"`,
-    /// `port = 70000`).
-    #[error("{}{}: {}{message}\n{snippet}", path.display(), fmt_at(*at),
-        key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
-    InvalidValue {
-        /// The file.
-        path: PathBuf,
-        /// Where the value is.
-        at: Option<Location>,
-        /// The key as a path (`intervals.fast_secs`), when it could be found.
-        key: Option<String>,
-        /// What is wrong.
-        message: String,
-        /// The offending line with a caret under the value.
-        snippet: String,
-    },
-}
-
-fn fmt_at(at: Option<Location>) -> String {
-    at.map(|l| format!(":{}:{}", l.line, l.column))
-        .unwrap_or_default()
-}
-
-fn fmt_unknown(path: &Path, keys: &[UnknownKey]) -> String {
-    keys.iter()
-        .map(|k| format!("{}{}: {k}", path.display(), fmt_at(k.at)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 impl AgentConfig {
     /// Parses the text of an `agent.toml`; `path` only names the file in errors.
     /// Reports TOML syntax errors, then every unknown key, then the first mistyped
@@ -185,21 +74,6 @@ pub fn schema_keys() -> Vec<String> {
         .into_iter()
         .flat_map(|t| t.fields().iter().map(move |f| join_key(t.name(), f)))
         .collect()
-}
-
-/// toml's message, with the key named when the parser only says "duplicate key".
-fn syntax_message(message: &str, text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let message = message.trim();
-    let key = span
-        .and_then(|s| text.get(s))
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && !k.contains('\n'));
-    match key {
-        Some(k) if message == "duplicate key" => {
-            format!("duplicate key `{k}`: each key may appear once per table")
-        }
-        _ => message.to_owned(),
-    }
 }
 
 /// The tables of the schema, for unknown-key reports.
@@ -264,49 +138,6 @@ impl Schema {
 
     fn child(key: &str) -> Option<Schema> {
         Self::TABLES.into_iter().find(|t| t.name() == key)
-    }
-}
-
-/// The field names a serde-derived struct accepts, captured by a deserializer
-/// that only records what `deserialize_struct` is told.
-fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
-    struct Probe<'a>(&'a Cell<&'static [&'static str]>);
-
-    impl<'de> de::Deserializer<'de> for Probe<'_> {
-        type Error = de::value::Error;
-
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-            Err(de::Error::custom("not a struct"))
-        }
-
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _name: &'static str,
-            fields: &'static [&'static str],
-            _visitor: V,
-        ) -> Result<V::Value, Self::Error> {
-            self.0.set(fields);
-            Err(de::Error::custom("fields recorded"))
-        }
-
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
-            enum identifier ignored_any
-        }
-    }
-
-    let fields = Cell::new(&[][..]);
-    let probed = T::deserialize(Probe(&fields));
-    debug_assert!(probed.is_err(), "the probe never produces a value");
-    fields.get()
-}
-
-fn join_key(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
     }
 }
 
@@ -378,119 +209,6 @@ fn suggest(unknown: &str, schema: Schema) -> Option<String> {
         .filter(|t| *t != schema)
         .find(|t| t.fields().contains(&lower.as_str()))
         .map(|t| join_key(t.name(), &lower))
-}
-
-/// Edit distance over characters counting insertions, deletions, substitutions
-/// and swaps of two neighbours (`hots` → `host` is 1), the optimal-string-alignment
-/// variant of Damerau–Levenshtein.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance between a[..i] and b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-/// The deepest key whose value contains byte `offset`, as a path.
-fn key_at(table: &DeTable<'_>, prefix: &str, offset: usize) -> Option<String> {
-    for (key, value) in table.iter() {
-        let path = join_key(prefix, key.get_ref());
-        match value.get_ref() {
-            DeValue::Table(t) => {
-                if let Some(found) = key_at(t, &path, offset) {
-                    return Some(found);
-                }
-            }
-            DeValue::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let item_path = format!("{path}[{i}]");
-                    if let DeValue::Table(t) = item.get_ref()
-                        && let Some(found) = key_at(t, &item_path, offset)
-                    {
-                        return Some(found);
-                    }
-                    if item.span().contains(&offset) && !matches!(item.get_ref(), DeValue::Table(_))
-                    {
-                        return Some(item_path);
-                    }
-                }
-            }
-            _ => {}
-        }
-        if value.span().contains(&offset) || key.span().contains(&offset) {
-            return Some(path);
-        }
-    }
-    None
-}
-
-/// Line and column (from 1) of byte `offset` in `text`.
-fn location(text: &str, offset: usize) -> Location {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Location {
-        line: before.matches('\n').count() + 1,
-        column: before[line_start..].chars().count() + 1,
-    }
-}
-
-/// The line holding `span` with carets under it:
-///
-/// ```text
-///    3 | fast_secs = "ten"
-///      |             ^^^^^
-/// ```
-fn snippet(text: &str, span: std::ops::Range<usize>) -> String {
-    let at = location(text, span.start);
-    let line = text.lines().nth(at.line - 1).unwrap_or("");
-    let width = text
-        .get(span.clone())
-        .map(|s| s.lines().next().unwrap_or("").chars().count())
-        .unwrap_or(1)
-        .max(1);
-    let gutter = at.line.to_string().len();
-    format!(
-        "{:>gutter$} |\n{} | {line}\n{:>gutter$} | {}{}",
-        "",
-        at.line,
-        "",
-        " ".repeat(at.column - 1),
-        "^".repeat(width),
-    )
-}
-
-/// The last table header (`[store]`, `[[postgres]]`) above byte `offset`.
-fn table_header_before(text: &str, offset: usize) -> Option<String> {
-    let at = location(text, offset);
-    text.lines()
-        .take(at.line.saturating_sub(1))
-        .filter_map(|l| {
-            let l = l.split('#').next().unwrap_or("").trim();
-            (l.starts_with('[') && l.ends_with(']')).then(|| l.to_owned())
-        })
-        .last()
 }
 
 #[cfg(test)]
