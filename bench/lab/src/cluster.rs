@@ -54,6 +54,7 @@ pub struct ClusterBuilder {
     spec: ConfSpec,
     password: Option<String>,
     initdb_args: Vec<String>,
+    install: Option<PgInstall>,
 }
 
 impl ClusterBuilder {
@@ -88,11 +89,21 @@ impl ClusterBuilder {
         self
     }
 
+    /// Runs the cluster from `install` (e.g. a [`PgInstall::relocated_copy`])
+    /// instead of the system's installation ([`PgInstall::find`]).
+    pub fn install(mut self, install: PgInstall) -> Self {
+        self.install = Some(install);
+        self
+    }
+
     /// Creates the cluster in a fresh temporary directory and starts it on a
     /// free port. Takes about a second.
     pub fn start(self) -> Result<Cluster, LabError> {
         self.spec.validate()?;
-        let install = PgInstall::find()?;
+        let install = match self.install {
+            Some(i) => i,
+            None => PgInstall::find()?,
+        };
         for library in &self.spec.preload {
             install.require_library(library)?;
         }

@@ -147,6 +147,83 @@ impl PgInstall {
         (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
     }
 
+    /// A directory `pg_config` names (`--sharedir`, `--pkglibdir`, `--bindir`).
+    fn pg_config_dir(&self, flag: &str) -> Result<PathBuf, LabError> {
+        let pg_config = self.bin_dir.join("pg_config");
+        let pg_config = if pg_config.is_file() {
+            pg_config
+        } else {
+            self.tool("pg_config")?
+        };
+        let command = format!("{} {flag}", pg_config.display());
+        let out = Command::new(&pg_config)
+            .arg(flag)
+            .output()
+            .map_err(|source| LabError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() || dir.is_empty() {
+            return Err(LabError::Output {
+                command,
+                detail: format!("no directory in {dir:?}"),
+            });
+        }
+        Ok(PathBuf::from(dir))
+    }
+
+    /// The server's share directory (`pg_config --sharedir`): `extension/` in it
+    /// holds the control files of the extensions the server can create.
+    pub fn share_dir(&self) -> Result<PathBuf, LabError> {
+        self.pg_config_dir("--sharedir")
+    }
+
+    /// A private copy of this installation in `into`, for a test that must add
+    /// files to the server's directories (an extension's control file in
+    /// `share_dir()/extension`, as a package would install it) without touching
+    /// the system's, which other tests on the machine share.
+    ///
+    /// The binary, library and share directories are laid out under `into` as
+    /// they are under their common root (`/usr`), so that the copied server finds
+    /// the copy's share and library directories relative to its own binaries
+    /// (PostgreSQL's relocatable installations). Every file is a hard link to the
+    /// original (a copy where linking fails), so this takes milliseconds and
+    /// almost no space. Add files to the copy; never write into one of its files,
+    /// which are the system's. `into` is made traversable (0755) for the user the
+    /// server runs as; its ancestors must be already.
+    pub fn relocated_copy(&self, into: &Path) -> Result<PgInstall, LabError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dirs = [
+            self.pg_config_dir("--bindir")?,
+            self.pg_config_dir("--pkglibdir")?,
+            self.share_dir()?,
+        ];
+        let root: PathBuf = dirs[0]
+            .components()
+            .zip(dirs[1].components())
+            .zip(dirs[2].components())
+            .take_while(|((a, b), c)| a == b && b == c)
+            .map(|((a, _), _)| a)
+            .collect();
+        std::fs::set_permissions(into, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| LabError::io(format!("chmod 0755 {}", into.display()), e))?;
+        for dir in &dirs {
+            let rel = dir.strip_prefix(&root).map_err(|_| {
+                LabError::Usage(format!("{} is not under {}", dir.display(), root.display()))
+            })?;
+            link_tree(dir, &into.join(rel))?;
+        }
+        let rel = dirs[0].strip_prefix(&root).map_err(|_| {
+            LabError::Usage(format!(
+                "{} is not under {}",
+                dirs[0].display(),
+                root.display()
+            ))
+        })?;
+        Self::at(into.join(rel))
+    }
+
     /// Whether the loadable library `name` (e.g. "pg_stat_statements") is
     /// installed; `None` when that cannot be told (no `pg_config`).
     pub fn has_library(&self, name: &str) -> Option<bool> {
@@ -173,6 +250,38 @@ impl PgInstall {
             _ => Ok(()),
         }
     }
+}
+
+/// Recreates the tree `from` at `to`: directories created (0755), files hard-linked
+/// (copied where linking fails), symbolic links recreated.
+fn link_tree(from: &Path, to: &Path) -> Result<(), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to)
+        .map_err(|e| LabError::io(format!("creating {}", to.display()), e))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| LabError::io(format!("chmod 0755 {}", to.display()), e))?;
+    let entries = std::fs::read_dir(from)
+        .map_err(|e| LabError::io(format!("reading {}", from.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| LabError::io(format!("reading {}", from.display()), e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry
+            .file_type()
+            .map_err(|e| LabError::io(format!("inspecting {}", src.display()), e))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src)
+                .map_err(|e| LabError::io(format!("reading the link {}", src.display()), e))?;
+            std::os::unix::fs::symlink(&target, &dst)
+                .map_err(|e| LabError::io(format!("linking {}", dst.display()), e))?;
+        } else if kind.is_dir() {
+            link_tree(&src, &dst)?;
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(|e| {
+                LabError::io(format!("copying {} to {}", src.display(), dst.display()), e)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn has_server_tools(dir: &Path) -> bool {
