@@ -36,6 +36,7 @@ fn app(store: &Store) -> Router {
         store: store.handle(),
         agent_name: "db-1".into(),
         max_response_bytes: MAX_RESPONSE_BYTES,
+        inventory: Default::default(),
     })
 }
 
@@ -790,6 +791,35 @@ async fn status_tells_identity_version_store_figures_and_collector_health() {
     assert_eq!(v["series"], 5);
     assert!(v["file_bytes"].as_u64().unwrap() > 0);
     assert!(v["collectors"].is_array());
+    // Protocol 1.1: the host and the instances watched, for the federator's inventory.
+    assert_eq!(v["host"], pga_agent::config::host_name());
+    assert_eq!(v["instances"], serde_json::json!([]));
+    let report = pga_agent::collect::server_facts::InstanceReport {
+        name: "main".into(),
+        port: Some(5432),
+        system_identifier: Some("7301234567890123456".into()),
+        in_recovery: Some(true),
+        databases: Some(vec!["app".into()]),
+        ..Default::default()
+    };
+    let app = router(ApiState {
+        store: store.handle(),
+        agent_name: "db-1".into(),
+        max_response_bytes: MAX_RESPONSE_BYTES,
+        inventory: pga_agent::endpoint::api::Inventory::new(vec![std::sync::Arc::new(
+            std::sync::RwLock::new(report),
+        )]),
+    });
+    let r = get(&app, "/v1/status").await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v["instances"],
+        serde_json::json!([{
+            "name": "main", "host": null, "port": 5432, "server_version": null,
+            "server_version_num": null, "system_identifier": "7301234567890123456",
+            "in_recovery": true, "databases": ["app"], "updated_ms": null
+        }])
+    );
 }
 
 /// A store with the series of the `/metrics` tests, written at `now`.

@@ -107,7 +107,7 @@ fn pg_up_follows_the_server_down_and_back() {
 }
 
 /// The probe learns where the server writes its log from the one session it holds,
-/// for the log collector.
+/// for the log collector, and what `/v1/status` reports of the instance.
 #[test]
 fn the_probe_learns_the_log_settings() {
     let cluster = Cluster::builder()
@@ -122,6 +122,8 @@ fn the_probe_learns_the_log_settings() {
     let mut probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
     let facts = probe.server_facts();
     assert!(facts.read().unwrap().is_none());
+    let report = probe.instance_report();
+    assert_eq!(report.read().unwrap().system_identifier, None);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let errors = rt.block_on(async move {
         tokio::task::spawn_blocking(move || {
@@ -132,6 +134,26 @@ fn the_probe_learns_the_log_settings() {
         .unwrap()
     });
     assert!(errors.is_empty(), "{errors:?}");
+    // What /v1/status reports for the federator's inventory, from the same session.
+    let report = report.read().unwrap().clone();
+    let one = |q: &str| cluster.psql("postgres", q).unwrap();
+    assert_eq!(
+        report.system_identifier.as_deref(),
+        Some(one("SELECT system_identifier FROM pg_control_system()").as_str())
+    );
+    assert_eq!(report.in_recovery, Some(false));
+    assert_eq!(
+        report.server_version.as_deref(),
+        Some(one("SHOW server_version").as_str())
+    );
+    assert_eq!(
+        report.databases.unwrap().join(","),
+        one(
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE NOT datistemplate"
+        )
+    );
+    assert_eq!(report.port, Some(cluster.port()));
+    assert!(report.updated_ms.is_some());
     let facts = facts.read().unwrap().clone().expect("facts learned");
     // Bracketed: the lab's psql trims its output, and prefixes end in spaces.
     let want_prefix = cluster

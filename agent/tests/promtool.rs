@@ -221,6 +221,7 @@ async fn promtool_reports_no_problem_on_metrics() {
         store: store.handle(),
         agent_name: "db-1".into(),
         max_response_bytes: 1 << 20,
+        inventory: Default::default(),
     });
     let resp = app
         .oneshot(

@@ -326,6 +326,7 @@ pub fn run(args: &EndpointArgs) -> anyhow::Result<()> {
         store: store.handle(),
         agent_name: "bench".into(),
         max_response_bytes: args.max_bytes,
+        inventory: Default::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -428,6 +429,7 @@ mod tests {
             store: store.handle(),
             agent_name: "bench".into(),
             max_response_bytes: args.max_bytes,
+            inventory: Default::default(),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -69,10 +69,12 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
         ))
     };
     let mut log_collectors = Vec::new();
+    let mut reports = Vec::new();
     if cfg.collectors.postgres {
         for instance in &loaded.instances {
             tracing::info!(instance = %instance.name, conninfo = %instance.resolved_conninfo(), "monitoring PostgreSQL");
             let probe = PostgresProbe::new(instance.clone(), paths.clone());
+            reports.push(probe.instance_report());
             for group in probe.companions() {
                 names.push(group.name());
                 collectors.push(Box::new(group));
@@ -139,6 +141,7 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
                 store: store.handle(),
                 agent_name: cfg.agent.name.clone(),
                 max_response_bytes,
+                inventory: api::Inventory::new(reports),
             });
             Some((bound, router))
         }

@@ -117,11 +117,11 @@ pub struct Intervals {
     /// Period of the fast group (activity, database and WAL counters, replication,
     /// locks, system metrics), in seconds. 1..=300, default 10.
     pub fast_secs: u64,
-    /// Period of the slow group (table and index statistics, statements, settings),
-    /// in seconds. At least `fast_secs`, at most 3600, default 60.
+    /// Period of the slow group (table and index statistics, statements, settings,
+    /// wraparound age), in seconds. At least `fast_secs`, at most 3600, default 60.
     pub slow_secs: u64,
-    /// Period of the sizes group (database and relation sizes, wraparound age), in
-    /// seconds. At least `slow_secs`, at most 86400, default 300.
+    /// Period of the sizes group (database and relation sizes), in seconds. At
+    /// least `slow_secs`, at most 86400, default 300.
     pub sizes_secs: u64,
 }
 

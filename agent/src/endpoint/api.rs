@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use pga_format::{FORMAT_VERSION, MetricKind, SeriesMeta};
 
+use crate::collect::server_facts::SharedInstanceReport;
 use crate::store::{StoreHandle, now_ms};
 
 /// Content type of `/v1/blocks` and `/v1/series` bodies: pga-format frames back to back.
@@ -69,6 +70,35 @@ pub struct ApiState {
     /// The most frame bytes one `/v1/blocks` response may carry (a single larger
     /// block is still sent whole).
     pub max_response_bytes: usize,
+    /// What `/v1/status` reports of the host and the instances watched.
+    pub inventory: Inventory,
+}
+
+/// The host and the PostgreSQL instances `/v1/status` reports, for the federator's
+/// inventory (PROTOCOL.md, "GET /v1/status", version 1.1).
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// This host's name.
+    pub host: String,
+    /// One report per `[[postgres]]` instance, kept current by its collectors.
+    pub instances: Vec<SharedInstanceReport>,
+}
+
+impl Inventory {
+    /// This host, watching `instances`.
+    pub fn new(instances: Vec<SharedInstanceReport>) -> Self {
+        Inventory {
+            host: crate::config::host_name(),
+            instances,
+        }
+    }
+}
+
+impl Default for Inventory {
+    /// This host, watching no instance.
+    fn default() -> Self {
+        Inventory::new(Vec::new())
+    }
 }
 
 /// The API's routes; unknown paths get 404 with the list of routes, other methods 405.
@@ -345,6 +375,14 @@ async fn status(State(state): State<ApiState>) -> Result<Response, ApiError> {
     object.insert("agent_id".into(), state.store.agent_id().to_string().into());
     object.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     object.insert("format_version".into(), FORMAT_VERSION.into());
+    object.insert("host".into(), state.inventory.host.clone().into());
+    let instances: Vec<serde_json::Value> = state
+        .inventory
+        .instances
+        .iter()
+        .filter_map(|r| r.read().ok().and_then(|r| serde_json::to_value(&*r).ok()))
+        .collect();
+    object.insert("instances".into(), instances.into());
     let mut body =
         serde_json::to_vec_pretty(&value).map_err(|e| ApiError::internal("encoding status", e))?;
     body.push(b'\n');

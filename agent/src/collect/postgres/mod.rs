@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use conn::pgpass_lookup;
 use runner::{GroupRunner, Shared, UP_HELP};
 
-use super::server_facts::SharedServerFacts;
+use super::server_facts::{SharedInstanceReport, SharedServerFacts};
 use super::system::SharedPaths;
 use super::{CollectError, Emitter, Group};
 use crate::config::PostgresInstance;
@@ -78,6 +78,12 @@ impl PostgresProbe {
     /// `None` until the first connection.
     pub fn server_facts(&self) -> SharedServerFacts {
         self.shared.facts.clone()
+    }
+
+    /// What `/v1/status` reports of this instance, refreshed at each (re)connect
+    /// and each slow pass.
+    pub fn instance_report(&self) -> SharedInstanceReport {
+        self.shared.report.clone()
     }
 
     pub fn group(&self) -> Group {

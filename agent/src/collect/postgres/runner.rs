@@ -23,7 +23,10 @@ use tokio_postgres::Client;
 use super::catalog::{FAMILIES, Family, Scope};
 use super::conn::{self, Pool, QueryError, query_until};
 use super::family::{self, Ctx, FamilyState, Outcome};
-use crate::collect::server_facts::{SERVER_FACTS_QUERY, ServerFacts, SharedServerFacts};
+use crate::collect::server_facts::{
+    INSTANCE_REPORT_QUERY, InstanceReport, SERVER_FACTS_QUERY, ServerFacts, SharedInstanceReport,
+    SharedServerFacts,
+};
 use crate::collect::system::{
     ROLE_DATA_DIRECTORY, ROLE_WAL_DIRECTORY, SharedPaths, tablespace_role,
 };
@@ -45,6 +48,8 @@ pub(crate) struct Shared {
     pub instance: PostgresInstance,
     pub paths: SharedPaths,
     pub facts: SharedServerFacts,
+    /// What `/v1/status` reports of the instance.
+    pub report: SharedInstanceReport,
     pub pool: Pool,
     pub server: Mutex<ServerState>,
     warned_settings: std::sync::atomic::AtomicBool,
@@ -52,10 +57,24 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn new(instance: PostgresInstance, paths: SharedPaths) -> Self {
+        let target = conn::config(&instance, None).ok();
+        let report = InstanceReport {
+            name: instance.name.clone(),
+            host: target
+                .as_ref()
+                .and_then(|c| c.get_hosts().first())
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(dir) => dir.display().to_string(),
+                }),
+            port: target.as_ref().and_then(|c| c.get_ports().first().copied()),
+            ..InstanceReport::default()
+        };
         Shared {
             instance,
             paths,
             facts: SharedServerFacts::default(),
+            report: std::sync::Arc::new(std::sync::RwLock::new(report)),
             pool: Pool::default(),
             server: Mutex::new(ServerState::default()),
             warned_settings: std::sync::atomic::AtomicBool::new(false),
@@ -76,9 +95,34 @@ impl Shared {
         Ok(client)
     }
 
+    /// Refreshes what `/v1/status` reports of the instance; a failure leaves it as
+    /// it was (the families say what fails).
+    async fn refresh_report(&self, client: &Client, deadline: Instant) {
+        let Ok(rows) = query_until(client, INSTANCE_REPORT_QUERY, &[], deadline).await else {
+            return;
+        };
+        let Some(row) = rows.first() else {
+            return;
+        };
+        if let Ok(mut r) = self.report.write() {
+            r.server_version = row.try_get(0).ok();
+            r.server_version_num = row
+                .try_get::<_, i32>(1)
+                .ok()
+                .and_then(|v| u32::try_from(v).ok());
+            r.system_identifier = row.try_get(2).ok();
+            r.in_recovery = row.try_get(3).ok();
+            r.databases = row.try_get(4).ok();
+            r.updated_ms = Some(crate::store::now_ms());
+        }
+    }
+
     /// Learns the version, the database name, the log settings (for the log
-    /// collector) and where the files are (for the system collector).
+    /// collector), where the files are (for the system collector) and what
+    /// `/v1/status` reports.
     async fn learn(&self, client: &Client) {
+        let deadline = Instant::now() + self.instance.statement_timeout();
+        self.refresh_report(client, deadline).await;
         if let Ok(row) = client
             .query_one(
                 "SELECT current_setting('server_version_num')::int4, current_database()::text",
@@ -250,6 +294,9 @@ impl GroupRunner {
             slot.client = None;
             self.down(shared, out);
             return vec![CollectError::Other(format!("instance {}: {e}", inst.name))];
+        }
+        if self.group == Group::Slow {
+            shared.refresh_report(client, deadline).await;
         }
         let state = shared.state();
         let covers = |d: &str| inst.covers_database(d);

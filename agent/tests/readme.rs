@@ -1,0 +1,59 @@
+//! README.md's table of PostgreSQL families says what the catalogue does: every
+//! family, in the group it is collected in.
+
+use std::collections::BTreeMap;
+
+use pga_agent::collect::postgres::catalog::FAMILIES;
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap()
+}
+
+/// Family → group, from the rows of the "PostgreSQL collection" table.
+fn documented() -> BTreeMap<String, String> {
+    let text = readme();
+    let section = text
+        .split("## PostgreSQL collection")
+        .nth(1)
+        .expect("README.md has a PostgreSQL collection section");
+    let mut out = BTreeMap::new();
+    for line in section.lines().take_while(|l| !l.starts_with("## ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 4 || !cells[1].starts_with('`') {
+            continue;
+        }
+        for name in cells[1].split(',') {
+            let name = name.trim().trim_matches('`');
+            out.insert(name.to_owned(), cells[2].to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readme_lists_every_family_in_its_group() {
+    let documented = documented();
+    let code: BTreeMap<String, String> = FAMILIES
+        .iter()
+        .map(|f| (f.name.to_owned(), f.group.to_string()))
+        .collect();
+    assert_eq!(documented, code);
+}
+
+#[test]
+fn database_counters_are_collected_at_every_fast_pass() {
+    let database = FAMILIES.iter().find(|f| f.name == "database").unwrap();
+    assert_eq!(database.group.to_string(), "fast");
+    for metric in [
+        "pg_stat_database_xact_commit_total",
+        "pg_stat_database_xact_rollback_total",
+        "pg_stat_database_deadlocks_total",
+        "pg_stat_database_conflicts_total",
+        "pg_stat_database_temp_bytes_total",
+    ] {
+        assert!(
+            database.metrics.iter().any(|m| m.name == metric),
+            "{metric}"
+        );
+    }
+}
