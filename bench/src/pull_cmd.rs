@@ -21,7 +21,7 @@ use anyhow::{Context, ensure};
 use clap::Args;
 use pga_federator::config::{BackfillConfig, parse_schedule};
 use pga_federator::scheduler::{self, AgentJob, SchedulerSettings};
-use pga_federator::scrape::{AgentClient, ClientLimits, HeadMemo, Pacing, pull};
+use pga_federator::scrape::{AgentClient, ClientLimits, Pacing, PullMemo, pull};
 use pga_federator::sink::{Sink, SinkOptions};
 use pga_federator::telemetry::Telemetry;
 use pga_federator::url::AgentUrl;
@@ -148,7 +148,7 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         };
         let start = Instant::now();
         let mut requests = 0;
-        let mut memo = HeadMemo::default();
+        let mut memo = PullMemo::default();
         loop {
             let r = pull("bench", &client, &sink, pacing, &mut memo, |_| {}).await?;
             requests += r.requests;
@@ -334,6 +334,7 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
                 name: format!("sim-{i}"),
                 client: client(port)?,
                 schedule: schedule.clone(),
+                labels: Default::default(),
             });
         }
         println!(

@@ -8,7 +8,9 @@
 //! memory of one. An agent holds `sealed` blocks and a head that grows with the
 //! wall clock: one collection per `interval_ms` since the head's window started,
 //! as a real agent's head does. It answers `/v1/series` and `/v1/blocks` (plain
-//! HTTP on 127.0.0.1) with the protocol's headers, paging by `max_bytes`.
+//! HTTP on 127.0.0.1) with the protocol's headers, paging by `max_bytes`, and
+//! `/v1/status` with what a real agent says of itself and of one PostgreSQL
+//! instance (so that a pull costs what it costs against a real agent).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -242,11 +244,38 @@ async fn blocks(
     (h, body).into_response()
 }
 
+async fn status(State(a): State<Arc<SimAgent>>) -> impl IntoResponse {
+    let id = a.agent_id.to_string();
+    let newest = a.templates.sealed.len();
+    let body = serde_json::json!({
+        "agent_name": format!("sim-{}", &id[..8]),
+        "agent_id": id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "format_version": 1,
+        "host": format!("sim-{}.example", &id[..8]),
+        "blocks": newest,
+        "oldest_sequence": (newest > 0).then_some(1),
+        "newest_sequence": (newest > 0).then_some(newest),
+        "series": a.templates.series,
+        "instances": [{
+            "name": "main", "host": "/var/run/postgresql", "port": 5432,
+            "server_version": "15.4", "server_version_num": 150004,
+            "system_identifier": format!("{}", 7_000_000_000_000_000_000u64 + u64::from(a.agent_id.0[0])),
+            "in_recovery": false, "databases": ["app", "postgres"],
+        }],
+    });
+    let mut h = HeaderMap::new();
+    header(&mut h, "pga-agent-id", a.agent_id.to_string());
+    header(&mut h, "pga-format-version", "1".into());
+    (h, axum::Json(body))
+}
+
 /// The agent's routes.
 pub fn router(agent: SimAgent) -> Router {
     Router::new()
         .route("/v1/series", get(series))
         .route("/v1/blocks", get(blocks))
+        .route("/v1/status", get(status))
         .with_state(Arc::new(agent))
 }
 

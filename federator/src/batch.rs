@@ -44,14 +44,17 @@ pub struct Cursor {
 /// Sealed blocks `first_sequence ..= last_sequence` expired on the agent before the
 /// federator pulled them: their samples are gone. The time range is what the
 /// federator can bound: after the newest sample it holds from that agent and before
-/// the oldest sample of the first block it received after the gap.
+/// the oldest sample of the first block (sealed, else the head) it received after
+/// the gap. The sink makes the lower bound exact: the newest sample stored from the
+/// agent, a head written before the gap was known included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
     pub first_sequence: u64,
     pub last_sequence: u64,
-    /// Exclusive lower bound (ms): the cursor's `last_ts_ms`, when known.
+    /// Exclusive lower bound (ms): the cursor's `last_ts_ms`, when known (the sink
+    /// raises it to the newest sample stored from the agent).
     pub after_ts_ms: Option<i64>,
-    /// Exclusive upper bound (ms): `min_ts` of the first block after the gap, when
-    /// one was received.
+    /// Exclusive upper bound (ms): `min_ts` of the first block after the gap (the
+    /// first sealed one, else the head), when one was received.
     pub before_ts_ms: Option<i64>,
 }

@@ -72,6 +72,34 @@ pub enum Command {
     FormatInfo,
 }
 
+/// An error as the one message `pga-federator` prints: each cause once (a cause
+/// whose text the one before it already holds is left out), then the fix where one
+/// is known.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|p| p.contains(text.as_str())) {
+            continue;
+        }
+        parts.push(text);
+    }
+    let mut out = parts.join(": ");
+    if let Some(crate::config::ConfigError::NotFound { path }) = err.downcast_ref() {
+        let fix = if path == std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH) {
+            "install the pganalytics-federator package, which ships this file, or copy the \
+             annotated example (packaging/federator.toml in the source) there and name your \
+             agents in it; or give another file with --config FILE"
+        } else {
+            "check the path given to --config, or leave --config out to read \
+             /etc/pganalytics/federator.toml"
+        };
+        out.push_str("\n  fix: ");
+        out.push_str(fix);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +132,28 @@ mod tests {
         assert!(matches!(cli.command, Command::Run));
         let err = Cli::try_parse_from(["pga-federator", "serve"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidSubcommand);
+    }
+
+    #[test]
+    fn errors_say_each_cause_once_and_the_fix() {
+        let missing = crate::config::ConfigError::NotFound {
+            path: crate::config::DEFAULT_CONFIG_PATH.into(),
+        };
+        let text = error_text(&anyhow::Error::new(missing));
+        assert!(text.contains("does not exist"), "{text}");
+        assert!(
+            text.contains("fix: install the pganalytics-federator package"),
+            "{text}"
+        );
+        let inner = anyhow::anyhow!("password authentication failed for user \"fed\"");
+        let outer = inner
+            .context("connecting to the database: password authentication failed for user \"fed\"");
+        let text = error_text(&outer);
+        assert_eq!(
+            text.matches("password authentication failed").count(),
+            1,
+            "{text}"
+        );
     }
 
     #[test]

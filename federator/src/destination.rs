@@ -1,17 +1,22 @@
 //! The database sink as the scraper's [`Destination`]: the sink's errors sorted into
-//! "the database is unavailable, pause everything" and "this batch is refused".
+//! "the database is unavailable, pause everything" and "this agent's batch failed".
+
+use std::collections::BTreeMap;
 
 use pga_format::AgentId;
 
 use crate::batch::{Batch, Cursor};
-use crate::scrape::{Destination, DestinationError};
+use crate::scrape::{AgentStatus, Destination, DestinationError};
 use crate::sink::{Sink, SinkError};
 
 fn sort(e: SinkError) -> DestinationError {
-    if e.is_transient() {
+    if e.is_unavailable() {
         DestinationError::Unavailable(e.to_string())
     } else {
-        DestinationError::Rejected(e.to_string())
+        DestinationError::Rejected {
+            sqlstate: e.sqlstate(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -25,6 +30,29 @@ impl Destination for Sink {
             .await
             .map(|r| r.samples_inserted)
             .map_err(sort)
+    }
+
+    async fn record_status(
+        &self,
+        agent: &str,
+        url: &str,
+        labels: &BTreeMap<String, String>,
+        status: &AgentStatus,
+    ) -> Result<Vec<String>, DestinationError> {
+        let report = Sink::record_status(self, agent, url, labels, status)
+            .await
+            .map_err(sort)?;
+        Ok(report
+            .identity_changes
+            .into_iter()
+            .map(|(instance, before, now)| {
+                format!(
+                    "PostgreSQL instance {instance} now reports system identifier {now} (it \
+                     was {before}): the cluster was restored from another or created anew; \
+                     the inventory records the new one"
+                )
+            })
+            .collect())
     }
 
     /// The database answers and takes writes: not a standby, not read-only.

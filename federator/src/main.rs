@@ -1,4 +1,4 @@
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -6,8 +6,20 @@ use clap::Parser;
 use pga_federator::cli::{Cli, Command};
 use pga_federator::config::{self, has_errors, render_check};
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One message, with its fix where one is known; never a Debug dump or a
+            // backtrace, whatever RUST_BACKTRACE says.
+            eprintln!("error: {}", pga_federator::cli::error_text(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::FormatInfo => print(&pga_format::describe())?,
         Command::CheckConfig => {
@@ -37,7 +49,7 @@ fn main() -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             if matches!(cli.command, Command::Migrate) {
                 let report = rt.block_on(pga_federator::run::migrate(&loaded.config))?;
-                print(&format!("migrated: {report}\n"))?;
+                print(&report)?;
             } else {
                 tracing::info!(config = %loaded.path.display(), version = env!("CARGO_PKG_VERSION"), "pga-federator starting");
                 rt.block_on(pga_federator::run::run(loaded.config))?;
@@ -61,5 +73,6 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -1,10 +1,12 @@
 //! `pga-federator run` and `pga-federator migrate`.
 //!
-//! `run` connects to the database (waiting while it is unreachable), applies the
-//! migrations, then runs the scrape scheduler, the retention job and the
+//! `run` connects to the database (waiting while it is unreachable), checks the
+//! schema ([`Sink::start`]: pending migrations applied when the role may; TimescaleDB
+//! only read), then runs the scrape scheduler, the retention job and the
 //! self-metrics listener until SIGTERM or SIGINT, and stops them cleanly: no pull
 //! starts after the signal, a transaction in flight is rolled back (its cursor did
-//! not move) and the process exits 0.
+//! not move) and the process exits 0. `migrate` is the owner's: it also converts to
+//! TimescaleDB hypertables and sets their policies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,7 @@ pub fn jobs(cfg: &FederatorConfig) -> anyhow::Result<Vec<AgentJob>> {
                 name: a.name.clone(),
                 client: AgentClient::new(url, tls.clone(), limits),
                 schedule,
+                labels: a.labels.clone(),
             })
         })
         .collect()
@@ -84,7 +87,7 @@ async fn connect(
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "database unavailable; waiting for it");
             }
-            Err(e) => return Err(e).context("connecting to the database (database.url)"),
+            Err(e) => return Err(with_hint(e)),
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -94,19 +97,31 @@ async fn connect(
     }
 }
 
-/// Migrates, retrying while the database is unavailable.
-async fn migrate_when_up(sink: &Sink, stop: &mut watch::Receiver<bool>) -> anyhow::Result<bool> {
+/// A sink error with the fix, when there is a known one.
+fn with_hint(e: crate::sink::SinkError) -> anyhow::Error {
+    match e.hint() {
+        Some(hint) => anyhow::anyhow!("{e}\n  fix: {hint}"),
+        None => anyhow::Error::new(e),
+    }
+}
+
+/// Checks the schema at start ([`Sink::start`]), retrying while the database is
+/// unavailable.
+async fn start_when_up(sink: &Sink, stop: &mut watch::Receiver<bool>) -> anyhow::Result<bool> {
     let mut delay = Duration::from_secs(1);
     loop {
-        match sink.migrate().await {
+        match sink.start().await {
             Ok(report) => {
-                tracing::info!(report = ?report, "database schema up to date");
+                tracing::info!(schema = %report, "database ready");
+                for note in &report.notes {
+                    tracing::warn!("{note}");
+                }
                 return Ok(true);
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "migration waits for the database");
+                tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "the start waits for the database");
             }
-            Err(e) => return Err(e).context("migrating the database"),
+            Err(e) => return Err(with_hint(e)),
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -116,13 +131,17 @@ async fn migrate_when_up(sink: &Sink, stop: &mut watch::Receiver<bool>) -> anyho
     }
 }
 
-/// `pga-federator migrate`.
+/// `pga-federator migrate`: what it did, then what the operator should know.
 pub async fn migrate(cfg: &FederatorConfig) -> anyhow::Result<String> {
     let sink = Sink::connect(&cfg.database.url, cfg.sink_options()?)
         .await
-        .context("connecting to the database (database.url)")?;
-    let report = sink.migrate().await.context("migrating the database")?;
-    Ok(format!("{report:?}"))
+        .map_err(with_hint)?;
+    let report = sink.migrate().await.map_err(with_hint)?;
+    let mut out = format!("migrated: {report}\n");
+    for note in &report.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    Ok(out)
 }
 
 /// Turns true on SIGTERM or SIGINT.
@@ -195,7 +214,7 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     let Some(sink) = connect(&cfg, &mut stop).await? else {
         return Ok(());
     };
-    if !migrate_when_up(&sink, &mut stop).await? {
+    if !start_when_up(&sink, &mut stop).await? {
         return Ok(());
     }
     let sink = Arc::new(sink);

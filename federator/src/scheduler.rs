@@ -9,10 +9,17 @@
 //!   fleet catches up in turns, `backfill.request_bytes` per transaction.
 //! - A failing agent is retried after `backoff_initial_secs`, doubling up to
 //!   `backoff_max_secs`; its `up` is 0 until a pull succeeds. Other agents go on.
-//! - When the database is unavailable (down, read-only), every job pauses: no pull
-//!   starts, no cursor moves. One probe checks the database with a growing
-//!   interval (1 s up to 30 s) and releases the jobs when it takes writes again.
+//!   A database error caused by one agent's batch (a constraint, a trigger, a
+//!   timeout, a limit) is such a failure: counted with reason `database_rejected`
+//!   and logged with the agent's name and the SQLSTATE.
+//! - Only when the database as a whole is unavailable (unreachable, shutting down,
+//!   read-only) does every job pause: no pull starts, no cursor moves. One probe
+//!   checks the database with a growing interval (1 s up to 30 s) and releases the
+//!   jobs when it takes writes again. Meanwhile each job still asks its agent's
+//!   `/v1/status` at its scheduled instants, so that `agent_lag_blocks` shows the
+//!   backlog growing.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +27,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 
-use crate::scrape::{AgentClient, Destination, HeadMemo, Pacing, pull};
+use crate::scrape::{AgentClient, Destination, Pacing, PullMemo, pull};
 use crate::telemetry::Telemetry;
 
 /// One agent's job.
@@ -32,6 +39,8 @@ pub struct AgentJob {
     pub client: AgentClient,
     /// When to pull it.
     pub schedule: cron::Schedule,
+    /// Its labels in the central database (`agents[].labels`).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Settings shared by every job.
@@ -51,11 +60,15 @@ struct DatabaseGate {
 }
 
 impl DatabaseGate {
-    async fn wait_open(&self, stop: &mut watch::Receiver<bool>) -> bool {
+    fn is_open(&self) -> bool {
+        *self.open.borrow()
+    }
+
+    /// Resolves once the gate is open (never, should its sender be gone).
+    async fn opened(&self) {
         let mut rx = self.open.subscribe();
-        tokio::select! {
-            r = rx.wait_for(|open| *open) => r.is_ok(),
-            _ = stop.wait_for(|s| *s) => false,
+        if rx.wait_for(|open| *open).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -139,7 +152,9 @@ async fn agent_loop<D: Destination>(
     let mut failures = 0u32;
     let mut not_before = Instant::now();
     let mut immediately = false;
-    let mut memo = HeadMemo::default();
+    let mut memo = PullMemo::new(job.labels.clone());
+    // The last committed cursor, for the lag while pulls are paused.
+    let mut cursor: Option<u64> = None;
     loop {
         if !immediately {
             let wait = until_next(&job.schedule, not_before, offset);
@@ -148,8 +163,17 @@ async fn agent_loop<D: Destination>(
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-        if !gate.wait_open(&mut stop).await {
-            return;
+        immediately = false;
+        if !gate.is_open() {
+            // Paused for the database: watch the agent's backlog grow, and pull as
+            // soon as the database is back.
+            observe_while_paused(&job, telemetry, cursor).await;
+            tokio::select! {
+                () = gate.opened() => immediately = true,
+                () = tokio::time::sleep(until_next(&job.schedule, not_before, offset)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            continue;
         }
         let permit = tokio::select! {
             p = permits.acquire() => match p { Ok(p) => p, Err(_) => return },
@@ -161,13 +185,13 @@ async fn agent_loop<D: Destination>(
         let result = tokio::select! {
             r = pull(&job.name, &job.client, dest, settings.pacing, &mut memo, |round| {
                 telemetry.round(&name, round);
+                cursor = Some(round.cursor);
             }) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         drop(permit);
         let secs = started.elapsed().as_secs_f64();
         telemetry.scrape_ended(&job.name, secs, &result);
-        immediately = false;
         match result {
             Ok(r) => {
                 if failures > 0 {
@@ -212,7 +236,11 @@ async fn agent_loop<D: Destination>(
             }
             Err(e) if e.is_database_unavailable() => {
                 if gate.open.send_replace(false) {
-                    tracing::warn!(error = %e, "database unavailable: scrapes paused, cursors untouched");
+                    tracing::warn!(
+                        agent = %job.name,
+                        error = %e,
+                        "database unavailable: every pull paused, cursors untouched"
+                    );
                 }
                 immediately = true;
             }
@@ -222,13 +250,38 @@ async fn agent_loop<D: Destination>(
                 not_before = Instant::now() + delay;
                 tracing::warn!(
                     agent = %job.name,
+                    reason = %e.reason(),
+                    sqlstate = %e.sqlstate().unwrap_or("-"),
                     error = %e,
                     failures,
                     retry_in_secs = delay.as_secs(),
-                    "scrape failed"
+                    "scrape failed; this agent is retried after its backoff, the others go on"
                 );
             }
         }
+    }
+}
+
+/// While pulls are paused for the database: the agent's newest sealed block from
+/// its `/v1/status`, for `agent_lag_blocks`. Failures only leave the figure as it was.
+async fn observe_while_paused(job: &AgentJob, telemetry: &Telemetry, cursor: Option<u64>) {
+    let Some(cursor) = cursor else {
+        return;
+    };
+    let Ok(mut session) = job.client.session().await else {
+        return;
+    };
+    let Ok(resp) = session.get("/v1/status").await else {
+        return;
+    };
+    if resp.status != hyper::StatusCode::OK || resp.cut.is_some() {
+        return;
+    }
+    if let Some(newest) = crate::scrape::status::parse_status(&resp.body)
+        .ok()
+        .and_then(|s| s.newest_sequence)
+    {
+        telemetry.lag_while_paused(&job.name, newest, cursor);
     }
 }
 

@@ -195,6 +195,9 @@ impl Telemetry {
             }
             Err(e) if e.is_database_unavailable() => {
                 self.database_up.set(0);
+                let mut l = l;
+                l.push(("reason".to_owned(), e.reason().to_owned()));
+                self.failures.get_or_create(&l).inc();
             }
             Err(e) => {
                 self.up.get_or_create(&l).set(0);
@@ -203,6 +206,14 @@ impl Telemetry {
                 self.failures.get_or_create(&l).inc();
             }
         }
+    }
+
+    /// While pulls are paused for the database: the agent holds sealed blocks up to
+    /// `newest`, the last committed cursor is `cursor`.
+    pub fn lag_while_paused(&self, name: &str, newest: u64, cursor: u64) {
+        self.lag_blocks
+            .get_or_create(&agent(name))
+            .set(newest.saturating_sub(cursor) as i64);
     }
 
     /// The agent is configured: its series exist from the start (up 0 until pulled).
@@ -277,5 +288,27 @@ mod tests {
             text.contains("pga_federator_agent_up{agent=\"db-1\"} 0"),
             "{text}"
         );
+        t.lag_while_paused("db-1", 9, 3);
+        assert!(
+            t.render()
+                .contains("pga_federator_agent_lag_blocks{agent=\"db-1\"} 6"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_paused_pull_counts_as_database_unavailable_for_its_agent() {
+        use crate::scrape::DestinationError;
+        let t = Telemetry::new();
+        let err = ScrapeError::Destination(DestinationError::Unavailable("down".into()));
+        t.scrape_ended("db-1", 0.1, &Err(err));
+        let text = t.render();
+        assert!(
+            text.contains(
+                "pga_federator_scrape_failures_total{agent=\"db-1\",reason=\"database_unavailable\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("pga_federator_database_up 0"), "{text}");
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pga_federator::sink::Sink;
+use pga_federator::sink::{MigrateReport, Sink, TimescaleState};
 use pga_format::{MetricKind, SeriesId};
 
 fn rows(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f64)>)> {
@@ -91,11 +91,23 @@ async fn read_only_or_stopped_database_pauses_without_advancing_the_cursor() {
     assert_eq!(stored(&pg, "pg_up"), want);
 }
 
-#[tokio::test]
-async fn owner_migrates_writer_ingests_reader_only_reads() {
-    let pg = central();
-    // An owner that may not create roles; the superuser creates the two group roles
-    // (README.md, "Central database") and the login roles.
+/// The control file a TimescaleDB package installs in the server's extension
+/// directory (the extension is then *available*; creating it needs the library in
+/// shared_preload_libraries).
+const TIMESCALEDB_CONTROL: &str = "\
+# timescaledb extension
+comment = 'Enables scalable inserts and complex queries for time-series data'
+default_version = '2.28.0'
+module_pathname = '$libdir/timescaledb-2.28.0'
+relocatable = false
+trusted = true
+";
+
+/// The three roles of README.md, "Roles", on `pg`: an owner that may not create
+/// roles migrates, the writer starts (what `run` does) and ingests, the reader
+/// only reads. Returns what `migrate` and the writer's start reported.
+async fn roles_work(pg: &pga_lab::Cluster) -> (MigrateReport, MigrateReport) {
+    // The superuser creates the two group roles and the login roles.
     pg.psql(
         "postgres",
         "CREATE ROLE pga_writer NOLOGIN; CREATE ROLE pga_reader NOLOGIN; \
@@ -107,13 +119,14 @@ async fn owner_migrates_writer_ingests_reader_only_reads() {
     let url = |user: &str| format!("postgres://{user}@127.0.0.1:{}/metrics", pg.port());
 
     let owner = Sink::connect(&url("pga_owner"), options()).await.unwrap();
-    let report = owner.migrate().await.unwrap();
-    assert_eq!(report.applied.len(), report.known);
+    let migrated = owner.migrate().await.unwrap();
+    assert_eq!(migrated.applied.len(), migrated.known);
 
-    // The writer: migrate is a no-op, ingest creates the partitions of an older day
-    // through the owner's functions.
+    // The writer: the start applies nothing and changes nothing; ingest creates the
+    // partitions of an older day through the owner's functions.
     let writer = Sink::connect(&url("fed"), options()).await.unwrap();
-    assert!(writer.migrate().await.unwrap().applied.is_empty());
+    let started = writer.start().await.unwrap();
+    assert!(started.applied.is_empty());
     let start = base_ms(5 * 24);
     let b = block(AGENT, 1, &rows(start, 0, 6), &[]);
     assert_eq!(
@@ -140,4 +153,59 @@ async fn owner_migrates_writer_ingests_reader_only_reads() {
     assert!(denied.contains("permission denied"), "{denied}");
     let denied = psql_as("fed", "DROP TABLE samples").unwrap_err();
     assert!(denied.contains("must be owner"), "{denied}");
+    (migrated, started)
+}
+
+#[tokio::test]
+async fn owner_migrates_writer_ingests_reader_only_reads() {
+    // Plain PostgreSQL, TimescaleDB not installed.
+    let pg = central();
+    let (migrated, started) = roles_work(&pg).await;
+    assert_eq!(migrated.timescaledb, TimescaleState::Unavailable);
+    assert_eq!(started.timescaledb, TimescaleState::Unavailable);
+    assert!(migrated.notes.is_empty() && started.notes.is_empty());
+    drop(pg);
+
+    // TimescaleDB available on the server (its control file installed, as the
+    // package does) but not created in the database: the same roles work, and
+    // both say once how to use it. The server runs from a private copy of the
+    // installation, so the system's extension directory is never touched.
+    let copy = tempfile::tempdir().unwrap();
+    let install = pga_lab::PgInstall::find()
+        .unwrap()
+        .relocated_copy(copy.path())
+        .unwrap();
+    let ext = install.share_dir().unwrap().join("extension");
+    assert!(ext.starts_with(copy.path()), "{}", ext.display());
+    std::fs::write(ext.join("timescaledb.control"), TIMESCALEDB_CONTROL).unwrap();
+    let pg = pga_lab::Cluster::builder()
+        .install(install)
+        .start()
+        .unwrap();
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+        )
+        .unwrap(),
+        "2.28.0"
+    );
+    let (migrated, started) = roles_work(&pg).await;
+    assert_eq!(migrated.timescaledb, TimescaleState::NotCreated);
+    assert_eq!(started.timescaledb, TimescaleState::NotCreated);
+    for report in [&migrated, &started] {
+        assert_eq!(report.notes.len(), 1, "{report:?}");
+        assert!(
+            report.notes[0].contains("CREATE EXTENSION timescaledb"),
+            "{report:?}"
+        );
+    }
+    assert_eq!(
+        pg.psql(
+            "metrics",
+            "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
+        )
+        .unwrap(),
+        "0"
+    );
 }

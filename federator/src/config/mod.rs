@@ -55,6 +55,7 @@ impl FederatorConfig {
             statement_timeout: (d.statement_timeout_secs > 0)
                 .then(|| Duration::from_secs(d.statement_timeout_secs)),
             timescaledb: d.timescaledb,
+            max_silence: Duration::from_secs(self.rollups.max_silence_secs),
             retention: crate::sink::RetentionOptions {
                 raw: Duration::from_secs(r.raw_secs),
                 rollup_1m: Duration::from_secs(r.rollup_1m_secs),
@@ -81,6 +82,8 @@ pub struct FederatorConfig {
     pub backfill: BackfillConfig,
     /// `[retention]`: how long raw samples and rollups are kept.
     pub retention: RetentionConfig,
+    /// `[rollups]`: what the 1-minute and 1-hour rollups count.
+    pub rollups: RollupsConfig,
     /// `[metrics]`: the self-metrics and health listener.
     pub metrics: MetricsConfig,
     /// `[[agents]]`: the agents to pull, one table each.
@@ -107,8 +110,9 @@ pub struct DatabaseConfig {
     /// `statement_timeout` of the federator's sessions, in seconds; `0` keeps the
     /// server's. Default 300.
     pub statement_timeout_secs: u64,
-    /// Use TimescaleDB hypertables (compression, retention policies) when the
-    /// `timescaledb` extension is installed and preloaded; plain PostgreSQL
+    /// Use TimescaleDB hypertables (compression, retention policies) where the
+    /// `timescaledb` extension is created in the central database (`CREATE
+    /// EXTENSION timescaledb`, before the first `migrate`); plain PostgreSQL
     /// partitioning otherwise. Default true.
     pub timescaledb: bool,
 }
@@ -266,6 +270,26 @@ impl Default for RetentionConfig {
             rollup_1m_secs: 30 * 86_400,
             rollup_1h_secs: 365 * 86_400,
             log_events_secs: 30 * 86_400,
+        }
+    }
+}
+
+/// `[rollups]`: what the 1-minute and 1-hour rollups count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RollupsConfig {
+    /// Two consecutive samples of a series further apart than this, in seconds, are
+    /// a silence: the counter's increase between them is not attributed to any
+    /// bucket (the bucket after says `after_gap`), as across a recorded gap. Keep it
+    /// a few times the agents' slowest counter interval (`intervals.slow_secs`, 60 by
+    /// default). 10..=86400, default 180.
+    pub max_silence_secs: u64,
+}
+
+impl Default for RollupsConfig {
+    fn default() -> Self {
+        Self {
+            max_silence_secs: 180,
         }
     }
 }

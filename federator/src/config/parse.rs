@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     AgentEntry, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig, RetentionConfig,
-    ScrapeConfig, TlsConfig,
+    RollupsConfig, ScrapeConfig, TlsConfig,
 };
 
 impl FederatorConfig {
@@ -84,17 +84,19 @@ enum Schema {
     Scrape,
     Backfill,
     Retention,
+    Rollups,
     Metrics,
     Agents,
 }
 
 impl Schema {
-    const TABLES: [Schema; 7] = [
+    const TABLES: [Schema; 8] = [
         Schema::Database,
         Schema::Tls,
         Schema::Scrape,
         Schema::Backfill,
         Schema::Retention,
+        Schema::Rollups,
         Schema::Metrics,
         Schema::Agents,
     ];
@@ -107,6 +109,7 @@ impl Schema {
             Schema::Scrape => fields_of::<ScrapeConfig>(),
             Schema::Backfill => fields_of::<BackfillConfig>(),
             Schema::Retention => fields_of::<RetentionConfig>(),
+            Schema::Rollups => fields_of::<RollupsConfig>(),
             Schema::Metrics => fields_of::<MetricsConfig>(),
             Schema::Agents => fields_of::<AgentEntry>(),
         }
@@ -120,6 +123,7 @@ impl Schema {
             Schema::Scrape => "scrape",
             Schema::Backfill => "backfill",
             Schema::Retention => "retention",
+            Schema::Rollups => "rollups",
             Schema::Metrics => "metrics",
             Schema::Agents => "agents",
         }

@@ -138,6 +138,13 @@ impl FederatorConfig {
         self.validate_tls(&mut c);
         self.validate_scrape(&mut c);
         self.validate_retention(&mut c);
+        c.range(
+            "rollups.max_silence_secs",
+            self.rollups.max_silence_secs,
+            10,
+            86_400,
+            "180 (three times the agents' slow interval)",
+        );
         self.validate_agents(&mut c);
         let m = &self.metrics.listen;
         if !m.is_empty() && std::net::SocketAddr::from_str(m).is_err() {
@@ -524,6 +531,10 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
         "retention:      raw {} s, 1-minute rollups {} s, 1-hour rollups {} s, log events {} s, \
          job \"{}\"",
         r.raw_secs, r.rollup_1m_secs, r.rollup_1h_secs, r.log_events_secs, r.schedule
+    ));
+    line(format!(
+        "rollups:        no increase counted across a silence of more than {} s",
+        c.rollups.max_silence_secs
     ));
     line(format!(
         "self-metrics:   {}",

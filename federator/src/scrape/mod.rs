@@ -2,6 +2,8 @@
 //! storage-format/PROTOCOL.md.
 //!
 //! A pull reads the agent's cursor from the destination (the database), asks
+//! `/v1/status` for the inventory (what the agent reports of itself and of the
+//! PostgreSQL instances it watches: recorded, never a reason to stop), asks
 //! `/v1/blocks?after=CURSOR`, records a declared gap, keeps the whole verified frames
 //! of the body (all of them, or those before the point where a cut body stops),
 //! fetches the dictionary entries the blocks need from `/v1/series`, and hands one
@@ -14,15 +16,18 @@
 
 pub mod client;
 pub mod protocol;
+pub mod status;
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pga_format::{AgentId, DecodedBlock};
 
 use crate::batch::{Batch, Cursor, Gap};
 pub use client::{AgentClient, ClientError, ClientLimits, Response};
 pub use protocol::ProtocolError;
+pub use status::AgentStatus;
 
 /// Where pulled batches go: the database sink, in production.
 pub trait Destination: Send + Sync {
@@ -34,6 +39,15 @@ pub trait Destination: Send + Sync {
     /// Writes the batch and advances the cursor, in one transaction; the number of
     /// samples written (those already present not counted).
     fn ingest(&self, batch: &Batch) -> impl Future<Output = Result<u64, DestinationError>> + Send;
+    /// Records what the agent `agent` (configured at `url` with `labels`) reports of
+    /// itself in the inventory; what is worth saying about it, one sentence each.
+    fn record_status(
+        &self,
+        agent: &str,
+        url: &str,
+        labels: &BTreeMap<String, String>,
+        status: &AgentStatus,
+    ) -> impl Future<Output = Result<Vec<String>, DestinationError>> + Send;
     /// Whether the destination takes writes now (used to resume after it was
     /// [`DestinationError::Unavailable`]).
     fn ping(&self) -> impl Future<Output = Result<(), DestinationError>> + Send;
@@ -42,14 +56,30 @@ pub trait Destination: Send + Sync {
 /// Why the destination did not take a batch.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DestinationError {
-    /// The database is down, read-only or overloaded: nothing was written, the
-    /// cursor did not move; every agent pauses until it answers again.
+    /// The database cannot be reached or takes no writes at all (unreachable,
+    /// shutting down, read-only): nothing was written, the cursor did not move;
+    /// every agent pauses until it answers again.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// The batch itself was refused (a constraint, an impossible value): that
-    /// agent is reported; the others continue.
-    #[error("batch rejected by the database: {0}")]
-    Rejected(String),
+    /// A statement of this agent's batch failed (a constraint, a trigger, an
+    /// impossible value, a deadlock, a timeout, a limit): that agent is reported
+    /// and retried with its backoff; the others continue.
+    #[error("the database refused this agent's batch: {message}")]
+    Rejected {
+        /// The SQLSTATE, when the database gave one.
+        sqlstate: Option<String>,
+        message: String,
+    },
+}
+
+impl DestinationError {
+    /// The SQLSTATE of a refused batch.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            DestinationError::Rejected { sqlstate, .. } => sqlstate.as_deref(),
+            DestinationError::Unavailable(_) => None,
+        }
+    }
 }
 
 /// How pulls are paced.
@@ -115,16 +145,24 @@ impl ScrapeError {
             ScrapeError::Status { .. } => "http_status",
             ScrapeError::Protocol(_) => "malformed",
             ScrapeError::Destination(DestinationError::Unavailable(_)) => "database_unavailable",
-            ScrapeError::Destination(DestinationError::Rejected(_)) => "database_rejected",
+            ScrapeError::Destination(DestinationError::Rejected { .. }) => "database_rejected",
         }
     }
 
-    /// Whether the failure is the database's, not the agent's.
+    /// Whether the failure is the database's as a whole, not the agent's.
     pub fn is_database_unavailable(&self) -> bool {
         matches!(
             self,
             ScrapeError::Destination(DestinationError::Unavailable(_))
         )
+    }
+
+    /// The SQLSTATE of a batch the database refused.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            ScrapeError::Destination(d) => d.sqlstate(),
+            _ => None,
+        }
     }
 }
 
@@ -222,20 +260,150 @@ impl HeadMemo {
     }
 }
 
+/// What the federator keeps of one agent from one pull to the next: how much of
+/// its head is written, and what of its status was recorded and said.
+#[derive(Debug, Clone, Default)]
+pub struct PullMemo {
+    pub head: HeadMemo,
+    pub inventory: InventoryMemo,
+}
+
+impl PullMemo {
+    /// A memo for an agent configured with `labels` (recorded in the inventory).
+    pub fn new(labels: BTreeMap<String, String>) -> Self {
+        PullMemo {
+            head: HeadMemo::default(),
+            inventory: InventoryMemo {
+                labels,
+                ..InventoryMemo::default()
+            },
+        }
+    }
+}
+
+/// How often an unchanged status is recorded again (its `last_seen_at`).
+const STATUS_REFRESH: Duration = Duration::from_secs(60);
+
+/// What of an agent's `/v1/status` was recorded and said.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryMemo {
+    labels: BTreeMap<String, String>,
+    /// The status last recorded, and when.
+    recorded: Option<(AgentStatus, Instant)>,
+    /// The missing fields last said, so that the same are not said again.
+    said_missing: Option<Vec<String>>,
+    /// The status request's last failure said.
+    said_failure: Option<String>,
+}
+
+impl InventoryMemo {
+    fn due(&self, status: &AgentStatus) -> bool {
+        match &self.recorded {
+            Some((s, at)) => s != status || at.elapsed() >= STATUS_REFRESH,
+            None => true,
+        }
+    }
+
+    /// Says `why` unless it was the last thing said.
+    fn fail(&mut self, agent: &str, why: String) {
+        if self.said_failure.as_deref() != Some(why.as_str()) {
+            tracing::warn!(agent = %agent, error = %why, "the agent's /v1/status was not recorded in the inventory; pulls go on");
+            self.said_failure = Some(why);
+        }
+    }
+}
+
+/// Asks the agent's `/v1/status` and records it in the inventory, when it changed or
+/// once a minute. Only an unavailable database is an error; anything else is said
+/// once and the pull goes on. Returns whether the session is still usable.
+async fn observe_status<D: Destination>(
+    agent: &str,
+    client: &AgentClient,
+    session: &mut client::Session<'_>,
+    dest: &D,
+    memo: &mut InventoryMemo,
+) -> Result<bool, ScrapeError> {
+    let resp = match session.get("/v1/status").await {
+        Ok(r) => r,
+        Err(e) => {
+            memo.fail(agent, e.to_string());
+            return Ok(false);
+        }
+    };
+    // The connection stays usable unless the answer was cut or closes it.
+    let reusable = resp.cut.is_none()
+        && !resp
+            .headers
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    if let Some(cut) = &resp.cut {
+        memo.fail(agent, format!("/v1/status: {cut}"));
+        return Ok(false);
+    }
+    if resp.status != hyper::StatusCode::OK {
+        memo.fail(
+            agent,
+            format!("/v1/status answered {}", resp.status.as_u16()),
+        );
+        return Ok(reusable);
+    }
+    let status = match status::parse_status(&resp.body) {
+        Ok(s) => s,
+        Err(e) => {
+            memo.fail(agent, e.0);
+            return Ok(reusable);
+        }
+    };
+    memo.said_failure = None;
+    if !status.missing.is_empty() && memo.said_missing.as_ref() != Some(&status.missing) {
+        tracing::warn!(
+            agent = %agent,
+            fields = %status.missing.join(", "),
+            "the agent's /v1/status lacks fields (an older agent?); the inventory records what it has"
+        );
+        memo.said_missing = Some(status.missing.clone());
+    }
+    if !memo.due(&status) {
+        return Ok(reusable);
+    }
+    match dest
+        .record_status(agent, &client.url().to_string(), &memo.labels, &status)
+        .await
+    {
+        Ok(notes) => {
+            for note in notes {
+                tracing::warn!(agent = %agent, "{note}");
+            }
+            memo.recorded = Some((status, Instant::now()));
+            Ok(reusable)
+        }
+        Err(e @ DestinationError::Unavailable(_)) => Err(e.into()),
+        Err(e) => {
+            memo.fail(agent, e.to_string());
+            Ok(reusable)
+        }
+    }
+}
+
 /// Pulls `agent` once (PROTOCOL.md, "The client algorithm"), calling `on_round`
 /// after each committed request. `memo` carries what of the agent's head is
-/// already written from one pull to the next.
+/// already written and what of its status recorded, from one pull to the next.
 pub async fn pull<D: Destination>(
     agent: &str,
     client: &AgentClient,
     dest: &D,
     pacing: Pacing,
-    memo: &mut HeadMemo,
+    memo: &mut PullMemo,
     mut on_round: impl FnMut(&Round),
 ) -> Result<PullReport, ScrapeError> {
     let mut report = PullReport::default();
     let committed = dest.cursor(agent).await?;
     let mut session = client.session().await?;
+    if !observe_status(agent, client, &mut session, dest, &mut memo.inventory).await? {
+        session = client.session().await?;
+    }
+    let memo = &mut memo.head;
     let (mut known_id, mut cursor) = match committed {
         Some((id, c)) => (Some(id), c),
         None => (None, Cursor::default()),
@@ -252,7 +420,7 @@ pub async fn pull<D: Destination>(
         report.agent_id = Some(h.agent_id);
         if known_id.is_some_and(|id| id != h.agent_id) {
             tracing::warn!(
-                agent,
+                agent = %agent,
                 old_id = %known_id.map(|i| i.to_string()).unwrap_or_default(),
                 new_id = %h.agent_id,
                 "the agent's identity changed (a new store): pulling it from the beginning"
@@ -282,7 +450,11 @@ pub async fn pull<D: Destination>(
         });
         let walk = protocol::walk_blocks(&resp.body, &h, after);
         let gap = gap.map(|g| Gap {
-            before_ts_ms: walk.sealed.first().map(|b| b.header.min_ts),
+            before_ts_ms: walk
+                .sealed
+                .first()
+                .or(walk.head.as_ref())
+                .map(|b| b.header.min_ts),
             ..g
         });
         // The dictionary entries the blocks need and the destination lacks.

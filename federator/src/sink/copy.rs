@@ -10,6 +10,7 @@
 //! * `bigint`: 8 bytes, two's complement;
 //! * `timestamptz`: 8 bytes, microseconds since 2000-01-01 00:00:00 UTC;
 //! * `double precision`: the 8 bytes of the IEEE 754 value;
+//! * `boolean`: 1 byte, 0 or 1;
 //! * NULL: a field length of −1 and no bytes.
 
 /// Milliseconds from the Unix epoch to the PostgreSQL epoch (2000-01-01 UTC).
@@ -63,7 +64,8 @@ impl SampleCopy {
     }
 }
 
-/// One rollup row: `(series_id, bucket, count, sum, min, max, last, increase)`.
+/// One rollup row: `(series_id, bucket, count, sum, min, max, last, increase,
+/// increase_secs, after_gap)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RollupRow {
     pub series_id: i64,
@@ -74,11 +76,17 @@ pub struct RollupRow {
     pub min: f64,
     pub max: f64,
     pub last: f64,
-    /// `None` for gauges (SQL NULL).
+    /// `None` for gauges, and for counters when nothing is known (SQL NULL).
     pub increase: Option<f64>,
+    /// The time the increase covers, in seconds; `None` with `increase`.
+    pub increase_secs: Option<f64>,
+    /// A sample of the bucket follows a recorded gap or a long silence.
+    pub after_gap: bool,
 }
 
-/// A binary `COPY` payload of [`RollupRow`]s, the column order of `samples_1m`.
+/// A binary `COPY` payload of [`RollupRow`]s, in the column order of
+/// `samples_1m (series_id, bucket, count, sum, min, max, last, increase,
+/// increase_secs, after_gap)`.
 #[derive(Debug)]
 pub struct RollupCopy {
     buf: Vec<u8>,
@@ -99,7 +107,7 @@ impl RollupCopy {
             .bucket_ms
             .saturating_sub(PG_EPOCH_UNIX_MS)
             .saturating_mul(1000);
-        self.buf.extend_from_slice(&8i16.to_be_bytes());
+        self.buf.extend_from_slice(&10i16.to_be_bytes());
         for field in [
             r.series_id.to_be_bytes(),
             micros.to_be_bytes(),
@@ -112,13 +120,18 @@ impl RollupCopy {
             self.buf.extend_from_slice(&8i32.to_be_bytes());
             self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
         }
-        match r.increase {
-            Some(v) => {
-                self.buf.extend_from_slice(&8i32.to_be_bytes());
-                self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+        for v in [r.increase, r.increase_secs] {
+            match v {
+                Some(v) => {
+                    self.buf.extend_from_slice(&8i32.to_be_bytes());
+                    self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+                }
+                None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
             }
-            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
         }
+        // boolean: 1 byte.
+        self.buf.extend_from_slice(&1i32.to_be_bytes());
+        self.buf.push(u8::from(r.after_gap));
         self.rows += 1;
     }
 

@@ -1,17 +1,28 @@
 //! One batch, one transaction.
 //!
+//! Before the transaction, the partitions the batch's days need (plain PostgreSQL)
+//! are created, each in a short transaction of its own, by attaching a new table:
+//! that locks nothing another agent's transaction or a reader waits on, and an
+//! ingest transaction never holds a lock on a table's parent beyond what every
+//! writer holds (ROW EXCLUSIVE). `pga-bench lockwait` measures what one agent's
+//! long transaction makes another agent's `COPY` wait.
+//!
 //! Order of work inside the transaction:
 //! 1. the agent's row (created on first sight; its identity updated), which also
 //!    locks it, so two writers of one agent queue up;
-//! 2. the batch's dictionary entries to global series ids;
-//! 3. the partitions the batch's days need (plain PostgreSQL);
+//! 2. the gap, if any: its lower bound is the newest sample stored from the agent
+//!    (a head written before the gap was known included), so that no stored sample
+//!    lies inside it; a gap recorded before without an upper bound gets this batch's
+//!    oldest sample as one;
+//! 3. the batch's dictionary entries to global series ids;
 //! 4. every sample (sealed blocks and head) by binary `COPY` ([`super::samples`]): a
 //!    sample already stored (the head's overlap, a block delivered twice) is
 //!    dropped, never doubled; the series and time ranges really inserted go to
 //!    `pga_touched`;
-//! 5. the rollups of the touched buckets ([`super::rollup`]);
+//! 5. the rollups of the touched buckets ([`super::rollup`]), which attribute no
+//!    increase across a gap (2.) or a silence longer than `max_silence`;
 //! 6. log events of the sealed blocks (the head's come again once it is sealed);
-//! 7. the gap, if any, and the cursor.
+//! 7. the cursor.
 //!
 //! The series cache learns the batch's new mappings, and the tail cache
 //! ([`super::tails`]) the newest stored sample of each series, only after the commit.
@@ -24,6 +35,7 @@ use sqlx::PgConnection;
 
 use super::{IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uuid_text};
 use crate::batch::Batch;
+use std::sync::atomic::Ordering;
 
 const DAY_MS: i64 = 86_400_000;
 /// Samples and log events stamped more than this ahead of the federator's clock (an
@@ -58,18 +70,66 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     let log_cutoff_ms = now_ms.saturating_sub(sink.options.retention.log_events.as_millis() as i64);
     let future_ms = now_ms.saturating_add(MAX_AHEAD_MS);
 
+    // Partitions first, committed on their own (see the module docs).
+    let mut days = BTreeSet::new();
+    for block in data_blocks(batch) {
+        days.extend(
+            block
+                .timestamps
+                .iter()
+                .filter(|&&ts| ts >= raw_cutoff_ms && ts <= future_ms)
+                .map(|ts| ts.div_euclid(DAY_MS)),
+        );
+    }
+    for block in &batch.blocks {
+        for event in &block.log_events {
+            if (log_cutoff_ms..=future_ms).contains(&event.timestamp_ms) {
+                days.insert(event.timestamp_ms.div_euclid(DAY_MS));
+            }
+        }
+    }
+    // Days whose partitions this sink created or found since its last error or
+    // retention run need no check.
+    days.retain(|d| {
+        !sink
+            .partition_days
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(d)
+    });
+    if !days.is_empty() {
+        ensure_partitions(&sink.pool, &days).await?;
+        sink.partition_days
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(days);
+    }
+
     let mut tx = sink
         .pool
         .begin()
         .await
         .map_err(SinkError::db("starting the ingest transaction"))?;
     let conn: &mut PgConnection = &mut tx;
+    if sink.timescale.load(Ordering::Relaxed) {
+        // Late data into compressed chunks decompresses what it may conflict with;
+        // TimescaleDB's default caps that at 100,000 tuples per transaction. The
+        // batch is bounded already (backfill.max_samples_per_transaction).
+        sqlx::Executor::execute(
+            &mut *conn,
+            "SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0",
+        )
+        .await
+        .map_err(SinkError::db("preparing the transaction for TimescaleDB"))?;
+    }
     let uid = uuid_text(&batch.agent_id);
 
     let (agent_row,): (i64,) = sqlx::query_as(
-        "INSERT INTO agents (name, agent_uid, last_seen_at) VALUES ($1, $2::uuid, now()) \
+        "INSERT INTO agents (name, agent_uid, first_seen_at, last_seen_at) \
+         VALUES ($1, $2::uuid, now(), now()) \
          ON CONFLICT (name) DO UPDATE \
-             SET agent_uid = EXCLUDED.agent_uid, last_seen_at = EXCLUDED.last_seen_at \
+             SET agent_uid = EXCLUDED.agent_uid, last_seen_at = EXCLUDED.last_seen_at, \
+                 first_seen_at = coalesce(agents.first_seen_at, EXCLUDED.first_seen_at) \
          RETURNING id",
     )
     .bind(&batch.agent)
@@ -89,18 +149,28 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         _ => SinkError::db("writing the agent")(e),
     })?;
 
-    // The tails remembered for the agent, if nobody else wrote it since.
-    let token: Option<(i64,)> =
-        sqlx::query_as("SELECT xmin::text::bigint FROM agent_cursors WHERE agent_id = $1")
-            .bind(agent_row)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(SinkError::db("reading the agent's cursor"))?;
+    let oldest_ms = data_blocks(batch)
+        .filter_map(|b| b.timestamps.first().copied())
+        .filter(|&ts| ts >= raw_cutoff_ms && ts <= future_ms)
+        .min();
+    let gap_recorded = write_gap(conn, agent_row, &uid, batch, oldest_ms).await?;
+
+    // The tails remembered for the agent, if nobody else wrote it since; and the
+    // newest gap's lower bound, for the rollups of the series that only grow.
+    let (token, gap_after_ms): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT xmin::text::bigint FROM agent_cursors WHERE agent_id = $1), \
+                (SELECT (extract(epoch FROM max(after_ts)) * 1000)::bigint \
+                 FROM gaps WHERE agent_id = $1)",
+    )
+    .bind(agent_row)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(SinkError::db("reading the agent's cursor"))?;
     let mut tails = sink
         .tails
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take(agent_row, token.map(|(t,)| t));
+        .take(agent_row, token);
     tails.retain(|_, t| t.ts >= raw_cutoff_ms);
 
     // Dictionary: new entries, then whatever the blocks use that the cache lacks.
@@ -148,34 +218,6 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         .flat_map(|b| b.columns.iter().map(move |c| (b, c)))
         .map(|(b, c)| c.timestamps(b).filter(|&ts| ts > future_ms).count() as u64)
         .sum();
-    let mut days = BTreeSet::new();
-    for block in data_blocks(batch) {
-        days.extend(
-            block
-                .timestamps
-                .iter()
-                .filter(|&&ts| ts >= raw_cutoff_ms && ts <= future_ms)
-                .map(|ts| ts.div_euclid(DAY_MS)),
-        );
-    }
-    for block in &batch.blocks {
-        for event in &block.log_events {
-            if (log_cutoff_ms..=future_ms).contains(&event.timestamp_ms) {
-                days.insert(event.timestamp_ms.div_euclid(DAY_MS));
-            }
-        }
-    }
-    // Days whose partitions this sink created or found since its last error or
-    // retention run need no check.
-    days.retain(|d| {
-        !sink
-            .partition_days
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(d)
-    });
-    ensure_partitions(conn, &days).await?;
-
     let to_write = samples::Samples {
         blocks: data_blocks(batch).collect(),
         mapping: &mapping,
@@ -201,13 +243,16 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
                 .await
                 .map_err(SinkError::db("updating series first/last seen"))?;
         }
+        let breaks = rollup::Breaks {
+            max_silence_ms: sink.options.max_silence.as_millis() as i64,
+            gap_after_ms,
+        };
         (rollups_1m, rollups_1h) =
-            rollup::recompute(conn, &written.fresh, written.ranges.as_deref()).await?;
+            rollup::recompute(conn, &written.fresh, written.ranges.as_deref(), breaks).await?;
     }
 
     let log_events_inserted =
         write_log_events(conn, agent_row, batch, log_cutoff_ms..=future_ms).await?;
-    let gap_recorded = write_gap(conn, agent_row, &uid, batch).await?;
 
     let (token,): (i64,) = sqlx::query_as(
         "INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count) \
@@ -236,10 +281,6 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .extend(batch.agent_id, &learned);
-    sink.partition_days
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .extend(days);
     if let Some(tails) = written.tails {
         sink.tails
             .lock()
@@ -310,18 +351,16 @@ fn validate(batch: &Batch) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// Creates the partitions of `days` (days since the Unix epoch) that are missing.
-async fn ensure_partitions(conn: &mut PgConnection, days: &BTreeSet<i64>) -> Result<(), SinkError> {
-    if days.is_empty() {
-        return Ok(());
-    }
+/// Creates the partitions of `days` (days since the Unix epoch) that are missing,
+/// in a transaction of its own.
+async fn ensure_partitions(pool: &sqlx::PgPool, days: &BTreeSet<i64>) -> Result<(), SinkError> {
     let days: Vec<i64> = days.iter().copied().collect();
     sqlx::query(
         "SELECT pga_ensure_partitions(ARRAY( \
              SELECT timestamptz 'epoch' + d * interval '1 day' FROM unnest($1::bigint[]) AS d))",
     )
     .bind(&days)
-    .execute(&mut *conn)
+    .execute(pool)
     .await
     .map_err(SinkError::db("creating partitions"))?;
     Ok(())
@@ -400,32 +439,70 @@ async fn write_log_events(
     Ok(done.rows_affected())
 }
 
+/// The newest sample stored from the agent's series before `before_ms` (ms; no
+/// bound when `None`): the exact lower bound of a gap.
+const NEWEST_BEFORE: &str = "\
+SELECT (extract(epoch FROM max(s.ts)) * 1000)::bigint
+FROM series se
+CROSS JOIN LATERAL (
+    SELECT x.ts FROM samples x
+    WHERE x.series_id = se.id
+      AND x.ts < coalesce(timestamptz 'epoch' + $2::bigint * interval '1 millisecond',
+                          'infinity')
+    ORDER BY x.ts DESC LIMIT 1) s
+WHERE se.agent_id = $1";
+
+/// Records the batch's gap with exact bounds (the module docs, 2.), and gives an
+/// upper bound to the agent's gaps recorded without one: `oldest_ms`, the oldest
+/// sample of this batch. Returns whether the batch's gap was new.
 async fn write_gap(
     conn: &mut PgConnection,
     agent_row: i64,
     uid: &str,
     batch: &Batch,
+    oldest_ms: Option<i64>,
 ) -> Result<bool, SinkError> {
-    let Some(gap) = &batch.gap else {
-        return Ok(false);
-    };
-    let done = sqlx::query(
-        "INSERT INTO gaps (agent_id, agent_uid, first_sequence, last_sequence, after_ts, before_ts) \
-         VALUES ($1, $2::uuid, $3, $4, \
-                 timestamptz 'epoch' + $5::bigint * interval '1 millisecond', \
-                 timestamptz 'epoch' + $6::bigint * interval '1 millisecond') \
-         ON CONFLICT (agent_uid, first_sequence, last_sequence) DO NOTHING",
-    )
-    .bind(agent_row)
-    .bind(uid)
-    .bind(gap.first_sequence as i64)
-    .bind(gap.last_sequence as i64)
-    .bind(gap.after_ts_ms)
-    .bind(gap.before_ts_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(SinkError::db("recording the gap"))?;
-    Ok(done.rows_affected() > 0)
+    let mut recorded = false;
+    if let Some(gap) = &batch.gap {
+        let (stored,): (Option<i64>,) = sqlx::query_as(NEWEST_BEFORE)
+            .bind(agent_row)
+            .bind(gap.before_ts_ms)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(SinkError::db("finding where the gap starts"))?;
+        let after_ts_ms = stored.max(gap.after_ts_ms);
+        let done = sqlx::query(
+            "INSERT INTO gaps (agent_id, agent_uid, first_sequence, last_sequence, after_ts, before_ts) \
+             VALUES ($1, $2::uuid, $3, $4, \
+                     timestamptz 'epoch' + $5::bigint * interval '1 millisecond', \
+                     timestamptz 'epoch' + $6::bigint * interval '1 millisecond') \
+             ON CONFLICT (agent_uid, first_sequence, last_sequence) DO NOTHING",
+        )
+        .bind(agent_row)
+        .bind(uid)
+        .bind(gap.first_sequence as i64)
+        .bind(gap.last_sequence as i64)
+        .bind(after_ts_ms)
+        .bind(gap.before_ts_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("recording the gap"))?;
+        recorded = done.rows_affected() > 0;
+    }
+    if let Some(oldest) = oldest_ms {
+        sqlx::query(
+            "UPDATE gaps SET before_ts = timestamptz 'epoch' + $2::bigint * interval '1 millisecond' \
+             WHERE agent_id = $1 AND before_ts IS NULL \
+               AND (after_ts IS NULL \
+                    OR after_ts < timestamptz 'epoch' + $2::bigint * interval '1 millisecond')",
+        )
+        .bind(agent_row)
+        .bind(oldest)
+        .execute(&mut *conn)
+        .await
+        .map_err(SinkError::db("closing a gap"))?;
+    }
+    Ok(recorded)
 }
 
 #[cfg(test)]

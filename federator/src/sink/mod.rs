@@ -3,21 +3,26 @@
 //! [`Sink`] owns a connection pool to the central database and does four things:
 //!
 //! * [`Sink::migrate`] applies `migrations/` (sqlx format), sets TimescaleDB up where
-//!   the extension is installed ([`timescale`]), and creates partitions ahead;
+//!   the extension is created ([`timescale`]), and creates partitions ahead;
+//!   [`Sink::start`] is what `run` does instead: the same without changing
+//!   TimescaleDB, whose policies it only compares with the settings;
 //! * [`Sink::cursor`] tells where an agent's pull stands;
 //! * [`Sink::ingest`] writes one [`Batch`] — series, samples (bulk binary `COPY`
 //!   through a staging table, so samples already stored are dropped, never doubled),
 //!   log events, the recorded gap, the exact rollups of every touched bucket and the
 //!   cursor advance — in **one** transaction;
+//! * [`Sink::record_status`] records what an agent's `/v1/status` reports in the
+//!   inventory tables ([`inventory`]);
 //! * [`Sink::retention`] drops partitions past their retention age and creates the
 //!   next ones.
 //!
-//! Errors say whether to retry ([`SinkError::is_transient`]) or to reject the batch
-//! ([`SinkError::is_bad_batch`]). README.md, "Central database", documents the schema.
+//! Errors say whether the whole database is unavailable ([`SinkError::is_unavailable`])
+//! or only this batch failed. README.md, "Central database", documents the schema.
 
 mod copy;
 mod error;
 mod ingest;
+pub mod inventory;
 mod retention;
 mod rollup;
 mod samples;
@@ -28,6 +33,7 @@ mod timescale;
 
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use pga_format::AgentId;
@@ -39,6 +45,7 @@ pub use copy::{PG_EPOCH_UNIX_MS, SampleCopy};
 pub use error::SinkError;
 pub use retention::{RetentionOptions, RetentionReport};
 pub use schema::MigrateReport;
+pub use timescale::TimescaleState;
 
 /// How the sink connects and what it keeps.
 #[derive(Debug, Clone)]
@@ -51,8 +58,11 @@ pub struct SinkOptions {
     pub acquire_timeout: Duration,
     /// `statement_timeout` of every session; `None` keeps the server's.
     pub statement_timeout: Option<Duration>,
-    /// Use TimescaleDB hypertables when the extension is installed and preloaded.
+    /// Use TimescaleDB hypertables where the extension is created in the database.
     pub timescaledb: bool,
+    /// A counter's increase between two consecutive samples further apart than this
+    /// is not attributed to any rollup bucket (README.md, "Rollups").
+    pub max_silence: Duration,
     /// Retention ages and partitions created ahead.
     pub retention: RetentionOptions,
 }
@@ -65,6 +75,7 @@ impl Default for SinkOptions {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Some(Duration::from_secs(300)),
             timescaledb: true,
+            max_silence: Duration::from_secs(180),
             retention: RetentionOptions::default(),
         }
     }
@@ -110,6 +121,9 @@ pub struct Sink {
     /// Days (since the Unix epoch) whose partitions exist, as committed by an
     /// ingest; emptied by any ingest error and by every retention run.
     partition_days: Mutex<std::collections::HashSet<i64>>,
+    /// Whether the time-series tables are TimescaleDB hypertables (set by
+    /// [`Sink::migrate`] and [`Sink::start`]).
+    timescale: AtomicBool,
 }
 
 impl Sink {
@@ -138,6 +152,7 @@ impl Sink {
             series_cache: Mutex::new(series::SeriesCache::default()),
             tails: Mutex::new(tails::TailCache::default()),
             partition_days: Mutex::new(Default::default()),
+            timescale: AtomicBool::new(false),
         })
     }
 
@@ -188,12 +203,13 @@ impl Sink {
     }
 
     /// Writes `batch` in one transaction: on any error nothing of it is stored and
-    /// the cursor stays where it was.
+    /// the cursor stays where it was. (Partitions the batch needs are created
+    /// before, each in a short transaction of its own, and stay.)
     pub async fn ingest(&self, batch: &Batch) -> Result<IngestReport, SinkError> {
         let result = ingest::ingest(self, batch).await;
         if let Err(err) = &result {
             self.forget_partitions();
-            if err.is_transient() {
+            if err.is_unavailable() {
                 self.forget_series();
             }
         }

@@ -5,26 +5,38 @@
 //!
 //! * `count`, `sum`, `min`, `max` of the values of the samples in the bucket;
 //! * `last`: the value of the newest sample in the bucket;
+//! * a sample `s` whose predecessor `p` (the series' previous sample, which may lie in
+//!   an earlier bucket) is separated from it by a **break** — a recorded gap of the
+//!   series' agent starts between them (`p.ts ≤ gap.after_ts < s.ts`), or they lie
+//!   more than `max_silence` apart — is the first after the break: `after_gap` is true
+//!   for its bucket, and the pair `(p, s)` counts toward nothing below;
 //! * `increase` (counters only, NULL for gauges): the sum, over every sample `s` in
-//!   the bucket that has a predecessor `p` (the series' previous sample, which may
-//!   lie in an earlier bucket), of `s − p` when `s ≥ p`, else `s` (a reset: the
-//!   counter restarted from zero). The pair straddling a bucket boundary counts
-//!   toward the later bucket, so the increases of consecutive buckets add up to the
-//!   increase over their union, and the 1-hour increase is the sum of its
-//!   1-minute increases. A series' very first sample contributes nothing.
+//!   the bucket whose pair `(p, s)` counts, of `s − p` when `s ≥ p`, else `s` (a
+//!   reset: the counter restarted from zero); NULL when no pair of the bucket counts
+//!   (the series' first sample, the first after a break): nothing is known then;
+//! * `increase_secs` (counters only): the time those pairs span, `Σ (s.ts − p.ts)`,
+//!   so that `increase / increase_secs` is the rate over the time the increase covers.
 //!
-//! A new sample at `t` changes the bucket of `t` and, through `increase`, the bucket
-//! of the next stored sample after `t`. So for every series the write touched, the
-//! 1-minute buckets from the one holding its oldest new sample to the one holding the
-//! first stored sample after its newest new sample are recomputed from the raw
-//! samples (with the sample before that range as the first predecessor), and the
-//! 1-hour buckets covering them from the 1-minute rows. A series whose new samples
-//! are all newer than everything stored for it (the usual case: a live agent, a
-//! catch-up) needs no re-reading: its minutes are computed from the batch and its
-//! stored predecessor, copied in when the minute held nothing, added to the row of
-//! the minute of its newest stored sample, and added to its hours. Late,
-//! backfilled or repeated data are recomputed from scratch, so they give the same
-//! rows as data that arrived on time and in order.
+//! The pair straddling a bucket boundary counts toward the later bucket, so the
+//! increases of consecutive buckets add up to the increase over their union, and
+//! the 1-hour row is the sum of its 1-minute rows (`increase`, `increase_secs`;
+//! `after_gap` if any minute's).
+//!
+//! A new sample at `t` changes the bucket of `t` and, through `increase` and the
+//! breaks, the bucket of the next stored sample after `t`. So for every series the
+//! write touched, the 1-minute buckets from the one holding its oldest new sample to
+//! the one holding the first stored sample after its newest new sample are
+//! recomputed from the raw samples (with the sample before that range as the first
+//! predecessor), and the 1-hour buckets covering them from the 1-minute rows. A gap
+//! is recorded, in the transaction of the batch that reveals it, before that batch's
+//! samples; its lower bound is the newest sample stored from the agent, so no pair
+//! already stored straddles it. A series whose new samples are all newer than
+//! everything stored for it (the usual case: a live agent, a catch-up) needs no
+//! re-reading: its minutes are computed from the batch and its stored predecessor,
+//! copied in when the minute held nothing, added to the row of the minute of its
+//! newest stored sample, and added to its hours. Late, backfilled or repeated data
+//! are recomputed from scratch, so they give the same rows as data that arrived on
+//! time and in order.
 
 use std::collections::HashMap;
 
@@ -50,51 +62,69 @@ UPDATE pga_touched t SET
 FROM n
 WHERE n.series_id = t.series_id";
 
-/// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples.
+/// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples; `$2`
+/// is the longest silence (ms) a pair may span and still count.
 const ROLLUP_1M: &str = "\
-INSERT INTO samples_1m AS r (series_id, bucket, count, sum, min, max, last, increase)
+INSERT INTO samples_1m AS r (series_id, bucket, count, sum, min, max, last, increase,
+                             increase_secs, after_gap)
 SELECT p.series_id, p.bucket,
        count(*), sum(p.value), min(p.value), max(p.value),
        max(p.value) FILTER (WHERE p.newest),
        CASE WHEN bool_and(p.counter) THEN
-           sum(CASE WHEN p.prev IS NULL THEN 0
-                    WHEN p.value >= p.prev THEN p.value - p.prev
-                    ELSE p.value END)
-       END
+           sum(CASE WHEN p.value >= p.prev THEN p.value - p.prev ELSE p.value END)
+               FILTER (WHERE p.counts)
+       END,
+       CASE WHEN bool_and(p.counter) THEN
+           (sum(p.span_ms) FILTER (WHERE p.counts) / 1000.0)::float8
+       END,
+       bool_or(p.broken)
 FROM (
-    SELECT q.*, q.next_ts IS NULL
-                OR date_bin('1 minute', q.next_ts, timestamptz 'epoch') <> q.bucket AS newest
+    SELECT q.*, q.prev_ts IS NOT NULL AND NOT q.broken AS counts,
+           q.next_ts IS NULL
+           OR date_bin('1 minute', q.next_ts, timestamptz 'epoch') <> q.bucket AS newest
     FROM (
-        SELECT x.series_id, x.ts, x.value, x.in_range, se.kind = 'counter' AS counter,
-               date_bin('1 minute', x.ts, timestamptz 'epoch') AS bucket,
-               lag(x.value) OVER w AS prev, lead(x.ts) OVER w AS next_ts
-        FROM pga_touched t
-        JOIN series se ON se.id = t.series_id
-        CROSS JOIN LATERAL (
-            (SELECT s.series_id, s.ts, s.value, false AS in_range FROM samples s
-             WHERE s.series_id = t.series_id AND s.ts < t.lo
-             ORDER BY s.ts DESC LIMIT 1)
-            UNION ALL
-            (SELECT s.series_id, s.ts, s.value, true FROM samples s
-             WHERE s.series_id = t.series_id AND s.ts >= t.lo AND s.ts < t.hi)
-        ) x
-        WHERE t.series_id <> ALL($1)
-        WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts)
+        SELECT b.*,
+               coalesce(b.span_ms > $2 OR EXISTS (
+                   SELECT FROM gaps g
+                   WHERE g.agent_id = b.agent_id AND g.after_ts >= b.prev_ts
+                     AND g.after_ts < b.ts), false) AS broken
+        FROM (
+            SELECT x.series_id, x.ts, x.value, x.in_range, se.agent_id,
+                   se.kind = 'counter' AS counter,
+                   date_bin('1 minute', x.ts, timestamptz 'epoch') AS bucket,
+                   lag(x.value) OVER w AS prev, lag(x.ts) OVER w AS prev_ts,
+                   (extract(epoch FROM x.ts - lag(x.ts) OVER w) * 1000)::bigint AS span_ms,
+                   lead(x.ts) OVER w AS next_ts
+            FROM pga_touched t
+            JOIN series se ON se.id = t.series_id
+            CROSS JOIN LATERAL (
+                (SELECT s.series_id, s.ts, s.value, false AS in_range FROM samples s
+                 WHERE s.series_id = t.series_id AND s.ts < t.lo
+                 ORDER BY s.ts DESC LIMIT 1)
+                UNION ALL
+                (SELECT s.series_id, s.ts, s.value, true FROM samples s
+                 WHERE s.series_id = t.series_id AND s.ts >= t.lo AND s.ts < t.hi)
+            ) x
+            WHERE t.series_id <> ALL($1)
+            WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts)
+        ) b
+        WHERE b.in_range
     ) q
 ) p
-WHERE p.in_range
 GROUP BY p.series_id, p.bucket
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
-    last = EXCLUDED.last, increase = EXCLUDED.increase";
+    last = EXCLUDED.last, increase = EXCLUDED.increase,
+    increase_secs = EXCLUDED.increase_secs, after_gap = EXCLUDED.after_gap";
 
 /// Recomputes the 1-hour rows covering every `[lo, hi)` range from the 1-minute rows.
 const ROLLUP_1H: &str = "\
-INSERT INTO samples_1h AS r (series_id, bucket, count, sum, min, max, last, increase)
+INSERT INTO samples_1h AS r (series_id, bucket, count, sum, min, max, last, increase,
+                             increase_secs, after_gap)
 SELECT m.series_id, m.hour,
        sum(m.count), sum(m.sum), min(m.min), max(m.max),
        max(m.last) FILTER (WHERE m.newest),
-       sum(m.increase)
+       sum(m.increase), sum(m.increase_secs), coalesce(bool_or(m.after_gap), false)
 FROM (
     SELECT q.*, q.next_bucket IS NULL
                 OR date_bin('1 hour', q.next_bucket, timestamptz 'epoch') <> q.hour AS newest
@@ -113,25 +143,52 @@ FROM (
 GROUP BY m.series_id, m.hour
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
-    last = EXCLUDED.last, increase = EXCLUDED.increase";
+    last = EXCLUDED.last, increase = EXCLUDED.increase,
+    increase_secs = EXCLUDED.increase_secs, after_gap = EXCLUDED.after_gap";
+
+/// When a pair of consecutive samples `(p, s)` of one agent's series is broken
+/// (module docs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Breaks {
+    /// The longest span (ms) of a pair that counts.
+    pub max_silence_ms: i64,
+    /// `after_ts` (ms) of the newest gap recorded for the agent, this batch's
+    /// included. Every gap's lower bound is a sample stored when it was recorded, so
+    /// among the pairs a fresh series forms (its stored tail and newer samples) only
+    /// the first can straddle a gap, and only the newest gap.
+    pub gap_after_ms: Option<i64>,
+}
+
+impl Breaks {
+    fn broken(&self, prev_ts: i64, ts: i64) -> bool {
+        ts - prev_ts > self.max_silence_ms
+            || self.gap_after_ms.is_some_and(|g| prev_ts <= g && g < ts)
+    }
+}
 
 /// Adds partial rows, newer than every sample their buckets held, to those
-/// buckets (see [`recompute`]); `{table}` is `samples_1m` or `samples_1h`.
+/// buckets (see [`recompute`]); `{table}` is `samples_1m` or `samples_1h`. An
+/// unknown (NULL) increase on one side leaves the other's.
 macro_rules! merge_sql {
     ($table:literal) => {
         concat!(
             "INSERT INTO ",
             $table,
-            " AS r (series_id, bucket, count, sum, min, max, last, increase)
+            " AS r (series_id, bucket, count, sum, min, max, last, increase, increase_secs,
+                     after_gap)
 SELECT h.id, timestamptz 'epoch' + h.at_ms * interval '1 millisecond',
-       h.count, h.sum, h.min, h.max, h.last, h.increase
+       h.count, h.sum, h.min, h.max, h.last, h.increase, h.increase_secs, h.after_gap
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
-            $6::float8[], $7::float8[], $8::float8[])
-     AS h(id, at_ms, count, sum, min, max, last, increase)
+            $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::boolean[])
+     AS h(id, at_ms, count, sum, min, max, last, increase, increase_secs, after_gap)
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
     min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max),
-    last = EXCLUDED.last, increase = r.increase + EXCLUDED.increase"
+    last = EXCLUDED.last,
+    increase = coalesce(r.increase + EXCLUDED.increase, r.increase, EXCLUDED.increase),
+    increase_secs = coalesce(r.increase_secs + EXCLUDED.increase_secs, r.increase_secs,
+                             EXCLUDED.increase_secs),
+    after_gap = coalesce(r.after_gap, false) OR EXCLUDED.after_gap"
         )
     };
 }
@@ -143,20 +200,22 @@ const MERGE_1H: &str = merge_sql!("samples_1h");
 ///
 /// `fresh` holds the series whose new samples are newer than all they had stored
 /// ([`Fresh`]): their 1-minute rows follow from the new samples and the stored
-/// predecessor alone, and are computed here, copied in (or added to the minute of the
-/// newest stored sample), and added to their hours. The others are recomputed in SQL from the raw samples; when `touched`
-/// (how many series `pga_touched` lists) says there are none, no SQL runs for them.
+/// predecessor alone, and are computed here, copied in (or added to the minute of
+/// the newest stored sample), and added to their hours. The others are recomputed
+/// in SQL from the raw samples; when `ranges` says there are none, no SQL runs for
+/// them.
 pub(crate) async fn recompute(
     conn: &mut PgConnection,
     fresh: &HashMap<i64, Fresh>,
     ranges: Option<&[[i64; 4]]>,
+    breaks: Breaks,
 ) -> Result<(u64, u64), SinkError> {
     let mut copy = RollupCopy::new();
     let mut computed = Vec::with_capacity(fresh.len());
     let mut continued: Vec<RollupRow> = Vec::new();
     let mut hours: Vec<RollupRow> = Vec::new();
     for (&id, series) in fresh {
-        let minutes = minute_rows(id, series.counter, series.prev, &series.samples);
+        let minutes = minute_rows(id, series.counter, series.prev, &series.samples, breaks);
         let tail_minute = series.tail_ms.map(|t| t - t.rem_euclid(60_000));
         for row in &minutes {
             if Some(row.bucket_ms) == tail_minute {
@@ -190,6 +249,7 @@ pub(crate) async fn recompute(
             .map_err(SinkError::db("finding the rollup buckets to recompute"))?;
         m1 += sqlx::query(ROLLUP_1M)
             .bind(&computed)
+            .bind(breaks.max_silence_ms)
             .execute(&mut *conn)
             .await
             .map_err(SinkError::db("recomputing 1-minute rollups"))?
@@ -216,8 +276,8 @@ async fn copy_rollups(conn: &mut PgConnection, copy: RollupCopy) -> Result<bool,
     let copied = async {
         let mut copy_in = conn
             .copy_in_raw(
-                "COPY samples_1m (series_id, bucket, count, sum, min, max, last, increase) \
-                 FROM STDIN (FORMAT binary)",
+                "COPY samples_1m (series_id, bucket, count, sum, min, max, last, increase, \
+                 increase_secs, after_gap) FROM STDIN (FORMAT binary)",
             )
             .await?;
         copy_in.send(copy.finish()).await?;
@@ -238,23 +298,27 @@ async fn copy_rollups(conn: &mut PgConnection, copy: RollupCopy) -> Result<bool,
 }
 
 /// The 1-minute rows of one series' samples (ascending), `prev` being the stored
-/// sample before them; the same definitions, comparisons and summation order as
-/// `ROLLUP_1M` (PostgreSQL orders NaN above every number).
+/// sample before them `(ts, value)`; the same definitions, comparisons and summation
+/// order as `ROLLUP_1M` (PostgreSQL orders NaN above every number).
 fn minute_rows(
     id: i64,
     counter: bool,
-    mut prev: Option<f64>,
+    mut prev: Option<(i64, f64)>,
     samples: &[(i64, f64)],
+    breaks: Breaks,
 ) -> Vec<RollupRow> {
     let mut rows: Vec<RollupRow> = Vec::new();
+    // The span (ms) of the pairs counted in each row, summed exactly.
+    let mut spans: Vec<i64> = Vec::new();
     for &(ts, v) in samples {
         let bucket_ms = ts - ts.rem_euclid(60_000);
-        let step = match prev {
-            None => 0.0,
-            Some(p) if pg_ge(v, p) => v - p,
-            Some(_) => v,
-        };
-        prev = Some(v);
+        let broken = prev.is_some_and(|(pts, _)| breaks.broken(pts, ts));
+        // The pair's contribution when it counts: (increase, span ms).
+        let pair = prev.filter(|_| !broken).map(|(pts, p)| {
+            let step = if pg_ge(v, p) { v - p } else { v };
+            (step, ts - pts)
+        });
+        prev = Some((ts, v));
         match rows.last_mut() {
             Some(r) if r.bucket_ms == bucket_ms => {
                 r.count += 1;
@@ -266,18 +330,35 @@ fn minute_rows(
                     r.max = v;
                 }
                 r.last = v;
-                r.increase = r.increase.map(|i| i + step);
+                r.after_gap |= broken;
             }
-            _ => rows.push(RollupRow {
-                series_id: id,
-                bucket_ms,
-                count: 1,
-                sum: v,
-                min: v,
-                max: v,
-                last: v,
-                increase: counter.then_some(0.0 + step),
-            }),
+            _ => {
+                rows.push(RollupRow {
+                    series_id: id,
+                    bucket_ms,
+                    count: 1,
+                    sum: v,
+                    min: v,
+                    max: v,
+                    last: v,
+                    increase: None,
+                    increase_secs: None,
+                    after_gap: broken,
+                });
+                spans.push(0);
+            }
+        }
+        let (Some(row), Some(total)) = (rows.last_mut(), spans.last_mut()) else {
+            continue;
+        };
+        if counter && let Some((step, span)) = pair {
+            row.increase = Some(row.increase.map_or(step, |i| i + step));
+            *total += span;
+        }
+    }
+    for (row, span) in rows.iter_mut().zip(spans) {
+        if row.increase.is_some() {
+            row.increase_secs = Some(span as f64 / 1000.0);
         }
     }
     rows
@@ -300,7 +381,9 @@ fn hour_partials(minutes: &[RollupRow]) -> Vec<RollupRow> {
                     h.max = m.max;
                 }
                 h.last = m.last;
-                h.increase = h.increase.zip(m.increase).map(|(a, b)| a + b);
+                h.increase = add_known(h.increase, m.increase);
+                h.increase_secs = add_known(h.increase_secs, m.increase_secs);
+                h.after_gap |= m.after_gap;
             }
             _ => out.push(RollupRow {
                 bucket_ms: hour_ms,
@@ -309,6 +392,14 @@ fn hour_partials(minutes: &[RollupRow]) -> Vec<RollupRow> {
         }
     }
     out
+}
+
+/// SQL's `sum` over two values: NULLs left out, NULL when both are.
+fn add_known(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Adds partial rows to their buckets with `statement` ([`MERGE_1M`] or
@@ -324,6 +415,8 @@ async fn merge(
     let at: Vec<i64> = rows.iter().map(|h| h.bucket_ms).collect();
     let count: Vec<i64> = rows.iter().map(|h| h.count).collect();
     let increase: Vec<Option<f64>> = rows.iter().map(|h| h.increase).collect();
+    let increase_secs: Vec<Option<f64>> = rows.iter().map(|h| h.increase_secs).collect();
+    let after_gap: Vec<bool> = rows.iter().map(|h| h.after_gap).collect();
     Ok(sqlx::query(statement)
         .bind(&ids)
         .bind(&at)
@@ -333,6 +426,8 @@ async fn merge(
         .bind(col(|h| h.max))
         .bind(col(|h| h.last))
         .bind(&increase)
+        .bind(&increase_secs)
+        .bind(&after_gap)
         .execute(&mut *conn)
         .await
         .map_err(SinkError::db(what))?
@@ -354,19 +449,25 @@ fn pg_ge(a: f64, b: f64) -> bool {
 mod tests {
     use super::*;
 
+    const NO_BREAKS: Breaks = Breaks {
+        max_silence_ms: i64::MAX,
+        gap_after_ms: None,
+    };
+
     #[test]
     fn minute_rows_follow_the_definitions() {
-        // A counter: 10 (prev) → 12, 15 | 3 (reset), 4 in the next minute.
+        // A counter: 10 (prev, at 50 s) → 12, 15 | 3 (reset), 4 in the next minute.
         let rows = minute_rows(
             9,
             true,
-            Some(10.0),
+            Some((50_000, 10.0)),
             &[
                 (60_000, 12.0),
                 (90_000, 15.0),
                 (120_000, 3.0),
                 (150_000, 4.0),
             ],
+            NO_BREAKS,
         );
         assert_eq!(rows.len(), 2);
         let r = rows[0];
@@ -374,15 +475,54 @@ mod tests {
             (r.bucket_ms, r.count, r.sum, r.min, r.max, r.last),
             (60_000, 2, 27.0, 12.0, 15.0, 15.0)
         );
-        assert_eq!(r.increase, Some(5.0));
+        assert_eq!((r.increase, r.increase_secs), (Some(5.0), Some(40.0)));
         let r = rows[1];
         assert_eq!((r.bucket_ms, r.count, r.last), (120_000, 2, 4.0));
-        assert_eq!(r.increase, Some(3.0 + 1.0));
-        // A gauge has no increase; the first sample ever contributes nothing.
-        let rows = minute_rows(9, false, None, &[(-1, 1.0)]);
+        assert_eq!((r.increase, r.increase_secs), (Some(3.0 + 1.0), Some(60.0)));
+        assert!(!r.after_gap);
+        // A gauge has no increase; the first sample ever: nothing known.
+        let rows = minute_rows(9, false, None, &[(-1, 1.0)], NO_BREAKS);
         assert_eq!((rows[0].bucket_ms, rows[0].increase), (-60_000, None));
-        let rows = minute_rows(9, true, None, &[(0, 7.0), (1, 9.0)]);
-        assert_eq!(rows[0].increase, Some(2.0));
+        let rows = minute_rows(9, true, None, &[(0, 7.0)], NO_BREAKS);
+        assert_eq!((rows[0].increase, rows[0].increase_secs), (None, None));
+        let rows = minute_rows(9, true, None, &[(0, 7.0), (1, 9.0)], NO_BREAKS);
+        assert_eq!(
+            (rows[0].increase, rows[0].increase_secs),
+            (Some(2.0), Some(0.001))
+        );
+    }
+
+    #[test]
+    fn no_increase_is_attributed_across_a_break() {
+        // 21 per second, every 10 s; a silence of 16 minutes after 100 s.
+        let mut samples: Vec<(i64, f64)> =
+            (0..10).map(|i| (i * 10_000, i as f64 * 210.0)).collect();
+        let resume = 90_000 + 16 * 60_000;
+        samples.extend((0..12).map(|i| {
+            let ts = resume + i * 10_000;
+            (ts, ts as f64 / 1000.0 * 21.0)
+        }));
+        let silence = Breaks {
+            max_silence_ms: 180_000,
+            gap_after_ms: None,
+        };
+        let rows = minute_rows(1, true, None, &samples, silence);
+        for r in &rows {
+            let rate = r.increase.unwrap() / r.increase_secs.unwrap();
+            assert!((rate - 21.0).abs() < 1e-9, "{r:?}");
+        }
+        let first_after = rows.iter().find(|r| r.after_gap).unwrap();
+        assert_eq!(first_after.bucket_ms, 1_020_000);
+        assert!(first_after.increase_secs.unwrap() < 60.0, "{first_after:?}");
+        // The same pair across a recorded gap whose lower bound is the sample before it.
+        let gap = Breaks {
+            max_silence_ms: i64::MAX,
+            gap_after_ms: Some(90_000),
+        };
+        assert_eq!(minute_rows(1, true, None, &samples, gap), rows);
+        // A sample alone after the break: its increase is unknown, not zero.
+        let rows = minute_rows(1, true, Some((0, 5.0)), &[(600_000, 9.0)], silence);
+        assert_eq!((rows[0].increase, rows[0].after_gap), (None, true));
     }
 
     #[test]
@@ -397,27 +537,39 @@ mod tests {
                 (3_660_000, 2.0),
                 (3_720_000, 5.0),
             ],
+            NO_BREAKS,
         );
         let hours = hour_partials(&rows);
         assert_eq!(hours.len(), 2);
         assert_eq!(
-            (hours[0].bucket_ms, hours[0].count, hours[0].last),
-            (0, 1, 1.0)
+            (
+                hours[0].bucket_ms,
+                hours[0].count,
+                hours[0].last,
+                hours[0].increase
+            ),
+            (0, 1, 1.0, None)
         );
         let h = hours[1];
         assert_eq!(
             (h.bucket_ms, h.count, h.sum, h.min, h.max, h.last),
             (3_600_000, 3, 11.0, 2.0, 5.0, 5.0)
         );
-        // 1 → 4: +3; 4 → 2: reset, +2; 2 → 5: +3.
-        assert_eq!(h.increase, Some(8.0));
+        // 1 → 4: +3; 4 → 2: reset, +2; 2 → 5: +3; three minutes covered.
+        assert_eq!((h.increase, h.increase_secs), (Some(8.0), Some(180.0)));
     }
 
     #[test]
     fn nan_orders_like_postgresql() {
         assert!(pg_ge(f64::NAN, 1.0));
         assert!(!pg_ge(1.0, f64::NAN));
-        let rows = minute_rows(1, false, None, &[(0, 1.0), (1, f64::NAN), (2, 0.5)]);
+        let rows = minute_rows(
+            1,
+            false,
+            None,
+            &[(0, 1.0), (1, f64::NAN), (2, 0.5)],
+            NO_BREAKS,
+        );
         assert!(rows[0].max.is_nan());
         assert_eq!(rows[0].min, 0.5);
     }

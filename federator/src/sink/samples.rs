@@ -56,24 +56,24 @@ SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
 /// In one round trip: the samples already stored for the series `$1` in the batch's
 /// range `[$2, $3]` (ms; `ts` set, with their values), and for each series of `$4`
 /// (those whose tail the sink does not remember) one row (`ts` NULL) telling whether
-/// it is a counter, the value of its stored sample before the range (counters only: a
-/// gauge's rollups do not use it) and whether a stored sample follows the range —
-/// what [`super::rollup`] needs to compute the rollups of a fresh series without
-/// reading again.
+/// it is a counter, the time and value of its stored sample before the range and
+/// whether a stored sample follows the range — what [`super::rollup`] needs to
+/// compute the rollups of a fresh series without reading again.
 const EXISTING: &str = "\
 SELECT s.series_id, (extract(epoch FROM s.ts) * 1000)::bigint, s.value,
-       NULL::boolean, NULL::boolean
+       NULL::boolean, NULL::boolean, NULL::bigint
 FROM samples s
 WHERE s.series_id = ANY($1)
   AND s.ts >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
   AND s.ts <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'
 UNION ALL
-SELECT i.id, NULL::bigint, p.value, se.kind = 'counter', nx.ts IS NOT NULL
+SELECT i.id, NULL::bigint, p.value, se.kind = 'counter', nx.ts IS NOT NULL,
+       (extract(epoch FROM p.ts) * 1000)::bigint
 FROM unnest($4::bigint[]) AS i(id)
 JOIN series se ON se.id = i.id
 LEFT JOIN LATERAL (
-    SELECT s.value FROM samples s
-    WHERE se.kind = 'counter' AND s.series_id = i.id
+    SELECT s.ts, s.value FROM samples s
+    WHERE s.series_id = i.id
       AND s.ts < timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
     ORDER BY s.ts DESC LIMIT 1) p ON true
 LEFT JOIN LATERAL (
@@ -127,8 +127,8 @@ pub(crate) struct Written {
 #[derive(Debug, Default)]
 pub(crate) struct Fresh {
     pub counter: bool,
-    /// The value of the newest sample stored before the new ones (counters only).
-    pub prev: Option<f64>,
+    /// The time (ms) and value of the newest sample stored before the new ones.
+    pub prev: Option<(i64, f64)>,
     /// The time of the newest stored sample (ms), when the sink remembers it: a new
     /// sample in its minute is added to that minute's row.
     pub tail_ms: Option<i64>,
@@ -253,10 +253,19 @@ async fn write_direct(
     let mut stored: HashSet<(i64, i64)> = HashSet::new();
     // Per series read: its newest stored sample in the range.
     let mut newest_stored: HashMap<i64, (i64, f64)> = HashMap::new();
-    // Per unknown series: counter, the stored predecessor, whether a sample follows.
-    let mut around: HashMap<i64, (bool, Option<f64>, bool)> = HashMap::new();
+    // Per unknown series: counter, the stored predecessor `(ts, value)`, whether a
+    // sample follows.
+    type Around = (bool, Option<(i64, f64)>, bool);
+    let mut around: HashMap<i64, Around> = HashMap::new();
     if !read.is_empty() {
-        type Row = (i64, Option<i64>, Option<f64>, Option<bool>, Option<bool>);
+        type Row = (
+            i64,
+            Option<i64>,
+            Option<f64>,
+            Option<bool>,
+            Option<bool>,
+            Option<i64>,
+        );
         let rows: Vec<Row> = sqlx::query_as(EXISTING)
             .bind(&read)
             .bind(lo)
@@ -265,7 +274,7 @@ async fn write_direct(
             .fetch_all(&mut *conn)
             .await
             .map_err(SinkError::db("reading samples already stored"))?;
-        for (id, ts, value, counter, has_next) in rows {
+        for (id, ts, value, counter, has_next, prev_ts) in rows {
             match ts {
                 Some(ts) => {
                     stored.insert((id, ts));
@@ -276,9 +285,10 @@ async fn write_direct(
                     }
                 }
                 None => {
+                    let prev = prev_ts.map(|t| (t, value.unwrap_or(f64::NAN)));
                     around.insert(
                         id,
-                        (counter.unwrap_or(false), value, has_next.unwrap_or(true)),
+                        (counter.unwrap_or(false), prev, has_next.unwrap_or(true)),
                     );
                 }
             }
@@ -329,7 +339,7 @@ async fn write_direct(
                 let newer = samples.first().is_none_or(|&(ts, _)| ts > t.ts);
                 let candidate = newer.then(|| Fresh {
                     counter: t.counter,
-                    prev: t.counter.then_some(t.value),
+                    prev: Some((t.ts, t.value)),
                     tail_ms: Some(t.ts),
                     samples: Vec::new(),
                 });

@@ -1,15 +1,14 @@
 -- TimescaleDB setup for the pgAnalytics v3 central database.
 --
--- Applied by Sink::migrate (federator/src/sink/timescale.rs) only where the
--- timescaledb extension is installed and preloaded, and only while the time-series
--- tables of migrations/0002_metrics.sql are still empty: it replaces those natively
--- partitioned tables with hypertables of the same columns and keys, with compression
--- enabled. The views of migrations/0003_views.sql are dropped here and created again
+-- Applied by `pga-federator migrate` (federator/src/sink/timescale.rs) only where
+-- the timescaledb extension is created in the central database, and only while the
+-- time-series tables are still empty: it replaces those natively partitioned tables
+-- (migrations/0002_metrics.sql, with the columns later migrations added) with
+-- hypertables of the same columns and keys, with compression enabled. The views of
+-- migrations/0003_views.sql and 0006_views.sql are dropped here and created again
 -- afterwards; compression and retention policies are set by timescale.rs from the
--- sink's retention options. Never run on plain PostgreSQL. Needs TimescaleDB 2.13 or
--- newer (create_hypertable with by_range; ON CONFLICT into compressed chunks).
-
-CREATE EXTENSION IF NOT EXISTS timescaledb;
+-- retention settings. Never run on plain PostgreSQL. Needs TimescaleDB 2.13 or newer
+-- (create_hypertable with by_range; ON CONFLICT into compressed chunks).
 
 DROP VIEW metric_series, metric_samples, metric_rollups_1m, metric_rollups_1h,
           agent_log_events, agent_status, agent_gaps;
@@ -36,6 +35,8 @@ CREATE TABLE samples_1m (
     max       double precision NOT NULL,
     last      double precision NOT NULL,
     increase  double precision,
+    increase_secs double precision,
+    after_gap     boolean,
     PRIMARY KEY (series_id, bucket)
 );
 SELECT create_hypertable('samples_1m', by_range('bucket', INTERVAL '1 day'));
@@ -52,6 +53,8 @@ CREATE TABLE samples_1h (
     max       double precision NOT NULL,
     last      double precision NOT NULL,
     increase  double precision,
+    increase_secs double precision,
+    after_gap     boolean,
     PRIMARY KEY (series_id, bucket)
 );
 SELECT create_hypertable('samples_1h', by_range('bucket', INTERVAL '30 days'));

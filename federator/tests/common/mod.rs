@@ -141,3 +141,47 @@ pub fn stored(pg: &Cluster, metric: &str) -> Vec<(i64, f64)> {
         })
         .collect()
 }
+
+/// Rows of the reference aggregate (README.md, "Rollups"), computed by a GROUP BY
+/// over the raw samples and the recorded gaps, that differ from the stored rollup,
+/// or exist on one side only, for `width` ('1 minute' or '1 hour') and rollup table
+/// `table`; `max_silence_secs` as the sink's. Empty when they all agree.
+pub fn rollup_mismatches(pg: &Cluster, width: &str, table: &str, max_silence_secs: u64) -> String {
+    sql(
+        pg,
+        &format!(
+            "WITH p AS ( \
+                 SELECT s.series_id, s.ts, s.value, se.kind, se.agent_id, \
+                        lag(s.value) OVER w AS prev, lag(s.ts) OVER w AS prev_ts \
+                 FROM samples s JOIN series se ON se.id = s.series_id \
+                 WINDOW w AS (PARTITION BY s.series_id ORDER BY s.ts)), \
+             b AS ( \
+                 SELECT p.*, p.prev_ts IS NOT NULL AND ( \
+                            p.ts - p.prev_ts > interval '{max_silence_secs} seconds' \
+                            OR EXISTS (SELECT FROM gaps g WHERE g.agent_id = p.agent_id \
+                                       AND g.after_ts >= p.prev_ts AND g.after_ts < p.ts)) \
+                        AS broken \
+                 FROM p), \
+             ref AS ( \
+                 SELECT series_id, date_bin('{width}', ts, timestamptz 'epoch') AS bucket, \
+                        count(*) AS count, sum(value) AS sum, min(value) AS min, \
+                        max(value) AS max, (array_agg(value ORDER BY ts DESC))[1] AS last, \
+                        CASE WHEN kind = 'counter' THEN \
+                            sum(CASE WHEN value >= prev THEN value - prev ELSE value END) \
+                                FILTER (WHERE prev_ts IS NOT NULL AND NOT broken) END AS increase, \
+                        CASE WHEN kind = 'counter' THEN \
+                            (sum(extract(epoch FROM ts - prev_ts)) \
+                                FILTER (WHERE prev_ts IS NOT NULL AND NOT broken))::float8 \
+                        END AS increase_secs, \
+                        bool_or(broken) AS after_gap \
+                 FROM b GROUP BY series_id, bucket, kind) \
+             SELECT string_agg(coalesce(ref.series_id, r.series_id) || '@' \
+                               || coalesce(ref.bucket, r.bucket), ', ') \
+             FROM ref FULL JOIN {table} r USING (series_id, bucket) \
+             WHERE (ref.count, ref.sum, ref.min, ref.max, ref.last, ref.increase, \
+                    ref.increase_secs, ref.after_gap) \
+                   IS DISTINCT FROM (r.count, r.sum, r.min, r.max, r.last, r.increase, \
+                                     r.increase_secs, r.after_gap)"
+        ),
+    )
+}

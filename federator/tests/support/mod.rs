@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pga_agent::collect::Emitted;
-use pga_agent::endpoint::api::{ApiState, router};
+use pga_agent::endpoint::api::{ApiState, Inventory, router};
 use pga_agent::endpoint::certs::{DevCertsOptions, make_dev_certs};
 use pga_agent::endpoint::{Endpoint, EndpointSettings, Limits, TlsFiles};
 use pga_agent::store::{Store, StoreHandle, StoreOptions, StoreReader};
@@ -125,10 +125,17 @@ pub struct SimAgent {
     writer: Option<JoinHandle<()>>,
     server: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
     handle: Option<StoreHandle>,
+    inventory: Inventory,
 }
 
 impl SimAgent {
     pub fn start(dir: &Path, tls: &Path, opts: SimOptions) -> SimAgent {
+        Self::start_with(dir, tls, opts, Inventory::default())
+    }
+
+    /// An agent whose `/v1/status` reports `inventory` (the agent's own reports of
+    /// the PostgreSQL instances it watches).
+    pub fn start_with(dir: &Path, tls: &Path, opts: SimOptions, inventory: Inventory) -> SimAgent {
         let mut a = SimAgent {
             dir: dir.to_owned(),
             port: 0,
@@ -139,6 +146,7 @@ impl SimAgent {
             writer: None,
             server: None,
             handle: None,
+            inventory,
         };
         a.start_again();
         a
@@ -191,6 +199,7 @@ impl SimAgent {
             store: handle,
             agent_name: "sim".into(),
             max_response_bytes: 32 << 20,
+            inventory: self.inventory.clone(),
         });
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -533,4 +542,32 @@ pub fn metrics(port: u16) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).ok();
     out
+}
+
+/// `pga_federator_agent_lag_blocks` of `agent` in a `/metrics` text.
+pub fn lag_blocks(metrics: &str, agent: &str) -> Option<i64> {
+    let prefix = format!("pga_federator_agent_lag_blocks{{agent=\"{agent}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `pga-federator migrate --config config`, which must succeed; its output.
+pub fn migrate(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
+        .args(["migrate", "--config"])
+        .arg(config)
+        .output()
+        .expect("run pga-federator migrate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "pga-federator migrate failed:\n{text}"
+    );
+    text
 }

@@ -1,0 +1,273 @@
+//! Rollups across a recorded gap and across a long silence (README.md, "Rollups"):
+//! no bucket attributes a counter's increase across them, the gap's bounds are
+//! exact (a head written before the gap was known lies before it), and the rates
+//! read from the views on both sides equal those computed from the raw samples —
+//! whether the sink computed the rollups from the batch (a live agent) or
+//! recomputed them in SQL (overlapping deliveries).
+
+mod common;
+
+use common::*;
+use pga_federator::batch::{Batch, Cursor, Gap};
+use pga_format::{DecodedBlock, MetricKind, SeriesId};
+
+/// One collection pass: a timestamp and its samples.
+type Collection = (i64, Vec<(SeriesId, f64)>);
+
+/// Commits per second of the simulated database: the counter's true rate.
+const RATE: f64 = 21.0;
+
+/// Collections every 10 s at 5 s past, from `from_min` to `to_min` minutes after
+/// `start`: a counter growing at [`RATE`] per second and a gauge.
+fn collections(start: i64, from_min: i64, to_min: i64) -> Vec<Collection> {
+    (from_min * 6..to_min * 6)
+        .map(|i| {
+            let ts = start + 5_000 + i * 10_000;
+            let secs = (ts - start) as f64 / 1000.0;
+            (
+                ts,
+                vec![(SeriesId(0), secs * RATE), (SeriesId(1), (i % 7) as f64)],
+            )
+        })
+        .collect()
+}
+
+fn commits() -> pga_format::SeriesMeta {
+    meta(
+        0,
+        "pg_stat_database_xact_commit_total",
+        &[("datname", "app")],
+        MetricKind::Counter,
+    )
+}
+
+fn backends() -> pga_format::SeriesMeta {
+    meta(
+        1,
+        "pg_stat_database_numbackends",
+        &[("datname", "app")],
+        MetricKind::Gauge,
+    )
+}
+
+fn sealed(agent: pga_format::AgentId, seq: u64, rows: &[Collection]) -> DecodedBlock {
+    block(agent, seq, rows, &[])
+}
+
+/// A batch of `blocks` (and `head`), cursor at the last block, for `agent`.
+fn delivery(
+    name: &str,
+    agent: pga_format::AgentId,
+    first: bool,
+    blocks: Vec<DecodedBlock>,
+    head: Option<DecodedBlock>,
+    gap: Option<Gap>,
+    cursor: Cursor,
+) -> Batch {
+    let series = if first {
+        vec![commits(), backends()]
+    } else {
+        vec![]
+    };
+    Batch {
+        agent: name.to_owned(),
+        agent_id: agent,
+        series: series.into_iter().map(|m| (m.id, m)).collect(),
+        blocks,
+        head,
+        gap,
+        cursor,
+    }
+}
+
+/// Per 1-minute bucket of `agent`'s counter: the rate computed from the raw samples
+/// (the increase of the pairs that neither span a recorded gap nor a silence of
+/// more than 180 s, over the time they span) and the view's `rate`, side by side.
+fn rates(pg: &pga_lab::Cluster, agent: &str, width: &str, view: &str) -> Vec<(String, f64, f64)> {
+    let out = sql(
+        pg,
+        &format!(
+            "WITH p AS ( \
+                 SELECT s.ts, s.value, se.agent_id, lag(s.value) OVER w AS prev, \
+                        lag(s.ts) OVER w AS prev_ts \
+                 FROM samples s JOIN series se ON se.id = s.series_id \
+                 JOIN agents a ON a.id = se.agent_id \
+                 WHERE a.name = '{agent}' AND se.kind = 'counter' \
+                 WINDOW w AS (ORDER BY s.ts)), \
+             counted AS ( \
+                 SELECT date_bin('{width}', ts, 'epoch') AS bucket, value - prev AS inc, \
+                        extract(epoch FROM ts - prev_ts) AS secs \
+                 FROM p \
+                 WHERE prev_ts IS NOT NULL AND ts - prev_ts <= interval '180 seconds' \
+                   AND NOT EXISTS (SELECT FROM gaps g WHERE g.agent_id = p.agent_id \
+                                   AND g.after_ts >= p.prev_ts AND g.after_ts < p.ts)), \
+             raw AS (SELECT bucket, sum(inc) / sum(secs)::float8 AS rate FROM counted GROUP BY bucket) \
+             SELECT v.bucket, raw.rate, v.rate FROM {view} v JOIN raw USING (bucket) \
+             WHERE v.agent = '{agent}' AND v.metric = 'pg_stat_database_xact_commit_total' \
+             ORDER BY v.bucket"
+        ),
+    );
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (
+                f[0].to_owned(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
+    let pg = central();
+    let sink = sink(&pg).await;
+    let start = base_ms(3);
+    let start = start - start.rem_euclid(3_600_000) - 3_600_000;
+    // Two agents with the same history: `live` delivered as a live agent is pulled
+    // (rollups computed from each batch), `overlap` with each sealed block's head
+    // sent along (overlapping blocks: rollups recomputed from the raw samples).
+    for (name, id) in [
+        ("live", pga_format::AgentId([1; 16])),
+        ("overlap", pga_format::AgentId([2; 16])),
+    ] {
+        let overlap = name == "overlap";
+        let head_of = |seq: u64, rows: &[Collection]| {
+            overlap.then(|| sealed(id, seq, &rows[..rows.len() / 2]))
+        };
+        let mut cursor = Cursor {
+            series_count: 2,
+            ..Cursor::default()
+        };
+        let mut deliver = |blocks: Vec<(u64, Vec<Collection>)>,
+                           head: Option<DecodedBlock>,
+                           gap: Option<Gap>| {
+            let first = cursor.last_sequence.is_none();
+            if let Some((seq, rows)) = blocks.last() {
+                cursor.last_sequence = Some(*seq);
+                cursor.last_ts_ms = rows.last().map(|r| r.0);
+            } else if let Some(g) = gap {
+                cursor.last_sequence = Some(g.last_sequence);
+            }
+            let head = head.or_else(|| blocks.last().and_then(|(seq, rows)| head_of(*seq, rows)));
+            let blocks = blocks.iter().map(|(s, r)| sealed(id, *s, r)).collect();
+            delivery(name, id, first, blocks, head, gap, cursor)
+        };
+        // Blocks 1 and 2: minutes 0–20.
+        let b1 = collections(start, 0, 10);
+        let b2 = collections(start, 10, 20);
+        sink.ingest(&deliver(vec![(1, b1)], None, None))
+            .await
+            .unwrap();
+        let b2_max = b2.last().unwrap().0;
+        sink.ingest(&deliver(vec![(2, b2)], None, None))
+            .await
+            .unwrap();
+        // The head of block 3 (minutes 20–23) is written, then the agent is cut off;
+        // blocks 3 and 4 (minutes 20–40) are evicted before they are pulled.
+        let b3_head = collections(start, 20, 23);
+        let head_newest = b3_head.last().unwrap().0;
+        sink.ingest(&deliver(vec![], Some(sealed(id, 3, &b3_head)), None))
+            .await
+            .unwrap();
+        // Block 5 (minutes 40–50) comes with the gap 3–4, as the pull records it.
+        let b5 = collections(start, 40, 50);
+        let gap = Gap {
+            first_sequence: 3,
+            last_sequence: 4,
+            after_ts_ms: Some(b2_max),
+            before_ts_ms: Some(b5[0].0),
+        };
+        let before_ts = b5[0].0;
+        sink.ingest(&deliver(vec![(5, b5)], None, Some(gap)))
+            .await
+            .unwrap();
+        // Block 6: minutes 50–52, then the agent stops collecting for 10 minutes (no
+        // gap: nothing was evicted; a silence); block 7: minutes 62–70.
+        sink.ingest(&deliver(vec![(6, collections(start, 50, 52))], None, None))
+            .await
+            .unwrap();
+        sink.ingest(&deliver(vec![(7, collections(start, 62, 70))], None, None))
+            .await
+            .unwrap();
+
+        // The gap's bounds are exact: it starts at the newest sample stored before
+        // it (the head's), and nothing stored lies inside.
+        let bounds = sql(
+            &pg,
+            &format!(
+                "SELECT (extract(epoch FROM after_ts) * 1000)::bigint, \
+                        (extract(epoch FROM before_ts) * 1000)::bigint \
+                 FROM agent_gaps WHERE agent = '{name}'"
+            ),
+        );
+        assert_eq!(bounds, format!("{head_newest}|{before_ts}"), "{name}");
+        let inside = sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM metric_samples s JOIN agent_gaps g USING (agent) \
+                 WHERE s.agent = '{name}' AND s.ts > g.after_ts AND s.ts < g.before_ts"
+            ),
+        );
+        assert_eq!(
+            inside, "0",
+            "{name}: stored samples inside the recorded gap"
+        );
+    }
+
+    // Every rollup row equals the reference GROUP BY over the raw samples and gaps.
+    assert_eq!(rollup_mismatches(&pg, "1 minute", "samples_1m", 180), "");
+    assert_eq!(rollup_mismatches(&pg, "1 hour", "samples_1h", 180), "");
+    for name in ["live", "overlap"] {
+        // No bucket holds an increase across the gap or the silence: the true
+        // rate everywhere, from the views as from the raw samples, on both sides.
+        for (width, view) in [
+            ("1 minute", "metric_rollups_1m"),
+            ("1 hour", "metric_rollups_1h"),
+        ] {
+            let r = rates(&pg, name, width, view);
+            assert!(r.len() >= 2, "{name} {view}: {r:?}");
+            for (bucket, raw, from_view) in &r {
+                assert!(
+                    (raw - RATE).abs() < 1e-9,
+                    "{name} {view} {bucket}: raw {raw}"
+                );
+                assert!(
+                    (from_view - raw).abs() < 1e-9,
+                    "{name} {view} {bucket}: view {from_view}, raw samples {raw}"
+                );
+            }
+        }
+        // The first bucket after each break says so, and its increase covers only
+        // the time after the break.
+        let marked = sql(
+            &pg,
+            &format!(
+                "SELECT (extract(epoch FROM bucket) * 1000)::bigint || ':' || \
+                        coalesce(increase_secs::text, 'null') \
+                 FROM metric_rollups_1m \
+                 WHERE agent = '{name}' AND metric = 'pg_stat_database_xact_commit_total' \
+                   AND after_gap ORDER BY bucket"
+            ),
+        );
+        let after_gap = start + 40 * 60_000;
+        let after_silence = start + 62 * 60_000;
+        assert_eq!(
+            marked,
+            format!("{after_gap}:50\n{after_silence}:50"),
+            "{name}"
+        );
+        // The minute that held 16 minutes of commits before: with increase / 60
+        // it read 21 × 17 = 357 per second; `rate` says 21.
+        let spike = sql(
+            &pg,
+            &format!(
+                "SELECT increase, round(rate::numeric, 6) FROM metric_rollups_1m \
+                 WHERE agent = '{name}' AND metric = 'pg_stat_database_xact_commit_total' \
+                   AND bucket = to_timestamp({after_gap} / 1000.0)"
+            ),
+        );
+        assert_eq!(spike, "1050|21.000000", "{name}");
+    }
+}
