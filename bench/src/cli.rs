@@ -26,6 +26,7 @@ pub enum Command {
     Backfill(crate::pull_cmd::BackfillArgs),
     Fleet(crate::pull_cmd::FleetArgs),
     Ingest(crate::ingest_cmd::IngestArgs),
+    Lockwait(crate::lockwait_cmd::LockwaitArgs),
 }
 
 /// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with

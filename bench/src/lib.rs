@@ -8,7 +8,8 @@
 //! from file to committed store transaction. `pga-bench overhead` measures what
 //! monitoring a PostgreSQL host costs with the agent and with the Prometheus exporters.
 //! `pga-bench ingest` measures the federator's ingest into PostgreSQL against a bare
-//! binary `COPY` of the same rows. `pga-bench backfill` and `pga-bench fleet` measure the
+//! binary `COPY` of the same rows; `pga-bench lockwait` how long one agent's long ingest
+//! transaction makes another agent's writes wait. `pga-bench backfill` and `pga-bench fleet` measure the
 //! federator's pull into PostgreSQL from simulated agents ([`simagent`]).
 //! `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
@@ -22,6 +23,7 @@ pub mod codec_cmd;
 pub mod corpus;
 pub mod endpoint_cmd;
 pub mod ingest_cmd;
+pub mod lockwait_cmd;
 pub mod logparse_cmd;
 pub mod logtail_cmd;
 pub mod overhead_cmd;

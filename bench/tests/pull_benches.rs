@@ -75,3 +75,25 @@ fn fleet_warms_up_then_measures_the_steady_state() {
         .unwrap_or_else(|| panic!("no pull count in {out}"));
     assert!(started >= 3, "{out}");
 }
+
+#[test]
+fn lockwait_shows_no_agent_waiting_on_anothers_late_batch() {
+    let out = pga_bench(&[
+        "lockwait",
+        "--series",
+        "40",
+        "--late-blocks",
+        "2",
+        "--live-series",
+        "10",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["late_samples"], 40 * 120, "{out}");
+    let phases = r["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 3, "{out}");
+    let late = &phases[1];
+    assert!(late["live_commits"].as_u64().unwrap() > 0, "{out}");
+    // No federator session ever waited on a lock while the late batch ran.
+    assert_eq!(late["max_lock_wait_ms"].as_f64(), Some(0.0), "{out}");
+}
