@@ -250,3 +250,32 @@ fn starting_again_on_a_taken_port_says_so() {
     pg.start_again().unwrap();
     assert_eq!(pg.psql("postgres", "select 1").unwrap(), "1");
 }
+
+#[test]
+fn a_relocated_copy_runs_with_its_own_extension_directory() {
+    let copy = tempfile::tempdir().unwrap();
+    let system = pga_lab::PgInstall::find().unwrap();
+    let install = system.relocated_copy(copy.path()).unwrap();
+    assert_eq!(install.version(), system.version());
+    let ext = install.share_dir().unwrap().join("extension");
+    assert!(ext.starts_with(copy.path()), "{}", ext.display());
+    std::fs::write(
+        ext.join("pga_lab_probe.control"),
+        "comment = 'an extension only this copy has'\ndefault_version = '1.0'\n",
+    )
+    .unwrap();
+    let pg = pga_lab::Cluster::builder()
+        .install(install)
+        .start()
+        .unwrap();
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT comment FROM pg_available_extensions WHERE name = 'pga_lab_probe'"
+        )
+        .unwrap(),
+        "an extension only this copy has"
+    );
+    let system_ext = system.share_dir().unwrap().join("extension");
+    assert!(!system_ext.join("pga_lab_probe.control").exists());
+}
