@@ -55,8 +55,9 @@ pub struct Cli {
 pub enum Command {
     /// Pull every configured agent on its schedule until stopped (SIGINT or SIGTERM).
     ///
-    /// Applies pending database migrations first, then runs the scrape scheduler,
-    /// the retention job and the self-metrics listener ([metrics] listen).
+    /// Checks the schema first (pending migrations applied when the role may;
+    /// TimescaleDB's state and policies read, never changed), then runs the scrape
+    /// scheduler, the retention job and the self-metrics listener ([metrics] listen).
     Run,
     /// Validate the configuration and show the effective values and every problem.
     ///
@@ -65,8 +66,9 @@ pub enum Command {
     CheckConfig,
     /// Create or upgrade the central database schema, then exit.
     ///
-    /// `run` does the same at start-up; use this to migrate ahead of a rollout or
-    /// as the schema owner role.
+    /// Run it as the schema owner role: it applies the migrations, converts the
+    /// time-series tables to TimescaleDB hypertables where the extension is created
+    /// in the database, and sets their compression and retention policies.
     Migrate,
     /// Print the block format version and limits this build reads.
     FormatInfo,
