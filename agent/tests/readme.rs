@@ -57,3 +57,38 @@ fn database_counters_are_collected_at_every_fast_pass() {
         );
     }
 }
+
+/// Every key of `agent.toml` in README.md's configuration table, and no other. A
+/// cell names its table once: `intervals.fast_secs`, `slow_secs` are both of
+/// `[intervals]`; `[[postgres]]` names the table of the keys after it.
+#[test]
+fn the_readme_lists_every_configuration_key() {
+    let text = readme();
+    let section = text
+        .split("\n## Configuration\n")
+        .nth(1)
+        .expect("README.md has a Configuration section");
+    let mut documented = std::collections::BTreeSet::new();
+    for line in section
+        .lines()
+        .skip_while(|l| !l.starts_with("| key"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cell = line.trim_matches('|').split(" | ").next().unwrap_or("");
+        let mut table = String::new();
+        for span in cell.split('`').skip(1).step_by(2) {
+            if let Some(t) = span.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")) {
+                table = t.to_owned();
+            } else if let Some((t, key)) = span.split_once('.') {
+                table = t.to_owned();
+                documented.insert(format!("{t}.{key}"));
+            } else {
+                documented.insert(format!("{table}.{span}"));
+            }
+        }
+    }
+    let code: std::collections::BTreeSet<String> =
+        pga_agent::config::schema_keys().into_iter().collect();
+    assert_eq!(documented, code);
+}

@@ -82,8 +82,10 @@ impl Telemetry {
         r.register("scrapes", "Pulls started, per agent", t.scrapes.clone());
         r.register(
             "scrape_failures",
-            "Pulls that failed, per agent and reason (connect, request, oversized, \
-             http_status, malformed, database_unavailable, database_rejected)",
+            format!(
+                "Pulls that failed, per agent and reason ({})",
+                ScrapeError::REASONS.join(", ")
+            ),
             t.failures.clone(),
         );
         r.register(

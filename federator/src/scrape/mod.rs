@@ -136,6 +136,17 @@ pub enum ScrapeError {
 }
 
 impl ScrapeError {
+    /// Every value [`ScrapeError::reason`] gives.
+    pub const REASONS: [&'static str; 7] = [
+        "connect",
+        "request",
+        "oversized",
+        "http_status",
+        "malformed",
+        "database_unavailable",
+        "database_rejected",
+    ];
+
     /// A bounded name for the `reason` label of the failure counter.
     pub fn reason(&self) -> &'static str {
         match self {
