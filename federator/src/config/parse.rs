@@ -231,6 +231,7 @@ mod tests {
                 "scrape",
                 "backfill",
                 "retention",
+                "rollups",
                 "metrics",
                 "agents"
             ]
