@@ -93,17 +93,7 @@ impl Phase {
 }
 
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = runtime.block_on(measure(args))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
-    Ok(())
+    crate::report::run_and_print(args.json, measure(args), render)
 }
 
 /// Builds the blocks, starts the cluster, runs the phases.

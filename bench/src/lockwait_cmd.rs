@@ -82,17 +82,7 @@ pub struct LockwaitReport {
 }
 
 pub fn run(args: &LockwaitArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = runtime.block_on(measure(args))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
-    Ok(())
+    crate::report::run_and_print(args.json, measure(args), render)
 }
 
 fn series(n: usize, prefix: &str) -> anyhow::Result<Vec<SeriesMeta>> {

@@ -5,6 +5,27 @@ use std::fmt::Write;
 use crate::blocks::Shape;
 use crate::codec_cmd::CodecReport;
 
+/// Runs `measure` on a fresh multi-threaded runtime and prints its report: one JSON
+/// object with `json`, else the text `render` makes of it.
+pub fn run_and_print<R: serde::Serialize>(
+    json: bool,
+    measure: impl std::future::Future<Output = anyhow::Result<R>>,
+    render: impl Fn(&R) -> String,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(measure)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
 /// Renders the report as aligned text tables; `corpus` names the input.
 pub fn render_text(r: &CodecReport, corpus: &str) -> String {
     let mut out = String::new();
