@@ -59,13 +59,7 @@ impl Sink {
     /// creates the partitions of the next days. Safe to run again and from several
     /// federators at once (sqlx takes an advisory lock).
     pub async fn migrate(&self) -> Result<MigrateReport, SinkError> {
-        let mut report = self.apply_migrations().await?;
-        let (state, notes) = timescale::migrate(self).await?;
-        self.timescale.store(state.hypertables(), Ordering::Relaxed);
-        report.timescaledb = state;
-        report.notes = notes;
-        report.partitions_created = self.create_partitions_ahead().await?;
-        Ok(report)
+        self.bring_up(true).await
     }
 
     /// `pga-federator run`, as the writer: applies pending migrations when the role
@@ -73,8 +67,18 @@ impl Sink {
     /// stands without changing it (policies that differ from the settings are a
     /// note), and creates the partitions of the next days.
     pub async fn start(&self) -> Result<MigrateReport, SinkError> {
+        self.bring_up(false).await
+    }
+
+    /// Migrations, TimescaleDB (changed by the owner's `migrate` only) and
+    /// partitions ahead.
+    async fn bring_up(&self, migrate: bool) -> Result<MigrateReport, SinkError> {
         let mut report = self.apply_migrations().await?;
-        let (state, notes) = timescale::inspect(self).await?;
+        let (state, notes) = if migrate {
+            timescale::migrate(self).await?
+        } else {
+            timescale::inspect(self).await?
+        };
         self.timescale.store(state.hypertables(), Ordering::Relaxed);
         report.timescaledb = state;
         report.notes = notes;
