@@ -103,7 +103,7 @@ fn pg_up_follows_the_server_down_and_back() {
         .iter()
         .find(|m| m.name == "pg_server_version_num")
         .expect("version series");
-    assert_eq!(version.label("instance"), Some("lab"));
+    assert_eq!(version.label("pg_instance"), Some("lab"));
 }
 
 /// The probe learns where the server writes its log from the one session it holds,

@@ -23,6 +23,7 @@ use tokio_postgres::Client;
 use super::catalog::{FAMILIES, Family, Scope};
 use super::conn::{self, Pool, QueryError, query_until};
 use super::family::{self, Ctx, FamilyState, Outcome};
+use crate::collect::INSTANCE_LABEL;
 use crate::collect::server_facts::{SERVER_FACTS_QUERY, ServerFacts, SharedServerFacts};
 use crate::collect::system::{
     ROLE_DATA_DIRECTORY, ROLE_WAL_DIRECTORY, SharedPaths, tablespace_role,
@@ -342,7 +343,7 @@ impl GroupRunner {
                 "pg_up",
                 UP_HELP,
                 "",
-                &[("instance", shared.instance.name.as_str())],
+                &[(INSTANCE_LABEL, shared.instance.name.as_str())],
                 0.0,
             );
         }
@@ -373,7 +374,7 @@ async fn up(
             "no row from the reachability query".into(),
         ));
     };
-    let labels = [("instance", shared.instance.name.as_str())];
+    let labels = [(INSTANCE_LABEL, shared.instance.name.as_str())];
     let version: f64 = row.try_get(0).map_err(QueryError::Pg)?;
     out.gauge("pg_up", UP_HELP, "", &labels, 1.0);
     out.gauge(
