@@ -134,7 +134,8 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
                 usize::try_from(settings.limits.max_response_bytes).unwrap_or(usize::MAX);
             let bound = runtime
                 .block_on(Endpoint::bind(settings))
-                .context("starting the endpoint")?;
+                .context("starting the endpoint")?
+                .with_telemetry(telemetry.clone());
             let router = api::router(ApiState {
                 store: store.handle(),
                 agent_name: cfg.agent.name.clone(),
