@@ -147,4 +147,36 @@ fn the_probe_learns_the_log_settings() {
         "{facts:?}"
     );
     assert!(!facts.log_destination.is_empty() && !facts.log_filename.is_empty());
+
+    // A role the server does not have (a first try as root): the error says how to
+    // make the monitoring role, or to run as the postgres user, with the commands.
+    let instance = pga_agent::config::PostgresInstance {
+        name: "lab".into(),
+        conninfo: Some(format!("{} user=nosuchrole", cluster.conninfo("postgres"))),
+        ..Default::default()
+    };
+    let paths = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
+    let mut probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
+    let errors = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let mut out = pga_agent::collect::Emitter::new();
+            probe.collect(&mut out)
+        })
+        .await
+        .unwrap()
+    });
+    let text = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("role \"nosuchrole\" does not exist"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CREATE ROLE \"nosuchrole\" LOGIN; GRANT pg_monitor TO \"nosuchrole\""),
+        "{text}"
+    );
+    assert!(text.contains("sudo -u postgres pga-agent run"), "{text}");
 }

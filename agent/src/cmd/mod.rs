@@ -56,6 +56,11 @@ pub fn read_store<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> 
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if e.is_damage() => Err(damaged(match e {
             StoreError::Unreadable { detail, .. } => detail,
+            StoreError::Db(redb::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                "the file ends before its data does (truncated?)".to_owned()
+            }
             e => e.to_string(),
         })),
         Ok(Err(e)) => Err(anyhow::Error::new(e).context("reading the ring store")),
@@ -121,7 +126,11 @@ fn all_problems(loaded: &Loaded) -> Vec<config::Problem> {
         .iter()
         .any(|p| p.is_error() && p.key.starts_with("endpoint."));
     if endpoint_ok && let Some(settings) = EndpointSettings::from_config(&loaded.config.endpoint) {
-        problems.extend(endpoint::check(&settings));
+        let found = endpoint::check(&settings);
+        // Loading a file says more than the first look at it (an unreadable key is
+        // an error there, a warning here): one report per file.
+        problems.retain(|p| p.is_error() || !found.iter().any(|f| f.is_error() && f.key == p.key));
+        problems.extend(found);
     }
     problems
 }
