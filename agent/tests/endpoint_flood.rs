@@ -75,11 +75,7 @@ fn median(v: &mut [Duration]) -> Duration {
 async fn a_good_client_is_served_while_unauthenticated_sockets_flood_the_port() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ca = Ca::new("pga test CA");
-    let server = ca.server(1, "agent-1");
-    write(&d.join("agent.crt"), &server.pem);
-    write_key(&d.join("agent.key"), &server.key_pem);
-    write(&d.join("ca.crt"), &ca.pem);
+    let ca = agent_files(d);
     let port = free_port();
     // The default handshake bounds (256 at once, 32 per address, 5 s). Each refusal's
     // debug line is left out: thousands a second would only measure the log pipe.
@@ -180,14 +176,4 @@ async fn a_good_client_is_served_while_unauthenticated_sockets_flood_the_port() 
     )
     .await;
     assert!(evicted > 0.0, "no eviction counted");
-}
-
-/// The value of one sample line of the agent's `/metrics`.
-async fn agent_metric(port: u16, client: &Arc<rustls::ClientConfig>, series: &str) -> f64 {
-    let o = get(port, client.clone(), "/metrics").await;
-    assert!(o.ok(), "{o:?}");
-    let text = String::from_utf8_lossy(&o.bytes).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} not in /metrics"))
 }

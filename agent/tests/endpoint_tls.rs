@@ -206,11 +206,7 @@ async fn tls_matrix_and_rotation_without_restart() {
 async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ca = Ca::new("pga test CA");
-    let server = ca.server(1, "agent-1");
-    write(&d.join("agent.crt"), &server.pem);
-    write_key(&d.join("agent.key"), &server.key_pem);
-    write(&d.join("ca.crt"), &ca.pem);
+    let ca = agent_files(d);
     let port = free_port();
     let agent = Agent::start(&config(
         d,
@@ -364,11 +360,7 @@ async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
 async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ca = Ca::new("pga test CA");
-    let server = ca.server(1, "agent-1");
-    write(&d.join("agent.crt"), &server.pem);
-    write_key(&d.join("agent.key"), &server.key_pem);
-    write(&d.join("ca.crt"), &ca.pem);
+    let ca = agent_files(d);
     let port = free_port();
     let _agent = Agent::start(&config(d, port, &tls_lines(d, "")));
     let good = federator(&ca, 10);
@@ -586,11 +578,7 @@ async fn endpoint_off_is_announced_and_plaintext_works_on_loopback() {
 async fn refused_handshakes_are_logged_rolled_up_and_counted_by_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ca = Ca::new("pga test CA");
-    let server = ca.server(1, "agent-1");
-    write(&d.join("agent.crt"), &server.pem);
-    write_key(&d.join("agent.key"), &server.key_pem);
-    write(&d.join("ca.crt"), &ca.pem);
+    let ca = agent_files(d);
     let port = free_port();
     let agent = Agent::start(&config(d, port, &tls_lines(d, "")));
     let no_cert = client_config(&ca, None, Version::Tls13);
@@ -637,14 +625,4 @@ async fn refused_handshakes_are_logged_rolled_up_and_counted_by_reason() {
         .collect();
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].contains("no_certificate"), "{}", lines[0]);
-}
-
-/// The value of one sample line of the agent's `/metrics`.
-async fn agent_metric(port: u16, client: &Arc<rustls::ClientConfig>, series: &str) -> f64 {
-    let o = get(port, client.clone(), "/metrics").await;
-    assert!(o.ok(), "{o:?}");
-    let text = String::from_utf8_lossy(&o.bytes).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} not in /metrics"))
 }

@@ -106,6 +106,21 @@ fn pg_up_follows_the_server_down_and_back() {
     assert_eq!(version.label("pg_instance"), Some("lab"));
 }
 
+/// One pass of `probe` on a blocking thread of `rt`: its errors.
+fn collect_once(
+    rt: &tokio::runtime::Runtime,
+    mut probe: pga_agent::collect::postgres::PostgresProbe,
+) -> Vec<pga_agent::collect::CollectError> {
+    rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let mut out = pga_agent::collect::Emitter::new();
+            probe.collect(&mut out)
+        })
+        .await
+        .unwrap()
+    })
+}
+
 /// The probe learns where the server writes its log from the one session it holds,
 /// for the log collector.
 #[test]
@@ -119,18 +134,11 @@ fn the_probe_learns_the_log_settings() {
         ..Default::default()
     };
     let paths = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
-    let mut probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
+    let probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
     let facts = probe.server_facts();
     assert!(facts.read().unwrap().is_none());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let errors = rt.block_on(async move {
-        tokio::task::spawn_blocking(move || {
-            let mut out = pga_agent::collect::Emitter::new();
-            probe.collect(&mut out)
-        })
-        .await
-        .unwrap()
-    });
+    let errors = collect_once(&rt, probe);
     assert!(errors.is_empty(), "{errors:?}");
     let facts = facts.read().unwrap().clone().expect("facts learned");
     // Bracketed: the lab's psql trims its output, and prefixes end in spaces.
@@ -156,15 +164,8 @@ fn the_probe_learns_the_log_settings() {
         ..Default::default()
     };
     let paths = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
-    let mut probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
-    let errors = rt.block_on(async move {
-        tokio::task::spawn_blocking(move || {
-            let mut out = pga_agent::collect::Emitter::new();
-            probe.collect(&mut out)
-        })
-        .await
-        .unwrap()
-    });
+    let probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
+    let errors = collect_once(&rt, probe);
     let text = errors
         .iter()
         .map(ToString::to_string)

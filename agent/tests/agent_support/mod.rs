@@ -145,6 +145,17 @@ impl Ca {
     }
 }
 
+/// A test CA, and the agent's certificate (`agent-1`), key and client CA written
+/// in `dir` as `tls_lines` names them.
+pub fn agent_files(dir: &Path) -> Ca {
+    let ca = Ca::new("pga test CA");
+    let server = ca.server(1, "agent-1");
+    write(&dir.join("agent.crt"), &server.pem);
+    write_key(&dir.join("agent.key"), &server.key_pem);
+    write(&dir.join("ca.crt"), &ca.pem);
+    ca
+}
+
 pub fn federator(ca: &Ca, serial: u64) -> Cert {
     ca.client(serial, "pga-federator", vec![dns("pga-federator")])
 }
@@ -489,4 +500,14 @@ pub async fn stalled_after_hello(port: u16, ca: &Ca) -> TcpStream {
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.write_all(&hello).await.unwrap();
     tcp
+}
+
+/// The value of one sample line of the agent's `/metrics`.
+pub async fn agent_metric(port: u16, client: &Arc<ClientConfig>, series: &str) -> f64 {
+    let o = get(port, client.clone(), "/metrics").await;
+    assert!(o.ok(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.bytes).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in /metrics"))
 }
