@@ -210,8 +210,7 @@ struct Params(Vec<(String, String)>);
 impl Params {
     fn new(query: RawParams, accepted: &[&str], usage: &str) -> Result<Self, ApiError> {
         let Query(pairs) = query.map_err(|e| {
-            let why = e.body_text();
-            let why = why.get(..why.len().min(200)).unwrap_or("");
+            let why: String = e.body_text().chars().take(200).collect();
             ApiError::BadRequest(format!("malformed query string ({why}); expected {usage}"))
         })?;
         for (i, (name, _)) in pairs.iter().enumerate() {
