@@ -9,11 +9,11 @@ const ABOUT: &str = "pgAnalytics v3 agent: collects PostgreSQL, OS and log metri
 const LONG_ABOUT: &str = "\
 pgAnalytics v3 agent: the per-host collector.
 
-pga-agent runs on every PostgreSQL host. It collects operating-system metrics (and, \
-as the collectors land, PostgreSQL statistics and log events) into a compressed local \
-ring store that keeps days of data within a byte budget, and answers questions about \
-that store offline: `query`, `series` and `status` work while the agent runs and after \
-it stopped, with no network.
+pga-agent runs on every PostgreSQL host. It collects PostgreSQL statistics, server \
+log events and operating-system metrics into a compressed local ring store that keeps \
+days of data within a byte budget, serves them over mutual TLS to the federator and \
+Prometheus, and answers questions about that store offline: `query`, `series`, `logs` \
+and `status` work while the agent runs and after it stopped, with no network.
 
 Configuration comes from --config FILE, else /etc/pganalytics/agent.toml when it \
 exists, else built-in defaults that store under ./pga-data, so a first try needs no \
@@ -67,6 +67,12 @@ pub enum Command {
     /// List the series in the ring store, optionally filtered by a selector.
     Series(SeriesArgs),
     /// Show the ring store's health: size, blocks, time span, last collection per collector.
+    ///
+    /// Reads and checks the whole store first (every block's checksum, every record),
+    /// so what it shows is what the store holds; a damaged store is an error naming
+    /// the file and the fix. Shows whether the running agent's writes succeed (a full
+    /// disk, the last error). Exit status 0 when all is well, 1 when the store is
+    /// damaged or the agent reports failing writes.
     Status(StatusArgs),
     /// Validate the configuration and show the effective values and every problem.
     CheckConfig,

@@ -1,8 +1,11 @@
 //! The agent's own health, through `prometheus-client`: collection durations and
-//! errors per collector, store size, blocks and time span.
+//! errors per collector, store size, blocks and time span, the endpoint's open and
+//! refused connections.
 //!
-//! Names follow `pga_agent_<what>_<unit>[_total]`; the only label is `collector`,
-//! from the bounded set of collector names.
+//! Names follow `pga_agent_<what>_<unit>[_total]`; the labels are `collector`, from
+//! the bounded set of collector names, and `reason`, from [`Refusal::ALL`]. The
+//! store's write health is served live by `/metrics` from the store itself
+//! (`StoreHealth`), since a store that cannot write cannot store it either.
 
 use std::sync::atomic::AtomicU64;
 
@@ -14,6 +17,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::collect::Emitter;
+use crate::endpoint::admission::Refusal;
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -34,6 +38,9 @@ pub struct Telemetry {
     store_newest: FloatGauge,
     store_evicted: Counter,
     store_write_errors: Counter,
+    endpoint_refused: Family<Labels, Counter>,
+    endpoint_handshakes: Gauge,
+    endpoint_connections: Gauge,
 }
 
 impl Default for Telemetry {
@@ -65,6 +72,9 @@ impl Telemetry {
             store_newest: FloatGauge::default(),
             store_evicted: Counter::default(),
             store_write_errors: Counter::default(),
+            endpoint_refused: Family::default(),
+            endpoint_handshakes: Gauge::default(),
+            endpoint_connections: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -127,7 +137,35 @@ impl Telemetry {
             "Collections the store failed to write",
             t.store_write_errors.clone(),
         );
+        registry.register(
+            "endpoint_refused",
+            "Connections the endpoint refused or closed, by reason",
+            t.endpoint_refused.clone(),
+        );
+        registry.register(
+            "endpoint_handshakes",
+            "TLS handshakes in progress",
+            t.endpoint_handshakes.clone(),
+        );
+        registry.register(
+            "endpoint_connections",
+            "Authenticated connections open",
+            t.endpoint_connections.clone(),
+        );
         Telemetry { registry, ..t }
+    }
+
+    /// Counts one connection the endpoint refused.
+    pub fn endpoint_refused(&self, reason: &str) {
+        self.endpoint_refused
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+
+    /// Records the handshakes in progress and the authenticated connections open.
+    pub fn endpoint_open(&self, handshakes: usize, connections: usize) {
+        self.endpoint_handshakes.set(handshakes as i64);
+        self.endpoint_connections.set(connections as i64);
     }
 
     /// Records one collector pass.
@@ -220,6 +258,30 @@ impl Telemetry {
             "",
             &[],
             self.store_evicted.get() as f64,
+        );
+        for reason in Refusal::ALL {
+            let key = vec![("reason".to_owned(), reason.as_str().to_owned())];
+            out.counter(
+                "pga_agent_endpoint_refused_total",
+                "Connections the endpoint refused or closed, by reason (handshake failures, bounds, the allow-list).",
+                "",
+                &[("reason", reason.as_str())],
+                self.endpoint_refused.get_or_create(&key).get() as f64,
+            );
+        }
+        out.gauge(
+            "pga_agent_endpoint_handshakes",
+            "TLS handshakes in progress at the endpoint.",
+            "",
+            &[],
+            self.endpoint_handshakes.get() as f64,
+        );
+        out.gauge(
+            "pga_agent_endpoint_connections",
+            "Authenticated connections open at the endpoint.",
+            "",
+            &[],
+            self.endpoint_connections.get() as f64,
         );
     }
 }

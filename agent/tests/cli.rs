@@ -376,3 +376,72 @@ fn a_truncated_store_never_stops_collection() {
         }
     }
 }
+
+#[test]
+fn help_describes_the_agent_as_it_is() {
+    let help = ok(&["--help"]);
+    assert!(!help.contains("as the collectors land"), "{help}");
+    assert!(help.contains("PostgreSQL statistics"), "{help}");
+}
+
+#[test]
+fn an_unreadable_key_is_reported_once() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        let _shown = writeln!(
+            std::io::stderr(),
+            "SKIPPED an_unreadable_key_is_reported_once: needs root to run the agent as another user"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tls = d.join("tls");
+    ok(&["certs", "dev", "--out", tls.to_str().unwrap()]);
+    std::fs::set_permissions(&tls, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["agent.crt", "ca.crt"] {
+        std::fs::set_permissions(tls.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // agent.key stays 0600, root's: unreadable by the user the agent runs as below.
+    let cfg = d.join("agent.toml");
+    let p = |f: &str| tls.join(f).display().to_string();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\ndata_dir = {:?}\n[endpoint]\ncert_file = {:?}\nkey_file = {:?}\n\
+             client_ca_file = {:?}\n",
+            d.join("data").display().to_string(),
+            p("agent.crt"),
+            p("agent.key"),
+            p("ca.crt")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("endpoint.key_file:"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{stdout}");
+    assert!(
+        reports[0].starts_with("error:") && reports[0].contains("permission denied"),
+        "{stdout}"
+    );
+}

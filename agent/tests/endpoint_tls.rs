@@ -6,462 +6,17 @@
 //! Certificates are made here with rcgen; the clients are raw tokio-rustls clients
 //! that send one `GET /metrics` and return everything they read.
 
+mod agent_support;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SanType, SerialNumber,
-};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use agent_support::*;
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair, SanType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-
-const REQUEST: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-/// The agent's `header_timeout_secs` in these tests.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-
-// ---------------------------------------------------------------- certificates
-
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-struct Cert {
-    pem: String,
-    key_pem: String,
-}
-
-impl Cert {
-    fn der(&self) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap()
-    }
-
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap()
-    }
-}
-
-fn dns(s: &str) -> SanType {
-    SanType::DnsName(s.try_into().unwrap())
-}
-
-fn params(
-    serial: u64,
-    cn: &str,
-    sans: Vec<SanType>,
-    eku: ExtendedKeyUsagePurpose,
-) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.serial_number = Some(SerialNumber::from(serial));
-    p.subject_alt_names = sans;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![eku];
-    p.use_authority_key_identifier_extension = true;
-    p.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    p.not_after = rcgen::date_time_ymd(2090, 1, 1);
-    p
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        p.distinguished_name = dn;
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let pem = p.self_signed(&key).unwrap().pem();
-        Ca {
-            pem,
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap()
-    }
-
-    fn sign(&self, p: CertificateParams) -> Cert {
-        let key = KeyPair::generate().unwrap();
-        Cert {
-            pem: p.signed_by(&key, &self.issuer).unwrap().pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-
-    fn server(&self, serial: u64, cn: &str) -> Cert {
-        self.sign(params(
-            serial,
-            cn,
-            vec![
-                dns("localhost"),
-                SanType::IpAddress("127.0.0.1".parse().unwrap()),
-            ],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ))
-    }
-
-    fn client(&self, serial: u64, cn: &str, sans: Vec<SanType>) -> Cert {
-        self.sign(params(
-            serial,
-            cn,
-            sans,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ))
-    }
-
-    fn crl(&self, number: u64, revoked: &[u64]) -> String {
-        CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2024, 1, 1),
-            next_update: rcgen::date_time_ymd(2090, 1, 1),
-            crl_number: SerialNumber::from(number),
-            issuing_distribution_point: None,
-            revoked_certs: revoked
-                .iter()
-                .map(|&s| RevokedCertParams {
-                    serial_number: SerialNumber::from(s),
-                    revocation_time: rcgen::date_time_ymd(2024, 6, 1),
-                    reason_code: None,
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.issuer)
-        .unwrap()
-        .pem()
-        .unwrap()
-    }
-}
-
-fn federator(ca: &Ca, serial: u64) -> Cert {
-    ca.client(serial, "pga-federator", vec![dns("pga-federator")])
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-}
-
-fn write_key(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-// ---------------------------------------------------------------- the agent
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `pga-agent run`, killed on drop, its log collected.
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // Already gone is fine: either way the process is reaped.
-        if self.child.kill().is_ok() {
-            drop(self.child.wait());
-        }
-    }
-}
-
-/// An `agent.toml` in `dir` collecting every second, endpoint on `port` with the
-/// test timeouts and `endpoint` (more `[endpoint]` lines).
-fn config(dir: &Path, port: u16, endpoint: &str) -> PathBuf {
-    let path = dir.join("agent.toml");
-    write(
-        &path,
-        &format!(
-            "[agent]\nname = \"tls-test\"\ndata_dir = {:?}\n\
-             [intervals]\nfast_secs = 1\nslow_secs = 1\nsizes_secs = 1\n\
-             [store]\nblock_secs = 60\n\
-             [collectors]\npostgres = false\nlogs = false\n\
-             [endpoint]\nlisten = \"127.0.0.1:{port}\"\nheader_timeout_secs = {}\n\
-             request_timeout_secs = 5\n{endpoint}",
-            dir.join("data").display().to_string(),
-            HEADER_TIMEOUT.as_secs()
-        ),
-    );
-    path
-}
-
-/// The `[endpoint]` lines of a TLS endpoint on the files of `dir`.
-fn tls_lines(dir: &Path, extra: &str) -> String {
-    let p = |n: &str| format!("{:?}", dir.join(n).display().to_string());
-    format!(
-        "cert_file = {}\nkey_file = {}\nclient_ca_file = {}\n{extra}",
-        p("agent.crt"),
-        p("agent.key"),
-        p("ca.crt")
-    )
-}
-
-impl Agent {
-    fn start(config: &Path) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env(
-                "RUST_LOG",
-                "info,pga_agent::scheduler=debug,pga_agent::endpoint=debug",
-            )
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pga-agent");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let agent = Agent { child, log };
-        agent.wait_log("the endpoint to listen", 30, |l| {
-            l.contains("endpoint listening")
-        });
-        agent
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn count_log(&self, pred: impl Fn(&str) -> bool) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| pred(l)).count()
-    }
-
-    /// Waits for a log line matching `pred`; fails the test after `secs`.
-    fn wait_log(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if self.log.lock().unwrap().iter().any(|l| pred(l)) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Passes stored for the system collector so far.
-    fn system_passes(&self) -> usize {
-        self.count_log(|l| l.contains("stored") && l.contains("collector=\"system\""))
-    }
-}
-
-// ---------------------------------------------------------------- clients
-
-/// What one client saw.
-#[derive(Debug, Default)]
-struct Outcome {
-    /// Every byte read after the handshake.
-    bytes: Vec<u8>,
-    /// Where it stopped, if not at a clean end of stream.
-    error: Option<String>,
-    /// The agent's certificate, when the handshake finished.
-    server_cert: Option<CertificateDer<'static>>,
-}
-
-impl Outcome {
-    fn ok(&self) -> bool {
-        self.bytes.starts_with(b"HTTP/1.1 200")
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes[..self.bytes.len().min(200)]).into_owned()
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Version {
-    Tls13,
-    Tls12Only,
-}
-
-fn client_config(ca: &Ca, cert: Option<&Cert>, version: Version) -> Arc<ClientConfig> {
-    let versions: &[&'static SupportedProtocolVersion] = match version {
-        Version::Tls13 => &[&rustls::version::TLS13],
-        Version::Tls12Only => &[&rustls::version::TLS12],
-    };
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.der()).unwrap();
-    let b = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(match cert {
-        Some(c) => b.with_client_auth_cert(vec![c.der()], c.key()).unwrap(),
-        None => b.with_no_client_auth(),
-    })
-}
-
-async fn connect_tls(
-    port: u16,
-    config: Arc<ClientConfig>,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let name = ServerName::try_from("localhost").unwrap();
-    match tokio::time::timeout(
-        Duration::from_secs(10),
-        TlsConnector::from(config).connect(name, tcp),
-    )
-    .await
-    {
-        Err(_) => Err("handshake timed out".into()),
-        Ok(Err(e)) => Err(format!("handshake: {e}")),
-        Ok(Ok(s)) => Ok(s),
-    }
-}
-
-/// Reads until end of stream, an error or 10 s, keeping every byte.
-async fn read_all(io: &mut (impl AsyncRead + Unpin), out: &mut Outcome) {
-    let mut buf = [0u8; 16 << 10];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), io.read(&mut buf)).await {
-            Err(_) => {
-                out.error = Some("read timed out".into());
-                return;
-            }
-            Ok(Ok(0)) => return,
-            Ok(Ok(n)) => out.bytes.extend_from_slice(&buf[..n]),
-            Ok(Err(e)) => {
-                out.error = Some(format!("read: {e}"));
-                return;
-            }
-        }
-    }
-}
-
-/// One `GET /metrics` over TLS with `cert` (or none).
-async fn fetch(port: u16, ca: &Ca, cert: Option<&Cert>, version: Version) -> Outcome {
-    let mut out = Outcome::default();
-    let mut tls = match connect_tls(port, client_config(ca, cert, version)).await {
-        Ok(s) => s,
-        Err(e) => {
-            out.error = Some(e);
-            return out;
-        }
-    };
-    out.server_cert = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.clone().into_owned());
-    if let Err(e) = tls.write_all(REQUEST).await {
-        out.error = Some(format!("write: {e}"));
-        return out;
-    }
-    read_all(&mut tls, &mut out).await;
-    out
-}
-
-/// One response on a keep-alive connection: the status line (bodies have a
-/// Content-Length or are chunked).
-async fn keep_alive_request(
-    io: &mut (impl AsyncRead + AsyncWrite + Unpin),
-) -> Result<String, String> {
-    io.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16 << 10];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(end) = find(&got, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let done = match head.lines().find_map(|l| l.strip_prefix("content-length:")) {
-                Some(n) => got.len() >= end + 4 + n.trim().parse::<usize>().unwrap(),
-                None => got.ends_with(b"\r\n0\r\n\r\n"),
-            };
-            if done {
-                return Ok(head.lines().next().unwrap_or("").to_owned());
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, io.read(&mut buf)).await {
-            Err(_) => return Err("timed out".into()),
-            Ok(Ok(0)) => return Err("closed".into()),
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Ok(Err(e)) => return Err(format!("read: {e}")),
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Sends `bytes` one per `every` until the server closes; how long that took.
-async fn trickle(
-    mut io: impl AsyncRead + AsyncWrite + Unpin,
-    bytes: &[u8],
-    every: Duration,
-) -> (Duration, Vec<u8>) {
-    let started = Instant::now();
-    let mut read = Vec::new();
-    let mut buf = [0u8; 4096];
-    for b in bytes.iter().cycle() {
-        if io.write_all(&[*b]).await.is_err() || io.flush().await.is_err() {
-            break;
-        }
-        match tokio::time::timeout(every, io.read(&mut buf)).await {
-            Err(_) => {}
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => read.extend_from_slice(&buf[..n]),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "a trickling client was never cut off"
-        );
-    }
-    (started.elapsed(), read)
-}
-
-/// Polls `f` until it returns `Some`, at most `secs`.
-async fn poll_until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    secs: u64,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 // ---------------------------------------------------------------- tests
 
@@ -651,42 +206,86 @@ async fn tls_matrix_and_rotation_without_restart() {
 async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ca = Ca::new("pga test CA");
-    let server = ca.server(1, "agent-1");
-    write(&d.join("agent.crt"), &server.pem);
-    write_key(&d.join("agent.key"), &server.key_pem);
-    write(&d.join("ca.crt"), &ca.pem);
+    let ca = agent_files(d);
     let port = free_port();
-    let agent = Agent::start(&config(d, port, &tls_lines(d, "max_connections = 6\n")));
+    let agent = Agent::start(&config(
+        d,
+        port,
+        &tls_lines(
+            d,
+            "max_connections = 2\nmax_handshakes = 4\nmax_handshakes_per_address = 4\n\
+             handshake_timeout_secs = 2\n",
+        ),
+    ));
     let good = federator(&ca, 10);
     agent.wait_log("a first stored pass", 20, |l| l.contains("stored"));
     let passes_before = agent.system_passes();
     let attack_started = Instant::now();
 
-    // The connection cap: six idle connections take every slot; a seventh is
-    // closed at once, long before any timeout.
+    // Handshake bounds. Four silent connections take every handshake place; a
+    // newcomer takes the place of the oldest, which is closed at once.
+    let mut buf = [0u8; 64];
     let mut idle = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..4 {
         idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut extra = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let o = fetch(port, &ca, Some(&good), Version::Tls13).await;
+    assert!(o.ok(), "a good client among silent sockets: {o:?}");
     let t = Instant::now();
-    let mut buf = [0u8; 64];
-    let r = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
+    let r = tokio::time::timeout(Duration::from_secs(10), idle[0].read(&mut buf)).await;
     assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
     assert!(
         t.elapsed() < HEADER_TIMEOUT,
+        "evicted only after {:?}",
+        t.elapsed()
+    );
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Four clients that sent a whole ClientHello and then stall: while they are
+    // fresh nobody may take their place, so a fifth is closed at once; their
+    // handshakes end at handshake_timeout_secs.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(stalled_after_hello(port, &ca).await);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
         "closed only after {:?}",
         t.elapsed()
     );
-    // The idle ones never start a handshake: cut off by the handshake timeout.
-    for mut s in idle {
-        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
-        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    for mut s in stalled {
+        let t = Instant::now();
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+        assert!(r.is_ok(), "a stalled handshake was never cut off");
+        assert!(t.elapsed() < HEADER_TIMEOUT + Duration::from_secs(1));
     }
-    agent.wait_log("the connection-limit warning", 5, |l| {
-        l.contains("connection limit reached")
+    // Authenticated connections have their own bound: with two kept open, a third
+    // authenticated client is answered 503.
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect_tls(port, client_config(&ca, Some(&good), Version::Tls13))
+            .await
+            .unwrap();
+        assert_eq!(keep_alive_request(&mut c).await.unwrap(), "http/1.1 200 ok");
+        kept.push(c);
+    }
+    let o = fetch(port, &ca, Some(&good), Version::Tls13).await;
+    assert!(o.bytes.starts_with(b"HTTP/1.1 503"), "{o:?} {}", o.text());
+    assert!(
+        o.text().contains("endpoint.max_connections"),
+        "{}",
+        o.text()
+    );
+    drop(kept);
+    agent.wait_log("the rolled-up refusal warning", 5, |l| {
+        l.contains("WARN") && l.contains("endpoint refused") && l.contains("by_reason=")
     });
 
     // Slowloris over raw TCP: a ClientHello record header, one byte a second.
@@ -755,6 +354,57 @@ async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
         agent.log_text()
     );
     assert!(fetch(port, &ca, Some(&good), Version::Tls13).await.ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ca = agent_files(d);
+    let port = free_port();
+    let _agent = Agent::start(&config(d, port, &tls_lines(d, "")));
+    let good = federator(&ca, 10);
+
+    // `curl --http1.0`: ALPN offers only http/1.0.
+    let mut http10 = (*client_config(&ca, Some(&good), Version::Tls13)).clone();
+    http10.alpn_protocols = vec![b"http/1.0".to_vec()];
+    let o = fetch_with(port, Arc::new(http10), b"GET /metrics HTTP/1.0\r\n\r\n").await;
+    assert!(
+        o.bytes.starts_with(b"HTTP/1.0 200") || o.bytes.starts_with(b"HTTP/1.1 200"),
+        "{:?} {}",
+        o.error,
+        o.text()
+    );
+
+    // A request head over 64 KiB: 431, delivered before the connection closes.
+    for size in [70_000usize, 300_000, 12_000_000] {
+        let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        request.resize(request.len() + size, b'a');
+        request.extend_from_slice(b"\r\n\r\n");
+        let o = fetch_with(
+            port,
+            client_config(&ca, Some(&good), Version::Tls13),
+            &request,
+        )
+        .await;
+        assert!(
+            o.bytes.starts_with(b"HTTP/1.1 431"),
+            "{size}-byte header: {:?} {}",
+            o.error,
+            o.text()
+        );
+    }
+    // Just under the bound: served.
+    let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ".to_vec();
+    request.resize(request.len() + 60_000, b'a');
+    request.extend_from_slice(b"\r\n\r\n");
+    let o = fetch_with(
+        port,
+        client_config(&ca, Some(&good), Version::Tls13),
+        &request,
+    )
+    .await;
+    assert!(o.ok(), "{:?} {}", o.error, o.text());
 }
 
 #[test]
@@ -922,4 +572,57 @@ async fn endpoint_off_is_announced_and_plaintext_works_on_loopback() {
     let mut out = Outcome::default();
     read_all(&mut s, &mut out).await;
     assert!(out.ok(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_handshakes_are_logged_rolled_up_and_counted_by_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ca = agent_files(d);
+    let port = free_port();
+    let agent = Agent::start(&config(d, port, &tls_lines(d, "")));
+    let no_cert = client_config(&ca, None, Version::Tls13);
+    let good = client_config(&ca, Some(&federator(&ca, 10)), Version::Tls13);
+    // 1,000 full handshakes without a client certificate, eight at a time.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let no_cert = no_cert.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..125 {
+                let o = get(port, no_cert.clone(), "/metrics").await;
+                assert!(o.bytes.is_empty(), "{o:?}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!("1000 refused handshakes in {:?}", started.elapsed());
+    // All counted by reason (the self collector stores the counter every second).
+    let mut counted = 0.0;
+    for _ in 0..20 {
+        counted = agent_metric(
+            port,
+            &good,
+            "pga_agent_endpoint_refused_total{reason=\"no_certificate\"}",
+        )
+        .await;
+        if counted >= 1000.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(counted, 1000.0);
+    // One line for all of them, naming the reason.
+    let lines: Vec<String> = agent
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("endpoint refused"))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("no_certificate"), "{}", lines[0]);
 }

@@ -352,12 +352,12 @@ fn every_kind_from_three_formats_the_agent_and_pgbadger_and_no_secret_leaks() {
     assert!(!table.contains("checkpoint"), "filters: {table}");
     let metrics = http_get(port, "/metrics").expect("/metrics answers");
     let line = format!(
-        "pg_log_deadlocks_total{{instance=\"lab\"}} {}",
+        "pg_log_deadlocks_total{{pg_instance=\"lab\"}} {}",
         expected["deadlock"]
     );
     assert!(metrics.contains(&line), "{line} in\n{metrics}");
     assert!(metrics.contains(
-        "pg_log_messages_total{instance=\"lab\",severity=\"ERROR\",sqlstate_class=\"22\"}"
+        "pg_log_messages_total{pg_instance=\"lab\",severity=\"ERROR\",sqlstate_class=\"22\"}"
     ));
 
     // Secrets: nowhere.

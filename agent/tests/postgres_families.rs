@@ -33,7 +33,7 @@ fn every_family_reports_what_happened() {
         1,
         2,
     );
-    let bench = [("instance", "primary"), ("datname", "bench")];
+    let bench = [("pg_instance", "primary"), ("datname", "bench")];
     agent.wait(30, "a first pg_stat_database pass", |a| {
         a.last("pg_stat_database_xact_commit_total", &bench)
             .is_some()
@@ -69,12 +69,12 @@ fn every_family_reports_what_happened() {
                 .unwrap();
         });
         agent.wait(15, "a blocked session", |a| {
-            a.series("pg_blocked_sessions", &[("instance", "primary")])
+            a.series("pg_blocked_sessions", &[("pg_instance", "primary")])
                 .iter()
                 .any(|(_, s)| s.iter().any(|(_, v)| *v >= 1.0))
         });
     });
-    let p = [("instance", "primary")];
+    let p = [("pg_instance", "primary")];
     // The waiter and the holder form a chain of two; the lock shows in pg_locks.
     assert!(
         agent
@@ -87,7 +87,7 @@ fn every_family_reports_what_happened() {
             .series(
                 "pg_locks_count",
                 &[
-                    ("instance", "primary"),
+                    ("pg_instance", "primary"),
                     ("mode", "AccessExclusiveLock"),
                     ("granted", "true")
                 ]
@@ -104,7 +104,7 @@ fn every_family_reports_what_happened() {
     });
     // The written tables show their tuples.
     let accounts = [
-        ("instance", "primary"),
+        ("pg_instance", "primary"),
         ("datname", "bench"),
         ("relname", "pgbench_accounts"),
     ];
@@ -117,7 +117,7 @@ fn every_family_reports_what_happened() {
         Some(100_000.0)
     );
     let history = [
-        ("instance", "primary"),
+        ("pg_instance", "primary"),
         ("datname", "bench"),
         ("relname", "pgbench_history"),
     ];
@@ -136,7 +136,7 @@ fn every_family_reports_what_happened() {
     let idx = agent.series(
         "pg_stat_user_indexes_idx_scan_total",
         &[
-            ("instance", "primary"),
+            ("pg_instance", "primary"),
             ("datname", "bench"),
             ("indexrelname", "pgbench_accounts_pkey"),
         ],
@@ -156,7 +156,7 @@ fn every_family_reports_what_happened() {
     agent.wait(20, "the pgbench UPDATE among the top statements", |a| {
         a.series(
             "pg_stat_statements_query_info",
-            &[("instance", "primary"), ("datname", "bench")],
+            &[("pg_instance", "primary"), ("datname", "bench")],
         )
         .iter()
         .any(|(l, _)| {
@@ -185,7 +185,7 @@ fn every_family_reports_what_happened() {
         agent
             .last(
                 "pg_stat_statements_calls_total",
-                &[("instance", "primary"), ("queryid", queryid.as_str())]
+                &[("pg_instance", "primary"), ("queryid", queryid.as_str())]
             )
             .unwrap()
             >= report.transactions as f64
@@ -195,7 +195,7 @@ fn every_family_reports_what_happened() {
     // The standby: replication seen from both ends, and the slot's retained WAL.
     agent.wait(20, "replication from both ends", |a| {
         a.last("pg_stat_replication_replay_lag_bytes", &p).is_some()
-            && a.last("pg_standby_replay_lag_bytes", &[("instance", "standby")])
+            && a.last("pg_standby_replay_lag_bytes", &[("pg_instance", "standby")])
                 .is_some()
             && a.last(
                 "pg_replication_slot_retained_wal_bytes",
@@ -204,13 +204,13 @@ fn every_family_reports_what_happened() {
             .is_some()
     });
     assert_eq!(
-        agent.last("pg_in_recovery", &[("instance", "standby")]),
+        agent.last("pg_in_recovery", &[("pg_instance", "standby")]),
         Some(1.0)
     );
     assert_eq!(
         agent.last(
             "pg_standby_wal_receiver_streaming",
-            &[("instance", "standby")]
+            &[("pg_instance", "standby")]
         ),
         Some(1.0)
     );

@@ -103,7 +103,22 @@ fn pg_up_follows_the_server_down_and_back() {
         .iter()
         .find(|m| m.name == "pg_server_version_num")
         .expect("version series");
-    assert_eq!(version.label("instance"), Some("lab"));
+    assert_eq!(version.label("pg_instance"), Some("lab"));
+}
+
+/// One pass of `probe` on a blocking thread of `rt`: its errors.
+fn collect_once(
+    rt: &tokio::runtime::Runtime,
+    mut probe: pga_agent::collect::postgres::PostgresProbe,
+) -> Vec<pga_agent::collect::CollectError> {
+    rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let mut out = pga_agent::collect::Emitter::new();
+            probe.collect(&mut out)
+        })
+        .await
+        .unwrap()
+    })
 }
 
 /// The probe learns where the server writes its log from the one session it holds,
@@ -119,20 +134,13 @@ fn the_probe_learns_the_log_settings() {
         ..Default::default()
     };
     let paths = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
-    let mut probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
+    let probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
     let facts = probe.server_facts();
     assert!(facts.read().unwrap().is_none());
     let report = probe.instance_report();
     assert_eq!(report.read().unwrap().system_identifier, None);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let errors = rt.block_on(async move {
-        tokio::task::spawn_blocking(move || {
-            let mut out = pga_agent::collect::Emitter::new();
-            probe.collect(&mut out)
-        })
-        .await
-        .unwrap()
-    });
+    let errors = collect_once(&rt, probe);
     assert!(errors.is_empty(), "{errors:?}");
     // What /v1/status reports for the federator's inventory, from the same session.
     let report = report.read().unwrap().clone();
@@ -169,4 +177,29 @@ fn the_probe_learns_the_log_settings() {
         "{facts:?}"
     );
     assert!(!facts.log_destination.is_empty() && !facts.log_filename.is_empty());
+
+    // A role the server does not have (a first try as root): the error says how to
+    // make the monitoring role, or to run as the postgres user, with the commands.
+    let instance = pga_agent::config::PostgresInstance {
+        name: "lab".into(),
+        conninfo: Some(format!("{} user=nosuchrole", cluster.conninfo("postgres"))),
+        ..Default::default()
+    };
+    let paths = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
+    let probe = pga_agent::collect::postgres::PostgresProbe::new(instance, paths);
+    let errors = collect_once(&rt, probe);
+    let text = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("role \"nosuchrole\" does not exist"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CREATE ROLE \"nosuchrole\" LOGIN; GRANT pg_monitor TO \"nosuchrole\""),
+        "{text}"
+    );
+    assert!(text.contains("sudo -u postgres pga-agent run"), "{text}");
 }

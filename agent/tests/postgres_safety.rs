@@ -129,7 +129,7 @@ fn restart_and_statistics_reset_give_no_negative_rate() {
         1,
         5,
     );
-    let up = [("instance", "lab")];
+    let up = [("pg_instance", "lab")];
     let bench = [("datname", "bench")];
     agent.wait(30, "pg_up 1", |a| a.last("pg_up", &up) == Some(1.0));
     cluster.pgbench("bench", &PgbenchRun::for_secs(2)).unwrap();
@@ -245,12 +245,12 @@ fn bad_input_is_said_once_with_the_fix_and_the_rest_goes_on() {
         1,
     );
     let doomed = [
-        ("instance", "lab"),
+        ("pg_instance", "lab"),
         ("datname", "scratch"),
         ("relname", "doomed"),
     ];
     let kept = [
-        ("instance", "lab"),
+        ("pg_instance", "lab"),
         ("datname", "postgres"),
         ("relname", "kept"),
     ];
@@ -274,8 +274,11 @@ fn bad_input_is_said_once_with_the_fix_and_the_rest_goes_on() {
     };
     assert!(after("pg_stat_user_tables_n_live_tup", &kept) >= 2);
     assert_eq!(after("pg_stat_user_tables_n_live_tup", &doomed), 0);
-    assert_eq!(agent.last("pg_up", &[("instance", "lab")]), Some(1.0));
-    assert_eq!(agent.last("pg_up", &[("instance", "wrongpw")]), Some(0.0));
+    assert_eq!(agent.last("pg_up", &[("pg_instance", "lab")]), Some(1.0));
+    assert_eq!(
+        agent.last("pg_up", &[("pg_instance", "wrongpw")]),
+        Some(0.0)
+    );
 
     let log = agent.log_text();
     let said = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
@@ -293,7 +296,7 @@ fn bad_input_is_said_once_with_the_fix_and_the_rest_goes_on() {
         agent
             .last(
                 "pg_stat_user_tables_n_live_tup",
-                &[("instance", "plain"), ("relname", "kept")]
+                &[("pg_instance", "plain"), ("relname", "kept")]
             )
             .is_some()
     );

@@ -1,6 +1,6 @@
 //! The stock Prometheus server (Debian's `prometheus`) scrapes the agent over TLS with
 //! a client certificate; its HTTP API then reports `up` 1 for the agent and a
-//! PostgreSQL series from it.
+//! PostgreSQL series from it, its instance label `pg_instance` under its own name.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -92,6 +92,12 @@ fn stock_prometheus_scrapes_the_agent_over_mtls() {
         "certs dev: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Its scrape snippet says which labels arrive how.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("job_name: pga-agent") && printed.contains("pg_instance"),
+        "{printed}"
+    );
 
     let agent_port = free_port();
     let cfg = d.join("agent.toml");
@@ -149,20 +155,30 @@ fn stock_prometheus_scrapes_the_agent_over_mtls() {
         promql(prom_port, "up{job=\"pga-agent\"}")
             .is_some_and(|v| v["data"]["result"][0]["value"][1] == "1")
     });
-    // Our `instance` label meets Prometheus's own target label, so it arrives as
-    // `exported_instance` (Prometheus's rule without honor_labels).
+    // The agent names the PostgreSQL instance `pg_instance`, which no Prometheus
+    // target label takes: it arrives under its own name, beside Prometheus's own
+    // `instance` (the target's address), and nothing is renamed `exported_instance`.
+    let target = format!("127.0.0.1:{agent_port}");
+    let mut arrived = serde_json::Value::Null;
     wait_until(
         "pg_up of the lab instance to arrive in Prometheus",
         60,
         || {
-            promql(prom_port, "pg_up{job=\"pga-agent\"}").is_some_and(|v| {
-                v["data"]["result"].as_array().is_some_and(|r| {
-                    r.iter()
-                        .any(|s| s["metric"]["exported_instance"] == "lab" && s["value"][1] == "1")
-                })
-            })
+            let Some(v) = promql(prom_port, "pg_up{job=\"pga-agent\",pg_instance=\"lab\"}") else {
+                return false;
+            };
+            let found = v["data"]["result"]
+                .as_array()
+                .and_then(|r| r.first())
+                .filter(|s| s["value"][1] == "1")
+                .cloned();
+            found.map(|s| arrived = s).is_some()
         },
     );
+    let labels = &arrived["metric"];
+    assert_eq!(labels["pg_instance"], "lab", "{arrived}");
+    assert_eq!(labels["instance"], target.as_str(), "{arrived}");
+    assert!(labels.get("exported_instance").is_none(), "{arrived}");
     wait_until("a system series to arrive", 30, || {
         promql(prom_port, "node_load1{job=\"pga-agent\"}").is_some_and(|v| {
             v["data"]["result"]

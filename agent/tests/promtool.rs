@@ -79,7 +79,7 @@ fn realistic() -> Vec<Emitted> {
     ] {
         out.push(emitted(
             "pg_stat_database_xact_commit_total",
-            &[("datname", db), ("instance", "main")],
+            &[("datname", db), ("pg_instance", "main")],
             Counter,
             "",
             "Transactions committed in this database.",
@@ -87,7 +87,7 @@ fn realistic() -> Vec<Emitted> {
         ));
         out.push(emitted(
             "pg_stat_database_blk_read_time_seconds_total",
-            &[("datname", db), ("instance", "main")],
+            &[("datname", db), ("pg_instance", "main")],
             Counter,
             "seconds",
             "Time spent reading data file blocks.\nZero unless track_io_timing is on.",
@@ -95,7 +95,7 @@ fn realistic() -> Vec<Emitted> {
         ));
         out.push(emitted(
             "pg_database_size_bytes",
-            &[("datname", db), ("instance", "main")],
+            &[("datname", db), ("pg_instance", "main")],
             Gauge,
             "bytes",
             "Disk space used by the database.",
@@ -109,7 +109,7 @@ fn realistic() -> Vec<Emitted> {
     ] {
         out.push(emitted(
             "pg_stat_activity_connections",
-            &[("instance", "main"), ("state", state)],
+            &[("pg_instance", "main"), ("state", state)],
             Gauge,
             "",
             "Backends by state.",
@@ -133,7 +133,7 @@ fn realistic() -> Vec<Emitted> {
     ));
     out.push(emitted(
         "pg_replication_lag_seconds",
-        &[("application_name", "replica-1"), ("instance", "main")],
+        &[("application_name", "replica-1"), ("pg_instance", "main")],
         Gauge,
         "seconds",
         "Replay lag of a standby.",
@@ -141,7 +141,7 @@ fn realistic() -> Vec<Emitted> {
     ));
     out.push(emitted(
         "pg_stat_checkpointer_last_ratio",
-        &[("instance", "main")],
+        &[("pg_instance", "main")],
         Gauge,
         "",
         "A value that is not a number yet.",
@@ -149,7 +149,7 @@ fn realistic() -> Vec<Emitted> {
     ));
     out.push(emitted(
         "pg_up",
-        &[("instance", "main")],
+        &[("pg_instance", "main")],
         Gauge,
         "",
         "Whether the last connection to PostgreSQL succeeded (1) or not (0).",
@@ -239,7 +239,7 @@ async fn promtool_reports_no_problem_on_metrics() {
     assert!(text.contains("pga_agent_store_series"), "{text}");
     assert!(
         text.contains(
-            "pg_log_slow_statements_by_duration_total{instance=\"main\",le_seconds=\"5\"} 1"
+            "pg_log_slow_statements_by_duration_total{le_seconds=\"5\",pg_instance=\"main\"} 1"
         ),
         "{text}"
     );

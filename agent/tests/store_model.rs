@@ -164,3 +164,80 @@ proptest! {
         check(ops, 1);
     }
 }
+
+/// A store of schema 1 (pga-agent 3.0.0-alpha.1), whose PostgreSQL series carry the
+/// label `instance`: read as `pg_instance` before it is upgraded, upgraded by the
+/// agent's open with the same series ids, and the agent's new collections continue
+/// those series.
+#[test]
+fn a_schema_1_store_keeps_its_series_under_the_pg_instance_label() {
+    use pga_agent::store::StoreReader;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_bytes: 64 << 20,
+        retention_ms: 0,
+        block_ms: 60_000,
+    };
+    let sample = |labels: &[(&str, &str)], v: f64| Emitted {
+        name: "pg_up".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        kind: MetricKind::Gauge,
+        unit: "",
+        help: "Up.",
+        value: v,
+    };
+    {
+        let (mut store, _) = Store::open(dir.path(), opts).unwrap();
+        store
+            .append(1_000, &[sample(&[("instance", "main")], 1.0)], None)
+            .unwrap();
+        store
+            .append(200_000, &[sample(&[("instance", "main")], 1.0)], None)
+            .unwrap();
+    }
+    // As schema 1 left it.
+    {
+        const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+        let db = redb::Database::open(dir.path().join("store.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema", 1u32.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let labels = |metas: &[pga_format::SeriesMeta]| -> Vec<(u64, Vec<(String, String)>)> {
+        metas.iter().map(|m| (m.id.0, m.labels.clone())).collect()
+    };
+    let want = vec![(0, vec![("pg_instance".to_owned(), "main".to_owned())])];
+    // Read-only, not upgraded yet: seen with the new label already.
+    let reader = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(labels(&reader.view().series().unwrap()), want);
+    drop(reader);
+    // The agent's open upgrades it, in place, same ids.
+    let (mut store, _) = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(labels(store.series()), want);
+    let events = store.reader().status().unwrap().events;
+    assert!(
+        events
+            .iter()
+            .any(|(_, e)| e.contains("schema 1 upgraded to 2") && e.contains("1 series")),
+        "{events:?}"
+    );
+    // A new collection with the new label continues series 0.
+    let r = store
+        .append(260_000, &[sample(&[("pg_instance", "main")], 1.0)], None)
+        .unwrap();
+    assert_eq!(r.new_series, 0);
+    let got = store
+        .reader()
+        .samples(&[pga_format::SeriesId(0)], i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(got[&pga_format::SeriesId(0)].len(), 3);
+    drop(store);
+    let reader = StoreReader::open(dir.path()).unwrap();
+    assert_eq!(labels(&reader.view().series().unwrap()), want);
+}

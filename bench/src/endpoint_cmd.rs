@@ -232,9 +232,10 @@ async fn render_times(
             times.push(ms(elapsed));
         }
         bytes = body.len();
+        // The stored series' samples; not the store's health, which /metrics adds live.
         samples = body
             .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty() && l[0] != b'#')
+            .filter(|l| !l.is_empty() && l[0] != b'#' && !l.starts_with(b"pga_agent_store_"))
             .count();
     }
     times.sort_by(f64::total_cmp);

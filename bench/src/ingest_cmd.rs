@@ -246,7 +246,7 @@ fn build_blocks(args: &IngestArgs) -> anyhow::Result<(Vec<SeriesMeta>, Vec<Decod
                 SeriesId(i as u64),
                 format!("bench_metric_{}", i / 50),
                 vec![
-                    ("instance".into(), "db1:5432".into()),
+                    ("pg_instance".into(), "db1:5432".into()),
                     ("n".into(), (i % 50).to_string()),
                 ],
                 kind,

@@ -14,7 +14,7 @@ fn commits() -> pga_format::SeriesMeta {
     meta(
         0,
         "pg_stat_database_xact_commit_total",
-        &[("datname", "app"), ("instance", "db1:5432")],
+        &[("datname", "app"), ("pg_instance", "db1:5432")],
         MetricKind::Counter,
     )
 }
@@ -144,7 +144,7 @@ async fn ingest_of_real_blocks_lands_exactly() {
     assert_eq!(
         sql(
             &pg,
-            "SELECT agent || ' ' || kind || ' ' || (labels->>'instance') FROM metric_series \
+            "SELECT agent || ' ' || kind || ' ' || (labels->>'pg_instance') FROM metric_series \
              WHERE metric = 'pg_stat_database_xact_commit_total'"
         ),
         "db1 counter db1:5432"

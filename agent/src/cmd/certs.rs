@@ -45,13 +45,20 @@ fn dev_certs(args: &DevCertsArgs) -> anyhow::Result<ExitCode> {
     println!(
         "Clients: the federator uses {d}/federator.crt and federator.key (identity \
          \"{FEDERATOR_NAME}\"), Prometheus {d}/prometheus.crt and prometheus.key (identity \
-         \"{PROMETHEUS_NAME}\"); both trust {d}/ca.crt for the agent. For Prometheus:\n\n\
-         \x20 scheme: https\n\
-         \x20 tls_config:\n\
-         \x20   ca_file: {d}/ca.crt\n\
-         \x20   cert_file: {d}/prometheus.crt\n\
-         \x20   key_file: {d}/prometheus.key\n\
-         \x20   server_name: localhost   # or another name of the agent's certificate\n\n\
+         \"{PROMETHEUS_NAME}\"); both trust {d}/ca.crt for the agent. A Prometheus scrape \
+         job (under scrape_configs:):\n\n\
+         \x20 - job_name: pga-agent\n\
+         \x20   scheme: https\n\
+         \x20   tls_config:\n\
+         \x20     ca_file: {d}/ca.crt\n\
+         \x20     cert_file: {d}/prometheus.crt\n\
+         \x20     key_file: {d}/prometheus.key\n\
+         \x20     server_name: localhost   # or another name of the agent's certificate\n\
+         \x20   static_configs:\n\
+         \x20     - targets: ['localhost:9187']\n\n\
+         Series about a PostgreSQL server carry the label pg_instance (its [[postgres]] \
+         name); Prometheus adds its own instance (the target's address) and job, so no \
+         label is renamed and honor_labels is not needed.\n\n\
          Keep {d}/ca.key secret: whoever holds it can mint clients the agent accepts."
     );
     Ok(ExitCode::SUCCESS)

@@ -15,7 +15,7 @@ use crate::cli::LogsArgs;
 use crate::collect::logs::classify::{ClassDetails, classify, to_event};
 use crate::collect::logs::{LogEntry, LogFormat, LogParser};
 use crate::query::{Zone, format_rfc3339, parse_time};
-use crate::store::{StoreReader, now_ms};
+use crate::store::now_ms;
 /// Bytes read from a file at a time.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Message column width when the terminal's is unknown.
@@ -70,7 +70,7 @@ pub fn recent(data_dir: &Path, args: &LogsArgs) -> anyhow::Result<ExitCode> {
                 })
         })
         .transpose()?;
-    let reader = StoreReader::open(data_dir).context("opening the ring store")?;
+    let reader = super::open_store(data_dir)?;
     let keep = |e: &LogEvent| {
         (kinds.is_empty() || kinds.contains(&e.kind))
             && severity.is_none_or(|s| e.severity >= s)
@@ -79,10 +79,8 @@ pub fn recent(data_dir: &Path, args: &LogsArgs) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .is_none_or(|i| e.instance.as_deref() == Some(i))
     };
-    let events = reader
-        .view()
-        .log_events(since, i64::MAX, &keep)
-        .context("reading log events from the store")?;
+    let view = reader.view();
+    let events = super::read_store(view.path(), || view.log_events(since, i64::MAX, &keep))?;
     let shown_from = events.len().saturating_sub(args.limit);
     let analysis = Analysis {
         events: events

@@ -10,18 +10,15 @@ use redb::ReadableDatabase;
 
 use crate::cli::{QueryArgs, SeriesArgs};
 
+use super::{open_store, read_store};
 use crate::query::{self, Format, Function, RenderOptions, SeriesResult};
-use crate::store::{StoreError, StoreReader, StoreView, now_ms};
+use crate::store::{StoreError, StoreView, now_ms};
 
 /// Points a chart or table gets when no --step is given.
 const AUTO_POINTS: usize = 60;
 /// How far before the range `rate` and `increase` look for the sample that starts the
 /// first window.
 const LOOKBACK_MS: i64 = 15 * 60 * 1000;
-
-fn open(data_dir: &Path) -> anyhow::Result<StoreReader> {
-    StoreReader::open(data_dir).context("opening the ring store")
-}
 
 fn matching<D: ReadableDatabase + Sync>(
     view: &StoreView<'_, D>,
@@ -75,8 +72,11 @@ pub fn query(data_dir: &Path, args: &QueryArgs) -> anyhow::Result<ExitCode> {
         Some(s) => query::parse_step(s).map_err(|e| anyhow!("{e}"))?,
         None => query::auto_step(start, end, AUTO_POINTS),
     };
-    let reader = open(data_dir)?;
-    let results = evaluate(&reader.view(), &selector, function, start, end, step)?;
+    let reader = open_store(data_dir)?;
+    let view = reader.view();
+    let results = read_store(view.path(), || {
+        evaluate(&view, &selector, function, start, end, step)
+    })?;
     if results.is_empty() {
         eprintln!(
             "no series match {}; `pga-agent series` lists what the store holds",
@@ -102,8 +102,9 @@ pub fn series(data_dir: &Path, args: &SeriesArgs) -> anyhow::Result<ExitCode> {
         None => query::Selector::all(),
     };
     let format: Format = args.format.parse().map_err(|e| anyhow!("{e}"))?;
-    let reader = open(data_dir)?;
-    let metas = matching(&reader.view(), &selector)?;
+    let reader = open_store(data_dir)?;
+    let view = reader.view();
+    let metas = read_store(view.path(), || matching(&view, &selector))?;
     let mut out = std::io::stdout().lock();
     query::render_series_list(&metas, format, &mut out)
         .and_then(|()| out.flush())

@@ -23,8 +23,31 @@ pub fn store_options(cfg: &AgentConfig) -> StoreOptions {
     }
 }
 
+/// Open files the agent asks for: the endpoint's handshakes and connections, the
+/// store, PostgreSQL connections and log files, with room for a flood of clients.
+const OPEN_FILES: u64 = 65_536;
+
+/// Raises the soft limit on open files towards [`OPEN_FILES`], within the hard
+/// limit (systemd's default soft limit, 1024, is small for a flood of clients).
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let want = limit.maximum.map_or(OPEN_FILES, |max| max.min(OPEN_FILES));
+    if limit.current.is_some_and(|cur| cur < want) {
+        let raised = Rlimit {
+            current: Some(want),
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::debug!(open_files = want, "open-files limit raised"),
+            Err(error) => tracing::debug!(%error, "the open-files limit stays as it is"),
+        }
+    }
+}
+
 pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
     let cfg = &loaded.config;
+    raise_open_files_limit();
     let data_dir = &cfg.agent.data_dir;
     let (mut store, report) = Store::open(data_dir, store_options(cfg))
         .with_context(|| format!("opening the ring store in {}", data_dir.display()))?;
@@ -136,7 +159,8 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
                 usize::try_from(settings.limits.max_response_bytes).unwrap_or(usize::MAX);
             let bound = runtime
                 .block_on(Endpoint::bind(settings))
-                .context("starting the endpoint")?;
+                .context("starting the endpoint")?
+                .with_telemetry(telemetry.clone());
             let router = api::router(ApiState {
                 store: store.handle(),
                 agent_name: cfg.agent.name.clone(),

@@ -9,29 +9,44 @@ use anyhow::{Context, bail};
 use crate::cli::StatusArgs;
 use crate::config::{AgentConfig, format_bytes};
 use crate::query::{Zone, format_rfc3339};
-use crate::store::{StoreReader, StoreStatus, now_ms};
+use crate::store::{HealthState, StoreStatus, Verified, now_ms, read_health_file};
 
 pub fn status(data_dir: &Path, cfg: &AgentConfig, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let reader = StoreReader::open(data_dir).context("opening the ring store")?;
-    let status = reader
-        .view()
-        .status()
-        .context("reading the store's figures")?;
-    let text = match args.format.as_str() {
-        "json" => {
-            let mut v = serde_json::to_value(&status).context("encoding the status")?;
-            v["budget_bytes"] = cfg.store.max_bytes.into();
-            v["retention_secs"] = cfg.store.retention_secs.into();
-            serde_json::to_string_pretty(&v).context("encoding the status")? + "\n"
-        }
-        "table" => render(&status, cfg),
-        other => bail!("unknown format {other:?}: use table or json"),
+    if !matches!(args.format.as_str(), "table" | "json") {
+        bail!("unknown format {:?}: use table or json", args.format);
+    }
+    let reader = super::open_store(data_dir)?;
+    let view = reader.view();
+    let (mut status, verified) = super::read_store(view.path(), || {
+        let status = view.status()?;
+        let verified = view.verify()?;
+        Ok((status, verified))
+    })?;
+    // The agent writing this store reports how its writes go; one that no longer
+    // runs reports nothing current.
+    let health = read_health_file(data_dir);
+    let running = health.as_ref().is_some_and(|(_, running)| *running);
+    status.health = health.filter(|(_, running)| *running).map(|(h, _)| h);
+    let failing = status.health.as_ref().is_some_and(|h| !h.healthy);
+    let text = if args.format == "json" {
+        let mut v = serde_json::to_value(&status).context("encoding the status")?;
+        v["budget_bytes"] = cfg.store.max_bytes.into();
+        v["retention_secs"] = cfg.store.retention_secs.into();
+        v["verified"] = serde_json::to_value(verified).context("encoding the status")?;
+        v["agent_running"] = running.into();
+        serde_json::to_string_pretty(&v).context("encoding the status")? + "\n"
+    } else {
+        render(&status, cfg, &verified)
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("writing the status")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if failing {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Appends one formatted line to a `String`.
@@ -57,12 +72,51 @@ fn ago(ms: i64, now: i64) -> String {
 }
 
 /// The human-readable status.
-pub fn render(s: &StoreStatus, cfg: &AgentConfig) -> String {
+pub fn render(s: &StoreStatus, cfg: &AgentConfig, verified: &Verified) -> String {
     let now = now_ms();
     let mut o = String::new();
     let budget = cfg.store.max_bytes;
     line!(o, "store       {}", s.path.display());
     line!(o, "agent id    {}", s.agent_id);
+    line!(
+        o,
+        "verified    {} blocks, {} dictionary frames, {} head rows ({} read): sound",
+        verified.blocks,
+        verified.dictionary_frames,
+        verified.head_rows,
+        format_bytes(verified.bytes)
+    );
+    match &s.health {
+        None => line!(o, "writes      no agent is writing this store now"),
+        Some(h) if h.healthy => line!(
+            o,
+            "writes      ok (agent pid {}, last write {}; budget in force {})",
+            h.pid,
+            h.last_write_ms
+                .map_or_else(|| "none yet".to_owned(), |t| ago(t, now)),
+            format_bytes(h.budget_bytes)
+        ),
+        Some(h) => {
+            let what = if h.state == HealthState::Recovering {
+                "RECOVERING: writing again after failing"
+            } else {
+                "FAILING"
+            };
+            line!(
+                o,
+                "writes      {what} since {} (agent pid {}): {} collection(s) lost so far, {} in all",
+                time(h.failing_since_ms),
+                h.pid,
+                h.lost_in_failure,
+                h.write_errors_total
+            );
+            line!(
+                o,
+                "            last error: {}",
+                h.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
     line!(
         o,
         "size        {} on disk, {} of data; budget {} ({:.0}% used)",

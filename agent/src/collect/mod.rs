@@ -13,6 +13,13 @@ use std::fmt;
 
 use pga_format::MetricKind;
 
+/// The label naming the PostgreSQL instance (the `[[postgres]]` name) on every series
+/// about it. Not `instance`: a Prometheus server sets that label on every scraped
+/// series itself (the target's address), so the agent's would arrive renamed to
+/// `exported_instance`. Stores written before store schema 2 named it `instance`;
+/// opening one renames it in the dictionary (`store` module).
+pub const INSTANCE_LABEL: &str = "pg_instance";
+
 /// Which tick a collector runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {

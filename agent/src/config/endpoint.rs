@@ -15,6 +15,10 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9187";
 pub const MAX_CONNECTIONS_MAX: u32 = 4096;
 /// Largest `endpoint.header_timeout_secs`.
 pub const HEADER_TIMEOUT_SECS_MAX: u64 = 300;
+/// Largest `endpoint.handshake_timeout_secs`.
+pub const HANDSHAKE_TIMEOUT_SECS_MAX: u64 = 60;
+/// Largest `endpoint.max_handshakes`.
+pub const MAX_HANDSHAKES_MAX: u32 = 4096;
 /// Largest `endpoint.request_timeout_secs`.
 pub const REQUEST_TIMEOUT_SECS_MAX: u64 = 3600;
 /// Smallest `endpoint.max_response_bytes`: 1 MiB.
@@ -59,10 +63,21 @@ pub struct EndpointConfig {
     /// Serve plain HTTP, without TLS or client authentication. Only allowed on a
     /// loopback address (127.0.0.1, ::1, localhost). Default false.
     pub insecure_plaintext: bool,
-    /// Connections served at once; more are closed at once. 1..=4096, default 64.
+    /// Authenticated connections (past the TLS handshake) served at once; one more
+    /// is answered 503 and closed. 1..=4096, default 64.
     pub max_connections: u32,
-    /// Time a client has for the TLS handshake and for sending a request's headers;
-    /// also how long an idle connection stays open. 1..=300 seconds, default 10.
+    /// TLS handshakes in progress at once: connections not authenticated yet, kept
+    /// apart from `max_connections` so that they cannot starve authenticated
+    /// clients. At the bound the handshake silent the longest is closed to make
+    /// room. 1..=4096, default 256.
+    pub max_handshakes: u32,
+    /// TLS handshakes in progress at once from one source address.
+    /// 1..=max_handshakes, default 32.
+    pub max_handshakes_per_address: u32,
+    /// Time a client has to finish the TLS handshake. 1..=60 seconds, default 5.
+    pub handshake_timeout_secs: u64,
+    /// Time a client has for sending a request's headers; also how long an idle
+    /// connection stays open. 1..=300 seconds, default 10.
     pub header_timeout_secs: u64,
     /// Time the agent spends answering one request, and the longest a response
     /// write may stall on a client that does not read. 1..=3600 seconds, default 30.
@@ -76,6 +91,15 @@ const fn default_insecure_plaintext() -> bool {
 }
 const fn default_max_connections() -> u32 {
     64
+}
+const fn default_max_handshakes() -> u32 {
+    256
+}
+const fn default_max_handshakes_per_address() -> u32 {
+    32
+}
+const fn default_handshake_timeout_secs() -> u64 {
+    5
 }
 const fn default_header_timeout_secs() -> u64 {
     10
@@ -98,6 +122,9 @@ impl Default for EndpointConfig {
             allowed_clients: Vec::new(),
             insecure_plaintext: default_insecure_plaintext(),
             max_connections: default_max_connections(),
+            max_handshakes: default_max_handshakes(),
+            max_handshakes_per_address: default_max_handshakes_per_address(),
+            handshake_timeout_secs: default_handshake_timeout_secs(),
             header_timeout_secs: default_header_timeout_secs(),
             request_timeout_secs: default_request_timeout_secs(),
             max_response_bytes: default_max_response_bytes(),
@@ -132,9 +159,14 @@ impl EndpointConfig {
         }
     }
 
-    /// The time a client has for the handshake and each request's headers.
+    /// The time a client has for each request's headers.
     pub const fn header_timeout(&self) -> Duration {
         Duration::from_secs(self.header_timeout_secs)
+    }
+
+    /// The time a client has for the TLS handshake.
+    pub const fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
     }
 
     /// The time one request may take.
@@ -263,6 +295,30 @@ impl EndpointConfig {
                 format!("set it between 1 and {MAX_CONNECTIONS_MAX} (default 64)"),
             ));
         }
+        if !(1..=MAX_HANDSHAKES_MAX).contains(&self.max_handshakes) {
+            p.push(Problem::error(
+                "endpoint.max_handshakes",
+                format!("{} is out of range", self.max_handshakes),
+                format!("set it between 1 and {MAX_HANDSHAKES_MAX} (default 256)"),
+            ));
+        }
+        if !(1..=self.max_handshakes.max(1)).contains(&self.max_handshakes_per_address) {
+            p.push(Problem::error(
+                "endpoint.max_handshakes_per_address",
+                format!("{} is out of range", self.max_handshakes_per_address),
+                format!(
+                    "set it between 1 and endpoint.max_handshakes ({}) (default 32)",
+                    self.max_handshakes
+                ),
+            ));
+        }
+        if !(1..=HANDSHAKE_TIMEOUT_SECS_MAX).contains(&self.handshake_timeout_secs) {
+            p.push(Problem::error(
+                "endpoint.handshake_timeout_secs",
+                format!("{} is out of range", self.handshake_timeout_secs),
+                format!("set it between 1 and {HANDSHAKE_TIMEOUT_SECS_MAX} (default 5)"),
+            ));
+        }
         if !(1..=HEADER_TIMEOUT_SECS_MAX).contains(&self.header_timeout_secs) {
             p.push(Problem::error(
                 "endpoint.header_timeout_secs",
@@ -371,6 +427,14 @@ mod tests {
                 c.max_response_bytes
             ),
             (64, 10, 30, 16_777_216)
+        );
+        assert_eq!(
+            (
+                c.max_handshakes,
+                c.max_handshakes_per_address,
+                c.handshake_timeout_secs
+            ),
+            (256, 32, 5)
         );
         assert!(!c.insecure_plaintext);
         assert_eq!(problems(&c), []);
@@ -524,6 +588,9 @@ mod tests {
     fn limits_are_bounded() {
         let c = EndpointConfig {
             max_connections: 0,
+            max_handshakes: 10,
+            max_handshakes_per_address: 11,
+            handshake_timeout_secs: 61,
             header_timeout_secs: 0,
             request_timeout_secs: 3601,
             max_response_bytes: 1000,
@@ -533,6 +600,8 @@ mod tests {
             keys(&c),
             [
                 "endpoint.max_connections",
+                "endpoint.max_handshakes_per_address",
+                "endpoint.handshake_timeout_secs",
                 "endpoint.header_timeout_secs",
                 "endpoint.request_timeout_secs",
                 "endpoint.max_response_bytes"

@@ -260,7 +260,7 @@ impl Default for Collectors {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostgresInstance {
-    /// Name of the instance, unique within this agent; becomes the `instance`
+    /// Name of the instance, unique within this agent; becomes the `pg_instance`
     /// label. Letters, digits, `_`, `.` and `-`. Required.
     pub name: String,
     /// Connection string: libpq `key=value` pairs

@@ -55,6 +55,10 @@ impl AgentConfig {
                      of an array of tables",
                 );
             }
+            if let Some(hint) = key.as_deref().and_then(number_hint) {
+                message.push_str("; ");
+                message.push_str(&hint);
+            }
             ConfigError::InvalidValue {
                 path: path.to_owned(),
                 at: span.as_ref().map(|s| location(text, s.start)),
@@ -64,6 +68,67 @@ impl AgentConfig {
             }
         })
     }
+}
+
+/// How to write the number `key` takes (`intervals.fast_secs`, `postgres[1].port`):
+/// its unit, an example with its default, and its range. `None` for a key that is
+/// not a number. The default comes from the schema's defaults and the range from
+/// the checks of [`AgentConfig::validate`], asked with out-of-range values, so the
+/// hint never disagrees with them.
+fn number_hint(key: &str) -> Option<String> {
+    let (table, field) = key.split_once('.')?;
+    let (table, array) = match table.split_once('[') {
+        Some((t, _)) => (t, true),
+        None => (table, false),
+    };
+    let defaults = toml::Value::try_from(AgentConfig {
+        postgres: vec![PostgresInstance::default()],
+        ..AgentConfig::default()
+    })
+    .ok()?;
+    let section = match defaults.get(table)? {
+        toml::Value::Array(items) if array => items.first()?,
+        v => v,
+    };
+    let default = section.get(field)?.as_integer()?;
+    let unit = if field.ends_with("_secs") {
+        "a whole number of seconds"
+    } else if field.ends_with("_ms") {
+        "a whole number of milliseconds"
+    } else if field.ends_with("_bytes") {
+        "a whole number of bytes"
+    } else {
+        "a whole number"
+    };
+    let header = if array {
+        format!("[[{table}]]\nname = \"x\"\n")
+    } else {
+        format!("[{table}]\n")
+    };
+    let problem_key = if array {
+        format!("{table}[0].{field}")
+    } else {
+        format!("{table}.{field}")
+    };
+    // The smallest and the largest value the key's type holds (0 and u32::MAX, or
+    // i64::MAX for a u64: whichever parses), as the checks answer them.
+    let mut fixes: Vec<String> = Vec::new();
+    for v in [0i64, i64::from(u32::MAX), i64::MAX] {
+        let text = format!("{header}{field} = {v}\n");
+        let Ok(cfg) = AgentConfig::parse(&text, Path::new("probe")) else {
+            continue;
+        };
+        for p in cfg.validate() {
+            if p.key == problem_key && !fixes.contains(&p.fix) {
+                fixes.push(p.fix);
+            }
+        }
+    }
+    let mut hint = format!("write {unit}, without quotes or a unit: {field} = {default}");
+    if !fixes.is_empty() {
+        hint.push_str(&format!(" ({})", fixes.join("; ")));
+    }
+    Some(hint)
 }
 
 /// Every key `agent.toml` accepts, as `table.key` (`store.max_bytes`;
@@ -346,6 +411,47 @@ mod tests {
         };
         assert_eq!(key.as_deref(), Some("postgres[1].port"));
         assert_eq!(at.map(|l| l.line), Some(5));
+    }
+
+    #[test]
+    fn a_number_written_wrong_gets_its_unit_range_and_an_example() {
+        for (text, key, expect) in [
+            (
+                "[intervals]\nfast_secs = \"10s\"\n",
+                "intervals.fast_secs",
+                "write a whole number of seconds, without quotes or a unit: fast_secs = 10 \
+                 (set it between 1 and 300 (default 10))",
+            ),
+            (
+                "[intervals]\nslow_secs = -10\n",
+                "intervals.slow_secs",
+                "slow_secs = 60 (make slow_secs at least fast_secs (default 60); set it to at \
+                 most 3600 (default 60))",
+            ),
+            (
+                "[store]\nmax_bytes = \"1GiB\"\n",
+                "store.max_bytes",
+                "write a whole number of bytes, without quotes or a unit: max_bytes = 1073741824",
+            ),
+            (
+                "[[postgres]]\nname = \"a\"\nstatement_timeout_ms = 1.5\n",
+                "postgres[0].statement_timeout_ms",
+                "statement_timeout_ms = 5000 (set it between 100 and 60000",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            let ConfigError::InvalidValue {
+                key: k, message, ..
+            } = &err
+            else {
+                panic!("expected an invalid value, got {err:?}");
+            };
+            assert_eq!(k.as_deref(), Some(key));
+            assert!(message.contains(expect), "{message}");
+        }
+        // Not a number: no number hint.
+        let err = parse("[agent]\nname = 5\n").unwrap_err();
+        assert!(!err.to_string().contains("whole number"), "{err}");
     }
 
     #[test]

@@ -159,6 +159,14 @@ fn render_endpoint(e: &EndpointConfig, line: &mut impl FnMut(String)) {
         secs(e.request_timeout_secs),
         format_bytes(e.max_response_bytes)
     ));
+    if e.mode() == EndpointMode::Tls {
+        line(format!(
+            "    handshakes: {} at once, {} per address, within {}",
+            e.max_handshakes,
+            e.max_handshakes_per_address,
+            secs(e.handshake_timeout_secs)
+        ));
+    }
 }
 
 fn render_instance(inst: &PostgresInstance, line: &mut impl FnMut(String)) {

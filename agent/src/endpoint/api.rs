@@ -19,7 +19,7 @@ use axum::routing::get;
 use pga_format::{FORMAT_VERSION, MetricKind, SeriesMeta};
 
 use crate::collect::server_facts::SharedInstanceReport;
-use crate::store::{StoreHandle, now_ms};
+use crate::store::{StoreError, StoreHandle, now_ms};
 
 /// Content type of `/v1/blocks` and `/v1/series` bodies: pga-format frames back to back.
 pub const FRAMES_CONTENT_TYPE: &str = "application/vnd.pganalytics.frames; version=1";
@@ -32,8 +32,13 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// [`ApiState::max_response_bytes`]).
 pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 /// `/metrics` leaves out a series whose latest sample is older than this: its
-/// collector stopped producing it.
+/// collector stopped producing it. A series stales sooner when it has a known
+/// interval ([`StoreHandle::fresh`]).
 pub const STALE_AFTER_MS: i64 = 10 * 60 * 1000;
+/// The longest parameter value a 400 answer repeats.
+const ECHO_CHARS: usize = 64;
+/// `Retry-After` of a 503 while the store is closed after a failed write.
+const RETRY_AFTER_SECS: &str = "10";
 
 /// Response headers of the pull protocol (PROTOCOL.md, "Headers").
 pub mod headers {
@@ -131,6 +136,9 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The store is closed after a failed write, opening again: 503, retry later.
+    #[error("{0}")]
+    Unavailable(String),
     /// The agent failed; logged with the detail, answered with a bare 500.
     #[error("{context}: {detail}")]
     Internal {
@@ -146,6 +154,22 @@ impl ApiError {
             detail: detail.to_string(),
         }
     }
+
+    /// A failed store read: 503 while the store is closed (a failed write), else 500.
+    fn failed<E: std::fmt::Display + 'static>(context: &'static str, e: E) -> Self {
+        match (&e as &dyn std::any::Any).downcast_ref::<StoreError>() {
+            Some(s) if s.is_unavailable() => ApiError::Unavailable(s.to_string()),
+            _ => ApiError::internal(context, e),
+        }
+    }
+}
+
+/// `raw` as a 400 answer repeats it: at most [`ECHO_CHARS`] characters.
+fn echo(raw: &str) -> String {
+    match raw.char_indices().nth(ECHO_CHARS) {
+        None => format!("{raw:?}"),
+        Some((cut, _)) => format!("{:?}… ({} characters)", &raw[..cut], raw.chars().count()),
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -157,6 +181,17 @@ impl IntoResponse for ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed: every route answers GET (and HEAD)\n".to_owned(),
             ),
+            ApiError::Unavailable(why) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [
+                        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                        (header::RETRY_AFTER, RETRY_AFTER_SECS),
+                    ],
+                    format!("{why}\n"),
+                )
+                    .into_response();
+            }
             ApiError::Internal { .. } => {
                 tracing::error!(error = %self, "request failed");
                 (
@@ -194,7 +229,7 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(context, e))?
-        .map_err(|e| ApiError::internal(context, e))
+        .map_err(|e| ApiError::failed(context, e))
 }
 
 type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -205,15 +240,14 @@ struct Params(Vec<(String, String)>);
 impl Params {
     fn new(query: RawParams, accepted: &[&str], usage: &str) -> Result<Self, ApiError> {
         let Query(pairs) = query.map_err(|e| {
-            ApiError::BadRequest(format!(
-                "malformed query string ({}); expected {usage}",
-                e.body_text()
-            ))
+            let why: String = e.body_text().chars().take(200).collect();
+            ApiError::BadRequest(format!("malformed query string ({why}); expected {usage}"))
         })?;
         for (i, (name, _)) in pairs.iter().enumerate() {
             if !accepted.contains(&name.as_str()) {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter {name:?}; expected {usage}"
+                    "unknown parameter {}; expected {usage}",
+                    echo(name)
                 )));
             }
             if pairs[..i].iter().any(|(n, _)| n == name) {
@@ -245,7 +279,8 @@ impl Params {
         match raw.parse::<u64>() {
             Ok(n) if range.contains(&n) && !raw.starts_with('+') => Ok(Some(n)),
             _ => Err(ApiError::BadRequest(format!(
-                "invalid {name} {raw:?}: expected an integer from {} to {} ({meaning})",
+                "invalid {name} {}: expected an integer from {} to {} ({meaning})",
+                echo(raw),
                 range.start(),
                 range.end()
             ))),
@@ -341,12 +376,12 @@ async fn series(State(state): State<ApiState>, query: RawParams) -> Result<Respo
     let after = params.u64_in("after", 0..=u64::MAX, "a series id")?;
     let store = state.store.clone();
     let (frames, count) = blocking("reading the series dictionary", move || {
-        let frames = store.dictionary_after(after).map_err(|e| e.to_string())?;
+        let frames = store.dictionary_after(after)?;
         // Ids are dense and the last dictionary frame ends at the newest one.
         let count = match frames.last() {
             Some(last) => {
                 let (frame, _) = pga_format::frame::read_frame(last)
-                    .map_err(|e| format!("dictionary frame: {e}"))?;
+                    .map_err(|e| StoreError::Damaged(format!("dictionary frame: {e}")))?;
                 frame
                     .header
                     .series_ranges
@@ -355,7 +390,7 @@ async fn series(State(state): State<ApiState>, query: RawParams) -> Result<Respo
             }
             None => store.latest().len() as u64,
         };
-        Ok::<_, String>((frames, count))
+        Ok::<_, StoreError>((frames, count))
     })
     .await?;
     let mut h = identity_headers(&state, FRAMES_CONTENT_TYPE)?;
@@ -394,7 +429,18 @@ async fn metrics(State(state): State<ApiState>, request: HeaderMap) -> Result<Re
     let format = ExpositionFormat::negotiate(&request);
     let store = state.store.clone();
     let body = blocking("rendering /metrics", move || {
-        Ok::<_, std::convert::Infallible>(render_metrics(&store.latest(), now_ms(), format))
+        let now = now_ms();
+        // Stored series still fresh, and the store's health live from memory.
+        let mut series = store.fresh(now);
+        if let Some(health) = store.health() {
+            series.extend(
+                health
+                    .as_series()
+                    .into_iter()
+                    .map(|(meta, value)| (meta, Some((now, value)))),
+            );
+        }
+        Ok::<_, std::convert::Infallible>(render_metrics(&series, now, format))
     })
     .await?;
     let h = [

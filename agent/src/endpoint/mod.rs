@@ -19,6 +19,7 @@
 //! blocking threads and the store writer on its own thread, so no client, slow or
 //! hostile, delays a collection.
 
+pub mod admission;
 pub mod api;
 pub mod certs;
 pub mod reload;
@@ -68,9 +69,15 @@ impl TlsFiles {
 /// How connections are bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; more are closed at once.
+    /// Authenticated connections served at once; one more gets 503.
     pub max_connections: usize,
-    /// Bound on the TLS handshake, on each request's headers, and on keep-alive idle.
+    /// TLS handshakes in progress at once.
+    pub max_handshakes: usize,
+    /// TLS handshakes in progress at once from one source address.
+    pub max_handshakes_per_address: usize,
+    /// Bound on the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Bound on each request's headers, and on keep-alive idle.
     pub header_timeout: Duration,
     /// Bound on answering one request, and on a stalled response write.
     pub request_timeout: Duration,
@@ -90,6 +97,9 @@ impl Limits {
     pub fn from_config(c: &EndpointConfig) -> Self {
         Limits {
             max_connections: c.max_connections as usize,
+            max_handshakes: c.max_handshakes as usize,
+            max_handshakes_per_address: c.max_handshakes_per_address as usize,
+            handshake_timeout: c.handshake_timeout(),
             header_timeout: c.header_timeout(),
             request_timeout: c.request_timeout(),
             max_response_bytes: c.max_response_bytes,

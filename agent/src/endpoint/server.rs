@@ -1,10 +1,16 @@
 //! The accept loop and the limits of each connection.
 //!
-//! - At most `max_connections` connections are served at once; one more is closed
-//!   as soon as it is accepted, before any TLS.
-//! - The TLS handshake must finish within `header_timeout`; then the client's
-//!   certificate identities are matched against the allow-list, and a client not
-//!   on it is disconnected without a single HTTP byte.
+//! - TLS handshakes (unauthenticated clients) have their own bounds, apart from the
+//!   authenticated connections': `max_handshakes` at once, `max_handshakes_per_address`
+//!   from one address, each within `handshake_timeout`; at a bound the handshake
+//!   silent the longest makes room ([`admission`](super::admission)).
+//! - After the handshake the client's certificate identities are matched against
+//!   the allow-list, and a client not on it is disconnected without a single HTTP
+//!   byte. At most `max_connections` authenticated connections are served at once;
+//!   one more is answered 503 and closed. (Plain HTTP, loopback only, has no
+//!   handshake: `max_connections` counts its connections from the accept.)
+//! - Refused connections are counted by reason and logged rolled up: at most one
+//!   line a minute.
 //! - HTTP/1.1 by hyper: each request's headers must arrive within `header_timeout`
 //!   (which also closes idle keep-alive connections), headers and buffers are
 //!   capped at [`MAX_BUF_BYTES`], request bodies at [`MAX_REQUEST_BODY_BYTES`].
@@ -36,18 +42,20 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::admission::{Admission, Refusal, RefusalLog, Ticket};
 use super::reload::{TlsState, log_warnings, stopped};
 use super::tls::{self, AllowList, client_identities};
 use super::{EndpointError, EndpointSettings, Limits};
 use crate::config::{is_loopback_host, parse_listen};
+use crate::telemetry::Telemetry;
 
 /// Largest request head (request line and headers) and per-connection read
 /// buffer. The API takes a path and a query string; nothing needs more.
 pub const MAX_BUF_BYTES: usize = 64 << 10;
 /// Largest request body read. The API's routes are all `GET`.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 << 10;
-/// At most one "connection limit reached" warning this often.
-const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
+/// How often due refusal lines are written when no new refusal comes.
+const REFUSAL_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// A bound endpoint, ready to serve.
 #[derive(Debug)]
@@ -56,6 +64,7 @@ pub struct Endpoint {
     local_addr: SocketAddr,
     tls: Option<TlsContext>,
     limits: Limits,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +79,21 @@ struct Shared {
     tls: Option<TlsContext>,
     limits: Limits,
     router: Router,
+    /// Authenticated connections (every connection, in plain HTTP).
+    permits: Arc<Semaphore>,
+    refusals: std::sync::Mutex<RefusalLog>,
+    telemetry: Option<Arc<Telemetry>>,
+}
+
+impl Shared {
+    fn refuse(&self, peer: SocketAddr, reason: Refusal, detail: &str) {
+        if let Some(t) = &self.telemetry {
+            t.endpoint_refused(reason.as_str());
+        }
+        if let Ok(mut log) = self.refusals.lock() {
+            log.note(peer, reason, detail);
+        }
+    }
 }
 
 impl Endpoint {
@@ -125,9 +149,7 @@ impl Endpoint {
                 fix: fix.to_owned(),
             }
         };
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(bind_error)?;
+        let listener = listen(&settings.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         if tls.is_none() && !local_addr.ip().is_loopback() {
             return Err(EndpointError::PlaintextNotLoopback {
@@ -139,7 +161,14 @@ impl Endpoint {
             local_addr,
             tls,
             limits: settings.limits,
+            telemetry: None,
         })
+    }
+
+    /// Counts refused connections and open connections in `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// The address the endpoint listens on.
@@ -159,6 +188,7 @@ impl Endpoint {
             local_addr,
             tls,
             limits,
+            telemetry,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let watcher = match &tls {
@@ -169,6 +199,9 @@ impl Endpoint {
             tracing::info!(
                 listen = %local_addr,
                 max_connections = limits.max_connections,
+                max_handshakes = limits.max_handshakes,
+                max_handshakes_per_address = limits.max_handshakes_per_address,
+                handshake_timeout_secs = limits.handshake_timeout.as_secs(),
                 "endpoint listening: HTTPS, TLS 1.3, client certificate required"
             );
         } else {
@@ -183,36 +216,44 @@ impl Endpoint {
             tls,
             limits,
             router,
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            refusals: Default::default(),
+            telemetry,
         });
-        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let admission = Admission::new(limits.max_handshakes, limits.max_handshakes_per_address);
         let mut connections = JoinSet::new();
-        let mut refused_full = 0u64;
-        let mut last_full_warning: Option<Instant> = None;
+        let mut flush = tokio::time::interval(REFUSAL_FLUSH_EVERY);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        let Ok(permit) = permits.clone().try_acquire_owned() else {
-                            drop(tcp);
-                            refused_full += 1;
-                            if last_full_warning.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
-                                tracing::warn!(
-                                    peer = %peer,
-                                    max_connections = limits.max_connections,
-                                    refused = refused_full,
-                                    "endpoint connection limit reached: connections closed at once"
-                                );
-                                last_full_warning = Some(Instant::now());
-                                refused_full = 0;
-                            }
-                            continue;
-                        };
                         if let Err(e) = tcp.set_nodelay(true) {
                             tracing::debug!(peer = %peer, error = %e, "cannot set TCP_NODELAY");
                         }
-                        connections.spawn(connection(tcp, peer, permit, shared.clone(), stop_rx.clone()));
+                        if shared.tls.is_none() {
+                            // Plain HTTP: no handshake, a connection slot from the start.
+                            match shared.permits.clone().try_acquire_owned() {
+                                Ok(permit) => {
+                                    connections.spawn(plaintext(tcp, peer, permit, shared.clone(), stop_rx.clone()));
+                                }
+                                Err(_) => shared.refuse(peer, Refusal::ConnectionLimit, "endpoint.max_connections reached; closed at once"),
+                            }
+                            continue;
+                        }
+                        match admission.admit(peer.ip(), Some(std::os::fd::AsFd::as_fd(&tcp))) {
+                            Ok((ticket, _)) => {
+                                connections.spawn(connection(tcp, peer, ticket, shared.clone(), stop_rx.clone()));
+                            }
+                            Err(reason) => shared.refuse(peer, reason, "no room for another TLS handshake; closed at once"),
+                        }
+                        if let Some(t) = &shared.telemetry {
+                            t.endpoint_open(
+                                admission.in_progress(),
+                                limits.max_connections - shared.permits.available_permits(),
+                            );
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: wait a moment rather
@@ -228,7 +269,23 @@ impl Endpoint {
                         tracing::error!(error = %e, "an endpoint connection task panicked; the others go on");
                     }
                 }
+                _ = flush.tick() => {
+                    if let Ok(mut log) = shared.refusals.lock()
+                        && log.due()
+                    {
+                        log.flush();
+                    }
+                    if let Some(t) = &shared.telemetry {
+                        t.endpoint_open(
+                            admission.in_progress(),
+                            limits.max_connections - shared.permits.available_permits(),
+                        );
+                    }
+                }
             }
+        }
+        if let Ok(mut log) = shared.refusals.lock() {
+            log.flush();
         }
         drop(listener);
         if stop_tx.send(true).is_err() {
@@ -256,6 +313,32 @@ impl Endpoint {
     }
 }
 
+/// Pending connections the kernel queues for the accept loop (capped by
+/// `net.core.somaxconn`): room for a burst, so that a flood of connections does not
+/// make the kernel drop a good client's SYN, which would cost it a second or more.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `listen` (`IP:PORT` or `HOST:PORT`: the first address that binds).
+async fn listen(listen: &str) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to bind");
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Binds the endpoint of `cfg` and serves `router` on it until `shutdown`
 /// resolves ([`Endpoint::bind`], then [`Endpoint::serve`]).
 pub async fn serve(
@@ -280,46 +363,56 @@ async fn plaintext_hangup(mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Whether a failed handshake is about the client's credentials or protocol (the
-/// operator may need to act) rather than noise (resets, garbage, scanners).
-fn is_credential_refusal(e: &io::Error) -> bool {
-    matches!(
-        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
-        Some(
-            rustls::Error::InvalidCertificate(_)
-                | rustls::Error::NoCertificatesPresented
-                | rustls::Error::PeerIncompatible(_)
-                | rustls::Error::InvalidCertRevocationList(_)
-        )
-    )
-}
-
-/// One connection, from TCP accept to close; holds its connection permit.
-async fn connection(
+/// One plain-HTTP connection (loopback only), holding its connection permit.
+async fn plaintext(
     tcp: TcpStream,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
+    serve_http(tcp, peer, None, &shared, stop).await;
+}
+
+/// One TLS connection, from TCP accept to close: the handshake under its ticket,
+/// then, authenticated and allowed, a connection permit and HTTP.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut ticket: Ticket,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
     let Some(tls) = &shared.tls else {
-        serve_http(tcp, peer, None, &shared, stop).await;
         return;
     };
     let acceptor = TlsAcceptor::from(tls.state.current());
-    let mut stream = match tokio::time::timeout(shared.limits.header_timeout, acceptor.accept(tcp))
-        .await
-    {
-        Err(_) => {
-            tracing::debug!(peer = %peer, "TLS handshake not finished within endpoint.header_timeout_secs; connection closed");
+    let handshake = tokio::time::timeout(
+        shared.limits.handshake_timeout,
+        acceptor.accept(ticket.watch(tcp)),
+    );
+    let outcome = tokio::select! {
+        r = handshake => r,
+        Ok(()) = &mut ticket.evicted => {
+            shared.refuse(peer, Refusal::Evicted, "silent in the TLS handshake while others waited; closed to make room");
             return;
         }
-        Ok(Err(e)) if is_credential_refusal(&e) => {
-            tracing::warn!(peer = %peer, error = %e, "client refused in the TLS handshake");
+    };
+    // The handshake is over, one way or the other: its place goes to another.
+    drop(ticket);
+    let mut stream = match outcome {
+        Err(_) => {
+            shared.refuse(
+                peer,
+                Refusal::Timeout,
+                "TLS handshake not finished within endpoint.handshake_timeout_secs",
+            );
             return;
         }
         Ok(Err(e)) => {
-            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+            let reason = Refusal::of_handshake_error(&e);
+            tracing::debug!(peer = %peer, error = %e, reason = reason.as_str(), "client refused in the TLS handshake");
+            shared.refuse(peer, reason, &e.to_string());
             return;
         }
         Ok(Ok(s)) => s,
@@ -332,10 +425,15 @@ async fn connection(
         .map(client_identities)
         .unwrap_or_default();
     if !tls.allow.allows(&identities) {
-        tracing::warn!(
+        tracing::debug!(
             peer = %peer,
             client = ?identities,
             "client certificate not in endpoint.allowed_clients; connection closed"
+        );
+        shared.refuse(
+            peer,
+            Refusal::NotAllowed,
+            &format!("client {identities:?} not in endpoint.allowed_clients"),
         );
         // close_notify, then close: no HTTP byte reaches this client.
         if tokio::time::timeout(Duration::from_secs(1), stream.shutdown())
@@ -346,6 +444,31 @@ async fn connection(
         }
         return;
     }
+    let Ok(_permit) = shared.permits.clone().try_acquire_owned() else {
+        shared.refuse(
+            peer,
+            Refusal::ConnectionLimit,
+            "endpoint.max_connections authenticated connections open; answered 503",
+        );
+        let body = format!(
+            "the agent serves {} connections at once (endpoint.max_connections); retry shortly\n",
+            shared.limits.max_connections
+        );
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             retry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(answer.as_bytes()).await?;
+            stream.shutdown().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(peer = %peer, "the 503 answer was not delivered");
+        }
+        return;
+    };
     let client = identities.first().cloned();
     tracing::debug!(peer = %peer, client = ?identities, "client connected");
     serve_http(stream, peer, client, &shared, stop).await;
@@ -364,32 +487,83 @@ async fn serve_http<I>(
     let limits = shared.limits;
     let router = shared.router.clone();
     let client: Arc<str> = client.unwrap_or_else(|| "-".to_owned()).into();
+    // Boxed: poll_without_shutdown wants a future it can move.
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        answer(req, router.clone(), limits, peer, client.clone())
+        Box::pin(answer(req, router.clone(), limits, peer, client.clone()))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_BUF_BYTES)
+        .max_header_size(MAX_BUF_BYTES)
         .keep_alive(true);
-    let conn = builder.serve_connection(
+    let mut conn = builder.serve_connection(
         TokioIo::new(StallGuard::new(io, limits.request_timeout)),
         service,
     );
-    let mut conn = std::pin::pin!(conn);
+    // Without hyper's own shutdown, so that the connection can be closed the way
+    // its end calls for (below).
     let result = tokio::select! {
-        r = conn.as_mut() => r,
+        r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
         () = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(limits.request_timeout, conn.as_mut()).await {
+            Pin::new(&mut conn).graceful_shutdown();
+            let rest = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx));
+            match tokio::time::timeout(limits.request_timeout, rest).await {
                 Ok(r) => r,
                 Err(_) => return,
             }
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    let io = conn.into_parts().io.into_inner();
+    match result {
+        Ok(()) => close(io).await,
+        Err(e) if e.is_parse() => {
+            // hyper answered the bad request (431 for a head over MAX_BUF_BYTES, 400);
+            // closing while the client still sends would reset the connection and
+            // lose that answer on the way, so read what it sends a moment first.
+            tracing::debug!(peer = %peer, error = %e, "bad request answered; closing");
+            linger(io).await;
+        }
+        Err(e) => {
+            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// How long a connection whose request was refused is drained before it closes.
+const LINGER: Duration = Duration::from_secs(2);
+/// The most a refused client's further bytes are read.
+const LINGER_BYTES: usize = 16 << 20;
+
+/// Ends a connection cleanly: close_notify for TLS, then FIN.
+async fn close(mut io: impl AsyncWrite + Unpin) {
+    if tokio::time::timeout(Duration::from_secs(1), io.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("connection not shut down in time");
+    }
+}
+
+/// Closes the sending side, then reads and drops what the client still sends, for
+/// at most [`LINGER`] and [`LINGER_BYTES`], so that the answer already sent reaches it.
+async fn linger(mut io: impl AsyncRead + AsyncWrite + Unpin) {
+    use tokio::io::AsyncReadExt;
+    close(&mut io).await;
+    let mut buf = vec![0u8; 16 << 10];
+    let drained = tokio::time::timeout(LINGER, async {
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!("a refused client kept sending; closed");
     }
 }
 

@@ -276,7 +276,8 @@ pub fn load(files: &TlsFiles) -> Result<LoadedTls, EndpointError> {
                  `openssl pkey -in KEY -pubout` with `openssl x509 -in CERT -noout -pubkey`)",
             )
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/1.1 first; HTTP/1.0 for clients that offer only it (`curl --http1.0`).
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     // No resumption: every connection verifies the client's certificate afresh.
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -530,7 +531,10 @@ mod tests {
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.crls, 1);
         assert_eq!(loaded.server_subject, "CN=agent");
-        assert_eq!(loaded.config.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert_eq!(
+            loaded.config.alpn_protocols,
+            [b"http/1.1".to_vec(), b"http/1.0".to_vec()]
+        );
         assert_eq!(loaded.config.send_tls13_tickets, 0);
     }
 

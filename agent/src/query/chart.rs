@@ -5,7 +5,7 @@
 //! 8 cells):
 //!
 //! ```text
-//! pg_up{instance="db1"}  last 1
+//! pg_up{pg_instance="db1"}  last 1
 //! 1 ┤⠉⠉⠉⠉⠉⠉⠉⠉⢆        ⢀⠎⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉⠉
 //!   │         ⢣      ⡰⠁
 //! 0 ┤          ⠱⣀⣀⣀⣀⠎
@@ -352,7 +352,7 @@ mod tests {
             meta: SeriesMeta::new(
                 SeriesId(1),
                 name,
-                vec![("instance".into(), "db1".into())],
+                vec![("pg_instance".into(), "db1".into())],
                 MetricKind::Gauge,
                 "",
                 "",
@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(
             text,
             "\
-pg_up{instance=\"db1\"}
+pg_up{pg_instance=\"db1\"}
 1 ┤⠉⠉⠉⠉⠱⡀          ⡜⠉⠉⠉⠉
   │     ⠱⡀        ⡜
   │      ⠱⡀     ⢀⠎
@@ -420,7 +420,7 @@ pg_up{instance=\"db1\"}
         assert_eq!(
             text,
             "\
-pg_stat_activity_count{instance=\"db1\"}  min 10  max 30  last 30
+pg_stat_activity_count{pg_instance=\"db1\"}  min 10  max 30  last 30
 30 ┤          ⢀⠤⠊⠢⣀                                       ⢀⠎⠉⠉⠉⠉⠉⠉
    │        ⡠⠒⠁    ⠑⢄                                    ⡠⠃
    │     ⣀⠔⠉         ⠉⠢⡀                               ⢀⠔⠁
@@ -438,7 +438,7 @@ pg_stat_activity_count{instance=\"db1\"}  min 10  max 30  last 30
         let points = (0..5).map(|i| (T0 + i * MIN, 42.0)).collect();
         let text = chart(&[series("m", points)], 30, 7);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "m{instance=\"db1\"}  last 42");
+        assert_eq!(lines[0], "m{pg_instance=\"db1\"}  last 42");
         assert_eq!(lines[1], "   │");
         assert!(lines[2].starts_with("42 ┤⠒⠒⠒"), "{text}");
         assert_eq!(lines[3], "   │");
@@ -491,7 +491,7 @@ pg_stat_activity_count{instance=\"db1\"}  min 10  max 30  last 30
             10,
         );
         assert!(
-            text.ends_with("\nn{instance=\"db1\"}\n  no data in this range\n"),
+            text.ends_with("\nn{pg_instance=\"db1\"}\n  no data in this range\n"),
             "{text}"
         );
         let text = chart(
@@ -501,7 +501,7 @@ pg_stat_activity_count{instance=\"db1\"}  min 10  max 30  last 30
         );
         assert_eq!(
             text,
-            "m{instance=\"db1\"}\n  nothing to draw: all 2 points are NaN or infinite\n"
+            "m{pg_instance=\"db1\"}\n  nothing to draw: all 2 points are NaN or infinite\n"
         );
     }
 

@@ -7,7 +7,7 @@
 //!   `series` is the `name{labels}` text. Fields holding `,`, `"` or a line break are
 //!   quoted as RFC 4180 says (`"` doubled); lines end with `\n`.
 //! - **json**: one array with one object per series, one series per line:
-//!   `{"metric":"pg_up","labels":{"instance":"db1:5432"},"kind":"gauge","unit":"",
+//!   `{"metric":"pg_up","labels":{"pg_instance":"main"},"kind":"gauge","unit":"",
 //!   "points":[[1795507200000,1.0],…]}`. Timestamps are Unix milliseconds. JSON has no
 //!   NaN or infinity, so those values are written as the strings `"NaN"`, `"+Inf"` and
 //!   `"-Inf"` (as Prometheus does); every other value is a JSON number.
@@ -406,7 +406,7 @@ mod tests {
             SeriesResult {
                 meta: meta(
                     "pg_stat_database_xact_commit_total",
-                    &[("datname", "app"), ("instance", "db1:5432")],
+                    &[("datname", "app"), ("pg_instance", "main")],
                     MetricKind::Counter,
                 ),
                 points: vec![(T0, 1.5), (T0 + 60_000, 1234.25), (T0 + 120_000, 0.0)],
@@ -446,7 +446,7 @@ mod tests {
         assert_eq!(
             text,
             "\
-pg_stat_database_xact_commit_total{datname=\"app\",instance=\"db1:5432\"}
+pg_stat_database_xact_commit_total{datname=\"app\",pg_instance=\"main\"}
 time                    value
 2026-11-24T08:00:00Z      1.5
 2026-11-24T08:01:00Z  1234.25
@@ -504,9 +504,9 @@ time                  value
             text,
             "\
 series,timestamp_ms,time,value
-\"pg_stat_database_xact_commit_total{datname=\"\"app\"\",instance=\"\"db1:5432\"\"}\",1795507200000,2026-11-24T08:00:00Z,1.5
-\"pg_stat_database_xact_commit_total{datname=\"\"app\"\",instance=\"\"db1:5432\"\"}\",1795507260000,2026-11-24T08:01:00Z,1234.25
-\"pg_stat_database_xact_commit_total{datname=\"\"app\"\",instance=\"\"db1:5432\"\"}\",1795507320000,2026-11-24T08:02:00Z,0
+\"pg_stat_database_xact_commit_total{datname=\"\"app\"\",pg_instance=\"\"main\"\"}\",1795507200000,2026-11-24T08:00:00Z,1.5
+\"pg_stat_database_xact_commit_total{datname=\"\"app\"\",pg_instance=\"\"main\"\"}\",1795507260000,2026-11-24T08:01:00Z,1234.25
+\"pg_stat_database_xact_commit_total{datname=\"\"app\"\",pg_instance=\"\"main\"\"}\",1795507320000,2026-11-24T08:02:00Z,0
 pg_up,1795507200000,2026-11-24T08:00:00Z,1
 pg_up,1795507260000,2026-11-24T08:01:00Z,NaN
 "
@@ -533,7 +533,7 @@ pg_up,1795507260000,2026-11-24T08:01:00Z,NaN
         assert_eq!(arr.len(), 3);
         assert_eq!(arr[0]["metric"], "pg_stat_database_xact_commit_total");
         assert_eq!(arr[0]["labels"]["datname"], "app");
-        assert_eq!(arr[0]["labels"]["instance"], "db1:5432");
+        assert_eq!(arr[0]["labels"]["pg_instance"], "main");
         assert_eq!(arr[0]["kind"], "counter");
         assert_eq!(
             arr[0]["points"][1],

@@ -1,7 +1,8 @@
 //! Read access for the agent's own endpoint, shared across threads: pages of sealed
-//! blocks plus the current head for the federator, the series dictionary, and the
-//! latest value of every series for `/metrics`.
+//! blocks plus the current head for the federator, the series dictionary, the
+//! latest value of every series for `/metrics`, and the store's health.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -9,7 +10,16 @@ use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesMeta};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::tables::{BLOCK_INDEX, BLOCKS, DICTIONARY, META};
-use super::{BLOCK_ZSTD_LEVEL, StoreError, StoreStatus, meta_u64, read_head, reader::StoreView};
+use super::{
+    BLOCK_ZSTD_LEVEL, CollectorHealth, StoreError, StoreHealth, StoreStatus, meta_u64, read_head,
+    reader::StoreView,
+};
+
+/// A series is left out of `/metrics` once its newest sample is older than this many
+/// of its own collection intervals ...
+const STALE_INTERVALS: i64 = 3;
+/// ... plus this grace for a late pass.
+const STALE_GRACE_MS: i64 = 5_000;
 
 /// What the writer publishes after every commit.
 #[derive(Debug, Default)]
@@ -17,7 +27,50 @@ pub(super) struct Shared {
     pub(super) metas: Vec<SeriesMeta>,
     /// `latest[id]`: the newest committed sample of series `id`.
     pub(super) latest: Vec<Option<(i64, f64)>>,
+    /// `periods[id]`: the time between the two newest samples of series `id`, 0
+    /// while it has fewer than two.
+    pub(super) periods: Vec<i64>,
     pub(super) next_seq: u64,
+    /// The store's figures as of the last commit.
+    pub(super) figures: Figures,
+    /// The last stored pass of each collector.
+    pub(super) collectors: BTreeMap<String, CollectorHealth>,
+    /// How the writes go; `None` before the writer published any.
+    pub(super) health: Option<StoreHealth>,
+}
+
+/// Store figures kept in memory.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Figures {
+    pub(super) file_bytes: u64,
+    pub(super) logical_bytes: u64,
+    pub(super) blocks: u64,
+    pub(super) sequences: Option<(u64, u64)>,
+    pub(super) oldest_ms: Option<i64>,
+    pub(super) newest_ms: Option<i64>,
+    pub(super) series: u64,
+    pub(super) head_collections: u64,
+}
+
+/// The open database, shared by the writer with the handles; empty while the
+/// writer has it closed after a failed write.
+#[derive(Debug, Default)]
+pub(super) struct DbSlot(RwLock<Option<Arc<Database>>>);
+
+impl DbSlot {
+    pub(super) fn set(&self, db: Option<Arc<Database>>) {
+        match self.0.write() {
+            Ok(mut slot) => *slot = db,
+            Err(poisoned) => *poisoned.into_inner() = db,
+        }
+    }
+
+    fn get(&self) -> Option<Arc<Database>> {
+        match self.0.read() {
+            Ok(slot) => slot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// One response's worth of blocks for a puller.
@@ -47,7 +100,7 @@ pub struct BlocksPage {
 /// A shareable read handle on the store of this process.
 #[derive(Clone)]
 pub struct StoreHandle {
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
     path: PathBuf,
     agent_id: AgentId,
     shared: Arc<RwLock<Shared>>,
@@ -63,13 +116,13 @@ impl std::fmt::Debug for StoreHandle {
 
 impl StoreHandle {
     pub(super) fn new(
-        db: Arc<Database>,
+        slot: Arc<DbSlot>,
         path: PathBuf,
         agent_id: AgentId,
         shared: Arc<RwLock<Shared>>,
     ) -> Self {
         StoreHandle {
-            db,
+            slot,
             path,
             agent_id,
             shared,
@@ -80,11 +133,26 @@ impl StoreHandle {
         self.agent_id
     }
 
+    /// The open database, or why the store is not available now.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.slot.get().ok_or_else(|| {
+            StoreError::Unavailable(
+                self.health()
+                    .map_or_else(|| "closed".to_owned(), |h| h.summary()),
+            )
+        })
+    }
+
+    /// How the store's writes go, as the writer last published it.
+    pub fn health(&self) -> Option<StoreHealth> {
+        self.shared.read().ok()?.health.clone()
+    }
+
     /// Sealed blocks after `after`, oldest first, until `max_bytes` is reached (at
     /// least one block is returned however large), then the head when all sealed
     /// blocks were returned. One read transaction: a consistent snapshot.
     pub fn blocks_after(&self, after: u64, max_bytes: usize) -> Result<BlocksPage, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let index = txn.open_table(BLOCK_INDEX)?;
         let blocks = txn.open_table(BLOCKS)?;
         let mut page = BlocksPage {
@@ -135,7 +203,7 @@ impl StoreHandle {
     /// Dictionary frames describing series with ids after `after` (all with `None`),
     /// in id order. A frame may also describe some ids at or before `after`.
     pub fn dictionary_after(&self, after: Option<u64>) -> Result<Vec<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let mut out = Vec::new();
         for entry in txn.open_table(DICTIONARY)?.iter()? {
             let (first, frame) = entry?;
@@ -165,13 +233,70 @@ impl StoreHandle {
         }
     }
 
-    /// Store figures, as `pga-agent status` shows them.
-    pub fn status(&self) -> Result<StoreStatus, StoreError> {
-        StoreView::new(&*self.db, &self.path).status()
+    /// [`StoreHandle::latest`] with every series whose newest sample is stale at
+    /// `now_ms` set to `None`: older than three of its own collection intervals plus
+    /// 5 s (a series with one sample only: its value is kept).
+    pub fn fresh(&self, now_ms: i64) -> Vec<(SeriesMeta, Option<(i64, f64)>)> {
+        let Ok(s) = self.shared.read() else {
+            return Vec::new();
+        };
+        s.metas
+            .iter()
+            .enumerate()
+            .map(|(i, meta)| {
+                let sample = s.latest.get(i).copied().flatten().filter(|&(ts, _)| {
+                    let period = s.periods.get(i).copied().unwrap_or(0);
+                    period <= 0
+                        || now_ms.saturating_sub(ts) <= STALE_INTERVALS * period + STALE_GRACE_MS
+                });
+                (meta.clone(), sample)
+            })
+            .collect()
     }
 
-    /// Read access to samples and series.
-    pub fn view(&self) -> StoreView<'_, Database> {
-        StoreView::new(&self.db, &self.path)
+    /// Store figures, as `pga-agent status` shows them, with the store's health.
+    /// While the store file cannot be read (closed after a failed write), the figures
+    /// of the last commit, from memory.
+    pub fn status(&self) -> Result<StoreStatus, StoreError> {
+        let read = self
+            .db()
+            .and_then(|db| StoreView::new(Some(&*db), &self.path).status());
+        let mut status = match read {
+            Ok(status) => status,
+            Err(e) if e.is_unavailable() => self.remembered_status(),
+            Err(e) => return Err(e),
+        };
+        status.health = self.health();
+        Ok(status)
+    }
+
+    fn remembered_status(&self) -> StoreStatus {
+        let (figures, collectors) = match self.shared.read() {
+            Ok(s) => (
+                s.figures.clone(),
+                s.collectors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            Err(_) => Default::default(),
+        };
+        StoreStatus {
+            path: self.path.clone(),
+            agent_id: self.agent_id.to_string(),
+            created_ms: None,
+            file_bytes: std::fs::metadata(&self.path).map_or(figures.file_bytes, |m| m.len()),
+            logical_bytes: figures.logical_bytes,
+            blocks: figures.blocks,
+            oldest_sequence: figures.sequences.map(|s| s.0),
+            newest_sequence: figures.sequences.map(|s| s.1),
+            oldest_ms: figures.oldest_ms,
+            newest_ms: figures.newest_ms,
+            series: figures.series,
+            head_collections: figures.head_collections,
+            collectors,
+            events: Vec::new(),
+            health: None,
+        }
     }
 }

@@ -141,7 +141,7 @@ impl<D: ReadableDatabase + Sync> StoreView<'_, D> {
         to: i64,
         keep: &dyn Fn(&LogEvent) -> bool,
     ) -> Result<Vec<LogEvent>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let mut seqs = Vec::new();
         for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
             let (k, v) = entry?;

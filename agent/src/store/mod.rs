@@ -8,7 +8,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `meta` | `&str` name | `&[u8]`: `schema` (u32 LE, 1), `agent_id` (16 bytes), `created_ms`, `next_seq`, `next_series` (i64/u64 LE) |
+//! | `meta` | `&str` name | `&[u8]`: `schema` (u32 LE, see `migrate.rs`), `agent_id` (16 bytes), `created_ms`, `next_seq`, `next_series` (i64/u64 LE) |
 //! | `blocks` | `u64` block sequence | a sealed block: one `pga-format` block frame |
 //! | `block_index` | `u64` block sequence | `(min_ts, max_ts, frame bytes)` of that block, so readers skip blocks without loading them |
 //! | `head` | `u64` row number | one collection of the open head block: postcard `HeadRow` (timestamp and `(series id, f64 bits)` pairs) |
@@ -28,16 +28,34 @@
 //!   logical size passes the budget's fill target or their data is older than the
 //!   retention age. The open head is never evicted.
 //! - Series ids are dense, assigned in first-seen order, never reused.
+//!
+//! # Faults
+//!
+//! A write that fails for an I/O reason (a full disk, a failing device) leaves the
+//! redb database refusing every later operation until it is closed and opened again.
+//! The store then closes it at once, reports the failure ([`StoreHealth`], also in
+//! `store.health` for `pga-agent status`), counts each collection it cannot take as
+//! lost, and opens the file again by itself: at the next collection once the
+//! filesystem has more room than at the failure, else after a back-off (1 s, doubling
+//! to 30 s). What was committed before the failure is kept: redb's last commit is
+//! durable, and the open repairs its free-page state. The budget also shrinks to what
+//! the filesystem can hold ([`health::room`]), so old blocks are evicted before new
+//! collections are refused.
 
 mod handle;
+mod health;
 mod logs;
+mod migrate;
 mod reader;
 mod tables;
+mod unwind;
+mod verify;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pga_format::{AgentId, BlockBuilder, FrameMeta, LogEvent, SeriesId, SeriesMeta};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable};
@@ -45,14 +63,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::collect::Emitted;
 pub use handle::{BlocksPage, StoreHandle};
+pub use health::{HEALTH_FILE, HEALTHY_AFTER_MS, HealthState, StoreHealth, read_health_file};
 pub use logs::LogBatch;
+use migrate::SCHEMA;
 pub use reader::{SeriesSamples, StoreReader, StoreStatus, StoreView};
 use tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, CURSORS, DICTIONARY, EVENTS, HEAD, HEAD_LOGS, META};
+pub(crate) use unwind::catch_quietly;
+pub use verify::Verified;
 
 /// File name of the store inside the data directory.
 pub const STORE_FILE: &str = "store.redb";
-/// Schema version of the tables above.
-const SCHEMA: u32 = 1;
+/// First wait before opening the store again after a failed write ...
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// ... doubling up to this.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// More free bytes than at the failure that make the store try again at once.
+const MORE_ROOM_BYTES: u64 = 64 << 10;
+/// How long closing the store waits for reads in flight (the endpoint's).
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
 /// zstd level of sealed blocks.
 const BLOCK_ZSTD_LEVEL: i32 = pga_format::DEFAULT_ZSTD_LEVEL;
 /// Share of the file's room (see `Store::capacity`) the logical contents may fill
@@ -97,6 +125,20 @@ pub enum StoreError {
     Missing { path: PathBuf },
     #[error("the store {path} cannot be read: {detail}")]
     Unreadable { path: PathBuf, detail: String },
+    #[error(
+        "the store {path} was written by a newer pga-agent (store schema {schema}; this one reads up to {SCHEMA}); run that version again, or move the file away to start a fresh store"
+    )]
+    TooNew { path: PathBuf, schema: u32 },
+    /// An I/O failure under the store, with the file and what to do.
+    #[error("the store {} cannot {op}: {error}; {}", path.display(), io_fix(error))]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        error: std::io::Error,
+    },
+    /// The store is closed after a failed write and not open again yet.
+    #[error("the store is not available: {0}")]
+    Unavailable(String),
     #[error("store database error: {0}")]
     Db(#[from] redb::Error),
     #[error("the store holds damaged data: {0}")]
@@ -126,6 +168,75 @@ db_err!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// What to do about an I/O error of the store.
+fn io_fix(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "the filesystem is full: free space there (or lower store.max_bytes); until then \
+             collections are lost, old blocks are evicted to fit what the filesystem holds, and \
+             the agent resumes by itself once writes succeed, without a restart"
+        }
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            "make the data directory writable by the agent's user (is the filesystem read-only?); \
+             the agent resumes by itself once writes succeed"
+        }
+        _ => {
+            "check the device (dmesg, SMART); the agent closes the store, opens it again and \
+             resumes by itself once writes succeed"
+        }
+    }
+}
+
+impl StoreError {
+    /// The I/O error under this failure, when the store failed for an I/O reason
+    /// (not damage, not a bug): the database must be closed and opened again.
+    pub fn io_failure(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Io { error, .. } => Some(error),
+            StoreError::Db(redb::Error::Io(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether this failure leaves the redb database unusable until it is reopened.
+    fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io { .. }
+                | StoreError::Db(
+                    redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+                )
+        )
+    }
+
+    /// Whether the store file is damaged (as opposed to missing, in use, or the
+    /// system failing): its bytes are not a sound store.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Damaged(_) | StoreError::Unreadable { .. } => true,
+            StoreError::Db(redb::Error::Corrupted(_)) => true,
+            StoreError::Db(redb::Error::Io(e)) => is_damage(e),
+            _ => false,
+        }
+    }
+
+    /// Whether the store is out of space.
+    pub fn is_no_space(&self) -> bool {
+        self.io_failure().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        })
+    }
+
+    /// Whether the store is closed for now (a failed write, reopening): a client
+    /// should retry later; not a fault of the request or of the data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_)) || self.needs_reopen()
+    }
+}
 
 /// What the last pass of a collector did, kept for `pga-agent status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -212,11 +323,14 @@ struct IndexEntry {
 
 /// The agent's writable handle on its store.
 pub struct Store {
-    db: std::sync::Arc<Database>,
+    /// The open database; `None` while closed after a failed write.
+    db: Option<Arc<Database>>,
+    /// The same, for the handles of this process (the endpoint).
+    slot: Arc<handle::DbSlot>,
     path: PathBuf,
     opts: StoreOptions,
     /// What readers in this process (the endpoint) see without a transaction.
-    shared: std::sync::Arc<std::sync::RwLock<handle::Shared>>,
+    shared: Arc<std::sync::RwLock<handle::Shared>>,
     agent_id: AgentId,
     next_seq: u64,
     /// Dense: `metas[id]` describes series `id`.
@@ -230,6 +344,23 @@ pub struct Store {
     dict_bytes: u64,
     index: std::collections::VecDeque<IndexEntry>,
     fill: f64,
+    health: StoreHealth,
+    health_file: health::HealthFile,
+    /// Set from a failed write until the store is open and writing again.
+    failure: Option<Failure>,
+    /// The wait before the next attempt to open the store again.
+    retry_backoff: Duration,
+}
+
+/// A write failed: the store is closed until [`Store::recover`] opens it again.
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    /// Do not try again before this ...
+    next_attempt: Instant,
+    /// ... unless the filesystem has more room than this (free bytes at the failure).
+    free_then: Option<u64>,
+    /// The failure was a full filesystem: evict to fit before writing again.
+    no_space: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -279,33 +410,10 @@ impl Store {
         })?;
         let path = data_dir.join(STORE_FILE);
         let mut report = OpenReport::default();
-        let db = match open_db(&path) {
-            Ok(db) => db,
-            Err(OpenFailure::InUse) => return Err(StoreError::InUse { path }),
-            Err(OpenFailure::Io(error)) => {
-                return Err(StoreError::Unreadable {
-                    path,
-                    detail: error.to_string(),
-                });
-            }
-            Err(OpenFailure::Damaged(why)) => {
-                let aside = path.with_file_name(format!("{STORE_FILE}.damaged-{}", now_ms()));
-                std::fs::rename(&path, &aside).map_err(|error| StoreError::Unreadable {
-                    path: path.clone(),
-                    detail: format!(
-                        "damaged ({why}) and could not be moved aside to {}: {error}",
-                        aside.display()
-                    ),
-                })?;
-                report.moved_aside = Some((aside, why));
-                open_db(&path).map_err(|e| StoreError::Unreadable {
-                    path: path.clone(),
-                    detail: format!("a fresh store could not be created: {e:?}"),
-                })?
-            }
-        };
+        let db = open_or_move_aside(&path, &mut report)?;
         let mut store = Store {
-            db: std::sync::Arc::new(db),
+            db: Some(Arc::new(db)),
+            slot: Default::default(),
             path,
             opts,
             shared: Default::default(),
@@ -320,16 +428,45 @@ impl Store {
             dict_bytes: 0,
             index: Default::default(),
             fill: INITIAL_FILL,
+            health: StoreHealth::new(opts.max_bytes),
+            health_file: health::HealthFile::open(data_dir),
+            failure: None,
+            retry_backoff: RETRY_MIN,
         };
         store.init(&report)?;
         store.load()?;
+        store.slot.set(store.db.clone());
+        store.health.budget_bytes = store.capacity();
+        store.publish_health();
         report.head_collections = store.next_head_row;
         Ok((store, report))
     }
 
-    /// Creates the tables and identity of a new store; records a moved-aside file.
+    /// The open database, or why there is none.
+    fn db(&self) -> Result<&Arc<Database>, StoreError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable(self.health.summary()))
+    }
+
+    /// How the store's writes go.
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    /// Shows the health to the endpoint and to `pga-agent status`.
+    fn publish_health(&mut self) {
+        self.health.updated_ms = now_ms();
+        if let Ok(mut shared) = self.shared.write() {
+            shared.health = Some(self.health.clone());
+        }
+        self.health_file.write(&self.health);
+    }
+
+    /// Creates the tables and identity of a new store, upgrades an older store's
+    /// schema, and records a moved-aside file.
     fn init(&mut self, report: &OpenReport) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             if meta.get("schema")?.is_none() {
@@ -342,10 +479,26 @@ impl Store {
                 .get("schema")?
                 .map(|v| v.value().to_vec())
                 .unwrap_or_default();
-            if schema != SCHEMA.to_le_bytes() {
-                return Err(StoreError::Damaged(format!(
-                    "store schema {schema:?} is not {SCHEMA}; this pga-agent is older than the store"
-                )));
+            let schema = <[u8; 4]>::try_from(schema.as_slice())
+                .map(u32::from_le_bytes)
+                .map_err(|_| StoreError::Damaged(format!("meta schema is {schema:?}")))?;
+            let mut upgraded = None;
+            match schema {
+                1 => {
+                    let renamed = migrate::v1_to_v2(&txn)?;
+                    meta.insert("schema", SCHEMA.to_le_bytes().as_slice())?;
+                    upgraded = Some(format!(
+                        "store schema 1 upgraded to {SCHEMA}: the PostgreSQL instance label of \
+                         {renamed} series renamed from `instance` to `pg_instance` (same series ids)"
+                    ));
+                }
+                SCHEMA => {}
+                schema => {
+                    return Err(StoreError::TooNew {
+                        path: self.path.clone(),
+                        schema,
+                    });
+                }
             }
             for t in [BLOCKS, HEAD, HEAD_LOGS, DICTIONARY] {
                 txn.open_table(t)?;
@@ -361,6 +514,10 @@ impl Store {
                 );
                 events.insert(now_ms(), line.as_str())?;
             }
+            if let Some(line) = &upgraded {
+                tracing::info!(store = %self.path.display(), "{line}");
+                events.insert(now_ms(), line.as_str())?;
+            }
         }
         txn.commit()?;
         Ok(())
@@ -368,7 +525,7 @@ impl Store {
 
     /// Loads identity, dictionary, block index and the open head into memory.
     fn load(&mut self) -> Result<(), StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let meta = txn.open_table(META)?;
         let id = meta
             .get("agent_id")?
@@ -434,7 +591,11 @@ impl Store {
             latest.push((row.ts, row.pairs));
         }
         if let Ok(mut shared) = self.shared.write() {
-            *shared = handle::Shared::default();
+            let health = shared.health.take();
+            *shared = handle::Shared {
+                health,
+                ..handle::Shared::default()
+            };
         }
         self.publish(&self.metas, 0, &[]);
         for (ts, pairs) in latest {
@@ -500,7 +661,176 @@ impl Store {
 
     /// [`Store::append`] with the pass's log events (into the head block's log column)
     /// and its collector's cursor, all in the one transaction.
+    ///
+    /// While the store is closed after a failed write, first tries to open it again
+    /// (see the module's "Faults"); an error means the collection was not stored, and
+    /// [`Store::health`] counts it.
     pub fn append_with_logs(
+        &mut self,
+        ts: i64,
+        samples: &[Emitted],
+        logs: &LogBatch,
+        health: Option<(&str, &CollectorHealth)>,
+    ) -> Result<AppendReport, StoreError> {
+        let result = match self.recover() {
+            Ok(()) => self.append_pass(ts, samples, logs, health),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => {
+                self.retry_backoff = RETRY_MIN;
+                if self.health.failing_since_ms.is_some() {
+                    // append_interned wrote the failure among the events.
+                    self.health.failure_recorded = true;
+                }
+                self.health.wrote(now_ms());
+                self.health.budget_bytes = self.capacity();
+                if let Some((name, h)) = health
+                    && let Ok(mut shared) = self.shared.write()
+                {
+                    shared.collectors.insert(name.to_owned(), h.clone());
+                }
+            }
+            Err(e) => {
+                let error = (!matches!(e, StoreError::Unavailable(_))).then(|| e.to_string());
+                self.health.failed(now_ms(), error);
+            }
+        }
+        self.publish_health();
+        result
+    }
+
+    /// A failure that the first write after it records among the events: once per
+    /// failure, however often writes fail and succeed by turns until it is over.
+    fn failure_event(&self) -> Option<String> {
+        let since = self.health.failing_since_ms?;
+        if self.health.failure_recorded {
+            return None;
+        }
+        Some(format!(
+            "writes failed from {} for {} s: {} collection(s) lost; last error: {}",
+            since,
+            (now_ms() - since).max(0) / 1000,
+            self.health.lost_in_failure,
+            self.health.last_error.as_deref().unwrap_or("-")
+        ))
+    }
+
+    /// Opens the store again after a failed write, when it is time to try: at once
+    /// when the filesystem has more room than at the failure, else after the back-off.
+    /// After a full filesystem, first evicts what no longer fits.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        let Some(failure) = self.failure else {
+            return Ok(());
+        };
+        let free = health::free_bytes(&self.path);
+        let more_room = matches!((free, failure.free_then), (Some(now), Some(then)) if now > then + MORE_ROOM_BYTES);
+        if Instant::now() < failure.next_attempt && !more_room {
+            return Err(StoreError::Unavailable(format!(
+                "{}; trying again in {} s",
+                self.health.summary(),
+                failure
+                    .next_attempt
+                    .saturating_duration_since(Instant::now())
+                    .as_secs()
+                    + 1
+            )));
+        }
+        let result = self.reopen(failure.no_space);
+        if let Err(e) = &result {
+            self.fail(e);
+        } else {
+            self.failure = None;
+        }
+        result
+    }
+
+    fn reopen(&mut self, no_space: bool) -> Result<(), StoreError> {
+        if self.db.is_none() {
+            let mut report = OpenReport::default();
+            let db = open_or_move_aside(&self.path, &mut report)?;
+            self.db = Some(Arc::new(db));
+            self.init(&report)?;
+            self.load()?;
+            self.slot.set(self.db.clone());
+            self.health.reopens_total += 1;
+            if let Some((aside, why)) = &report.moved_aside {
+                tracing::error!(moved_to = %aside.display(), reason = %why, "the store file was damaged when opened again: it was moved aside (not deleted) and a fresh store started");
+            }
+            tracing::info!(store = %self.path.display(), "store opened again after a failed write");
+        }
+        if no_space {
+            let evicted = self.evict_to_fit()?;
+            if evicted > 0 {
+                tracing::info!(
+                    evicted_blocks = evicted,
+                    budget_bytes = self.capacity(),
+                    "evicted old blocks to fit what the filesystem holds"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the store after a failed write; [`Store::recover`] opens it again.
+    fn fail(&mut self, error: &StoreError) {
+        self.close_db();
+        self.failure = Some(Failure {
+            next_attempt: Instant::now() + self.retry_backoff,
+            free_then: health::free_bytes(&self.path),
+            no_space: error.is_no_space()
+                || self.failure.is_some_and(|f| f.no_space)
+                || health::free_bytes(&self.path).is_some_and(|f| f < MORE_ROOM_BYTES),
+        });
+        self.retry_backoff = (self.retry_backoff * 2).min(RETRY_MAX);
+    }
+
+    /// Closes the database: the handles see none; reads in flight finish first.
+    fn close_db(&mut self) {
+        self.slot.set(None);
+        let Some(mut db) = self.db.take() else {
+            return;
+        };
+        let deadline = Instant::now() + CLOSE_WAIT;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    if let Err(error) = db.close() {
+                        tracing::debug!(%error, "closing the failed store");
+                    }
+                    return;
+                }
+                Err(shared) if Instant::now() < deadline => {
+                    db = shared;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    // A read outlived the wait; it closes the file when it ends, and
+                    // opening again waits for that.
+                    tracing::warn!("a read of the store did not end within 30 s of a failed write");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One transaction that only evicts what the budget (shrunk to the filesystem's
+    /// room) no longer holds, so the next write finds free pages in the file.
+    fn evict_to_fit(&mut self) -> Result<u64, StoreError> {
+        let db = self.db()?.clone();
+        let txn = db.begin_write()?;
+        let evicted = self.evict(&txn, i64::MIN)?;
+        if evicted == 0 {
+            txn.abort()?;
+        } else if let Err(e) = txn.commit() {
+            // Memory is ahead of the file now; the reopen reloads it.
+            return Err(e.into());
+        }
+        Ok(evicted)
+    }
+
+    /// The pass itself: see [`Store::append_with_logs`].
+    fn append_pass(
         &mut self,
         ts: i64,
         samples: &[Emitted],
@@ -546,11 +876,31 @@ impl Store {
             &filtered
         };
         let result = self.append_interned(ts, &pairs, batch, first_new, health, &mut report);
-        if result.is_err() {
-            // Memory may be ahead of the file now; the file is the truth.
-            self.load()?;
+        match result {
+            Ok(()) => Ok(report),
+            Err(e) if e.needs_reopen() => {
+                let e = self.name_io(e, "write");
+                self.fail(&e);
+                Err(e)
+            }
+            Err(e) => {
+                // Memory may be ahead of the file now; the file is the truth.
+                self.load()?;
+                Err(e)
+            }
         }
-        result.map(|()| report)
+    }
+
+    /// A redb I/O error as one that names the store file.
+    fn name_io(&self, e: StoreError, op: &'static str) -> StoreError {
+        match e {
+            StoreError::Db(redb::Error::Io(error)) => StoreError::Io {
+                path: self.path.clone(),
+                op,
+                error,
+            },
+            e => e,
+        }
     }
 
     fn intern_series(&mut self, s: &Emitted) -> Result<u32, StoreError> {
@@ -621,7 +971,7 @@ impl Store {
         }
         self.head_window = Some(window);
 
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             if let (Some(frame), Some((min_ts, max_ts))) = (&sealed_frame, sealed_range) {
@@ -681,6 +1031,10 @@ impl Store {
                 txn.open_table(COLLECTORS)?.insert(name, bytes.as_slice())?;
             }
             report.evicted_blocks = self.evict(&txn, ts)?;
+            // The first write after a failure records it, in the same transaction.
+            if let Some(line) = self.failure_event() {
+                txn.open_table(EVENTS)?.insert(now_ms(), line.as_str())?;
+            }
         }
         txn.commit()?;
         self.adapt_fill();
@@ -690,23 +1044,49 @@ impl Store {
 
     /// Shows a committed collection to readers in this process.
     fn publish(&self, new: &[SeriesMeta], ts: i64, pairs: &[(SeriesId, f64)]) {
-        if let Ok(mut shared) = self.shared.write() {
+        if let Ok(mut guard) = self.shared.write() {
+            let shared = &mut *guard;
             shared.metas.extend_from_slice(new);
             let n = shared.metas.len();
             shared.latest.resize(n, None);
+            shared.periods.resize(n, 0);
             for &(id, v) in pairs {
-                if let Some(slot) = shared.latest.get_mut(id.0 as usize) {
+                let i = id.0 as usize;
+                if let (Some(slot), Some(period)) =
+                    (shared.latest.get_mut(i), shared.periods.get_mut(i))
+                {
+                    if let Some((before, _)) = *slot
+                        && ts > before
+                    {
+                        *period = ts - before;
+                    }
                     *slot = Some((ts, v));
                 }
             }
             shared.next_seq = self.next_seq;
+            shared.figures = self.figures();
+        }
+    }
+
+    /// The store's figures from memory, for `/v1/status` while the file cannot be read.
+    fn figures(&self) -> handle::Figures {
+        let (oldest_ms, newest_ms) = self.time_range().unzip();
+        handle::Figures {
+            file_bytes: self.file_bytes(),
+            logical_bytes: self.logical_bytes(),
+            blocks: self.index.len() as u64,
+            sequences: self.sequence_range(),
+            oldest_ms,
+            newest_ms,
+            series: self.metas.len() as u64,
+            head_collections: self.next_head_row,
         }
     }
 
     /// A cheap, shareable read handle for this process (the endpoint).
     pub fn handle(&self) -> StoreHandle {
         StoreHandle::new(
-            self.db.clone(),
+            self.slot.clone(),
             self.path.clone(),
             self.agent_id,
             self.shared.clone(),
@@ -738,14 +1118,16 @@ impl Store {
 
     /// The largest size the store file may reach. redb doubles its file whenever it
     /// runs out of pages, so the file can only take the sizes `len × 2^k`; the largest
-    /// of those within the budget plus 5 % is the room there is.
+    /// of those within the budget plus 5 % is the room there is. Less when the
+    /// filesystem holds less ([`health::room`]).
     fn capacity(&self) -> u64 {
         let cap = self.opts.max_bytes + self.opts.max_bytes / 20;
         let mut size = self.file_bytes().max(1);
         while size.saturating_mul(2) <= cap {
             size *= 2;
         }
-        size.min(cap)
+        let budget = size.min(cap);
+        health::room(&self.path).map_or(budget, |room| budget.min(room))
     }
 
     /// When the file has grown past the budget anyway, fill less of it from now on.
@@ -764,14 +1146,14 @@ impl Store {
 
     /// Saves opaque bytes for another collector (log offsets, …).
     pub fn set_cursor(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         txn.open_table(CURSORS)?.insert(name, value)?;
         txn.commit()?;
         Ok(())
     }
 
     pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         Ok(txn
             .open_table(CURSORS)?
             .get(name)?
@@ -780,7 +1162,7 @@ impl Store {
 
     /// A reader over this store's current contents, in this process.
     pub fn reader(&self) -> reader::StoreView<'_, Database> {
-        reader::StoreView::new(&self.db, &self.path)
+        reader::StoreView::new(self.db.as_deref(), &self.path)
     }
 }
 
@@ -817,32 +1199,67 @@ fn builder() -> redb::Builder {
     b
 }
 
+/// Opens the store file, or creates it; a damaged one is moved aside (never deleted)
+/// and a fresh one created in its place, which `report` records.
+fn open_or_move_aside(path: &Path, report: &mut OpenReport) -> Result<Database, StoreError> {
+    match open_db(path) {
+        Ok(db) => Ok(db),
+        Err(OpenFailure::InUse) => Err(StoreError::InUse {
+            path: path.to_owned(),
+        }),
+        Err(OpenFailure::Io(error)) => Err(StoreError::Io {
+            path: path.to_owned(),
+            op: "be opened",
+            error,
+        }),
+        Err(OpenFailure::Damaged(why)) => {
+            let aside = path.with_file_name(format!("{STORE_FILE}.damaged-{}", now_ms()));
+            std::fs::rename(path, &aside).map_err(|error| StoreError::Unreadable {
+                path: path.to_owned(),
+                detail: format!(
+                    "damaged ({why}) and could not be moved aside to {}: {error}",
+                    aside.display()
+                ),
+            })?;
+            report.moved_aside = Some((aside, why));
+            open_db(path).map_err(|e| StoreError::Unreadable {
+                path: path.to_owned(),
+                detail: format!("a fresh store could not be created: {e:?}"),
+            })
+        }
+    }
+}
+
+/// Whether an I/O error met while opening says the file is not a sound store
+/// (truncated, not a redb file) rather than that the system failed (no space, no
+/// permission, a failing device): only the first is damage.
+fn is_damage(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+    )
+}
+
 /// Opens or creates the store file, telling damage apart from other failures.
 fn open_db(path: &Path) -> Result<Database, OpenFailure> {
     let exists = path.exists();
-    // redb's debug builds assert on some impossible states of a damaged file; treat a
-    // panic while opening the same as a reported corruption.
-    let result = std::panic::catch_unwind(|| {
-        if exists {
-            builder().open(path)
-        } else {
-            builder().create(path)
-        }
+    // The open checks every page's checksum and rebuilds the free-page state: a file
+    // altered since redb wrote it is reported as damaged instead of trusted. redb may
+    // still panic on some impossible states of a damaged file; that is damage too.
+    let result = catch_quietly(|| {
+        let mut b = builder();
+        b.set_check_integrity_on_open(true);
+        if exists { b.open(path) } else { b.create(path) }
     });
     match result {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenFailure::InUse),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
-            ) =>
-        {
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) if !is_damage(&e) => {
             Err(OpenFailure::Io(e))
         }
         Ok(Err(e)) => Err(OpenFailure::Damaged(e.to_string())),
-        Err(_) => Err(OpenFailure::Damaged(
-            "the file's structure is inconsistent".into(),
-        )),
+        Err(panic) => Err(OpenFailure::Damaged(format!(
+            "the file's structure is inconsistent: {panic}"
+        ))),
     }
 }

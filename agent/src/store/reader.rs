@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, DICTIONARY, EVENTS, HEAD, META};
 use super::{
-    CollectorHealth, HeadRow, OpenFailure, STORE_FILE, StoreError, builder, open_db, read_head,
+    CollectorHealth, HeadRow, OpenFailure, STORE_FILE, StoreError, StoreHealth, builder, migrate,
+    open_db, read_head,
 };
 
 /// Fewer blocks than this per thread are not worth a thread of their own.
@@ -36,11 +37,14 @@ pub struct StoreStatus {
     pub head_collections: u64,
     pub collectors: Vec<(String, CollectorHealth)>,
     pub events: Vec<(i64, String)>,
+    /// How the store's writes go, when the agent writing it reports that.
+    pub health: Option<StoreHealth>,
 }
 
 /// Read access to a store through any open redb handle.
 pub struct StoreView<'a, D> {
-    db: &'a D,
+    /// `None` while the store is closed after a failed write.
+    db: Option<&'a D>,
     path: &'a Path,
 }
 
@@ -53,23 +57,40 @@ impl<D> std::fmt::Debug for StoreView<'_, D> {
 }
 
 impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
-    pub(super) fn new(db: &'a D, path: &'a Path) -> Self {
+    pub(super) fn new(db: Option<&'a D>, path: &'a Path) -> Self {
         StoreView { db, path }
     }
 
-    pub(super) fn db(&self) -> &'a D {
-        self.db
+    pub(super) fn db(&self) -> Result<&'a D, StoreError> {
+        self.db.ok_or_else(|| {
+            StoreError::Unavailable("closed after a failed write, opening again".into())
+        })
     }
 
-    /// Every series in the dictionary, by id.
+    /// The store file.
+    pub fn path(&self) -> &'a Path {
+        self.path
+    }
+
+    /// Every series in the dictionary, by id, with the labels this build uses (a
+    /// store of an older schema that the agent has not upgraded yet is read as if it
+    /// had).
     pub fn series(&self) -> Result<Vec<SeriesMeta>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
+        let schema = txn
+            .open_table(META)?
+            .get("schema")?
+            .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+            .map_or(migrate::SCHEMA, u32::from_le_bytes);
         let mut out = Vec::new();
         for entry in txn.open_table(DICTIONARY)?.iter()? {
             let (_, frame) = entry?;
             let (_, entries) = pga_format::dictionary::decode(frame.value())
                 .map_err(|e| StoreError::Damaged(format!("dictionary frame: {e}")))?;
-            out.extend(entries);
+            out.extend(entries.into_iter().map(|mut m| {
+                migrate::upgrade_labels(schema, &mut m);
+                m
+            }));
         }
         Ok(out)
     }
@@ -89,7 +110,7 @@ impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
         if wanted.is_empty() {
             return Ok(out);
         }
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let mut seqs = Vec::new();
         for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
             let (k, v) = entry?;
@@ -170,7 +191,7 @@ impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
 
     /// Figures about the store.
     pub fn status(&self) -> Result<StoreStatus, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let meta = txn.open_table(META)?;
         let agent_id = meta
             .get("agent_id")?
@@ -235,6 +256,7 @@ impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
             head_collections: head.len()?,
             collectors,
             events,
+            health: None,
         })
     }
 }
@@ -264,14 +286,17 @@ impl StoreReader {
         }
         // redb's debug builds assert on some states of a damaged file: a panic while
         // opening is reported like any damage.
-        let open = || match std::panic::catch_unwind(|| builder().open_read_only(&path)) {
+        let open = || match super::catch_quietly(|| builder().open_read_only(&path)) {
             Ok(r) => r.map_err(|e| {
                 (
                     matches!(e, redb::DatabaseError::RepairAborted),
                     e.to_string(),
                 )
             }),
-            Err(_) => Err((false, "the file's structure is inconsistent".to_owned())),
+            Err(panic) => Err((
+                false,
+                format!("the file's structure is inconsistent: {panic}"),
+            )),
         };
         let db = match open() {
             Ok(db) => db,
@@ -298,6 +323,6 @@ impl StoreReader {
     }
 
     pub fn view(&self) -> StoreView<'_, ReadOnlyDatabase> {
-        StoreView::new(&self.db, &self.path)
+        StoreView::new(Some(&self.db), &self.path)
     }
 }

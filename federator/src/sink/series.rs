@@ -36,14 +36,26 @@ impl SeriesCache {
     }
 }
 
-/// Labels as a JSON object, `{"name": "value", …}`.
+/// The PostgreSQL instance label, and what agents before store schema 2 (pga-agent
+/// 3.0.0-alpha.1) named it. Centrally it is always `pg_instance` (migration 0004).
+const INSTANCE_LABEL: &str = "pg_instance";
+const OLD_INSTANCE_LABEL: &str = "instance";
+
+/// Labels as a JSON object, `{"name": "value", …}`; an older agent's `instance`
+/// label becomes `pg_instance`.
 pub(crate) fn labels_json(meta: &SeriesMeta) -> String {
+    let renamed = meta.label(INSTANCE_LABEL).is_none();
     let map: serde_json::Map<String, serde_json::Value> = meta
         .labels
         .iter()
         .map(|(k, v)| {
+            let k = if renamed && k == OLD_INSTANCE_LABEL {
+                INSTANCE_LABEL
+            } else {
+                k.as_str()
+            };
             (
-                k.clone(),
+                k.to_owned(),
                 serde_json::Value::String(pg_text(v).into_owned()),
             )
         })
@@ -162,6 +174,26 @@ mod tests {
         .unwrap();
         let json: serde_json::Value = serde_json::from_str(&labels_json(&meta)).unwrap();
         assert_eq!(json["datname"], "a\"b");
-        assert_eq!(json["instance"], "db1:5432");
+        // An older agent's `instance` arrives as `pg_instance`.
+        assert_eq!(json["pg_instance"], "db1:5432");
+        assert!(json.get("instance").is_none(), "{json}");
+        // Never when the series has a `pg_instance` already.
+        let both = SeriesMeta::new(
+            SeriesId(2),
+            "pg_up",
+            vec![
+                ("instance".into(), "x".into()),
+                ("pg_instance".into(), "y".into()),
+            ],
+            MetricKind::Gauge,
+            "",
+            "",
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&labels_json(&both)).unwrap();
+        assert_eq!(
+            (&json["instance"], &json["pg_instance"]),
+            (&"x".into(), &"y".into())
+        );
     }
 }

@@ -193,6 +193,7 @@ impl SimAgent {
                 header_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(10),
                 max_response_bytes: 32 << 20,
+                ..Limits::default()
             },
         };
         let app = router(ApiState {

@@ -31,6 +31,7 @@ use super::discover::{DiscoverError, Explicit, LogLocation, locate};
 use super::stderr::PrefixError;
 use super::tail::{FileCursor, Tailer};
 use super::{LogEntry, LogParser};
+use crate::collect::INSTANCE_LABEL;
 use crate::collect::server_facts::SharedServerFacts;
 use crate::collect::{CollectError, Emitter, Group};
 use crate::config::LogsConfig;
@@ -122,7 +123,7 @@ pub struct LogCollector {
 impl std::fmt::Debug for LogCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogCollector")
-            .field("instance", &self.instance)
+            .field(INSTANCE_LABEL, &self.instance)
             .field("location", &self.tail.as_ref().map(|t| &t.0))
             .finish_non_exhaustive()
     }
@@ -359,7 +360,7 @@ impl LogCollector {
                 "Server log entries by severity and SQLSTATE class.",
                 "",
                 &[
-                    ("instance", i),
+                    (INSTANCE_LABEL, i),
                     ("severity", severity),
                     ("sqlstate_class", class),
                 ],
@@ -372,7 +373,7 @@ impl LogCollector {
                 "pg_log_events_total",
                 "Server log entries by event kind.",
                 "",
-                &[("instance", i), ("kind", kind.as_str())],
+                &[(INSTANCE_LABEL, i), ("kind", kind.as_str())],
                 n as f64,
             );
         }
@@ -457,20 +458,20 @@ impl LogCollector {
             ),
         ];
         for (name, help, unit, v) in plain {
-            out.counter(name, help, unit, &[("instance", i)], v);
+            out.counter(name, help, unit, &[(INSTANCE_LABEL, i)], v);
         }
         out.counter(
             "pga_agent_log_lines_oversized_total",
             "Server log lines or entries over 1 MiB, cut off.",
             "",
-            &[("instance", i)],
+            &[(INSTANCE_LABEL, i)],
             t.lines_oversized as f64,
         );
         out.counter(
             "pga_agent_log_truncations_total",
             "Log files found truncated or rewritten, read again from their start.",
             "",
-            &[("instance", i)],
+            &[(INSTANCE_LABEL, i)],
             t.truncations as f64,
         );
         let mut cumulative = 0;
@@ -485,7 +486,7 @@ impl LogCollector {
                 "pg_log_slow_statements_by_duration_total",
                 "Slow statements logged with a duration of at most le_seconds seconds.",
                 "",
-                &[("instance", i), ("le_seconds", &bound)],
+                &[(INSTANCE_LABEL, i), ("le_seconds", &bound)],
                 cumulative as f64,
             );
         }
@@ -493,14 +494,14 @@ impl LogCollector {
             "pga_agent_log_files",
             "Server log files followed.",
             "",
-            &[("instance", i)],
+            &[(INSTANCE_LABEL, i)],
             self.files as f64,
         );
         out.gauge(
             "pga_agent_log_behind",
             "1 when the last pass stopped at its read budget with more log to read.",
             "",
-            &[("instance", i)],
+            &[(INSTANCE_LABEL, i)],
             f64::from(u8::from(self.behind)),
         );
     }

@@ -172,9 +172,11 @@ pub(crate) async fn connect(instance: &str, cfg: &Config) -> Result<Client, Conn
             .unwrap_or_default();
         let db = cfg.get_dbname().unwrap_or("(default)");
         let code = e.as_db_error().map(|d| d.code().code().to_owned());
+        let auth;
         let fix = match code.as_deref() {
             Some("28P01" | "28000") => {
-                "check the role and its password (password_file, or the passfile's line for this host, port, database and user) and pg_hba.conf"
+                auth = auth_fix(e.as_db_error().map_or("", |d| d.message()));
+                auth.as_str()
             }
             Some("3D000") => "the database does not exist (dropped?)",
             Some("42501") => {
@@ -201,6 +203,45 @@ pub(crate) async fn connect(instance: &str, cfg: &Config) -> Result<Client, Conn
         }
     });
     Ok(client)
+}
+
+/// What to do when the server refused the agent's role: `message` is the server's.
+fn auth_fix(message: &str) -> String {
+    let quoted = |after: &str| -> Option<String> {
+        let rest = &message[message.find(after)? + after.len()..];
+        Some(rest.split('"').next()?.to_owned())
+    };
+    let os_user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "the agent's user".to_owned());
+    if let Some(role) = quoted("role \"").filter(|_| message.contains("does not exist")) {
+        format!(
+            "the server has no role \"{role}\" (without a user setting, the agent connects as \
+             the role named like its operating-system user). Either create it as the monitoring \
+             role, once: sudo -u postgres psql -c 'CREATE ROLE \"{role}\" LOGIN; GRANT pg_monitor \
+             TO \"{role}\";' (local peer authentication then lets the operating-system user \
+             {role} in as it); or run the agent as the postgres user: sudo -u postgres pga-agent \
+             run; or set user in [[postgres]] (or PGUSER) to an existing role"
+        )
+    } else if let Some(role) = quoted("Peer authentication failed for user \"") {
+        format!(
+            "peer authentication lets an operating-system user in only as the role of the same \
+             name, and the agent runs as {os_user}, not {role}. Either run the agent as that user: \
+             sudo -u {role} pga-agent run; or connect as a role named like the agent's user, made \
+             once: sudo -u postgres psql -c 'CREATE ROLE \"{os_user}\" LOGIN; GRANT pg_monitor TO \
+             \"{os_user}\";' and user = \"{os_user}\"; or give {role} a password in a 0600 file \
+             (password_file) and connect over TCP (host = \"127.0.0.1\")"
+        )
+    } else if message.contains("no pg_hba.conf entry") {
+        "pg_hba.conf has no line that lets this role in from here: add one (e.g. `local all \
+         pga_monitor peer`, or `host all pga_monitor 127.0.0.1/32 scram-sha-256`), then SELECT \
+         pg_reload_conf()"
+            .to_owned()
+    } else {
+        "check the role and its password (password_file, or the passfile's line for this host, \
+         port, database and user) and pg_hba.conf"
+            .to_owned()
+    }
 }
 
 /// Why a session could not be opened.
@@ -346,7 +387,22 @@ pub fn pgpass_lookup(
 
 #[cfg(test)]
 mod tests {
-    use super::pgpass_lookup;
+    use super::{auth_fix, pgpass_lookup};
+
+    #[test]
+    fn a_refused_role_gets_the_commands_that_fix_it() {
+        let fix = auth_fix("role \"root\" does not exist");
+        assert!(
+            fix.contains("CREATE ROLE \"root\" LOGIN; GRANT pg_monitor TO \"root\""),
+            "{fix}"
+        );
+        assert!(fix.contains("sudo -u postgres pga-agent run"), "{fix}");
+        let fix = auth_fix("Peer authentication failed for user \"postgres\"");
+        assert!(fix.contains("sudo -u postgres pga-agent run"), "{fix}");
+        assert!(fix.contains("GRANT pg_monitor"), "{fix}");
+        let fix = auth_fix("password authentication failed for user \"x\"");
+        assert!(fix.contains("password_file"), "{fix}");
+    }
 
     #[test]
     fn pgpass_matches_like_libpq() {

@@ -15,7 +15,7 @@ use super::catalog::{Family, Reader};
 use super::conn::{QueryError, query_until};
 use super::statements::{self, TextCache};
 use super::{settings, sizes};
-use crate::collect::Emitter;
+use crate::collect::{Emitter, INSTANCE_LABEL};
 
 /// What a family's reader needs to know about where it runs.
 pub(crate) struct Ctx<'a> {
@@ -233,7 +233,7 @@ pub(crate) fn emit_columns(
     let mut labels: Vec<(&str, String)> = Vec::new();
     for row in rows {
         labels.clear();
-        labels.push(("instance", ctx.instance.to_owned()));
+        labels.push((INSTANCE_LABEL, ctx.instance.to_owned()));
         if let Some(d) = ctx.datname {
             labels.push(("datname", d.to_owned()));
         }

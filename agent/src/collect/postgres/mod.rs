@@ -37,7 +37,7 @@ use runner::{GroupRunner, Shared, UP_HELP};
 
 use super::server_facts::{SharedInstanceReport, SharedServerFacts};
 use super::system::SharedPaths;
-use super::{CollectError, Emitter, Group};
+use super::{CollectError, Emitter, Group, INSTANCE_LABEL};
 use crate::config::PostgresInstance;
 
 /// The fast-group collector of one instance; it answers `pg_up` and owns the
@@ -52,7 +52,7 @@ pub struct PostgresProbe {
 impl std::fmt::Debug for PostgresProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresProbe")
-            .field("instance", &self.shared.instance.name)
+            .field(INSTANCE_LABEL, &self.shared.instance.name)
             .finish_non_exhaustive()
     }
 }
@@ -112,7 +112,7 @@ impl PostgresProbe {
                 "pg_up",
                 UP_HELP,
                 "",
-                &[("instance", self.shared.instance.name.as_str())],
+                &[(INSTANCE_LABEL, self.shared.instance.name.as_str())],
                 0.0,
             );
         }

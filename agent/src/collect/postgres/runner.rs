@@ -23,6 +23,7 @@ use tokio_postgres::Client;
 use super::catalog::{FAMILIES, Family, Scope};
 use super::conn::{self, Pool, QueryError, query_until};
 use super::family::{self, Ctx, FamilyState, Outcome};
+use crate::collect::INSTANCE_LABEL;
 use crate::collect::server_facts::{
     INSTANCE_REPORT_QUERY, InstanceReport, SERVER_FACTS_QUERY, ServerFacts, SharedInstanceReport,
     SharedServerFacts,
@@ -389,7 +390,7 @@ impl GroupRunner {
                 "pg_up",
                 UP_HELP,
                 "",
-                &[("instance", shared.instance.name.as_str())],
+                &[(INSTANCE_LABEL, shared.instance.name.as_str())],
                 0.0,
             );
         }
@@ -420,7 +421,7 @@ async fn up(
             "no row from the reachability query".into(),
         ));
     };
-    let labels = [("instance", shared.instance.name.as_str())];
+    let labels = [(INSTANCE_LABEL, shared.instance.name.as_str())];
     let version: f64 = row.try_get(0).map_err(QueryError::Pg)?;
     out.gauge("pg_up", UP_HELP, "", &labels, 1.0);
     out.gauge(

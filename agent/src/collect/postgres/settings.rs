@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::catalog::{Family, Reader, Scope, since};
 use super::conn::{QueryError, query_until};
 use super::family::Ctx;
-use crate::collect::{Emitter, Group};
+use crate::collect::{Emitter, Group, INSTANCE_LABEL};
 
 /// The settings read, when the server has them.
 pub const SELECTED: &[&str] = &[
@@ -107,7 +107,7 @@ pub(crate) async fn read(
             &metric_name(&name, unit),
             "A server setting, in base units (booleans as 0 or 1).",
             unit,
-            &[("instance", ctx.instance)],
+            &[(INSTANCE_LABEL, ctx.instance)],
             value,
         );
     }

@@ -20,7 +20,7 @@ use super::catalog::{Family, Reader, Scope, between, counter, since};
 use super::conn::{QueryError, query_until};
 use super::family::{Ctx, emit_columns};
 use crate::collect::logs::redact;
-use crate::collect::{Emitter, Group};
+use crate::collect::{Emitter, Group, INSTANCE_LABEL};
 
 /// Longest query text kept, in characters.
 pub const QUERY_TEXT_MAX_CHARS: usize = 300;
@@ -190,7 +190,7 @@ pub(crate) async fn read(
                 "The redacted text of a top statement (value 1).",
                 "",
                 &[
-                    ("instance", ctx.instance),
+                    (INSTANCE_LABEL, ctx.instance),
                     ("datname", datname),
                     ("user", user),
                     ("queryid", queryid),
@@ -208,7 +208,7 @@ pub(crate) async fn read(
             "pg_stat_statements_dealloc_total",
             "Statement entries evicted because pg_stat_statements.max was reached.",
             "",
-            &[("instance", ctx.instance)],
+            &[(INSTANCE_LABEL, ctx.instance)],
             v,
         );
     }
