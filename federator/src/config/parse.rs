@@ -11,7 +11,7 @@ use pga_format::config_text::{
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    AgentEntry, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig, RetentionConfig,
+    AgentEntry, ApiConfig, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig, RetentionConfig,
     ScrapeConfig, TlsConfig,
 };
 
@@ -85,17 +85,19 @@ enum Schema {
     Backfill,
     Retention,
     Metrics,
+    Api,
     Agents,
 }
 
 impl Schema {
-    const TABLES: [Schema; 7] = [
+    const TABLES: [Schema; 8] = [
         Schema::Database,
         Schema::Tls,
         Schema::Scrape,
         Schema::Backfill,
         Schema::Retention,
         Schema::Metrics,
+        Schema::Api,
         Schema::Agents,
     ];
 
@@ -108,6 +110,7 @@ impl Schema {
             Schema::Backfill => fields_of::<BackfillConfig>(),
             Schema::Retention => fields_of::<RetentionConfig>(),
             Schema::Metrics => fields_of::<MetricsConfig>(),
+            Schema::Api => fields_of::<ApiConfig>(),
             Schema::Agents => fields_of::<AgentEntry>(),
         }
     }
@@ -121,6 +124,7 @@ impl Schema {
             Schema::Backfill => "backfill",
             Schema::Retention => "retention",
             Schema::Metrics => "metrics",
+            Schema::Api => "api",
             Schema::Agents => "agents",
         }
     }
@@ -228,6 +232,7 @@ mod tests {
                 "backfill",
                 "retention",
                 "metrics",
+                "api",
                 "agents"
             ]
         );
