@@ -179,8 +179,13 @@ mod tests {
         );
         assert!(delays[12..].iter().all(|&d| d == 900));
         assert_eq!(delays.len() + refused, 1000);
-        // Locked now; once the delay has passed, an attempt is allowed again.
+        // One more failure locks for the longest delay; once it has passed, an
+        // attempt is allowed again.
+        if t.check(&k, now).is_none() {
+            t.failed(&k, now);
+        }
         let wait = t.check(&k, now).unwrap();
+        assert_eq!(wait, Duration::from_secs(900));
         assert!(t.check(&k, now + wait).is_none());
         t.succeeded(&k);
         assert!(t.check(&k, now).is_none());

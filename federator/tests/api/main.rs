@@ -1,0 +1,4 @@
+//! The HTTP API end to end, on one throwaway cluster with a database per test.
+
+mod attacks;
+mod support;
