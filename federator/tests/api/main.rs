@@ -1,4 +1,6 @@
 //! The HTTP API end to end, on one throwaway cluster with a database per test.
 
 mod attacks;
+mod docs;
+mod roles;
 mod support;
