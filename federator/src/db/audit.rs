@@ -240,7 +240,7 @@ impl std::fmt::Display for Break {
         match self {
             Break::Altered { seq, id } => write!(
                 f,
-                "entry seq {seq} (id {id}) was altered: its content does not match its hash"
+                "entry seq {seq} (id {id}) was altered or moved: its content does not match its hash"
             ),
             Break::Missing {
                 expected_seq,
