@@ -2,6 +2,10 @@
 
 mod attacks;
 mod audit;
+mod bruteforce;
 mod docs;
+mod fleet;
+#[path = "../support/mod.rs"]
+mod pull;
 mod roles;
 mod support;

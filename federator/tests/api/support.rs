@@ -227,3 +227,65 @@ pub async fn request(base: &str, method: &str, path: &str, headers: &[(String, S
         json,
     }
 }
+
+/// The scheduler pulling the fleet of a test API (configuration agents plus the
+/// agents table), in this process, until dropped.
+pub struct Pulling {
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Pulling {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+pub async fn start_pulling(api: &TestApi) -> Pulling {
+    use pga_federator::fleet;
+    let builder = fleet::JobBuilder::new(&api.config, false).expect("job builder");
+    let config_jobs = fleet::config_jobs(&api.config, &builder).expect("config jobs");
+    pga_federator::db::agents::sync_config(api.sink.pool(), &api.config.agents)
+        .await
+        .expect("sync the configured agents");
+    let initial = fleet::load(api.sink.pool(), &config_jobs, &builder).await.expect("load the fleet");
+    let (tx, rx) = watch::channel(initial);
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(fleet::maintain(
+        api.sink.pool().clone(),
+        config_jobs,
+        builder,
+        api.fleet_changed.clone(),
+        tx,
+        Duration::from_secs(1),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(pga_federator::scheduler::run_fleet(
+        rx,
+        api.sink.clone(),
+        Arc::new(pga_federator::telemetry::Telemetry::new()),
+        pga_federator::run::settings(&api.config),
+        stop_rx,
+    ));
+    Pulling { stop }
+}
+
+/// Configures the federator's client certificate from a `certs` directory and
+/// pulls every second without jitter.
+pub fn pull_settings(c: &mut FederatorConfig, tls: &std::path::Path) {
+    c.tls.cert_file = Some(tls.join("federator.crt"));
+    c.tls.key_file = Some(tls.join("federator.key"));
+    c.tls.ca_file = Some(tls.join("ca.crt"));
+    c.scrape.schedule = "* * * * * *".to_owned();
+    c.scrape.jitter_ms = 0;
+    c.scrape.connect_timeout_secs = 2;
+    c.scrape.request_timeout_secs = 3;
+    c.scrape.backoff_initial_secs = 1;
+    c.scrape.backoff_max_secs = 2;
+}
+
+/// Samples stored for `agent`.
+pub fn stored_samples(db: &str, agent: &str) -> i64 {
+    sql(db, &format!("SELECT count(*) FROM metric_samples WHERE agent = '{agent}'"))
+        .parse()
+        .unwrap_or(0)
+}
