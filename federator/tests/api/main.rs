@@ -2,6 +2,7 @@
 
 mod attacks;
 mod audit;
+mod bad_input;
 mod bruteforce;
 mod docs;
 mod fleet;
