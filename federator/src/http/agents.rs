@@ -102,6 +102,8 @@ pub struct GapList {
 }
 
 fn check_definition(state: &ApiState, d: &Definition) -> Result<(), ApiError> {
+    super::at_most_chars("url", Some(&d.url), 512)?;
+    super::at_most_chars("schedule", d.schedule.as_deref(), 200)?;
     let url = AgentUrl::parse(&d.url).map_err(|e| ApiError::bad(format!("url: {e}; {}", e.fix())))?;
     if url.tls && !state.settings.agent_tls {
         return Err(ApiError::bad(
@@ -148,6 +150,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list(State(state): State<ApiState>, Query(p): Query<NamePage>) -> Result<Json<AgentList>, ApiError> {
     let limit = super::page_limit(p.limit)?;
+    super::at_most_chars("after", p.after.as_deref(), 128)?;
     let items = repo::list(&state.pool, p.after.as_deref().unwrap_or(""), limit).await?;
     let next_after = (items.len() as i64 == limit).then(|| items.last().map(|a| a.name.clone())).flatten();
     Ok(Json(AgentList { items, next_after }))
@@ -307,6 +310,7 @@ async fn remove(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn gaps(State(state): State<ApiState>, Query(f): Query<GapFilter>) -> Result<Json<GapList>, ApiError> {
     let limit = super::page_limit(f.limit)?;
+    super::at_most_chars("agent", f.agent.as_deref(), 128)?;
     let items = repo::gaps(&state.pool, f.agent.as_deref(), limit).await?;
     Ok(Json(GapList { items }))
 }

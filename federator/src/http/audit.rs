@@ -47,6 +47,8 @@ pub struct AuditList {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list(State(state): State<ApiState>, Query(f): Query<AuditFilter>) -> Result<Json<AuditList>, ApiError> {
     let limit = super::page_limit(f.limit)?;
+    super::at_least_one("user_id", f.user_id)?;
+    super::at_most_chars("action", f.action.as_deref(), 64)?;
     let after_seq = f.after_seq.unwrap_or(0);
     if after_seq < 0 {
         return Err(ApiError::bad("after_seq must be 0 or more"));

@@ -96,6 +96,7 @@ async fn instances(
     Query(f): Query<InstanceFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let (after, limit) = IdPage { after: f.after, limit: f.limit }.bounds()?;
+    super::at_least_one("server_id", f.server_id)?;
     let rows = repo::list(&state.pool, Table::Instances, f.server_id, after, limit).await?;
     Ok(Json(page(rows, limit)))
 }
@@ -109,6 +110,7 @@ async fn databases(
     Query(f): Query<DatabaseFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let (after, limit) = IdPage { after: f.after, limit: f.limit }.bounds()?;
+    super::at_least_one("instance_id", f.instance_id)?;
     let rows = repo::list(&state.pool, Table::Databases, f.instance_id, after, limit).await?;
     Ok(Json(page(rows, limit)))
 }

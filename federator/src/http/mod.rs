@@ -63,6 +63,24 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// Refuses an id parameter below 1.
+pub fn at_least_one(what: &str, v: Option<i64>) -> Result<(), ApiError> {
+    match v {
+        Some(n) if n < 1 => Err(ApiError::bad(format!("{what} = {n}: ids start at 1"))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a text parameter longer than `max` characters.
+pub fn at_most_chars(what: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
+    match v {
+        Some(s) if s.chars().count() > max => Err(ApiError::bad(format!(
+            "{what} is longer than {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The API's routes with their OpenAPI document.
 pub fn app(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
@@ -78,6 +96,7 @@ pub fn app(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", v1)
         .split_for_parts();
+    let doc = openapi::complete(doc);
     let json = openapi::OpenApiJson(Arc::new(
         serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned()),
     ));

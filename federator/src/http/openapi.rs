@@ -48,6 +48,43 @@ pub fn base() -> OpenApi {
     doc
 }
 
+/// Adds the answers every operation of a kind can give: 413 and 415 where a JSON
+/// body is read, 503 everywhere (the database unavailable, a request too slow).
+pub fn complete(mut doc: OpenApi) -> OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            let r = &mut op.responses.responses;
+            if op.request_body.is_some() {
+                r.entry("413".to_owned())
+                    .or_insert_with(|| error("The body is larger than 64 KiB").into());
+                r.entry("415".to_owned())
+                    .or_insert_with(|| error("The body is not sent as application/json").into());
+            }
+            r.entry("503".to_owned()).or_insert_with(|| {
+                error("The central database is unavailable, or the answer took too long; retry").into()
+            });
+        }
+    }
+    doc
+}
+
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(openapi_json))
 }

@@ -36,8 +36,8 @@ pub struct TokenList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// Unique among your tokens.
-    #[schema(min_length = 1, max_length = 100)]
+    /// Unique among your tokens; printable characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F]+$")]
     pub name: String,
     /// read, write or admin (each includes the ones before it); at most what your
     /// role allows (viewer: read; user: write; admin: admin).
@@ -45,6 +45,7 @@ pub struct CreateToken {
     pub scopes: Vec<Scope>,
     /// Days until it expires (1 to 3650); leave out for no expiry.
     #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "super::extract::integer")]
     pub expires_in_days: Option<i64>,
 }
 
@@ -101,12 +102,12 @@ async fn create(
     client: Client,
     Json(req): Json<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let name = req.name.trim();
+    let name = req.name.as_str();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::bad("name: give 1 to 100 printable characters"));
     }
-    if req.scopes.is_empty() {
-        return Err(ApiError::bad("scopes: give at least one of read, write, admin"));
+    if req.scopes.is_empty() || req.scopes.len() > 3 {
+        return Err(ApiError::bad("scopes: give one to three of read, write, admin"));
     }
     let highest = req.scopes.iter().copied().max().unwrap_or(Scope::Read);
     if highest > caller.role.max_scope() {
@@ -204,6 +205,7 @@ async fn list_all(
         limit: q.limit,
     }
     .bounds()?;
+    super::at_least_one("user_id", q.user_id)?;
     let items = repo::list_api_tokens(&state.pool, q.user_id, after, limit).await?;
     Ok(Json(page(items, limit)))
 }

@@ -64,9 +64,9 @@ pub struct CreateUser {
     /// At least 12 characters; leave it out to have one generated and shown once.
     #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
-    #[schema(max_length = 254)]
+    #[schema(max_length = 254, pattern = "^[^\\u0000-\\u001F\\u007F]*$")]
     pub email: Option<String>,
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F]*$")]
     pub full_name: Option<String>,
 }
 
@@ -85,9 +85,9 @@ pub struct UpdateUser {
     pub role: Option<Role>,
     /// `false` disables the account: its sessions and tokens stop at once.
     pub is_active: Option<bool>,
-    #[schema(max_length = 254)]
+    #[schema(max_length = 254, pattern = "^[^\\u0000-\\u001F\\u007F]*$")]
     pub email: Option<String>,
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F]*$")]
     pub full_name: Option<String>,
 }
 

@@ -9,4 +9,5 @@ mod fleet;
 #[path = "../support/mod.rs"]
 mod pull;
 mod roles;
+mod schemathesis;
 mod support;

@@ -37,6 +37,23 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
+/// Deserializes an optional integer that JSON may write as `30` or `30.0` (both
+/// are integers to JSON Schema).
+pub fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!("{n} is not a whole number in range"))),
+    }
+}
+
 /// The TCP peer of the connection (set by the server for each connection).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
