@@ -258,3 +258,69 @@ impl ApiConfig {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(p: &[Problem]) -> Vec<&str> {
+        p.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn off_by_default_and_valid() {
+        let a = ApiConfig::default();
+        assert!(!a.enabled());
+        assert!(a.problems().is_empty());
+        assert!(a.describe().starts_with("off"));
+    }
+
+    #[test]
+    fn on_it_needs_a_certificate_and_a_key_file() {
+        let a = ApiConfig {
+            listen: "0.0.0.0:8443".into(),
+            ..ApiConfig::default()
+        };
+        let p = a.problems();
+        assert_eq!(keys(&p), ["api.cert_file", "api.jwt_key_file"]);
+        assert!(p[1].fix.contains("pga-federator keygen"), "{}", p[1].fix);
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "x".repeat(40)).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut a = ApiConfig {
+            listen: "0.0.0.0:8443".into(),
+            insecure_plaintext: true,
+            jwt_key_file: Some(key.clone()),
+            ..ApiConfig::default()
+        };
+        let p = a.problems();
+        assert_eq!(keys(&p), ["api.insecure_plaintext"]);
+        assert!(p[0].message.contains("not a loopback address"));
+        a.listen = "127.0.0.1:8443".into();
+        assert!(a.problems().is_empty());
+        // A short key is refused.
+        std::fs::write(&key, "short\n").unwrap();
+        let p = a.problems();
+        assert_eq!(keys(&p), ["api.jwt_key_file"]);
+        assert!(p[0].message.contains("256 bits"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn ranges_and_owasp_minimum() {
+        let a = ApiConfig {
+            argon2_memory_kib: 4096,
+            access_token_ttl_secs: 86_400,
+            hash_concurrency: 0,
+            ..ApiConfig::default()
+        };
+        assert_eq!(
+            keys(&a.problems()),
+            ["api.access_token_ttl_secs", "api.hash_concurrency", "api.argon2_memory_kib"]
+        );
+    }
+}

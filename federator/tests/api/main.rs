@@ -11,3 +11,4 @@ mod pull;
 mod roles;
 mod schemathesis;
 mod support;
+mod tls;
