@@ -97,7 +97,8 @@ impl Client {
     async fn connect(addr: &str) -> anyhow::Result<Client> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         Ok(Client {
             sender,
@@ -105,7 +106,13 @@ impl Client {
         })
     }
 
-    async fn send(&mut self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<(u16, Bytes)> {
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         self.sender.ready().await?;
         let mut req = hyper::Request::builder()
             .method(method)
@@ -125,6 +132,11 @@ impl Client {
     }
 }
 
+/// One request to send: method, path, bearer token, JSON body.
+type Request = (String, String, Option<String>, Option<String>);
+/// Makes each client's next request.
+type MakeRequest = Arc<dyn Fn() -> Request + Send + Sync>;
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -141,7 +153,7 @@ async fn phase(
     clients: usize,
     secs: u64,
     ok: u16,
-    request: Arc<dyn Fn() -> (String, String, Option<String>, Option<String>) + Send + Sync>,
+    request: MakeRequest,
 ) -> anyhow::Result<Phase> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
@@ -155,7 +167,10 @@ async fn phase(
             while Instant::now() < deadline {
                 let (method, path, token, body) = request();
                 let t = Instant::now();
-                match c.send(&method, &path, token.as_deref(), body.as_deref()).await {
+                match c
+                    .send(&method, &path, token.as_deref(), body.as_deref())
+                    .await
+                {
                     Ok((status, _)) if status == ok => lat.push(t.elapsed()),
                     Ok(_) => errors += 1,
                     Err(_) => {
@@ -207,7 +222,9 @@ impl Drop for Killed {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `pga-bench api`.
@@ -244,23 +261,45 @@ fn measure(args: &ApiArgs, federator: &std::path::Path) -> anyhow::Result<ApiRep
     let rt = tokio::runtime::Runtime::new()?;
     let interval_ms = 10_000;
     let collections = 60;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let head_start = now - now.rem_euclid(collections as i64 * interval_ms);
-    eprintln!("building {} simulated agents of {} series…", args.agents, args.series);
-    let templates = Arc::new(Templates::build(args.series, 0, collections, collections, interval_ms, head_start)?);
+    eprintln!(
+        "building {} simulated agents of {} series…",
+        args.agents, args.series
+    );
+    let templates = Arc::new(Templates::build(
+        args.series,
+        0,
+        collections,
+        collections,
+        interval_ms,
+        head_start,
+    )?);
     let ports = rt.block_on(async {
         let started = Instant::now();
         let mut ports = Vec::new();
         for i in 0..args.agents {
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&(i + 1).to_le_bytes());
-            ports.push(serve(SimAgent { agent_id: AgentId(id), templates: templates.clone(), started }).await?);
+            ports.push(
+                serve(SimAgent {
+                    agent_id: AgentId(id),
+                    templates: templates.clone(),
+                    started,
+                })
+                .await?,
+            );
         }
         anyhow::Ok(ports)
     })?;
 
     let key = dir.path().join("jwt.key");
-    let status = Command::new(federator).args(["keygen", "--out"]).arg(&key).status()?;
+    let status = Command::new(federator)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .status()?;
     ensure!(status.success(), "pga-federator keygen failed");
     let (api_port, metrics_port) = (free_port()?, free_port()?);
     let mut toml = format!(
@@ -273,19 +312,36 @@ fn measure(args: &ApiArgs, federator: &std::path::Path) -> anyhow::Result<ApiRep
         args.hash_concurrency
     );
     for (i, p) in ports.iter().enumerate() {
-        toml.push_str(&format!("[[agents]]\nname = \"sim-{i}\"\nurl = \"http://127.0.0.1:{p}\"\n"));
+        toml.push_str(&format!(
+            "[[agents]]\nname = \"sim-{i}\"\nurl = \"http://127.0.0.1:{p}\"\n"
+        ));
     }
     let config = dir.path().join("federator.toml");
     std::fs::write(&config, toml)?;
-    let status = Command::new(federator).args(["migrate", "--config"]).arg(&config).stdout(Stdio::null()).status()?;
+    let status = Command::new(federator)
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .status()?;
     ensure!(status.success(), "pga-federator migrate failed");
     let mut add = Command::new(federator)
-        .args(["users", "add", "bench", "--role", "admin", "--password-stdin", "--config"])
+        .args([
+            "users",
+            "add",
+            "bench",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--config",
+        ])
         .arg(&config)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
-    add.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes())?;
+    add.stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{PASSWORD}\n").as_bytes())?;
     ensure!(add.wait()?.success(), "pga-federator users add failed");
 
     // One series with 24 h of 1-minute rollups.
@@ -313,7 +369,10 @@ fn measure(args: &ApiArgs, federator: &std::path::Path) -> anyhow::Result<ApiRep
     );
     let addr = format!("127.0.0.1:{api_port}");
     let samples = |pg: &Cluster| -> i64 {
-        pg.psql("central", "SELECT count(*) FROM samples").ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+        pg.psql("central", "SELECT count(*) FROM samples")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     };
     let report = rt.block_on(async {
         let t = Instant::now();
@@ -397,7 +456,10 @@ fn measure(args: &ApiArgs, federator: &std::path::Path) -> anyhow::Result<ApiRep
             phases,
         })
     })?;
-    ensure!(report.samples_ingested_during_run > 0, "ingest did not run during the measurement");
+    ensure!(
+        report.samples_ingested_during_run > 0,
+        "ingest did not run during the measurement"
+    );
     Ok(report)
 }
 
@@ -418,8 +480,16 @@ fn render(r: &ApiReport) -> String {
     }
     out.push_str(&format!(
         "\ngoal: query p99 < 50 ms: {}; list > 2000 requests/s: {}\n",
-        if r.query_p99_goal_met { "met" } else { "NOT met" },
-        if r.list_rps_goal_met { "met" } else { "NOT met" }
+        if r.query_p99_goal_met {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if r.list_rps_goal_met {
+            "met"
+        } else {
+            "NOT met"
+        }
     ));
     out
 }

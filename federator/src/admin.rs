@@ -29,7 +29,10 @@ fn cli_actor() -> Actor {
 fn cli_origin() -> Origin {
     Origin {
         source: None,
-        user_agent: Some(format!("pga-federator/{} (command line)", env!("CARGO_PKG_VERSION"))),
+        user_agent: Some(format!(
+            "pga-federator/{} (command line)",
+            env!("CARGO_PKG_VERSION")
+        )),
         request_id: None,
     }
 }
@@ -131,7 +134,9 @@ pub async fn users_set_password(
     let pool = pool(cfg).await?;
     let creds = users::credentials(&pool, username)
         .await?
-        .with_context(|| format!("no user named \"{username}\"; `pga-federator users list` shows them"))?;
+        .with_context(|| {
+            format!("no user named \"{username}\"; `pga-federator users list` shows them")
+        })?;
     let mut tx = pool.begin().await?;
     users::set_password(&mut tx, creds.id, &hash).await?;
     tokens::revoke_user_refresh_tokens(&mut tx, creds.id).await?;

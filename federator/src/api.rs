@@ -55,8 +55,11 @@ pub fn state(
         .context("api.jwt_key_file is not set (run check-config)")?;
     let key = read_jwt_key(key_file).map_err(anyhow::Error::msg)?;
     let jwt = JwtKeys::new(&key, &api.jwt_issuer, &api.jwt_audience).map_err(anyhow::Error::msg)?;
-    let pool = db::connect_lazy(&cfg.database.url, &pool_options(cfg, api.max_db_connections)?)
-        .context("database.url")?;
+    let pool = db::connect_lazy(
+        &cfg.database.url,
+        &pool_options(cfg, api.max_db_connections)?,
+    )
+    .context("database.url")?;
     let t = &cfg.tls;
     Ok(ApiState(Arc::new(Inner {
         pool,
@@ -125,7 +128,9 @@ impl Api {
                 match crate::db::tokens::purge_expired_refresh(&pool).await {
                     Ok(n) if n > 0 => tracing::debug!(purged = n, "expired refresh tokens removed"),
                     Ok(_) => {}
-                    Err(e) => tracing::debug!(error = %e, "refresh-token purge failed; it runs again in an hour"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "refresh-token purge failed; it runs again in an hour")
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(3600)) => {}

@@ -82,7 +82,11 @@ pub fn config_jobs(cfg: &FederatorConfig, b: &JobBuilder) -> anyhow::Result<Vec<
 
 /// The whole fleet: the configuration's jobs and the API's (a name in both is the
 /// configuration's; an API agent that cannot be built is left out and logged).
-pub async fn load(pool: &PgPool, config: &[FleetJob], b: &JobBuilder) -> Result<Vec<FleetJob>, sqlx::Error> {
+pub async fn load(
+    pool: &PgPool,
+    config: &[FleetJob],
+    b: &JobBuilder,
+) -> Result<Vec<FleetJob>, sqlx::Error> {
     let mut jobs = config.to_vec();
     for a in agents::api_fleet(pool).await? {
         if jobs.iter().any(|j| j.job.name == a.name) {
@@ -90,14 +94,19 @@ pub async fn load(pool: &PgPool, config: &[FleetJob], b: &JobBuilder) -> Result<
         }
         match b.job(&a.name, &a.url, a.schedule.as_deref()) {
             Ok(j) => jobs.push(j),
-            Err(e) => tracing::warn!(agent = %a.name, error = format!("{e:#}"), "agent from the API cannot be pulled; fix it through the API"),
+            Err(e) => {
+                tracing::warn!(agent = %a.name, error = format!("{e:#}"), "agent from the API cannot be pulled; fix it through the API")
+            }
         }
     }
     Ok(jobs)
 }
 
 fn specs(jobs: &[FleetJob]) -> Vec<(String, String)> {
-    let mut v: Vec<_> = jobs.iter().map(|j| (j.job.name.clone(), j.spec.clone())).collect();
+    let mut v: Vec<_> = jobs
+        .iter()
+        .map(|j| (j.job.name.clone(), j.spec.clone()))
+        .collect();
     v.sort();
     v
 }
@@ -121,11 +130,16 @@ pub async fn maintain(
         match load(&pool, &config, &builder).await {
             Ok(jobs) => {
                 if specs(&jobs) != specs(&tx.borrow()) {
-                    tracing::info!(agents = jobs.len(), "fleet changed: pulls follow the agents table");
+                    tracing::info!(
+                        agents = jobs.len(),
+                        "fleet changed: pulls follow the agents table"
+                    );
                     tx.send_replace(jobs);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the agents table; the fleet stays as it is"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the agents table; the fleet stays as it is")
+            }
         }
     }
 }

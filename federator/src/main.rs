@@ -91,7 +91,10 @@ fn password_from_stdin() -> anyhow::Result<String> {
     Ok(pw)
 }
 
-async fn users(cmd: UsersCommand, cfg: &pga_federator::config::FederatorConfig) -> anyhow::Result<ExitCode> {
+async fn users(
+    cmd: UsersCommand,
+    cfg: &pga_federator::config::FederatorConfig,
+) -> anyhow::Result<ExitCode> {
     use pga_federator::admin;
     match cmd {
         UsersCommand::Add {
@@ -102,10 +105,24 @@ async fn users(cmd: UsersCommand, cfg: &pga_federator::config::FederatorConfig) 
             password_stdin,
         } => {
             let role = role.parse().map_err(anyhow::Error::msg)?;
-            let given = if password_stdin { Some(password_from_stdin()?) } else { None };
-            let (user, generated) =
-                admin::users_add(cfg, &name, role, email.as_deref(), full_name.as_deref(), given).await?;
-            print(&format!("created user {} (id {}, role {})\n", user.username, user.id, user.role))?;
+            let given = if password_stdin {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
+            let (user, generated) = admin::users_add(
+                cfg,
+                &name,
+                role,
+                email.as_deref(),
+                full_name.as_deref(),
+                given,
+            )
+            .await?;
+            print(&format!(
+                "created user {} (id {}, role {})\n",
+                user.username, user.id, user.role
+            ))?;
             if let Some(p) = generated {
                 print(&format!(
                     "password: {p}\n(shown once; change it with PUT /api/v1/me/password)\n"
@@ -114,7 +131,10 @@ async fn users(cmd: UsersCommand, cfg: &pga_federator::config::FederatorConfig) 
         }
         UsersCommand::List => {
             let users = admin::users_list(cfg).await?;
-            let mut out = format!("{:<6} {:<24} {:<7} {:<8} last login\n", "id", "name", "role", "active");
+            let mut out = format!(
+                "{:<6} {:<24} {:<7} {:<8} last login\n",
+                "id", "name", "role", "active"
+            );
             for u in users {
                 out.push_str(&format!(
                     "{:<6} {:<24} {:<7} {:<8} {}\n",
@@ -127,10 +147,19 @@ async fn users(cmd: UsersCommand, cfg: &pga_federator::config::FederatorConfig) 
             }
             print(&out)?;
         }
-        UsersCommand::SetPassword { name, password_stdin } => {
-            let given = if password_stdin { Some(password_from_stdin()?) } else { None };
+        UsersCommand::SetPassword {
+            name,
+            password_stdin,
+        } => {
+            let given = if password_stdin {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
             let generated = admin::users_set_password(cfg, &name, given).await?;
-            print(&format!("password of {name} set; their sessions are signed out\n"))?;
+            print(&format!(
+                "password of {name} set; their sessions are signed out\n"
+            ))?;
             if let Some(p) = generated {
                 print(&format!("password: {p}\n(shown once)\n"))?;
             }

@@ -169,7 +169,12 @@ pub async fn run_fleet<D: Destination + 'static>(
             }
             telemetry.agent_configured(&name);
             let (tx, rx) = watch::channel(false);
-            let ctx = (dest.clone(), telemetry.clone(), permits.clone(), gate.clone());
+            let ctx = (
+                dest.clone(),
+                telemetry.clone(),
+                permits.clone(),
+                gate.clone(),
+            );
             let spec = j.spec.clone();
             let task = tokio::spawn(async move {
                 let (dest, telemetry, permits, gate) = ctx;

@@ -24,8 +24,8 @@ use std::str::FromStr;
 use pga_format::SeriesMeta;
 
 use super::chart;
-use pga_selector::escape;
 use super::time::{Zone, format_rfc3339};
+use pga_selector::escape;
 
 /// One series of a query and its points, ascending in time.
 #[derive(Debug, Clone, PartialEq)]

@@ -180,18 +180,17 @@ impl JwtKeys {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                match e.kind() {
-                    K::ExpiredSignature => JwtError::Expired,
-                    K::ImmatureSignature => JwtError::NotYetValid,
-                    K::InvalidAudience | K::InvalidIssuer => JwtError::WrongAudienceOrIssuer,
-                    K::InvalidSignature => JwtError::BadSignature,
-                    K::InvalidAlgorithm | K::InvalidAlgorithmName => JwtError::WrongAlgorithm,
-                    _ => JwtError::Invalid(e.to_string()),
-                }
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => JwtError::Expired,
+                K::ImmatureSignature => JwtError::NotYetValid,
+                K::InvalidAudience | K::InvalidIssuer => JwtError::WrongAudienceOrIssuer,
+                K::InvalidSignature => JwtError::BadSignature,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => JwtError::WrongAlgorithm,
+                _ => JwtError::Invalid(e.to_string()),
+            }
+        })?;
         let found = data.header.typ.unwrap_or_default();
         if !found.eq_ignore_ascii_case(kind.typ()) {
             return Err(JwtError::WrongType {
@@ -243,26 +242,44 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused() {
-        assert!(JwtKeys::new(&[1u8; 31], "i", "a").unwrap_err().contains("256 bits"));
+        assert!(
+            JwtKeys::new(&[1u8; 31], "i", "a")
+                .unwrap_err()
+                .contains("256 bits")
+        );
     }
 
     #[test]
     fn time_audience_issuer_and_signature_are_checked() {
         let k = keys();
         let t = now();
-        let expired = k.issue(Kind::Access, 1, t - 1000, 10, "a".into(), None).unwrap();
+        let expired = k
+            .issue(Kind::Access, 1, t - 1000, 10, "a".into(), None)
+            .unwrap();
         assert_eq!(k.validate(&expired, Kind::Access), Err(JwtError::Expired));
-        let future = k.issue(Kind::Access, 1, t + 600, 900, "b".into(), None).unwrap();
-        assert_eq!(k.validate(&future, Kind::Access), Err(JwtError::NotYetValid));
+        let future = k
+            .issue(Kind::Access, 1, t + 600, 900, "b".into(), None)
+            .unwrap();
+        assert_eq!(
+            k.validate(&future, Kind::Access),
+            Err(JwtError::NotYetValid)
+        );
         let other = JwtKeys::new(&[7u8; 32], "pga-federator", "someone-else").unwrap();
-        let wrong_aud = other.issue(Kind::Access, 1, t, 900, "c".into(), None).unwrap();
+        let wrong_aud = other
+            .issue(Kind::Access, 1, t, 900, "c".into(), None)
+            .unwrap();
         assert_eq!(
             k.validate(&wrong_aud, Kind::Access),
             Err(JwtError::WrongAudienceOrIssuer)
         );
         let wrong_key = JwtKeys::new(&[8u8; 32], "pga-federator", "pga-api").unwrap();
-        let forged = wrong_key.issue(Kind::Access, 1, t, 900, "d".into(), None).unwrap();
-        assert_eq!(k.validate(&forged, Kind::Access), Err(JwtError::BadSignature));
+        let forged = wrong_key
+            .issue(Kind::Access, 1, t, 900, "d".into(), None)
+            .unwrap();
+        assert_eq!(
+            k.validate(&forged, Kind::Access),
+            Err(JwtError::BadSignature)
+        );
         assert_eq!(
             k.validate(&"a".repeat(5000), Kind::Access),
             Err(JwtError::TooLong)

@@ -186,7 +186,8 @@ mod tests {
         // The old hash still verifies, and is due for a rehash.
         assert!(stronger.verify("correct horse battery", Some(&phc)));
         assert!(stronger.needs_rehash(&phc));
-        let argon2i = "$argon2i$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A";
+        let argon2i =
+            "$argon2i$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A";
         assert!(h.needs_rehash(argon2i));
     }
 

@@ -15,7 +15,17 @@ use serde::{Deserialize, Serialize};
 
 /// A user's role, lowest first.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -66,7 +76,17 @@ impl FromStr for Role {
 
 /// An API token's scope, lowest first; each includes the ones below it.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
@@ -185,7 +205,12 @@ mod tests {
     fn roles_and_scopes_order_and_parse() {
         assert!(Role::Viewer < Role::User && Role::User < Role::Admin);
         assert_eq!("admin".parse::<Role>().unwrap(), Role::Admin);
-        assert!("editor".parse::<Role>().unwrap_err().contains("admin, user or viewer"));
+        assert!(
+            "editor"
+                .parse::<Role>()
+                .unwrap_err()
+                .contains("admin, user or viewer")
+        );
         assert_eq!(highest_scope(&["read", "admin"]), Some(Scope::Admin));
         assert_eq!(highest_scope::<&str>(&[]), None);
     }

@@ -203,7 +203,10 @@ mod tests {
         // waits too.
         assert!(
             t.check(
-                &[Key::Account("third".into()), Key::Source("192.0.2.7".parse().unwrap())],
+                &[
+                    Key::Account("third".into()),
+                    Key::Source("192.0.2.7".parse().unwrap())
+                ],
                 now
             )
             .is_some()

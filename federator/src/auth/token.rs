@@ -66,7 +66,9 @@ pub fn generate() -> Result<String, getrandom::Error> {
 pub fn check(token: &str) -> Result<(), TokenFormatError> {
     if token.len() != TOKEN_LEN
         || !token.starts_with(PREFIX)
-        || !token[PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
+        || !token[PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
     {
         return Err(TokenFormatError::Shape);
     }

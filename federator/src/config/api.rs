@@ -134,18 +134,84 @@ impl ApiConfig {
             });
         };
         let ranges: [(&str, u64, u64, u64, &str); 13] = [
-            ("api.access_token_ttl_secs", self.access_token_ttl_secs, 60, 3600, "900"),
-            ("api.refresh_token_ttl_secs", self.refresh_token_ttl_secs, 300, 90 * 86_400, "604800"),
-            ("api.max_db_connections", self.max_db_connections.into(), 1, 100, "4"),
-            ("api.max_connections", self.max_connections.into(), 1, 100_000, "1024"),
-            ("api.request_timeout_secs", self.request_timeout_secs, 1, 300, "30"),
-            ("api.hash_concurrency", self.hash_concurrency.into(), 1, 64, "1"),
+            (
+                "api.access_token_ttl_secs",
+                self.access_token_ttl_secs,
+                60,
+                3600,
+                "900",
+            ),
+            (
+                "api.refresh_token_ttl_secs",
+                self.refresh_token_ttl_secs,
+                300,
+                90 * 86_400,
+                "604800",
+            ),
+            (
+                "api.max_db_connections",
+                self.max_db_connections.into(),
+                1,
+                100,
+                "4",
+            ),
+            (
+                "api.max_connections",
+                self.max_connections.into(),
+                1,
+                100_000,
+                "1024",
+            ),
+            (
+                "api.request_timeout_secs",
+                self.request_timeout_secs,
+                1,
+                300,
+                "30",
+            ),
+            (
+                "api.hash_concurrency",
+                self.hash_concurrency.into(),
+                1,
+                64,
+                "1",
+            ),
             ("api.hash_wait_ms", self.hash_wait_ms, 100, 60_000, "5000"),
-            ("api.argon2_memory_kib", self.argon2_memory_kib.into(), MIN_MEMORY_KIB.into(), 4 << 20, "19456, OWASP's minimum"),
-            ("api.argon2_iterations", self.argon2_iterations.into(), MIN_ITERATIONS.into(), 100, "2"),
-            ("api.argon2_parallelism", self.argon2_parallelism.into(), 1, 16, "1"),
-            ("api.login_backoff_initial_ms", self.login_backoff_initial_ms, 1, 60_000, "1000"),
-            ("api.login_backoff_max_secs", self.login_backoff_max_secs, 1, 86_400, "900"),
+            (
+                "api.argon2_memory_kib",
+                self.argon2_memory_kib.into(),
+                MIN_MEMORY_KIB.into(),
+                4 << 20,
+                "19456, OWASP's minimum",
+            ),
+            (
+                "api.argon2_iterations",
+                self.argon2_iterations.into(),
+                MIN_ITERATIONS.into(),
+                100,
+                "2",
+            ),
+            (
+                "api.argon2_parallelism",
+                self.argon2_parallelism.into(),
+                1,
+                16,
+                "1",
+            ),
+            (
+                "api.login_backoff_initial_ms",
+                self.login_backoff_initial_ms,
+                1,
+                60_000,
+                "1000",
+            ),
+            (
+                "api.login_backoff_max_secs",
+                self.login_backoff_max_secs,
+                1,
+                86_400,
+                "900",
+            ),
             ("api.agents_poll_secs", self.agents_poll_secs, 1, 3600, "10"),
         ];
         for (key, value, lo, hi, default) in ranges {
@@ -194,7 +260,10 @@ impl ApiConfig {
                 if addr.is_ok_and(|a| !a.ip().is_loopback()) {
                     error(
                         "api.insecure_plaintext",
-                        format!("plain HTTP on {}, which is not a loopback address", self.listen),
+                        format!(
+                            "plain HTTP on {}, which is not a loopback address",
+                            self.listen
+                        ),
                         "set api.cert_file and api.key_file for HTTPS, or listen on 127.0.0.1",
                     );
                 }
@@ -224,8 +293,7 @@ impl ApiConfig {
                         e,
                         "write one with `pga-federator keygen --out FILE`",
                     );
-                } else if std::fs::metadata(path)
-                    .is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+                } else if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
                 {
                     out.push(Problem {
                         severity: Severity::Warning,
@@ -244,7 +312,11 @@ impl ApiConfig {
         if !self.enabled() {
             return "off (api.listen is \"\")".to_owned();
         }
-        let scheme = if self.insecure_plaintext { "http" } else { "https" };
+        let scheme = if self.insecure_plaintext {
+            "http"
+        } else {
+            "https"
+        };
         format!(
             "{scheme}://{}/api/v1, access tokens {} s, refresh tokens {} s, {} hashing slot(s), \
              Argon2id m={} KiB t={} p={}",
@@ -320,7 +392,11 @@ mod tests {
         };
         assert_eq!(
             keys(&a.problems()),
-            ["api.access_token_ttl_secs", "api.hash_concurrency", "api.argon2_memory_kib"]
+            [
+                "api.access_token_ttl_secs",
+                "api.hash_concurrency",
+                "api.argon2_memory_kib"
+            ]
         );
     }
 }

@@ -11,8 +11,8 @@ use pga_format::config_text::{
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    AgentEntry, ApiConfig, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig, RetentionConfig,
-    ScrapeConfig, TlsConfig,
+    AgentEntry, ApiConfig, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig,
+    RetentionConfig, ScrapeConfig, TlsConfig,
 };
 
 impl FederatorConfig {

@@ -182,7 +182,11 @@ pub struct Definition {
 }
 
 /// Adds an API agent, or brings a removed one back with its history.
-pub async fn create(conn: &mut PgConnection, name: &str, d: &Definition) -> Result<(), sqlx::Error> {
+pub async fn create(
+    conn: &mut PgConnection,
+    name: &str,
+    d: &Definition,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO agents (name, url, labels, schedule, enabled, source) \
          VALUES ($1, $2, $3, $4, $5, 'api') \
@@ -202,7 +206,11 @@ pub async fn create(conn: &mut PgConnection, name: &str, d: &Definition) -> Resu
 }
 
 /// Changes an API agent.
-pub async fn update(conn: &mut PgConnection, name: &str, d: &Definition) -> Result<(), sqlx::Error> {
+pub async fn update(
+    conn: &mut PgConnection,
+    name: &str,
+    d: &Definition,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE agents SET url = $2, labels = $3, schedule = $4, enabled = $5 \
          WHERE name = $1 AND source = 'api' AND removed_at IS NULL",
@@ -296,22 +304,25 @@ pub struct Gap {
     pub recorded_at: String,
 }
 
-pub async fn gaps(
-    pool: &PgPool,
-    agent: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Gap>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>)> =
-        sqlx::query_as(
-            "SELECT a.name, g.first_sequence, g.last_sequence, g.after_ts, g.before_ts, g.recorded_at \
+pub async fn gaps(pool: &PgPool, agent: Option<&str>, limit: i64) -> Result<Vec<Gap>, sqlx::Error> {
+    type Row = (
+        String,
+        i64,
+        i64,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        DateTime<Utc>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT a.name, g.first_sequence, g.last_sequence, g.after_ts, g.before_ts, g.recorded_at \
              FROM gaps g JOIN agents a ON a.id = g.agent_id \
              WHERE ($1::text IS NULL OR a.name = $1) \
              ORDER BY g.recorded_at DESC, g.id DESC LIMIT $2",
-        )
-        .bind(agent)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
+    )
+    .bind(agent)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(agent, f, l, a, b, r)| Gap {

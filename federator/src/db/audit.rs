@@ -104,7 +104,11 @@ impl Entry {
 }
 
 /// Appends `entry` on `conn` (inside the caller's transaction); returns its seq.
-pub async fn append(conn: &mut PgConnection, origin: &Origin, entry: &Entry) -> Result<i64, sqlx::Error> {
+pub async fn append(
+    conn: &mut PgConnection,
+    origin: &Origin,
+    entry: &Entry,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO audit_log (seq, at, actor_user_id, actor_username, actor_token_id, \
          actor_role, action, resource_type, resource_id, before, after, source_addr, \
@@ -132,7 +136,11 @@ pub async fn append(conn: &mut PgConnection, origin: &Origin, entry: &Entry) -> 
 
 /// Appends one entry in its own transaction (authentication events that change
 /// nothing else: a refused token, a failed login).
-pub async fn append_alone(pool: &PgPool, origin: &Origin, entry: &Entry) -> Result<i64, sqlx::Error> {
+pub async fn append_alone(
+    pool: &PgPool,
+    origin: &Origin,
+    entry: &Entry,
+) -> Result<i64, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     append(&mut conn, origin, entry).await
 }
@@ -216,11 +224,13 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<StoredEntry>, sql
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
 }
 
 /// What is wrong with the chain at the first bad entry.
@@ -229,7 +239,11 @@ pub enum Break {
     /// The entry's content or hash no longer matches its hash.
     Altered { seq: i64, id: i64 },
     /// Entries are missing before this one (deleted).
-    Missing { expected_seq: i64, found_seq: i64, id: i64 },
+    Missing {
+        expected_seq: i64,
+        found_seq: i64,
+        id: i64,
+    },
     /// The entry does not follow the one before it (its prev_hash is another
     /// entry's hash: moved, or inserted out of order).
     OutOfOrder { seq: i64, id: i64 },

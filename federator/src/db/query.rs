@@ -131,7 +131,9 @@ pub fn pick_source(start_ms: i64, step_ms: i64, raw_kept_from_ms: i64) -> DataSo
 }
 
 /// The aggregation of each step window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Function {
     Avg,

@@ -83,7 +83,10 @@ pub struct NewApiToken<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn create_api_token(conn: &mut PgConnection, t: &NewApiToken<'_>) -> Result<ApiToken, sqlx::Error> {
+pub async fn create_api_token(
+    conn: &mut PgConnection,
+    t: &NewApiToken<'_>,
+) -> Result<ApiToken, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO api_tokens (user_id, name, prefix, token_hash, scopes, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -138,7 +141,10 @@ pub async fn api_token_for_update(
 }
 
 /// Revokes a token; returns it as it is now.
-pub async fn revoke_api_token(conn: &mut PgConnection, id: i64) -> Result<Option<ApiToken>, sqlx::Error> {
+pub async fn revoke_api_token(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<ApiToken>, sqlx::Error> {
     sqlx::query("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -165,7 +171,10 @@ pub struct TokenPrincipal {
     pub is_active: bool,
 }
 
-pub async fn api_token_principal(pool: &PgPool, digest: &[u8]) -> Result<Option<TokenPrincipal>, sqlx::Error> {
+pub async fn api_token_principal(
+    pool: &PgPool,
+    digest: &[u8],
+) -> Result<Option<TokenPrincipal>, sqlx::Error> {
     sqlx::query_as(
         "SELECT t.id AS token_id, t.token_hash, t.scopes, \
                 coalesce(t.expires_at <= now(), false) AS expired, \
@@ -188,7 +197,10 @@ pub async fn touch_api_token(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> 
 }
 
 /// Revokes every refresh token of a user (disabled, demoted, password changed).
-pub async fn revoke_user_refresh_tokens(conn: &mut PgConnection, user_id: i64) -> Result<u64, sqlx::Error> {
+pub async fn revoke_user_refresh_tokens(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
     )
@@ -241,7 +253,10 @@ pub async fn insert_refresh(
 }
 
 /// The refresh token `id`, locked for its rotation.
-pub async fn refresh_for_update(conn: &mut PgConnection, id: i64) -> Result<Option<RefreshRow>, sqlx::Error> {
+pub async fn refresh_for_update(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<RefreshRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, user_id, family_id, token_hash, used_at IS NOT NULL AS used, \
                 revoked_at IS NOT NULL AS revoked, expires_at <= now() AS expired \

@@ -146,7 +146,10 @@ pub async fn list(pool: &PgPool, after_id: i64, limit: i64) -> Result<Vec<User>,
 }
 
 /// The credentials of `username` (case-sensitive), for a login.
-pub async fn credentials(pool: &PgPool, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
+pub async fn credentials(
+    pool: &PgPool,
+    username: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, username, role, is_active, password_hash FROM users WHERE username = $1",
     )
@@ -198,7 +201,11 @@ pub struct Patch {
     pub is_active: Option<bool>,
 }
 
-pub async fn update(conn: &mut PgConnection, id: i64, p: &Patch) -> Result<Option<User>, sqlx::Error> {
+pub async fn update(
+    conn: &mut PgConnection,
+    id: i64,
+    p: &Patch,
+) -> Result<Option<User>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(&format!(
         "UPDATE users SET \
            email = CASE WHEN $2 THEN $3 ELSE email END, \

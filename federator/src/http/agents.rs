@@ -104,7 +104,8 @@ pub struct GapList {
 fn check_definition(state: &ApiState, d: &Definition) -> Result<(), ApiError> {
     super::at_most_chars("url", Some(&d.url), 512)?;
     super::at_most_chars("schedule", d.schedule.as_deref(), 200)?;
-    let url = AgentUrl::parse(&d.url).map_err(|e| ApiError::bad(format!("url: {e}; {}", e.fix())))?;
+    let url =
+        AgentUrl::parse(&d.url).map_err(|e| ApiError::bad(format!("url: {e}; {}", e.fix())))?;
     if url.tls && !state.settings.agent_tls {
         return Err(ApiError::bad(
             "url: the federator has no client certificate ([tls] in federator.toml), so it cannot \
@@ -148,11 +149,16 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/agents", tag = "agents", params(NamePage), security(("bearer" = [])),
     responses((status = 200, body = AgentList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list(State(state): State<ApiState>, Query(p): Query<NamePage>) -> Result<Json<AgentList>, ApiError> {
+async fn list(
+    State(state): State<ApiState>,
+    Query(p): Query<NamePage>,
+) -> Result<Json<AgentList>, ApiError> {
     let limit = super::page_limit(p.limit)?;
     super::at_most_chars("after", p.after.as_deref(), 128)?;
     let items = repo::list(&state.pool, p.after.as_deref().unwrap_or(""), limit).await?;
-    let next_after = (items.len() as i64 == limit).then(|| items.last().map(|a| a.name.clone())).flatten();
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|a| a.name.clone()))
+        .flatten();
     Ok(Json(AgentList { items, next_after }))
 }
 
@@ -178,7 +184,10 @@ async fn create(
     check_definition(&state, &d)?;
     let mut tx = state.pool.begin().await?;
     if repo::lock(&mut tx, &req.name).await? == Some(false) {
-        return Err(ApiError::conflict(format!("an agent named \"{}\" exists", req.name)));
+        return Err(ApiError::conflict(format!(
+            "an agent named \"{}\" exists",
+            req.name
+        )));
     }
     repo::create(&mut tx, &req.name, &d).await?;
     let agent = repo::get(&mut tx, &req.name)
@@ -196,9 +205,9 @@ async fn create(
 
 async fn find(state: &ApiState, name: &str) -> Result<Agent, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    repo::get(&mut conn, name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(name))))
+    repo::get(&mut conn, name).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(name)))
+    })
 }
 
 /// One agent.
@@ -206,7 +215,10 @@ async fn find(state: &ApiState, name: &str) -> Result<Agent, ApiError> {
     security(("bearer" = [])),
     responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn get(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<Agent>, ApiError> {
+async fn get(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
     find(&state, &name).await.map(Json)
 }
 
@@ -215,7 +227,10 @@ async fn get(State(state): State<ApiState>, Path(name): Path<String>) -> Result<
     security(("bearer" = [])),
     responses((status = 200, body = AgentStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn status(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<AgentStatus>, ApiError> {
+async fn status(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<AgentStatus>, ApiError> {
     find(&state, &name).await.map(|a| Json(a.status))
 }
 
@@ -240,7 +255,8 @@ async fn update(
     Json(req): Json<UpdateAgent>,
 ) -> Result<Json<Agent>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let not_found = || ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(&name)));
+    let not_found =
+        || ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(&name)));
     if repo::lock(&mut tx, &name).await? != Some(false) {
         return Err(not_found());
     }
@@ -285,7 +301,8 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let not_found = || ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(&name)));
+    let not_found =
+        || ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(&name)));
     if repo::lock(&mut tx, &name).await? != Some(false) {
         return Err(not_found());
     }
@@ -308,7 +325,10 @@ async fn remove(
 #[utoipa::path(get, path = "/gaps", tag = "agents", params(GapFilter), security(("bearer" = [])),
     responses((status = 200, body = GapList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn gaps(State(state): State<ApiState>, Query(f): Query<GapFilter>) -> Result<Json<GapList>, ApiError> {
+async fn gaps(
+    State(state): State<ApiState>,
+    Query(f): Query<GapFilter>,
+) -> Result<Json<GapList>, ApiError> {
     let limit = super::page_limit(f.limit)?;
     super::at_most_chars("agent", f.agent.as_deref(), 128)?;
     let items = repo::gaps(&state.pool, f.agent.as_deref(), limit).await?;

@@ -45,7 +45,10 @@ pub struct AuditList {
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditFilter), security(("bearer" = [])),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list(State(state): State<ApiState>, Query(f): Query<AuditFilter>) -> Result<Json<AuditList>, ApiError> {
+async fn list(
+    State(state): State<ApiState>,
+    Query(f): Query<AuditFilter>,
+) -> Result<Json<AuditList>, ApiError> {
     let limit = super::page_limit(f.limit)?;
     super::at_least_one("user_id", f.user_id)?;
     super::at_most_chars("action", f.action.as_deref(), 64)?;
@@ -63,6 +66,11 @@ async fn list(State(state): State<ApiState>, Query(f): Query<AuditFilter>) -> Re
         },
     )
     .await?;
-    let next_after_seq = (items.len() as i64 == limit).then(|| items.last().map(|e| e.seq)).flatten();
-    Ok(Json(AuditList { items, next_after_seq }))
+    let next_after_seq = (items.len() as i64 == limit)
+        .then(|| items.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(AuditList {
+        items,
+        next_after_seq,
+    }))
 }

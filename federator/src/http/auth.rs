@@ -84,14 +84,36 @@ async fn issue(
     getrandom::getrandom(&mut jti).map_err(ApiError::internal)?;
     let access = state
         .jwt
-        .issue(Kind::Access, user_id, now, s.access_ttl_secs, audit::hex(&jti), None)
+        .issue(
+            Kind::Access,
+            user_id,
+            now,
+            s.access_ttl_secs,
+            audit::hex(&jti),
+            None,
+        )
         .map_err(ApiError::internal)?;
     let refresh = state
         .jwt
-        .issue(Kind::Refresh, user_id, now, s.refresh_ttl_secs, refresh_id.to_string(), Some(family))
+        .issue(
+            Kind::Refresh,
+            user_id,
+            now,
+            s.refresh_ttl_secs,
+            refresh_id.to_string(),
+            Some(family),
+        )
         .map_err(ApiError::internal)?;
     let expires = Utc::now() + chrono::Duration::seconds(s.refresh_ttl_secs);
-    tokens::insert_refresh(conn, refresh_id, user_id, family, &token::digest(&refresh), expires).await?;
+    tokens::insert_refresh(
+        conn,
+        refresh_id,
+        user_id,
+        family,
+        &token::digest(&refresh),
+        expires,
+    )
+    .await?;
     Ok(TokenPair {
         access_token: access,
         token_type: "Bearer".to_owned(),
@@ -120,8 +142,14 @@ async fn login(
     client: Client,
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    if req.username.is_empty() || req.username.len() > 64 || req.password.is_empty() || req.password.len() > 1024 {
-        return Err(ApiError::bad("give a user name (1 to 64 characters) and a password"));
+    if req.username.is_empty()
+        || req.username.len() > 64
+        || req.password.is_empty()
+        || req.password.len() > 1024
+    {
+        return Err(ApiError::bad(
+            "give a user name (1 to 64 characters) and a password",
+        ));
     }
     let keys = throttle_keys(&req.username, &client);
     let attempted = Actor {
@@ -170,7 +198,11 @@ async fn login(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .failed(&keys, Instant::now());
         state.metrics.login("bad_credentials");
-        let detail = if !ok { "bad_credentials" } else { "user_disabled" };
+        let detail = if !ok {
+            "bad_credentials"
+        } else {
+            "user_disabled"
+        };
         let entry = Entry::new("auth.login", Outcome::Failure)
             .actor(attempted)
             .detail(detail);
@@ -224,13 +256,27 @@ async fn refresh(
         Ok(c) => c,
         Err(e) => {
             state.metrics.auth_refused(e.reason());
-            audit::append_alone(&state.pool, &client.0, &refused(e.reason(), Actor::default())).await?;
-            return Err(ApiError::Unauthorized("the refresh token is not valid".to_owned()));
+            audit::append_alone(
+                &state.pool,
+                &client.0,
+                &refused(e.reason(), Actor::default()),
+            )
+            .await?;
+            return Err(ApiError::Unauthorized(
+                "the refresh token is not valid".to_owned(),
+            ));
         }
     };
     let (Ok(id), Ok(user_id)) = (claims.jti.parse::<i64>(), claims.sub.parse::<i64>()) else {
-        audit::append_alone(&state.pool, &client.0, &refused("malformed", Actor::default())).await?;
-        return Err(ApiError::Unauthorized("the refresh token is not valid".to_owned()));
+        audit::append_alone(
+            &state.pool,
+            &client.0,
+            &refused("malformed", Actor::default()),
+        )
+        .await?;
+        return Err(ApiError::Unauthorized(
+            "the refresh token is not valid".to_owned(),
+        ));
     };
     let actor = Actor {
         user_id: Some(user_id),
@@ -239,17 +285,23 @@ async fn refresh(
     let mut tx = state.pool.begin().await?;
     let row = tokens::refresh_for_update(&mut tx, id).await?;
     let digest = token::digest(&req.refresh_token);
-    let Some(row) = row.filter(|r| r.user_id == user_id && token::digests_equal(&r.token_hash, &digest)) else {
+    let Some(row) =
+        row.filter(|r| r.user_id == user_id && token::digests_equal(&r.token_hash, &digest))
+    else {
         audit::append(&mut tx, &client.0, &refused("unknown_refresh_token", actor)).await?;
         tx.commit().await?;
-        return Err(ApiError::Unauthorized("the refresh token is not valid".to_owned()));
+        return Err(ApiError::Unauthorized(
+            "the refresh token is not valid".to_owned(),
+        ));
     };
     if row.used {
         let revoked = tokens::revoke_family(&mut tx, row.family_id).await?;
         let entry = Entry::new("auth.refresh_reuse", Outcome::Failure)
             .actor(actor)
             .resource("refresh_family", row.family_id)
-            .detail(format!("refresh token reused; family revoked ({revoked} live tokens)"));
+            .detail(format!(
+                "refresh token reused; family revoked ({revoked} live tokens)"
+            ));
         audit::append(&mut tx, &client.0, &entry).await?;
         tx.commit().await?;
         state.metrics.auth_refused("refresh_reuse");
@@ -259,10 +311,16 @@ async fn refresh(
         ));
     }
     if row.revoked || row.expired {
-        let reason = if row.revoked { "revoked_refresh_token" } else { "expired" };
+        let reason = if row.revoked {
+            "revoked_refresh_token"
+        } else {
+            "expired"
+        };
         audit::append(&mut tx, &client.0, &refused(reason, actor)).await?;
         tx.commit().await?;
-        return Err(ApiError::Unauthorized("the refresh token is no longer valid: sign in again".to_owned()));
+        return Err(ApiError::Unauthorized(
+            "the refresh token is no longer valid: sign in again".to_owned(),
+        ));
     }
     let principal = users::principal(&state.pool, user_id).await?;
     let Some(p) = principal.filter(|p| p.is_active) else {
@@ -304,12 +362,16 @@ async fn logout(
         Err(e) => {
             let entry = Entry::new("auth.logout", Outcome::Failure).detail(e.reason());
             audit::append_alone(&state.pool, &client.0, &entry).await?;
-            return Err(ApiError::Unauthorized("the refresh token is not valid".to_owned()));
+            return Err(ApiError::Unauthorized(
+                "the refresh token is not valid".to_owned(),
+            ));
         }
     };
     let user_id = claims.sub.parse::<i64>().ok();
     let Some(family) = claims.fam else {
-        return Err(ApiError::Unauthorized("the refresh token is not valid".to_owned()));
+        return Err(ApiError::Unauthorized(
+            "the refresh token is not valid".to_owned(),
+        ));
     };
     let mut tx = state.pool.begin().await?;
     let revoked = tokens::revoke_family(&mut tx, family).await?;

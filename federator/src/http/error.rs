@@ -64,9 +64,15 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after_secs: u64 },
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{message}")]
-    Unavailable { message: String, retry_after_secs: u64 },
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Logged in detail, answered as a bare 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -144,7 +150,9 @@ impl IntoResponse for ApiError {
         let message = match &self {
             ApiError::Internal(detail) => {
                 tracing::error!(request_id = %request_id, error = %detail, "API request failed");
-                format!("internal error; the operator finds the details in the federator's log under request id {request_id}")
+                format!(
+                    "internal error; the operator finds the details in the federator's log under request id {request_id}"
+                )
             }
             other => other.to_string(),
         };
@@ -182,12 +190,14 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonDataError(e) => {
-                ApiError::BadRequest(format!("the request body does not fit: {}", clip(&e.body_text())))
-            }
-            JsonRejection::JsonSyntaxError(e) => {
-                ApiError::BadRequest(format!("the request body is not valid JSON: {}", clip(&e.body_text())))
-            }
+            JsonRejection::JsonDataError(e) => ApiError::BadRequest(format!(
+                "the request body does not fit: {}",
+                clip(&e.body_text())
+            )),
+            JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
+                "the request body is not valid JSON: {}",
+                clip(&e.body_text())
+            )),
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
                 "send the body as JSON with Content-Type: application/json".to_owned(),
             ),
@@ -198,7 +208,10 @@ impl From<JsonRejection> for ApiError {
                         super::MAX_BODY_BYTES
                     ))
                 } else {
-                    ApiError::BadRequest(format!("the request body could not be read: {}", e.body_text()))
+                    ApiError::BadRequest(format!(
+                        "the request body could not be read: {}",
+                        e.body_text()
+                    ))
                 }
             }
             other => ApiError::BadRequest(clip(&other.body_text())),
@@ -225,15 +238,13 @@ pub fn clip(text: &str) -> String {
         return text.to_owned();
     }
     let mut s: String = text.chars().take(MAX).collect();
-    s.push_str("…");
+    s.push('…');
     s
 }
 
 /// The answer to an unknown route.
 pub async fn not_found() -> ApiError {
-    ApiError::NotFound(
-        "no such route; the routes are listed in /api/v1/openapi.json".to_owned(),
-    )
+    ApiError::NotFound("no such route; the routes are listed in /api/v1/openapi.json".to_owned())
 }
 
 /// The answer to a known route with the wrong method.

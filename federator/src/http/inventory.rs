@@ -81,7 +81,10 @@ fn page(items: Vec<Value>, limit: i64) -> Value {
 #[utoipa::path(get, path = "/servers", tag = "inventory", params(IdPage), security(("bearer" = [])),
     responses((status = 200, body = ServerList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn servers(State(state): State<ApiState>, Query(p): Query<IdPage>) -> Result<Json<Value>, ApiError> {
+async fn servers(
+    State(state): State<ApiState>,
+    Query(p): Query<IdPage>,
+) -> Result<Json<Value>, ApiError> {
     let (after, limit) = p.bounds()?;
     let rows = repo::list(&state.pool, Table::Servers, None, after, limit).await?;
     Ok(Json(page(rows, limit)))
@@ -95,7 +98,11 @@ async fn instances(
     State(state): State<ApiState>,
     Query(f): Query<InstanceFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let (after, limit) = IdPage { after: f.after, limit: f.limit }.bounds()?;
+    let (after, limit) = IdPage {
+        after: f.after,
+        limit: f.limit,
+    }
+    .bounds()?;
     super::at_least_one("server_id", f.server_id)?;
     let rows = repo::list(&state.pool, Table::Instances, f.server_id, after, limit).await?;
     Ok(Json(page(rows, limit)))
@@ -109,7 +116,11 @@ async fn databases(
     State(state): State<ApiState>,
     Query(f): Query<DatabaseFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let (after, limit) = IdPage { after: f.after, limit: f.limit }.bounds()?;
+    let (after, limit) = IdPage {
+        after: f.after,
+        limit: f.limit,
+    }
+    .bounds()?;
     super::at_least_one("instance_id", f.instance_id)?;
     let rows = repo::list(&state.pool, Table::Databases, f.instance_id, after, limit).await?;
     Ok(Json(page(rows, limit)))

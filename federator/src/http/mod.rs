@@ -150,12 +150,12 @@ fn new_request_id() -> String {
 }
 
 /// Enforces each route's declared [`Access`].
-async fn authorize(
-    State(state): State<ApiState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()) else {
+async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+    else {
         // Unknown route: the fallback answers 404.
         return next.run(req).await;
     };
@@ -169,7 +169,8 @@ async fn authorize(
             // A known path with another method: the router answers 405.
             return next.run(req).await;
         }
-        return ApiError::internal(format!("route {method} {path} declares no permission")).into_response();
+        return ApiError::internal(format!("route {method} {path} declares no permission"))
+            .into_response();
     };
     if spec.access == Access::Public {
         return next.run(req).await;

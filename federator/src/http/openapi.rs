@@ -57,7 +57,9 @@ pub fn complete(mut doc: OpenApi) -> OpenApi {
             .description(what)
             .content(
                 "application/json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
             )
             .build()
     };
@@ -78,7 +80,8 @@ pub fn complete(mut doc: OpenApi) -> OpenApi {
                     .or_insert_with(|| error("The body is not sent as application/json").into());
             }
             r.entry("503".to_owned()).or_insert_with(|| {
-                error("The central database is unavailable, or the answer took too long; retry").into()
+                error("The central database is unavailable, or the answer took too long; retry")
+                    .into()
             });
         }
     }

@@ -16,7 +16,9 @@ use super::state::ApiState;
 use crate::db::query::{self as repo, DataSource, Function, SeriesInfo, Window};
 
 pub fn router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new().routes(routes!(series)).routes(routes!(query))
+    OpenApiRouter::new()
+        .routes(routes!(series))
+        .routes(routes!(query))
 }
 
 /// Most series one query returns.
@@ -105,7 +107,9 @@ pub struct QueryResult {
 
 fn parse_selector(text: &str) -> Result<pga_selector::Selector, ApiError> {
     if text.len() > MAX_SELECTOR {
-        return Err(ApiError::bad(format!("the selector is longer than {MAX_SELECTOR} bytes")));
+        return Err(ApiError::bad(format!(
+            "the selector is longer than {MAX_SELECTOR} bytes"
+        )));
     }
     pga_selector::parse(text).map_err(|e| ApiError::bad(clip(&e.to_string())))
 }
@@ -137,7 +141,9 @@ fn parse_step(text: &str) -> Result<i64, ApiError> {
         ))
     };
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| bad())?;
     let ms = match unit {
@@ -149,7 +155,9 @@ fn parse_step(text: &str) -> Result<i64, ApiError> {
         _ => return Err(bad()),
     };
     if !ms.is_finite() || !(1000.0..=366.0 * 86_400_000.0).contains(&ms) {
-        return Err(ApiError::bad("step: give at least 1 s and at most 366 days"));
+        return Err(ApiError::bad(
+            "step: give at least 1 s and at most 366 days",
+        ));
     }
     Ok(ms as i64)
 }
@@ -180,7 +188,12 @@ async fn query(
 ) -> Result<Json<QueryResult>, ApiError> {
     let selector = parse_selector(&q.selector)?;
     let now = Utc::now().timestamp_millis();
-    let end = q.end.as_deref().map(|t| parse_time("end", t)).transpose()?.unwrap_or(now);
+    let end = q
+        .end
+        .as_deref()
+        .map(|t| parse_time("end", t))
+        .transpose()?
+        .unwrap_or(now);
     let start = q
         .start
         .as_deref()
@@ -202,8 +215,14 @@ async fn query(
     }
     let function = q.function.unwrap_or(Function::Avg);
     let raw_kept_from = now - state.settings.raw_retention.as_millis() as i64;
-    let window = Window::new(start, end, step, repo::pick_source(start, step, raw_kept_from));
-    let (found, truncated) = repo::find_series(&state.pool, &selector, MAX_SERIES, SCAN_LIMIT).await?;
+    let window = Window::new(
+        start,
+        end,
+        step,
+        repo::pick_source(start, step, raw_kept_from),
+    );
+    let (found, truncated) =
+        repo::find_series(&state.pool, &selector, MAX_SERIES, SCAN_LIMIT).await?;
     if truncated {
         return Err(ApiError::bad(format!(
             "the selector matches more than {MAX_SERIES} series; narrow it with more labels"

@@ -18,7 +18,12 @@ pub struct RouteSpec {
     pub summary: &'static str,
 }
 
-const fn r(method: &'static str, path: &'static str, access: Access, summary: &'static str) -> RouteSpec {
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+) -> RouteSpec {
     RouteSpec {
         method,
         path,
@@ -29,35 +34,145 @@ const fn r(method: &'static str, path: &'static str, access: Access, summary: &'
 
 /// Every route of the API.
 pub const ROUTES: &[RouteSpec] = &[
-    r("GET", "/api/v1/openapi.json", Access::Public, "this API's OpenAPI 3.1 document"),
-    r("POST", "/api/v1/auth/login", Access::Public, "sign in: access and refresh token"),
-    r("POST", "/api/v1/auth/refresh", Access::Public, "rotate a refresh token for new tokens"),
-    r("POST", "/api/v1/auth/logout", Access::Public, "revoke a sign-in's refresh tokens"),
+    r(
+        "GET",
+        "/api/v1/openapi.json",
+        Access::Public,
+        "this API's OpenAPI 3.1 document",
+    ),
+    r(
+        "POST",
+        "/api/v1/auth/login",
+        Access::Public,
+        "sign in: access and refresh token",
+    ),
+    r(
+        "POST",
+        "/api/v1/auth/refresh",
+        Access::Public,
+        "rotate a refresh token for new tokens",
+    ),
+    r(
+        "POST",
+        "/api/v1/auth/logout",
+        Access::Public,
+        "revoke a sign-in's refresh tokens",
+    ),
     r("GET", "/api/v1/me", Access::Read, "the signed-in user"),
-    r("PUT", "/api/v1/me/password", Access::Session, "change one's own password"),
-    r("GET", "/api/v1/me/tokens", Access::Read, "one's own API tokens"),
-    r("POST", "/api/v1/me/tokens", Access::Session, "create an API token (shown once)"),
-    r("DELETE", "/api/v1/me/tokens/{id}", Access::Read, "revoke one of one's own API tokens"),
+    r(
+        "PUT",
+        "/api/v1/me/password",
+        Access::Session,
+        "change one's own password",
+    ),
+    r(
+        "GET",
+        "/api/v1/me/tokens",
+        Access::Read,
+        "one's own API tokens",
+    ),
+    r(
+        "POST",
+        "/api/v1/me/tokens",
+        Access::Session,
+        "create an API token (shown once)",
+    ),
+    r(
+        "DELETE",
+        "/api/v1/me/tokens/{id}",
+        Access::Read,
+        "revoke one of one's own API tokens",
+    ),
     r("GET", "/api/v1/tokens", Access::Admin, "every API token"),
-    r("DELETE", "/api/v1/tokens/{id}", Access::Admin, "revoke any API token"),
+    r(
+        "DELETE",
+        "/api/v1/tokens/{id}",
+        Access::Admin,
+        "revoke any API token",
+    ),
     r("GET", "/api/v1/users", Access::Admin, "list users"),
     r("POST", "/api/v1/users", Access::Admin, "create a user"),
     r("GET", "/api/v1/users/{id}", Access::Admin, "one user"),
-    r("PATCH", "/api/v1/users/{id}", Access::Admin, "change a user's role, state, e-mail or name"),
-    r("DELETE", "/api/v1/users/{id}", Access::Admin, "delete a user"),
-    r("PUT", "/api/v1/users/{id}/password", Access::Admin, "set a user's password"),
-    r("GET", "/api/v1/agents", Access::Read, "list agents with their pull status"),
-    r("POST", "/api/v1/agents", Access::Write, "add an agent (pulled without a restart)"),
+    r(
+        "PATCH",
+        "/api/v1/users/{id}",
+        Access::Admin,
+        "change a user's role, state, e-mail or name",
+    ),
+    r(
+        "DELETE",
+        "/api/v1/users/{id}",
+        Access::Admin,
+        "delete a user",
+    ),
+    r(
+        "PUT",
+        "/api/v1/users/{id}/password",
+        Access::Admin,
+        "set a user's password",
+    ),
+    r(
+        "GET",
+        "/api/v1/agents",
+        Access::Read,
+        "list agents with their pull status",
+    ),
+    r(
+        "POST",
+        "/api/v1/agents",
+        Access::Write,
+        "add an agent (pulled without a restart)",
+    ),
     r("GET", "/api/v1/agents/{name}", Access::Read, "one agent"),
-    r("PATCH", "/api/v1/agents/{name}", Access::Write, "change an API agent's URL, labels, schedule, enabled"),
-    r("DELETE", "/api/v1/agents/{name}", Access::Write, "remove an API agent (its data stays)"),
-    r("GET", "/api/v1/agents/{name}/status", Access::Read, "where an agent's pulls stand"),
+    r(
+        "PATCH",
+        "/api/v1/agents/{name}",
+        Access::Write,
+        "change an API agent's URL, labels, schedule, enabled",
+    ),
+    r(
+        "DELETE",
+        "/api/v1/agents/{name}",
+        Access::Write,
+        "remove an API agent (its data stays)",
+    ),
+    r(
+        "GET",
+        "/api/v1/agents/{name}/status",
+        Access::Read,
+        "where an agent's pulls stand",
+    ),
     r("GET", "/api/v1/gaps", Access::Read, "recorded gaps"),
-    r("GET", "/api/v1/servers", Access::Read, "servers from the inventory"),
-    r("GET", "/api/v1/instances", Access::Read, "PostgreSQL instances from the inventory"),
-    r("GET", "/api/v1/databases", Access::Read, "databases from the inventory"),
-    r("GET", "/api/v1/series", Access::Read, "search series by metric and labels"),
-    r("GET", "/api/v1/query", Access::Read, "one selector over a time range and step"),
+    r(
+        "GET",
+        "/api/v1/servers",
+        Access::Read,
+        "servers from the inventory",
+    ),
+    r(
+        "GET",
+        "/api/v1/instances",
+        Access::Read,
+        "PostgreSQL instances from the inventory",
+    ),
+    r(
+        "GET",
+        "/api/v1/databases",
+        Access::Read,
+        "databases from the inventory",
+    ),
+    r(
+        "GET",
+        "/api/v1/series",
+        Access::Read,
+        "search series by metric and labels",
+    ),
+    r(
+        "GET",
+        "/api/v1/query",
+        Access::Read,
+        "one selector over a time range and step",
+    ),
     r("GET", "/api/v1/audit", Access::Admin, "the audit log"),
 ];
 
@@ -80,7 +195,13 @@ pub enum Who {
 }
 
 impl Who {
-    pub const ALL: [Who; 5] = [Who::Anonymous, Who::Viewer, Who::User, Who::Admin, Who::ReadToken];
+    pub const ALL: [Who; 5] = [
+        Who::Anonymous,
+        Who::Viewer,
+        Who::User,
+        Who::Admin,
+        Who::ReadToken,
+    ];
 
     pub const fn label(self) -> &'static str {
         match self {
@@ -150,10 +271,18 @@ mod tests {
     fn every_route_is_declared_once() {
         let mut seen = std::collections::BTreeSet::new();
         for r in ROUTES {
-            assert!(seen.insert((r.method, r.path)), "{} {} twice", r.method, r.path);
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
             assert!(r.path.starts_with("/api/v1/"), "{}", r.path);
         }
-        assert_eq!(lookup("get", "/api/v1/agents").unwrap().access, Access::Read);
+        assert_eq!(
+            lookup("get", "/api/v1/agents").unwrap().access,
+            Access::Read
+        );
         assert!(lookup("PUT", "/api/v1/agents").is_none());
     }
 
@@ -161,6 +290,11 @@ mod tests {
     fn the_table_has_a_row_per_route() {
         let t = markdown_table();
         assert_eq!(t.lines().count(), ROUTES.len() + 2);
-        assert!(t.contains("| GET | `/api/v1/audit` | admin; token scope admin | 401 | 403 | 403 | yes | 403 |"), "{t}");
+        assert!(
+            t.contains(
+                "| GET | `/api/v1/audit` | admin; token scope admin | 401 | 403 | 403 | yes | 403 |"
+            ),
+            "{t}"
+        );
     }
 }

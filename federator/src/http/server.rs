@@ -85,9 +85,13 @@ fn stamps(paths: &[&PathBuf]) -> Vec<FileStamp> {
     paths
         .iter()
         .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino()))
+            std::fs::metadata(p).ok().map(|m| {
+                (
+                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    m.len(),
+                    m.ino(),
+                )
+            })
         })
         .collect()
 }
@@ -129,7 +133,8 @@ impl TlsState {
         let paths = [&self.cert, &self.key];
         let mut loaded_from = stamps(&paths);
         let mut seen = loaded_from.clone();
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -265,8 +270,13 @@ impl ApiServer {
     }
 }
 
-async fn serve_http<I>(io: I, peer: SocketAddr, router: Router, timeout: Duration, mut stop: watch::Receiver<bool>)
-where
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -274,19 +284,20 @@ where
         async move {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(Peer(peer));
-            let resp: Response<Body> = match tokio::time::timeout(timeout, router.oneshot(req)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(never)) => match never {},
-                Err(_) => {
-                    let mut r = ApiError::Unavailable {
-                        message: "the request took too long; try again".to_owned(),
-                        retry_after_secs: 5,
+            let resp: Response<Body> =
+                match tokio::time::timeout(timeout, router.oneshot(req)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => {
+                        let mut r = ApiError::Unavailable {
+                            message: "the request took too long; try again".to_owned(),
+                            retry_after_secs: 5,
+                        }
+                        .into_response();
+                        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                        r
                     }
-                    .into_response();
-                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                    r
-                }
-            };
+                };
             Ok::<_, Infallible>(resp)
         }
     });

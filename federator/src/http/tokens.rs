@@ -37,7 +37,11 @@ pub struct TokenList {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Unique among your tokens; printable characters.
-    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F]+$"
+    )]
     pub name: String,
     /// read, write or admin (each includes the ones before it); at most what your
     /// role allows (viewer: read; user: write; admin: admin).
@@ -72,7 +76,9 @@ pub struct AllTokens {
 }
 
 fn page(items: Vec<ApiToken>, limit: i64) -> TokenList {
-    let next_after = (items.len() as i64 == limit).then(|| items.last().map(|t| t.id)).flatten();
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|t| t.id))
+        .flatten();
     TokenList { items, next_after }
 }
 
@@ -107,7 +113,9 @@ async fn create(
         return Err(ApiError::bad("name: give 1 to 100 printable characters"));
     }
     if req.scopes.is_empty() || req.scopes.len() > 3 {
-        return Err(ApiError::bad("scopes: give one to three of read, write, admin"));
+        return Err(ApiError::bad(
+            "scopes: give one to three of read, write, admin",
+        ));
     }
     let highest = req.scopes.iter().copied().max().unwrap_or(Scope::Read);
     if highest > caller.role.max_scope() {
@@ -120,7 +128,11 @@ async fn create(
     let expires_at = match req.expires_in_days {
         None => None,
         Some(d) if (1..=3650).contains(&d) => Some(Utc::now() + chrono::Duration::days(d)),
-        Some(d) => return Err(ApiError::bad(format!("expires_in_days = {d}: give 1 to 3650, or leave it out"))),
+        Some(d) => {
+            return Err(ApiError::bad(format!(
+                "expires_in_days = {d}: give 1 to 3650, or leave it out"
+            )));
+        }
     };
     let mut scopes: Vec<String> = req.scopes.iter().map(|s| s.as_str().to_owned()).collect();
     scopes.sort();
@@ -152,7 +164,13 @@ async fn create(
         .change(None, Some(created.audit_view()));
     audit::append(&mut tx, &client.0, &entry).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token: created, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: created,
+            secret,
+        }),
+    ))
 }
 
 async fn revoke(

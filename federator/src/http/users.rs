@@ -12,8 +12,8 @@ use super::extract::{Caller, Client, Json, Path, Query};
 use super::state::ApiState;
 use crate::auth::{Role, password};
 use crate::db::audit::{self, Entry, Outcome};
-use crate::db::{self, tokens, users};
 use crate::db::users::User;
+use crate::db::{self, tokens, users};
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -117,8 +117,12 @@ pub fn check_username(name: &str) -> Result<(), ApiError> {
 
 fn check_text(what: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
     match v {
-        Some(s) if s.chars().count() > max => Err(ApiError::bad(format!("{what} is longer than {max} characters"))),
-        Some(s) if s.chars().any(char::is_control) => Err(ApiError::bad(format!("{what} contains control characters"))),
+        Some(s) if s.chars().count() > max => Err(ApiError::bad(format!(
+            "{what} is longer than {max} characters"
+        ))),
+        Some(s) if s.chars().any(char::is_control) => {
+            Err(ApiError::bad(format!("{what} contains control characters")))
+        }
         _ => Ok(()),
     }
 }
@@ -127,10 +131,15 @@ fn check_text(what: &str, v: &Option<String>, max: usize) -> Result<(), ApiError
 #[utoipa::path(get, path = "/users", tag = "users", params(IdPage), security(("bearer" = [])),
     responses((status = 200, body = UserList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list(State(state): State<ApiState>, Query(page): Query<IdPage>) -> Result<Json<UserList>, ApiError> {
+async fn list(
+    State(state): State<ApiState>,
+    Query(page): Query<IdPage>,
+) -> Result<Json<UserList>, ApiError> {
     let (after, limit) = page.bounds()?;
     let items = users::list(&state.pool, after, limit).await?;
-    let next_after = (items.len() as i64 == limit).then(|| items.last().map(|u| u.id)).flatten();
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|u| u.id))
+        .flatten();
     Ok(Json(UserList { items, next_after }))
 }
 
@@ -177,7 +186,10 @@ async fn create(
     .await
     .map_err(|e| {
         if db::is_unique_violation(&e) {
-            ApiError::conflict(format!("a user named \"{}\" (or with that e-mail) exists", req.username))
+            ApiError::conflict(format!(
+                "a user named \"{}\" (or with that e-mail) exists",
+                req.username
+            ))
         } else {
             e.into()
         }
@@ -188,7 +200,13 @@ async fn create(
         .change(None, Some(user.audit_view()));
     audit::append(&mut tx, &client.0, &entry).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(CreatedUser { user, generated_password: generated })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser {
+            user,
+            generated_password: generated,
+        }),
+    ))
 }
 
 /// One user.
@@ -227,13 +245,17 @@ async fn update(
     let demotes = req.role.is_some_and(|r| r != Role::Admin) && before.role == Role::Admin;
     let disables = req.is_active == Some(false) && before.is_active;
     if id == caller.user_id && (demotes || disables) {
-        return Err(ApiError::conflict("you cannot disable or demote yourself; ask another admin"));
+        return Err(ApiError::conflict(
+            "you cannot disable or demote yourself; ask another admin",
+        ));
     }
     if (demotes || disables)
         && before.role == Role::Admin
         && users::other_active_admins(&mut tx, id).await? == 0
     {
-        return Err(ApiError::conflict("this is the last active admin; make another admin first"));
+        return Err(ApiError::conflict(
+            "this is the last active admin; make another admin first",
+        ));
     }
     let patch = users::Patch {
         email: req.email.map(|e| Some(e).filter(|e| !e.is_empty())),
@@ -276,14 +298,21 @@ async fn delete(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     if id == caller.user_id {
-        return Err(ApiError::conflict("you cannot delete yourself; ask another admin"));
+        return Err(ApiError::conflict(
+            "you cannot delete yourself; ask another admin",
+        ));
     }
     let mut tx = state.pool.begin().await?;
     let before = users::get_for_update(&mut tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
-    if before.role == Role::Admin && before.is_active && users::other_active_admins(&mut tx, id).await? == 0 {
-        return Err(ApiError::conflict("this is the last active admin; make another admin first"));
+    if before.role == Role::Admin
+        && before.is_active
+        && users::other_active_admins(&mut tx, id).await? == 0
+    {
+        return Err(ApiError::conflict(
+            "this is the last active admin; make another admin first",
+        ));
     }
     users::delete(&mut tx, id).await?;
     let entry = Entry::new("user.delete", Outcome::Success)
@@ -316,7 +345,10 @@ async fn set_password(
     };
     password::check_strength(&req.password, &user.username).map_err(ApiError::BadRequest)?;
     let pw = req.password;
-    let hash = state.hashing(move |h| h.hash(&pw)).await?.map_err(ApiError::internal)?;
+    let hash = state
+        .hashing(move |h| h.hash(&pw))
+        .await?
+        .map_err(ApiError::internal)?;
     let mut tx = state.pool.begin().await?;
     users::set_password(&mut tx, id, &hash).await?;
     tokens::revoke_user_refresh_tokens(&mut tx, id).await?;

@@ -23,14 +23,22 @@ fn snapshot(api: &TestApi) -> String {
 async fn bad_requests_get_a_4xx_with_a_message_and_change_nothing() {
     let api = TestApi::start().await;
     let (admin_id, admin) = api.session("admin", Role::Admin).await;
-    api.call("POST", "/api/v1/agents", Some(&admin), Some(json!({"name": "db1", "url": "http://127.0.0.1:9"})))
-        .await;
+    api.call(
+        "POST",
+        "/api/v1/agents",
+        Some(&admin),
+        Some(json!({"name": "db1", "url": "http://127.0.0.1:9"})),
+    )
+    .await;
     let before = snapshot(&api);
     let bearer = vec![
         ("authorization".to_owned(), format!("Bearer {admin}")),
         ("content-type".to_owned(), "application/json".to_owned()),
     ];
-    let huge = format!("{{\"name\": \"db2\", \"url\": \"{}\"}}", "a".repeat(100 << 10));
+    let huge = format!(
+        "{{\"name\": \"db2\", \"url\": \"{}\"}}",
+        "a".repeat(100 << 10)
+    );
     let cases: Vec<(&str, String, Vec<u8>, u16)> = vec![
         ("POST", "/api/v1/agents".into(), huge.into_bytes(), 413),
         ("POST", "/api/v1/agents".into(), b"{\"name\": ".to_vec(), 400),
@@ -73,12 +81,23 @@ async fn bad_requests_get_a_4xx_with_a_message_and_change_nothing() {
         let r = request(&api.base, method, &path, &bearer, body).await;
         assert_eq!(r.status, want, "{method} {path}: {}", r.text);
         let message = r.json["error"]["message"].as_str().unwrap_or_default();
-        assert!(!message.is_empty(), "{method} {path}: a message: {}", r.text);
+        assert!(
+            !message.is_empty(),
+            "{method} {path}: a message: {}",
+            r.text
+        );
         assert!(r.json["error"]["request_id"].is_string(), "{method} {path}");
         for leak in ["SELECT", "INSERT", "sqlx", "panicked", "backtrace", ".rs:"] {
-            assert!(!r.text.contains(leak), "{method} {path} shows {leak}: {}", r.text);
+            assert!(
+                !r.text.contains(leak),
+                "{method} {path} shows {leak}: {}",
+                r.text
+            );
         }
-        assert!(r.text.len() < 2000, "{method} {path}: the answer does not echo huge input");
+        assert!(
+            r.text.len() < 2000,
+            "{method} {path}: the answer does not echo huge input"
+        );
     }
     // Injection attempts where they are valid input: bound, found nothing.
     for path in [
@@ -94,7 +113,14 @@ async fn bad_requests_get_a_4xx_with_a_message_and_change_nothing() {
     for i in 0..3 {
         api.user(&format!("u{i}"), Role::Viewer).await;
     }
-    let r = request(&api.base, "GET", "/api/v1/users?limit=100000000", &bearer, vec![]).await;
+    let r = request(
+        &api.base,
+        "GET",
+        "/api/v1/users?limit=100000000",
+        &bearer,
+        vec![],
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json["items"].as_array().unwrap().len(), 4);
     sql(&api.db, "DELETE FROM users WHERE username LIKE 'u_'");

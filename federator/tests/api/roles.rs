@@ -41,14 +41,28 @@ impl Callers {
 
 /// One example request for a route: the path (parameters filled), the body, and
 /// the status a caller who may use the route gets.
-async fn example(api: &TestApi, c: &Callers, r: &RouteSpec, who: Who, n: usize) -> (String, Option<Value>, u16) {
+async fn example(
+    api: &TestApi,
+    c: &Callers,
+    r: &RouteSpec,
+    who: Who,
+    n: usize,
+) -> (String, Option<Value>, u16) {
     let tag = format!("{}{n}", who.label().replace(' ', ""));
     match (r.method, r.path) {
         ("GET", "/api/v1/openapi.json") => (r.path.into(), None, 200),
-        ("POST", "/api/v1/auth/login") => (r.path.into(), Some(json!({"username": "viewer", "password": PASSWORD})), 200),
+        ("POST", "/api/v1/auth/login") => (
+            r.path.into(),
+            Some(json!({"username": "viewer", "password": PASSWORD})),
+            200,
+        ),
         ("POST", "/api/v1/auth/refresh") | ("POST", "/api/v1/auth/logout") => {
             let (_, refresh) = api.login("viewer").await;
-            let ok = if r.path.ends_with("refresh") { 200 } else { 204 };
+            let ok = if r.path.ends_with("refresh") {
+                200
+            } else {
+                204
+            };
             (r.path.into(), Some(json!({"refresh_token": refresh})), ok)
         }
         ("GET", "/api/v1/me") | ("GET", "/api/v1/me/tokens") => (r.path.into(), None, 200),
@@ -57,7 +71,11 @@ async fn example(api: &TestApi, c: &Callers, r: &RouteSpec, who: Who, n: usize) 
             Some(json!({"current_password": PASSWORD, "new_password": PASSWORD})),
             204,
         ),
-        ("POST", "/api/v1/me/tokens") => (r.path.into(), Some(json!({"name": tag, "scopes": ["read"]})), 201),
+        ("POST", "/api/v1/me/tokens") => (
+            r.path.into(),
+            Some(json!({"name": tag, "scopes": ["read"]})),
+            201,
+        ),
         ("DELETE", "/api/v1/me/tokens/{id}") => {
             let (id, _) = api.api_token(c.session(who), &tag, &["read"], None).await;
             (format!("/api/v1/me/tokens/{id}"), None, 204)
@@ -75,7 +93,11 @@ async fn example(api: &TestApi, c: &Callers, r: &RouteSpec, who: Who, n: usize) 
         ("GET", "/api/v1/users/{id}") => (format!("/api/v1/users/{}", c.viewer_id), None, 200),
         ("PATCH", "/api/v1/users/{id}") => {
             let id = api.user(&tag, Role::Viewer).await;
-            (format!("/api/v1/users/{id}"), Some(json!({"full_name": "Changed"})), 200)
+            (
+                format!("/api/v1/users/{id}"),
+                Some(json!({"full_name": "Changed"})),
+                200,
+            )
         }
         ("DELETE", "/api/v1/users/{id}") => {
             let id = api.user(&tag, Role::Viewer).await;
@@ -83,16 +105,33 @@ async fn example(api: &TestApi, c: &Callers, r: &RouteSpec, who: Who, n: usize) 
         }
         ("PUT", "/api/v1/users/{id}/password") => {
             let id = api.user(&tag, Role::Viewer).await;
-            (format!("/api/v1/users/{id}/password"), Some(json!({"password": "another long password"})), 204)
+            (
+                format!("/api/v1/users/{id}/password"),
+                Some(json!({"password": "another long password"})),
+                204,
+            )
         }
         ("GET", "/api/v1/agents") => (r.path.into(), None, 200),
-        ("POST", "/api/v1/agents") => (r.path.into(), Some(json!({"name": tag, "url": "http://127.0.0.1:9"})), 201),
+        ("POST", "/api/v1/agents") => (
+            r.path.into(),
+            Some(json!({"name": tag, "url": "http://127.0.0.1:9"})),
+            201,
+        ),
         ("GET", "/api/v1/agents/{name}") => ("/api/v1/agents/fixed".into(), None, 200),
-        ("GET", "/api/v1/agents/{name}/status") => ("/api/v1/agents/fixed/status".into(), None, 200),
+        ("GET", "/api/v1/agents/{name}/status") => {
+            ("/api/v1/agents/fixed/status".into(), None, 200)
+        }
         ("PATCH", "/api/v1/agents/{name}") | ("DELETE", "/api/v1/agents/{name}") => {
-            sql(&api.db, &format!("INSERT INTO agents (name, url) VALUES ('{tag}', 'http://127.0.0.1:9')"));
+            sql(
+                &api.db,
+                &format!("INSERT INTO agents (name, url) VALUES ('{tag}', 'http://127.0.0.1:9')"),
+            );
             if r.method == "PATCH" {
-                (format!("/api/v1/agents/{tag}"), Some(json!({"enabled": false})), 200)
+                (
+                    format!("/api/v1/agents/{tag}"),
+                    Some(json!({"enabled": false})),
+                    200,
+                )
             } else {
                 (format!("/api/v1/agents/{tag}"), None, 204)
             }
@@ -104,7 +143,9 @@ async fn example(api: &TestApi, c: &Callers, r: &RouteSpec, who: Who, n: usize) 
         | ("GET", "/api/v1/audit") => (r.path.into(), None, 200),
         ("GET", "/api/v1/series") => ("/api/v1/series?match=up".into(), None, 200),
         ("GET", "/api/v1/query") => ("/api/v1/query?selector=up".into(), None, 200),
-        (m, p) => panic!("no example request for {m} {p}: add its row to federator/tests/api/roles.rs"),
+        (m, p) => {
+            panic!("no example request for {m} {p}: add its row to federator/tests/api/roles.rs")
+        }
     }
 }
 
@@ -115,7 +156,10 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
     let (_, user) = api.session("user", Role::User).await;
     let (_, admin) = api.session("admin", Role::Admin).await;
     let (_, read_token) = api.api_token(&admin, "read-only", &["read"], None).await;
-    sql(&api.db, "INSERT INTO agents (name, url) VALUES ('fixed', 'http://127.0.0.1:9')");
+    sql(
+        &api.db,
+        "INSERT INTO agents (name, url) VALUES ('fixed', 'http://127.0.0.1:9')",
+    );
     let c = Callers {
         viewer,
         user,
@@ -145,15 +189,35 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
                     reply.text.chars().take(200).collect::<String>()
                 ));
             }
-            assert!(reply.headers.contains_key("x-request-id"), "{} {}", r.method, path);
+            assert!(
+                reply.headers.contains_key("x-request-id"),
+                "{} {}",
+                r.method,
+                path
+            );
         }
     }
-    assert!(failures.is_empty(), "{} of {n} answers differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} answers differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // Every 403 of a signed-in caller is in the audit log.
-    let denied: usize = sql(&api.db, "SELECT count(*) FROM audit_log WHERE action = 'auth.denied'").parse().unwrap();
+    let denied: usize = sql(
+        &api.db,
+        "SELECT count(*) FROM audit_log WHERE action = 'auth.denied'",
+    )
+    .parse()
+    .unwrap();
     let expected_denied = ROUTES
         .iter()
-        .map(|r| Who::ALL.iter().filter(|w| w.may(r.access) == Some(false)).count())
+        .map(|r| {
+            Who::ALL
+                .iter()
+                .filter(|w| w.may(r.access) == Some(false))
+                .count()
+        })
         .sum::<usize>();
     assert_eq!(denied, expected_denied);
 }
@@ -172,11 +236,14 @@ async fn the_route_table_the_openapi_document_and_the_docs_agree() {
             }
         }
     }
-    let declared: std::collections::BTreeSet<_> =
-        ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect();
+    let declared: std::collections::BTreeSet<_> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
     assert_eq!(served, declared, "OpenAPI paths vs the route table");
 
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
     let table = pga_federator::http::routes::markdown_table();
     assert!(
         doc.contains(&table),

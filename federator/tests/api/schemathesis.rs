@@ -45,8 +45,13 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let api = TestApi::start().await;
     let (_, admin) = api.session("admin", Role::Admin).await;
     // Something to find: an agent, a viewer, a token.
-    api.call("POST", "/api/v1/agents", Some(&admin), Some(serde_json::json!({"name": "db1", "url": "http://127.0.0.1:9"})))
-        .await;
+    api.call(
+        "POST",
+        "/api/v1/agents",
+        Some(&admin),
+        Some(serde_json::json!({"name": "db1", "url": "http://127.0.0.1:9"})),
+    )
+    .await;
     api.user("viewer", Role::Viewer).await;
     api.api_token(&admin, "ci", &["read"], None).await;
     let spec = format!("{}/api/v1/openapi.json", api.base);
@@ -55,10 +60,32 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(&exe)
             .arg("--config-file")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/schemathesis.toml"))
-            .args(["run", &spec, "--url", &base, "--checks", "all", "--max-examples", "25", "--workers", "2"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/api/schemathesis.toml"
+            ))
+            .args([
+                "run",
+                &spec,
+                "--url",
+                &base,
+                "--checks",
+                "all",
+                "--max-examples",
+                "25",
+                "--workers",
+                "2",
+            ])
             .args(["--header", &format!("Authorization: Bearer {admin}")])
-            .args(["--seed", "1", "--no-color", "--generation-database", "none", "--request-timeout", "10"])
+            .args([
+                "--seed",
+                "1",
+                "--no-color",
+                "--generation-database",
+                "none",
+                "--request-timeout",
+                "10",
+            ])
             .arg("--report-dir")
             .arg(&report)
             .env("SCHEMATHESIS_HOOKS", "")
@@ -67,8 +94,22 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     })
     .await
     .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("{}", text.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "{}",
+        text.lines()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(out.status.success(), "schemathesis failed:\n{text}");
     assert!(text.contains("passed"), "{text}");
 }

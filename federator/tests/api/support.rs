@@ -25,11 +25,16 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub fn cluster() -> &'static Cluster {
     static PG: OnceLock<Cluster> = OnceLock::new();
     PG.get_or_init(|| {
-        let pg = Cluster::builder().start().expect("start a throwaway cluster");
+        let pg = Cluster::builder()
+            .start()
+            .expect("start a throwaway cluster");
         // The roles are cluster-wide: made once here, so that the migrations of
         // concurrent tests do not race to create them.
-        pg.psql("postgres", "CREATE ROLE pga_writer NOLOGIN; CREATE ROLE pga_reader NOLOGIN")
-            .expect("create the roles");
+        pg.psql(
+            "postgres",
+            "CREATE ROLE pga_writer NOLOGIN; CREATE ROLE pga_reader NOLOGIN",
+        )
+        .expect("create the roles");
         pg
     })
 }
@@ -37,7 +42,11 @@ pub fn cluster() -> &'static Cluster {
 /// A fresh, migrated database on the shared cluster.
 pub async fn database() -> (String, Sink) {
     static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!("api_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let name = format!(
+        "api_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
     let pg = cluster();
     pg.create_database(&name).expect("create database");
     let sink = Sink::connect(
@@ -77,7 +86,11 @@ impl Drop for TestApi {
 }
 
 /// The configuration of a test API; `tweak` adjusts it.
-pub fn config(db: &str, dir: &std::path::Path, tweak: impl FnOnce(&mut FederatorConfig)) -> FederatorConfig {
+pub fn config(
+    db: &str,
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut FederatorConfig),
+) -> FederatorConfig {
     let key = dir.join("jwt.key");
     pga_federator::admin::keygen(&key, true).expect("keygen");
     let mut c = FederatorConfig::default();
@@ -100,10 +113,14 @@ impl TestApi {
         let dir = tempfile::tempdir().unwrap();
         let config = config(&db, dir.path(), tweak);
         let fleet_changed = Arc::new(Notify::new());
-        let api = Api::bind(&config, Arc::new(ApiMetrics::default()), fleet_changed.clone())
-            .await
-            .expect("bind the API")
-            .expect("the API is on");
+        let api = Api::bind(
+            &config,
+            Arc::new(ApiMetrics::default()),
+            fleet_changed.clone(),
+        )
+        .await
+        .expect("bind the API")
+        .expect("the API is on");
         let addr = api.server.local_addr();
         let state = api.state.clone();
         let (stop, rx) = watch::channel(false);
@@ -122,16 +139,28 @@ impl TestApi {
 
     /// Creates a user with [`PASSWORD`]; returns its id.
     pub async fn user(&self, name: &str, role: Role) -> i64 {
-        let (u, _) = pga_federator::admin::users_add(&self.config, name, role, None, None, Some(PASSWORD.to_owned()))
-            .await
-            .expect("users add");
+        let (u, _) = pga_federator::admin::users_add(
+            &self.config,
+            name,
+            role,
+            None,
+            None,
+            Some(PASSWORD.to_owned()),
+        )
+        .await
+        .expect("users add");
         u.id
     }
 
     /// Signs in; returns (access token, refresh token).
     pub async fn login(&self, name: &str) -> (String, String) {
         let r = self
-            .call("POST", "/api/v1/auth/login", None, Some(serde_json::json!({"username": name, "password": PASSWORD})))
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(serde_json::json!({"username": name, "password": PASSWORD})),
+            )
             .await;
         assert_eq!(r.status, 200, "login of {name}: {}", r.text);
         (
@@ -148,12 +177,20 @@ impl TestApi {
     }
 
     /// Creates an API token for the holder of `access`; returns (id, secret).
-    pub async fn api_token(&self, access: &str, name: &str, scopes: &[&str], days: Option<i64>) -> (i64, String) {
+    pub async fn api_token(
+        &self,
+        access: &str,
+        name: &str,
+        scopes: &[&str],
+        days: Option<i64>,
+    ) -> (i64, String) {
         let mut body = serde_json::json!({"name": name, "scopes": scopes});
         if let Some(d) = days {
             body["expires_in_days"] = d.into();
         }
-        let r = self.call("POST", "/api/v1/me/tokens", Some(access), Some(body)).await;
+        let r = self
+            .call("POST", "/api/v1/me/tokens", Some(access), Some(body))
+            .await;
         assert_eq!(r.status, 201, "{}", r.text);
         (
             r.json["token"]["id"].as_i64().unwrap(),
@@ -161,7 +198,13 @@ impl TestApi {
         )
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut headers = vec![];
         if let Some(t) = token {
             headers.push(("authorization".to_owned(), format!("Bearer {t}")));
@@ -170,7 +213,14 @@ impl TestApi {
         if body.is_some() {
             headers.push(("content-type".to_owned(), "application/json".to_owned()));
         }
-        request(&self.base, method, path, &headers, body.unwrap_or_default().into_bytes()).await
+        request(
+            &self.base,
+            method,
+            path,
+            &headers,
+            body.unwrap_or_default().into_bytes(),
+        )
+        .await
     }
 
     /// Audit entries of `action`, oldest first, straight from the table.
@@ -196,12 +246,21 @@ pub struct Reply {
 }
 
 /// One request on a new connection.
-pub async fn request(base: &str, method: &str, path: &str, headers: &[(String, String)], body: Vec<u8>) -> Reply {
+pub async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Reply {
     let authority = base.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect to the API");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    let stream = tokio::net::TcpStream::connect(&authority)
         .await
-        .expect("handshake");
+        .expect("connect to the API");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
     tokio::spawn(conn);
     let mut req = hyper::Request::builder()
         .method(method)
@@ -247,7 +306,9 @@ pub async fn start_pulling(api: &TestApi) -> Pulling {
     pga_federator::db::agents::sync_config(api.sink.pool(), &api.config.agents)
         .await
         .expect("sync the configured agents");
-    let initial = fleet::load(api.sink.pool(), &config_jobs, &builder).await.expect("load the fleet");
+    let initial = fleet::load(api.sink.pool(), &config_jobs, &builder)
+        .await
+        .expect("load the fleet");
     let (tx, rx) = watch::channel(initial);
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(fleet::maintain(
@@ -285,7 +346,10 @@ pub fn pull_settings(c: &mut FederatorConfig, tls: &std::path::Path) {
 
 /// Samples stored for `agent`.
 pub fn stored_samples(db: &str, agent: &str) -> i64 {
-    sql(db, &format!("SELECT count(*) FROM metric_samples WHERE agent = '{agent}'"))
-        .parse()
-        .unwrap_or(0)
+    sql(
+        db,
+        &format!("SELECT count(*) FROM metric_samples WHERE agent = '{agent}'"),
+    )
+    .parse()
+    .unwrap_or(0)
 }

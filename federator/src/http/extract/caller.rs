@@ -110,15 +110,26 @@ async fn resolve_jwt(state: &ApiState, parts: &Parts, jwt: &str) -> Result<Calle
         Ok(c) => c,
         Err(e) => {
             let message = match &e {
-                JwtError::Expired => "the access token has expired; get a new one from /api/v1/auth/refresh",
-                JwtError::WrongType { .. } => "this is not an access token (a refresh token goes to /api/v1/auth/refresh)",
+                JwtError::Expired => {
+                    "the access token has expired; get a new one from /api/v1/auth/refresh"
+                }
+                JwtError::WrongType { .. } => {
+                    "this is not an access token (a refresh token goes to /api/v1/auth/refresh)"
+                }
                 _ => "the access token is not valid",
             };
             return Err(refuse(state, parts, e.reason(), Actor::default(), message).await);
         }
     };
     let Ok(user_id) = claims.sub.parse::<i64>() else {
-        return Err(refuse(state, parts, "malformed", Actor::default(), "the access token is not valid").await);
+        return Err(refuse(
+            state,
+            parts,
+            "malformed",
+            Actor::default(),
+            "the access token is not valid",
+        )
+        .await);
     };
     let principal = users::principal(&state.pool, user_id).await?;
     let Some(p) = principal else {
@@ -126,7 +137,14 @@ async fn resolve_jwt(state: &ApiState, parts: &Parts, jwt: &str) -> Result<Calle
             user_id: Some(user_id),
             ..Actor::default()
         };
-        return Err(refuse(state, parts, "unknown_user", actor, "the access token's user no longer exists").await);
+        return Err(refuse(
+            state,
+            parts,
+            "unknown_user",
+            actor,
+            "the access token's user no longer exists",
+        )
+        .await);
     };
     let actor = Actor {
         user_id: Some(p.id),
@@ -135,7 +153,14 @@ async fn resolve_jwt(state: &ApiState, parts: &Parts, jwt: &str) -> Result<Calle
         role: Some(p.role.clone()),
     };
     if !p.is_active {
-        return Err(refuse(state, parts, "user_disabled", actor, "the account is disabled").await);
+        return Err(refuse(
+            state,
+            parts,
+            "user_disabled",
+            actor,
+            "the account is disabled",
+        )
+        .await);
     }
     Ok(Caller {
         user_id: p.id,
@@ -145,18 +170,36 @@ async fn resolve_jwt(state: &ApiState, parts: &Parts, jwt: &str) -> Result<Calle
     })
 }
 
-async fn resolve_api_token(state: &ApiState, parts: &Parts, secret: &str) -> Result<Caller, ApiError> {
+async fn resolve_api_token(
+    state: &ApiState,
+    parts: &Parts,
+    secret: &str,
+) -> Result<Caller, ApiError> {
     if let Err(e) = token::check(secret) {
         let reason = match e {
             token::TokenFormatError::Shape => "malformed_api_token",
             token::TokenFormatError::Checksum => "bad_checksum",
         };
-        return Err(refuse(state, parts, reason, Actor::default(), "the API token is not valid").await);
+        return Err(refuse(
+            state,
+            parts,
+            reason,
+            Actor::default(),
+            "the API token is not valid",
+        )
+        .await);
     }
     let digest = token::digest(secret);
     let found = tokens::api_token_principal(&state.pool, &digest).await?;
     let Some(t) = found.filter(|t| token::digests_equal(&t.token_hash, &digest)) else {
-        return Err(refuse(state, parts, "unknown_api_token", Actor::default(), "the API token is not valid").await);
+        return Err(refuse(
+            state,
+            parts,
+            "unknown_api_token",
+            Actor::default(),
+            "the API token is not valid",
+        )
+        .await);
     };
     let actor = Actor {
         user_id: Some(t.user_id),
@@ -177,7 +220,14 @@ async fn resolve_api_token(state: &ApiState, parts: &Parts, secret: &str) -> Res
         return Err(refuse(state, parts, reason, actor, message).await);
     }
     let Some(scope) = highest_scope(&t.scopes) else {
-        return Err(refuse(state, parts, "no_scope", actor, "the API token has no scope").await);
+        return Err(refuse(
+            state,
+            parts,
+            "no_scope",
+            actor,
+            "the API token has no scope",
+        )
+        .await);
     };
     touch(state, t.token_id).await;
     Ok(Caller {
@@ -199,7 +249,9 @@ async fn touch(state: &ApiState, id: i64) {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        let due = seen.get(&id).is_none_or(|t| now.duration_since(*t) >= TOUCH_EVERY);
+        let due = seen
+            .get(&id)
+            .is_none_or(|t| now.duration_since(*t) >= TOUCH_EVERY);
         if due {
             if seen.len() > 100_000 {
                 seen.retain(|_, t| now.duration_since(*t) < TOUCH_EVERY);

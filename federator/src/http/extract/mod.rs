@@ -50,7 +50,9 @@ pub fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D:
     }
     match n.as_f64() {
         Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-        _ => Err(D::Error::custom(format!("{n} is not a whole number in range"))),
+        _ => Err(D::Error::custom(format!(
+            "{n} is not a whole number in range"
+        ))),
     }
 }
 
@@ -69,7 +71,7 @@ impl Client {
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|s| super::error::clip(s));
+            .map(super::error::clip);
         Client(Origin {
             source,
             user_agent,
