@@ -1,5 +1,6 @@
 //! The HTTP API end to end, on one throwaway cluster with a database per test.
 
+mod accounts;
 mod attacks;
 mod audit;
 mod bad_input;
