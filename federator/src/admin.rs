@@ -55,6 +55,26 @@ async fn pool(cfg: &FederatorConfig) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
+/// The hash of the given password (checked for strength), or of a generated one,
+/// which is returned to be printed once.
+fn hash_password(
+    cfg: &FederatorConfig,
+    username: &str,
+    given: Option<String>,
+) -> anyhow::Result<(String, Option<String>)> {
+    let (pw, generated) = match given {
+        Some(p) => {
+            password::check_strength(&p, username).map_err(anyhow::Error::msg)?;
+            (p, None)
+        }
+        None => {
+            let p = password::generate().context("the OS random source")?;
+            (p.clone(), Some(p))
+        }
+    };
+    Ok((hasher(&cfg.api)?.hash(&pw)?, generated))
+}
+
 /// `users add`: creates a user; with no password given, generates one and returns
 /// it (to be printed once).
 pub async fn users_add(
@@ -73,17 +93,7 @@ pub async fn users_add(
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')),
         "\"{username}\" is not a usable user name: use 1 to 64 letters, digits, '_', '.', '@' or '-'"
     );
-    let (pw, generated) = match given {
-        Some(p) => {
-            password::check_strength(&p, username).map_err(anyhow::Error::msg)?;
-            (p, None)
-        }
-        None => {
-            let p = password::generate().context("the OS random source")?;
-            (p.clone(), Some(p))
-        }
-    };
-    let hash = hasher(&cfg.api)?.hash(&pw)?;
+    let (hash, generated) = hash_password(cfg, username, given)?;
     let pool = pool(cfg).await?;
     let mut tx = pool.begin().await?;
     let user = users::create(
@@ -120,17 +130,7 @@ pub async fn users_set_password(
     username: &str,
     given: Option<String>,
 ) -> anyhow::Result<Option<String>> {
-    let (pw, generated) = match given {
-        Some(p) => {
-            password::check_strength(&p, username).map_err(anyhow::Error::msg)?;
-            (p, None)
-        }
-        None => {
-            let p = password::generate().context("the OS random source")?;
-            (p.clone(), Some(p))
-        }
-    };
-    let hash = hasher(&cfg.api)?.hash(&pw)?;
+    let (hash, generated) = hash_password(cfg, username, given)?;
     let pool = pool(cfg).await?;
     let creds = users::credentials(&pool, username)
         .await?
