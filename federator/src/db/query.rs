@@ -52,19 +52,40 @@ pub async fn find_series(
     let mut required = selector.required_labels();
     let agent = required.remove(AGENT_LABEL);
     let contains: BTreeMap<&str, &str> = required;
-    let rows: Vec<SeriesRow> = sqlx::query_as(
+    // Only the conditions the selector has, so that the planner uses the index on
+    // `metric` (or the GIN index on `labels`) instead of a generic plan.
+    let mut conditions = vec!["TRUE".to_owned()];
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if selector.metric_name().is_some() {
+        conditions.push(format!("s.metric = ${}", next()));
+    }
+    if !contains.is_empty() {
+        conditions.push(format!("s.labels @> ${}", next()));
+    }
+    if agent.is_some() {
+        conditions.push(format!("a.name = ${}", next()));
+    }
+    let sql = format!(
         "SELECT s.id, a.name AS agent, s.metric, s.labels, s.kind, s.unit, s.help \
          FROM series s JOIN agents a ON a.id = s.agent_id \
-         WHERE ($1::text IS NULL OR s.metric = $1) AND s.labels @> $2 \
-           AND ($3::text IS NULL OR a.name = $3) \
-         ORDER BY s.id LIMIT $4",
-    )
-    .bind(selector.metric_name())
-    .bind(sqlx::types::Json(&contains))
-    .bind(agent)
-    .bind(scan_limit)
-    .fetch_all(pool)
-    .await?;
+         WHERE {} ORDER BY s.id LIMIT $1",
+        conditions.join(" AND ")
+    );
+    let mut q = sqlx::query_as::<_, SeriesRow>(&sql).bind(scan_limit);
+    if let Some(m) = selector.metric_name() {
+        q = q.bind(m);
+    }
+    if !contains.is_empty() {
+        q = q.bind(sqlx::types::Json(&contains));
+    }
+    if let Some(a) = agent {
+        q = q.bind(a);
+    }
+    let rows: Vec<SeriesRow> = q.fetch_all(pool).await?;
     let scanned_all = (rows.len() as i64) < scan_limit;
     let mut out = Vec::new();
     for r in rows {
