@@ -122,7 +122,9 @@ pub async fn find_series(
 #[serde(rename_all = "snake_case")]
 pub enum DataSource {
     Raw,
+    #[serde(rename = "rollup_1m")]
     Rollup1m,
+    #[serde(rename = "rollup_1h")]
     Rollup1h,
 }
 
