@@ -256,6 +256,32 @@ pub async fn range(
             .fetch_all(pool)
             .await?
         }
+        (source, _) if w.step_ms == source.resolution_ms() => {
+            // One rollup row per window: read the rows as they are, in index order.
+            let table = if source == DataSource::Rollup1h {
+                "samples_1h"
+            } else {
+                "samples_1m"
+            };
+            let value = match f {
+                Function::Avg => "sum / nullif(count, 0)".to_owned(),
+                Function::Min => "min".to_owned(),
+                Function::Max => "max".to_owned(),
+                Function::Last => "last".to_owned(),
+                Function::Increase => "increase".to_owned(),
+                Function::Rate => format!("increase / {}", w.step_ms as f64 / 1000.0),
+            };
+            sqlx::query_as(&format!(
+                "SELECT series_id, bucket, {value} FROM {table} \
+                 WHERE series_id = ANY($1) AND bucket >= $2 AND bucket < $3 \
+                 ORDER BY series_id, bucket"
+            ))
+            .bind(series)
+            .bind(ts(w.start_ms))
+            .bind(ts(w.end_ms))
+            .fetch_all(pool)
+            .await?
+        }
         (source, _) => {
             let table = if source == DataSource::Rollup1h {
                 "samples_1h"
