@@ -51,11 +51,14 @@ pub async fn connect(url: &str, options: &PoolOptions) -> Result<PgPool, sqlx::E
 }
 
 /// The same pool, connecting on first use (the API starts while the database may
-/// still be down; its requests answer 503 until it is up).
+/// still be down; its requests answer 503 until it is up). A connection is not
+/// pinged before each use (a request makes two or three short queries; a broken
+/// connection fails its query, is dropped, and the request is answered 503).
 pub fn connect_lazy(url: &str, options: &PoolOptions) -> Result<PgPool, sqlx::Error> {
     Ok(PgPoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .acquire_timeout(options.acquire_timeout)
+        .test_before_acquire(false)
         .connect_lazy_with(connect_options(url, options)?))
 }
 
