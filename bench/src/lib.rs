@@ -11,11 +11,14 @@
 //! binary `COPY` of the same rows; `pga-bench lockwait` how long one agent's long ingest
 //! transaction makes another agent's writes wait. `pga-bench backfill` and `pga-bench fleet` measure the
 //! federator's pull into PostgreSQL from simulated agents ([`simagent`]).
+//! `pga-bench api` measures the federator's HTTP API (authenticated requests/s, p50/p99
+//! on the list and query routes, sign-ins/s) while it ingests.
 //! `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
 
+pub mod api_cmd;
 pub mod baselines;
 pub mod blocks;
 pub mod cli;

@@ -19,7 +19,14 @@ before it was pulled is recorded as a gap.
 
 Configuration comes from --config FILE, else /etc/pganalytics/federator.toml. \
 `pga-federator check-config` shows the effective configuration and every problem, \
-each with its key and the fix. Alerting and the HTTP API are not part of this build.";
+each with its key and the fix.
+
+With [api] listen set, the federator also serves its HTTP API under /api/v1 \
+(HTTPS; OpenAPI at /api/v1/openapi.json): accounts with the roles admin, user and \
+viewer, JWT and API tokens, the agent fleet (agents added there are pulled without a \
+restart), the inventory, series and queries, and a hash-chained audit log. There is \
+no default password: `pga-federator users add NAME --role admin` makes the first \
+admin.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -27,6 +34,9 @@ Examples:
   pga-federator migrate                                create or upgrade the database schema
   pga-federator run                                    pull every agent until stopped
   curl -s http://127.0.0.1:9188/metrics                the federator's own metrics
+  pga-federator keygen --out /etc/pganalytics/api-jwt.key   the API's token-signing key
+  pga-federator users add alice --role admin           the first admin (password printed once)
+  pga-federator audit verify                           check the audit log's hash chain
   pga-agent certs dev --out ./tls                      a development CA and mTLS certificates
 
 Environment: RUST_LOG (e.g. RUST_LOG=debug) sets the log detail; logs go to standard error.";
@@ -72,6 +82,66 @@ pub enum Command {
     Migrate,
     /// Print the block format version and limits this build reads.
     FormatInfo,
+    /// Manage the API's user accounts from this host.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Write a new random key for signing the API's tokens (api.jwt_key_file).
+    ///
+    /// 64 random bytes as hex, in a new file readable only by its owner. An
+    /// existing file is kept unless --force: replacing the key signs everyone out.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `pga-federator users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user. There is no default password: this makes the first admin.
+    ///
+    /// The password is read from standard input with --password-stdin (one line);
+    /// otherwise a random one is generated and printed once. The creation is
+    /// written to the audit log.
+    Add {
+        /// User name: letters, digits, '_', '.', '@', '-'.
+        name: String,
+        /// admin, user or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Set a user's password (a lost admin password is recovered this way); their
+    /// sessions are signed out.
+    SetPassword {
+        name: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// `pga-federator audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain; name the first entry that was altered,
+    /// deleted or inserted out of order. Exits 1 when the chain is broken.
+    Verify,
 }
 
 /// An error as the one message `pga-federator` prints: each cause once (a cause

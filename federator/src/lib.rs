@@ -10,12 +10,21 @@
 //! - [`scheduler`]: a job per agent on its cron schedule, concurrency, backoff;
 //! - [`batch`]: what one pull hands to the database sink;
 //! - [`sink`]: the PostgreSQL sink (migrations, ingest, rollups, retention);
-//! - [`telemetry`] and [`listener`]: self-metrics on `/metrics`, `/healthz`, `/readyz`.
+//! - [`telemetry`] and [`listener`]: self-metrics on `/metrics`, `/healthz`, `/readyz`;
+//! - [`http`], [`auth`] and [`db`]: the HTTP API (`[api]`), its authentication and
+//!   its repositories; [`api`] starts it; [`fleet`] keeps the pulled agents in step
+//!   with the `agents` table.
 
+pub mod admin;
+pub mod api;
+pub mod auth;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod destination;
+pub mod fleet;
+pub mod http;
 pub mod listener;
 pub mod run;
 pub mod scheduler;

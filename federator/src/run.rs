@@ -16,45 +16,27 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use crate::config::{FederatorConfig, parse_schedule};
+use crate::fleet::JobBuilder;
 use crate::scheduler::{self, AgentJob, SchedulerSettings};
-use crate::scrape::{AgentClient, ClientLimits, Pacing};
+use crate::scrape::Pacing;
 use crate::sink::Sink;
 use crate::telemetry::Telemetry;
 use crate::url::AgentUrl;
 
 /// Builds one job per configured agent. Assumes the configuration validated.
 pub fn jobs(cfg: &FederatorConfig) -> anyhow::Result<Vec<AgentJob>> {
-    let limits = ClientLimits {
-        connect_timeout: cfg.scrape.connect_timeout(),
-        request_timeout: cfg.scrape.request_timeout(),
-        max_response_bytes: cfg.scrape.max_response_bytes,
-    };
-    let urls = cfg
-        .agents
-        .iter()
-        .map(|a| AgentUrl::parse(&a.url).with_context(|| format!("agent {}", a.name)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let tls = if urls.iter().any(|u| u.tls) {
-        Some(crate::scrape::client::tls_config(&cfg.tls)?)
-    } else {
-        None
-    };
+    let builder = JobBuilder::new(cfg, needs_tls(cfg))?;
+    Ok(crate::fleet::config_jobs(cfg, &builder)?
+        .into_iter()
+        .map(|f| f.job)
+        .collect())
+}
+
+/// Whether a configured agent is https://.
+fn needs_tls(cfg: &FederatorConfig) -> bool {
     cfg.agents
         .iter()
-        .zip(urls)
-        .map(|(a, url)| {
-            let expr = a.schedule.as_deref().unwrap_or(&cfg.scrape.schedule);
-            let schedule = parse_schedule(expr)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("agent {}", a.name))?;
-            Ok(AgentJob {
-                name: a.name.clone(),
-                client: AgentClient::new(url, tls.clone(), limits),
-                schedule,
-                labels: a.labels.clone(),
-            })
-        })
-        .collect()
+        .any(|a| AgentUrl::parse(&a.url).is_ok_and(|u| u.tls))
 }
 
 /// The scheduler's settings from the configuration.
@@ -194,15 +176,21 @@ async fn retention_loop(
 
 /// `pga-federator run`.
 pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
-    let jobs = jobs(&cfg)?;
+    let builder = JobBuilder::new(&cfg, needs_tls(&cfg))?;
+    let config_jobs = crate::fleet::config_jobs(&cfg, &builder)?;
     let retention_schedule = parse_schedule(&cfg.retention.schedule).map_err(anyhow::Error::msg)?;
     let mut stop = stop_on_signals()?;
-    let telemetry = Arc::new(Telemetry::new());
+    let mut telemetry = Telemetry::new();
+    let api_metrics = Arc::new(crate::http::metrics::ApiMetrics::default());
+    api_metrics.register(telemetry.registry_mut());
+    let telemetry = Arc::new(telemetry);
+    let fleet_changed = Arc::new(tokio::sync::Notify::new());
+    // Bind before anything else, so a wrong address or certificate fails the start.
+    let api = crate::api::Api::bind(&cfg, api_metrics, fleet_changed.clone()).await?;
     let listener = if cfg.metrics.listen.is_empty() {
         None
     } else {
         let (listen, t, s) = (cfg.metrics.listen.clone(), telemetry.clone(), stop.clone());
-        // Bind before anything else, so a wrong address fails the start at once.
         let l = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("metrics.listen = \"{listen}\": cannot listen"))?;
@@ -218,22 +206,44 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         return Ok(());
     }
     let sink = Arc::new(sink);
+    crate::db::agents::sync_config(sink.pool(), &cfg.agents)
+        .await
+        .context("writing the configured agents to the agents table")?;
     telemetry.set_database_up(true);
     telemetry.set_ready(true);
+    let api = api.map(|a| tokio::spawn(a.serve(stop.clone())));
+    let fleet = match crate::fleet::load(sink.pool(), &config_jobs, &builder).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the agents added through the API yet; pulling the configured ones");
+            config_jobs.clone()
+        }
+    };
     tracing::info!(
-        agents = jobs.len(),
+        agents = fleet.len(),
+        from_config = cfg.agents.len(),
         schedule = %cfg.scrape.schedule,
         max_concurrent = cfg.scrape.max_concurrent,
         "scheduling pulls"
     );
+    let (fleet_tx, fleet_rx) = watch::channel(fleet);
+    let maintain = tokio::spawn(crate::fleet::maintain(
+        sink.pool().clone(),
+        config_jobs,
+        builder,
+        fleet_changed,
+        fleet_tx,
+        Duration::from_secs(cfg.api.agents_poll_secs),
+        stop.clone(),
+    ));
     let retention = tokio::spawn(retention_loop(
         sink.clone(),
         retention_schedule,
         telemetry.clone(),
         stop.clone(),
     ));
-    scheduler::run(
-        jobs,
+    scheduler::run_fleet(
+        fleet_rx,
         sink.clone(),
         telemetry.clone(),
         settings(&cfg),
@@ -241,6 +251,10 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     )
     .await;
     retention.await.ok();
+    maintain.await.ok();
+    if let Some(a) = api {
+        a.await.ok();
+    }
     if let Some(l) = listener {
         match l.await {
             Ok(r) => r?,

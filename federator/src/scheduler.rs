@@ -18,14 +18,17 @@
 //!   jobs when it takes writes again. Meanwhile each job still asks its agent's
 //!   `/v1/status` at its scheduled instants, so that `agent_lag_blocks` shows the
 //!   backlog growing.
+//! - The set of jobs may change while running ([`run_fleet`]): agents added,
+//!   changed or removed through the API are started and stopped without a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 
 use crate::scrape::{AgentClient, Destination, Pacing, PullMemo, pull};
 use crate::telemetry::Telemetry;
@@ -112,31 +115,99 @@ pub async fn run<D: Destination + 'static>(
     settings: SchedulerSettings,
     stop: watch::Receiver<bool>,
 ) {
+    let fleet = jobs
+        .into_iter()
+        .map(|job| FleetJob {
+            spec: job.name.clone(),
+            job,
+        })
+        .collect();
+    let (_keep, rx) = watch::channel(fleet);
+    run_fleet(rx, dest, telemetry, settings, stop).await;
+}
+
+/// A job and what defines it (URL, schedule): a job whose `spec` changes is
+/// restarted with its new definition.
+#[derive(Debug, Clone)]
+pub struct FleetJob {
+    pub spec: String,
+    pub job: AgentJob,
+}
+
+/// Runs the jobs `fleet` holds, following its changes without a restart: a job
+/// that leaves the set stops (a pull in flight is abandoned and rolls back), a new
+/// one starts, a changed one is stopped and started again. Returns when `stop`
+/// turns true and every job has stopped.
+pub async fn run_fleet<D: Destination + 'static>(
+    mut fleet: watch::Receiver<Vec<FleetJob>>,
+    dest: Arc<D>,
+    telemetry: Arc<Telemetry>,
+    settings: SchedulerSettings,
+    mut stop: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
     let gate = Arc::new(DatabaseGate {
         open: watch::Sender::new(true),
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    {
+    let probe = {
         let (gate, dest, telemetry, stop) =
             (gate.clone(), dest.clone(), telemetry.clone(), stop.clone());
-        tasks.spawn(async move { probe_database(gate, dest, telemetry, stop).await });
+        tokio::spawn(async move { probe_database(gate, dest, telemetry, stop).await })
+    };
+    let mut running: HashMap<String, (String, watch::Sender<bool>, JoinHandle<()>)> =
+        HashMap::new();
+    let mut fleet_open = true;
+    loop {
+        let wanted: HashMap<String, FleetJob> = fleet
+            .borrow_and_update()
+            .iter()
+            .map(|j| (j.job.name.clone(), j.clone()))
+            .collect();
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(name, (spec, _, _))| wanted.get(*name).is_none_or(|j| &j.spec != spec))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some((_, tx, task)) = running.remove(&name) {
+                tx.send_replace(true);
+                task.await.ok();
+                tracing::info!(agent = %name, "agent left the fleet or changed: its pulls stopped");
+            }
+        }
+        for (name, j) in wanted {
+            if running.contains_key(&name) {
+                continue;
+            }
+            telemetry.agent_configured(&name);
+            let (tx, rx) = watch::channel(false);
+            let ctx = (
+                dest.clone(),
+                telemetry.clone(),
+                permits.clone(),
+                gate.clone(),
+            );
+            let spec = j.spec.clone();
+            let task = tokio::spawn(async move {
+                let (dest, telemetry, permits, gate) = ctx;
+                agent_loop(j.job, &*dest, &telemetry, &permits, &gate, settings, rx).await;
+            });
+            running.insert(name, (spec, tx, task));
+        }
+        tokio::select! {
+            changed = fleet.changed(), if fleet_open => {
+                if changed.is_err() {
+                    fleet_open = false;
+                }
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
     }
-    for job in jobs {
-        telemetry.agent_configured(&job.name);
-        let ctx = (
-            dest.clone(),
-            telemetry.clone(),
-            permits.clone(),
-            gate.clone(),
-            stop.clone(),
-        );
-        tasks.spawn(async move {
-            let (dest, telemetry, permits, gate, stop) = ctx;
-            agent_loop(job, &*dest, &telemetry, &permits, &gate, settings, stop).await;
-        });
+    for (_, (_, tx, task)) in running {
+        tx.send_replace(true);
+        task.await.ok();
     }
-    while tasks.join_next().await.is_some() {}
+    probe.await.ok();
 }
 
 async fn agent_loop<D: Destination>(

@@ -157,6 +157,12 @@ impl Telemetry {
         Telemetry { registry: r, ..t }
     }
 
+    /// The registry (prefix `pga_federator`), for other parts to register their
+    /// metrics in before the telemetry is shared (the API's).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// A pull of `name` starts.
     pub fn scrape_started(&self, name: &str) {
         self.scrapes.get_or_create(&agent(name)).inc();

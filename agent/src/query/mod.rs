@@ -52,7 +52,6 @@
 pub mod chart;
 pub mod eval;
 pub mod output;
-pub mod selector;
 pub mod time;
 
 use pga_format::{Sample, SeriesMeta};
@@ -62,7 +61,9 @@ pub use output::{
     Format, RenderOptions, SeriesResult, UnknownFormat, format_value, render, render_series_list,
     series_text,
 };
-pub use selector::{MatchOp, Matcher, Selector, SelectorError, parse as parse_selector};
+/// Series selectors (crate `pga-selector`, shared with the federator's API).
+pub use pga_selector as selector;
+pub use pga_selector::{MatchOp, Matcher, Selector, SelectorError, parse as parse_selector};
 pub use time::{TimeError, Zone, auto_step, format_rfc3339, parse_range, parse_step, parse_time};
 
 /// One series' points for a query: `function` over each step window of

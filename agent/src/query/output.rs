@@ -24,8 +24,8 @@ use std::str::FromStr;
 use pga_format::SeriesMeta;
 
 use super::chart;
-use super::selector::escape;
 use super::time::{Zone, format_rfc3339};
+use pga_selector::escape;
 
 /// One series of a query and its points, ascending in time.
 #[derive(Debug, Clone, PartialEq)]
@@ -631,7 +631,7 @@ pg_up                                    gauge
         let m = meta("m", &[("a", "x\"y"), ("b", "")], MetricKind::Gauge);
         let text = series_text(&m);
         assert_eq!(text, r#"m{a="x\"y",b=""}"#);
-        let sel = super::super::selector::parse(&text).unwrap();
+        let sel = pga_selector::parse(&text).unwrap();
         assert!(sel.matches(&m));
     }
 }

@@ -17,6 +17,7 @@
 //! The doc comments on the fields below are the reference documentation of the
 //! file; `packaging/federator.toml` is the annotated example and a test parses it.
 
+mod api;
 mod parse;
 mod validate;
 
@@ -26,8 +27,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use api::{ApiConfig, MIN_JWT_KEY_BYTES, read_jwt_key};
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
-pub use validate::{Problem, Severity, has_errors, parse_schedule, render_check};
+pub use validate::{
+    MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name, parse_schedule, render_check,
+};
 
 /// Where the federator looks for its configuration without `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pganalytics/federator.toml";
@@ -86,6 +90,8 @@ pub struct FederatorConfig {
     pub rollups: RollupsConfig,
     /// `[metrics]`: the self-metrics and health listener.
     pub metrics: MetricsConfig,
+    /// `[api]`: the HTTP API.
+    pub api: ApiConfig,
     /// `[[agents]]`: the agents to pull, one table each.
     pub agents: Vec<AgentEntry>,
 }

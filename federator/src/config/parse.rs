@@ -11,8 +11,8 @@ use pga_format::config_text::{
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    AgentEntry, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig, RetentionConfig,
-    RollupsConfig, ScrapeConfig, TlsConfig,
+    AgentEntry, ApiConfig, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig,
+    RetentionConfig, RollupsConfig, ScrapeConfig, TlsConfig,
 };
 
 impl FederatorConfig {
@@ -86,6 +86,7 @@ enum Schema {
     Retention,
     Rollups,
     Metrics,
+    Api,
     Agents,
 }
 
@@ -98,6 +99,7 @@ impl Schema {
         Schema::Retention,
         Schema::Rollups,
         Schema::Metrics,
+        Schema::Api,
         Schema::Agents,
     ];
 
@@ -111,6 +113,7 @@ impl Schema {
             Schema::Retention => fields_of::<RetentionConfig>(),
             Schema::Rollups => fields_of::<RollupsConfig>(),
             Schema::Metrics => fields_of::<MetricsConfig>(),
+            Schema::Api => fields_of::<ApiConfig>(),
             Schema::Agents => fields_of::<AgentEntry>(),
         }
     }
@@ -125,6 +128,7 @@ impl Schema {
             Schema::Retention => "retention",
             Schema::Rollups => "rollups",
             Schema::Metrics => "metrics",
+            Schema::Api => "api",
             Schema::Agents => "agents",
         }
     }
@@ -233,6 +237,7 @@ mod tests {
                 "retention",
                 "rollups",
                 "metrics",
+                "api",
                 "agents"
             ]
         );

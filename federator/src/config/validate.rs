@@ -146,6 +146,7 @@ impl FederatorConfig {
             "180 (three times the agents' slow interval)",
         );
         self.validate_agents(&mut c);
+        c.0.extend(self.api.problems());
         let m = &self.metrics.listen;
         if !m.is_empty() && std::net::SocketAddr::from_str(m).is_err() {
             c.error(
@@ -544,6 +545,7 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
             format!("http://{}/metrics", c.metrics.listen)
         }
     ));
+    line(format!("api:            {}", c.api.describe()));
     line(format!("agents:         {}", c.agents.len()));
     for a in &c.agents {
         line(format!(

@@ -1,4 +1,7 @@
-//! Series selectors: `metric{label="value",label=~"regex"}`.
+//! # pga-selector
+//!
+//! Series selectors: `metric{label="value",label=~"regex"}`, as `pga-agent query`
+//! and the federator's `/api/v1/query` and `/api/v1/series` read them.
 //!
 //! The grammar is PromQL's instant-vector selector:
 //!
@@ -25,6 +28,7 @@
 //! Errors carry the 1-based column (in characters) of the offending character and
 //! render the input with a caret under it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -147,7 +151,7 @@ impl fmt::Display for Matcher {
 
 /// `s` with `"`, `\`, newline, tab and carriage return escaped, as a quoted selector
 /// value needs.
-pub(crate) fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -210,6 +214,30 @@ impl Selector {
             };
             m.matches_value(value)
         })
+    }
+
+    /// [`Selector::matches`] for a series given as a metric name and a label map
+    /// (as the federator's central database holds it).
+    pub fn matches_map(&self, metric: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|m| {
+            let value = if m.name == NAME_LABEL {
+                metric
+            } else {
+                labels.get(&m.name).map_or("", String::as_str)
+            };
+            m.matches_value(value)
+        })
+    }
+
+    /// The label values this selector requires exactly (`label="value"` with a
+    /// non-empty value, metric name excluded): what a database can look up by index
+    /// before [`Selector::matches_map`] checks the rest.
+    pub fn required_labels(&self) -> BTreeMap<&str, &str> {
+        self.matchers
+            .iter()
+            .filter(|m| m.name != NAME_LABEL && m.op == MatchOp::Equal && !m.value.is_empty())
+            .map(|m| (m.name.as_str(), m.value.as_str()))
+            .collect()
     }
 }
 

@@ -1,0 +1,330 @@
+//! Serving the API: HTTPS by default (rustls with the ring provider, TLS 1.2 and
+//! 1.3, HTTP/1.1), the server certificate from `api.cert_file`/`api.key_file`,
+//! reloaded without a restart when the files change (polled every
+//! [`POLL_INTERVAL`], loaded once they stood still for a poll) or on SIGHUP; a
+//! reload that fails keeps the certificate in use and logs why. Plain HTTP only
+//! with `api.insecure_plaintext = true` on a loopback address.
+//!
+//! Each connection: the TLS handshake within [`HANDSHAKE_TIMEOUT`], request heads
+//! within [`HEADER_TIMEOUT`] (which also closes idle keep-alive connections), at
+//! most `api.max_connections` at once, every request answered within
+//! `api.request_timeout_secs` (else 503).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use super::error::ApiError;
+use super::extract::Peer;
+
+/// How often the certificate files are looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Bound on the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on receiving a request head, and on an idle keep-alive connection.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head and read buffer.
+const MAX_BUF_BYTES: usize = 64 << 10;
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: String,
+    /// Certificate chain and key (PEM); `None` for plain HTTP on loopback.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub max_connections: usize,
+    pub request_timeout: Duration,
+}
+
+/// Loads the server certificate and key into a rustls configuration.
+pub fn load_tls(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<ServerConfig>> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("api.cert_file {}: cannot be read", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("api.cert_file {}: not PEM certificates", cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "api.cert_file {}: holds no certificate",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("api.key_file {}: no readable private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("api.cert_file and api.key_file do not make a usable pair")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+type FileStamp = Option<(SystemTime, u64, u64)>;
+
+fn stamps(paths: &[&PathBuf]) -> Vec<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p).ok().map(|m| {
+                (
+                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    m.len(),
+                    m.ino(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The certificate in use and its files.
+#[derive(Debug)]
+struct TlsState {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl TlsState {
+    fn current(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn reload(&self, trigger: &'static str) {
+        match load_tls(&self.cert, &self.key) {
+            Ok(c) => {
+                match self.current.write() {
+                    Ok(mut g) => *g = c,
+                    Err(p) => *p.into_inner() = c,
+                }
+                tracing::info!(trigger, "API certificate reloaded; new connections use it");
+            }
+            Err(e) => tracing::error!(
+                trigger,
+                error = format!("{e:#}"),
+                "API certificate reload failed; the previous certificate stays in use"
+            ),
+        }
+    }
+
+    async fn watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let paths = [&self.cert, &self.key];
+        let mut loaded_from = stamps(&paths);
+        let mut seen = loaded_from.clone();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = stamps(&paths);
+                    if now != loaded_from && now == seen {
+                        self.reload("files changed");
+                        loaded_from = now.clone();
+                    }
+                    seen = now;
+                }
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    loaded_from = stamps(&paths);
+                    seen = loaded_from.clone();
+                    self.reload("SIGHUP");
+                }
+                () = stopped(&mut stop) => return,
+            }
+        }
+    }
+}
+
+/// A bound API listener.
+#[derive(Debug)]
+pub struct ApiServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<Arc<TlsState>>,
+    settings: ServerSettings,
+}
+
+impl ApiServer {
+    /// Loads the certificate and binds: what can fail at start-up fails here.
+    pub async fn bind(settings: ServerSettings) -> anyhow::Result<ApiServer> {
+        let tls = match &settings.tls {
+            Some((cert, key)) => Some(Arc::new(TlsState {
+                current: RwLock::new(load_tls(cert, key)?),
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            None => None,
+        };
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("api.listen = \"{}\": cannot listen", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        anyhow::ensure!(
+            tls.is_some() || local_addr.ip().is_loopback(),
+            "api.listen = \"{}\": plain HTTP is allowed on a loopback address only; set \
+             api.cert_file and api.key_file for HTTPS",
+            settings.listen
+        );
+        Ok(ApiServer {
+            listener,
+            local_addr,
+            tls,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves `router` until `stop` turns true.
+    pub async fn serve(self, router: Router, mut stop: watch::Receiver<bool>) {
+        let ApiServer {
+            listener,
+            local_addr,
+            tls,
+            settings,
+        } = self;
+        if let Some(t) = &tls {
+            tokio::spawn(t.clone().watch(stop.clone()));
+            tracing::info!(listen = %local_addr, "API listening: HTTPS on /api/v1 (OpenAPI at /api/v1/openapi.json)");
+        } else {
+            tracing::warn!(listen = %local_addr, "API listening: plain HTTP on loopback (api.insecure_plaintext)");
+        }
+        let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                () = stopped(&mut stop) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            tracing::debug!(peer = %peer, "API connection limit reached; connection closed");
+                            continue;
+                        };
+                        if let Err(e) = tcp.set_nodelay(true) {
+                            tracing::debug!(peer = %peer, error = %e, "cannot set TCP_NODELAY");
+                        }
+                        let (router, tls, stop, timeout) =
+                            (router.clone(), tls.clone(), stop.clone(), settings.request_timeout);
+                        tasks.spawn(async move {
+                            match tls {
+                                None => serve_http(tcp, peer, router, timeout, stop).await,
+                                Some(t) => {
+                                    let acceptor = TlsAcceptor::from(t.current());
+                                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                                        Ok(Ok(s)) => serve_http(s, peer, router, timeout, stop).await,
+                                        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "API TLS handshake failed"),
+                                        Err(_) => tracing::debug!(peer = %peer, "API TLS handshake timed out"),
+                                    }
+                                }
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "API cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        drop(listener);
+        let drained = tokio::time::timeout(settings.request_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+        }
+        tracing::info!(listen = %local_addr, "API stopped");
+    }
+}
+
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let router = router.clone();
+        async move {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(Peer(peer));
+            let resp: Response<Body> =
+                match tokio::time::timeout(timeout, router.oneshot(req)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => {
+                        let mut r = ApiError::Unavailable {
+                            message: "the request took too long; try again".to_owned(),
+                            retry_after_secs: 5,
+                        }
+                        .into_response();
+                        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                        r
+                    }
+                };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_BUF_BYTES)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(timeout, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %peer, error = %e, "API connection ended with an error");
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone); holds no guard.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _stopped = stop.wait_for(|s| *s).await.is_ok();
+}
