@@ -56,7 +56,13 @@ fn every_self_metric_is_documented_and_exists() {
         }
     }
     // Every series shown once something happened to it.
-    let t = Telemetry::new();
+    let mut t = Telemetry::new();
+    // The API's metrics share the registry (`run.rs`).
+    let api = pga_federator::http::metrics::ApiMetrics::default();
+    api.register(t.registry_mut());
+    api.request("/api/v1/agents", "GET", 200, 0.01);
+    api.login("success");
+    api.auth_refused("expired");
     t.agent_configured("a");
     t.round(
         "a",

@@ -91,7 +91,7 @@ enum Schema {
 }
 
 impl Schema {
-    const TABLES: [Schema; 8] = [
+    const TABLES: [Schema; 9] = [
         Schema::Database,
         Schema::Tls,
         Schema::Scrape,
