@@ -5,9 +5,8 @@
 -- time-series tables are still empty: it replaces those natively partitioned tables
 -- (migrations/0002_metrics.sql, with the columns later migrations added) with
 -- hypertables of the same columns and keys, with compression enabled. The views of
--- migrations/0003_views.sql, 0006_views.sql and 0030_query_layer.sql are dropped here and
--- created again
--- afterwards; compression and retention policies are set by timescale.rs from the
+-- migrations/0003_views.sql, 0006_views.sql and 0030_query_layer.sql are dropped here
+-- and created again afterwards; compression and retention policies are set by timescale.rs from the
 -- retention settings. Never run on plain PostgreSQL. Needs TimescaleDB 2.13 or newer
 -- (create_hypertable with by_range; ON CONFLICT into compressed chunks).
 
