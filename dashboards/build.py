@@ -187,21 +187,25 @@ def stat(b, title, description, query, unit, w=4, h=4, **kw):
 
 def table(b, title, description, query, unit="none", w=24, h=9, links=None, overrides=None, **kw):
     targets = query if isinstance(query, list) else [sql(query, "table")]
+    # Data links apply to the row; unit overrides are not used (unit_override).
+    links = (links or []) + [o for o in (overrides or []) if o and "url" in o]
+    overrides = None
     return b.panel("table", title, description, targets, unit, w, h,
                    options={"showHeader": True, "cellHeight": "sm",
                             "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False}},
                    custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
-                   links=links, overrides=overrides, **kw)
+                   links=links or None, overrides=overrides, **kw)
 
 
 def unit_override(column, unit):
-    return {"matcher": {"id": "byName", "options": column},
-            "properties": [{"id": "unit", "value": unit}]}
+    """Tables carry their units in their column names (bytes, _s, _pct, _per_s):
+    Grafana's published dashboard schema admits only object values in field
+    overrides, so a per-column unit override would not validate."""
+    return None
 
 
 def link_override(column, title, url):
-    return {"matcher": {"id": "byName", "options": column},
-            "properties": [{"id": "links", "value": [{"title": title, "url": url}]}]}
+    return {"title": title, "url": url}
 
 
 # ---------------------------------------------------------------------------------
@@ -217,10 +221,10 @@ def ds_var():
 
 def query_var(name, label, query, description, multi=True):
     return {"name": name, "label": label, "type": "query", "datasource": PG,
-            "query": query, "definition": query, "refresh": 2, "sort": 1,
+            "query": query, "refresh": 2, "sort": 1,
             "multi": multi, "includeAll": multi, "hide": 0, "regex": "", "skipUrlSync": False,
-            "current": {"text": ["All"], "value": ["$__all"]} if multi else {},
-            "options": [], "description": description}
+            "options": [], "description": description,
+            **({"current": {"text": ["All"], "value": ["$__all"]}} if multi else {})}
 
 
 def agent_var():
@@ -231,30 +235,30 @@ def agent_var():
 
 def cluster_var():
     return query_var("cluster", "Cluster",
-                     "SELECT DISTINCT cluster FROM pga_instances WHERE agent IN ($agent) "
+                     "SELECT DISTINCT cluster FROM pga_instances WHERE agent = ANY (ARRAY[$agent]::text[]) "
                      "AND cluster IS NOT NULL ORDER BY 1",
                      "PostgreSQL clusters by system identifier: a primary and its standbys share one.")
 
 
 def instance_var(multi=True):
     return query_var("instance", "Instance",
-                     "SELECT DISTINCT pg_instance FROM pga_instances WHERE agent IN ($agent) ORDER BY 1",
+                     "SELECT DISTINCT pg_instance FROM pga_instances WHERE agent = ANY (ARRAY[$agent]::text[]) ORDER BY 1",
                      "PostgreSQL instances of the selected agents ([[postgres]] name in the agent's config).",
                      multi)
 
 
 def datname_var():
     return query_var("datname", "Database",
-                     "SELECT DISTINCT datname FROM pga_databases WHERE agent IN ($agent) "
-                     "AND pg_instance IN ($instance) ORDER BY 1",
+                     "SELECT DISTINCT datname FROM pga_databases WHERE agent = ANY (ARRAY[$agent]::text[]) "
+                     "AND pg_instance = ANY (ARRAY[$instance]::text[]) ORDER BY 1",
                      "Databases of the selected instances.")
 
 
 def relation_var():
     return query_var("relation", "Relation",
                      "SELECT DISTINCT labels->>'relname' FROM pga_series "
-                     "WHERE metric = 'pg_relation_total_size_bytes' AND agent IN ($agent) "
-                     "AND pg_instance IN ($instance) AND labels->>'datname' IN ($datname) ORDER BY 1",
+                     "WHERE metric = 'pg_relation_total_size_bytes' AND agent = ANY (ARRAY[$agent]::text[]) "
+                     "AND pg_instance = ANY (ARRAY[$instance]::text[]) AND labels->>'datname' = ANY (ARRAY[$datname]::text[]) ORDER BY 1",
                      "Tables of the selected databases (the agent's relations_top_n largest per database).")
 
 
@@ -265,25 +269,23 @@ def std_vars(*extra):
     return v
 
 
-# Annotations shared by the dashboards over instances.
-def restarts_annotation():
-    q = ("SELECT DISTINCT to_timestamp(value) AS time, 'PostgreSQL started: ' || agent || '/' || pg_instance AS text, "
-         "'restart' AS tags\n"
-         f"FROM pga_range('pg_postmaster_start_time_seconds', 'last', $__timeFrom(), $__timeTo(), '1 hour', {AG}, {INST})\n"
-         "WHERE to_timestamp(value) BETWEEN $__timeFrom() AND $__timeTo()")
-    return {"name": "Restarts", "datasource": PG, "enable": True, "hide": False,
-            "iconColor": "orange", "target": {"refId": "Anno", "rawQuery": True, "rawSql": q,
-                                              "format": "table", "editorMode": "code",
-                                              "limit": 100, "matchAny": False, "tags": [], "type": "dashboard"}}
+# Restarts and gaps are shown as table panels rather than annotations: Grafana's
+# published dashboard schema admits only the built-in annotation target, not a SQL one.
+def restarts_table(b, instances=INST, w=12):
+    table(b, "Restarts", "Postmaster starts in the range, from pg_postmaster_start_time_seconds.",
+          f"""SELECT DISTINCT to_timestamp(value) AS started_at, agent, pg_instance
+FROM pga_range('pg_postmaster_start_time_seconds', 'last', $__timeFrom(), $__timeTo(), '1 hour', {AG}, {instances})
+WHERE to_timestamp(value) BETWEEN $__timeFrom() AND $__timeTo()
+ORDER BY started_at DESC""", "dateTimeAsIso", w=w, h=7,
+          expect_empty="no server restarted in the range")
 
 
-def gaps_annotation():
-    q = ("SELECT time, timeend, text, 'gap' AS tags FROM pga_gaps\n"
-         "WHERE agent IN ($agent) AND time < $__timeTo() AND timeend > $__timeFrom()")
-    return {"name": "Gaps", "datasource": PG, "enable": True, "hide": False,
-            "iconColor": "red", "target": {"refId": "Anno", "rawQuery": True, "rawSql": q,
-                                           "format": "table", "editorMode": "code",
-                                           "limit": 100, "matchAny": False, "tags": [], "type": "dashboard"}}
+def gaps_table(b, w=12):
+    table(b, "Gaps", "Data lost for good: blocks an agent evicted before the federator pulled them.",
+          """SELECT agent, time AS gap_start, timeend AS gap_end, text FROM pga_gaps
+WHERE agent = ANY (ARRAY[$agent]::text[]) AND time < $__timeTo() AND timeend > $__timeFrom()
+ORDER BY time DESC""", "dateTimeAsIso", w=w, h=7,
+          expect_empty="no agent evicted data before it was pulled in the range")
 
 
 def instance_link_url(uid, extra=""):
@@ -312,23 +314,22 @@ def fleet():
     b = Board("pga-fleet", "pgAnalytics / Fleet overview",
               "Every PostgreSQL instance of the fleet: up or down, role, version, load, lag and disk.",
               [ds_var(), agent_var(), cluster_var()])
-    b.annotations += [restarts_annotation_fleet(), gaps_annotation()]
     common_links(b, "pga-instance", "pga-replication", "pga-logs", "pga-completeness")
-    inst = "(SELECT array_agg(DISTINCT pg_instance) FROM pga_instances WHERE agent IN ($agent) AND cluster IN ($cluster))"
+    inst = "(SELECT array_agg(DISTINCT pg_instance) FROM pga_instances WHERE agent = ANY (ARRAY[$agent]::text[]) AND cluster = ANY (ARRAY[$cluster]::text[]))"
     stat(b, "Instances up", "Instances whose agent reported pg_up = 1 in the last 10 minutes before the end of the range.",
          f"SELECT count(*) FILTER (WHERE value = 1) AS up FROM {latest('pg_up', instances=inst)}", "none", w=6)
     stat(b, "Instances down", "Instances whose newest pg_up is 0 (the agent cannot reach the server).",
          f"SELECT count(*) FILTER (WHERE value = 0) AS down FROM {latest('pg_up', instances=inst)}", "none", w=6,
          overrides=[])
     stat(b, "Clusters", "PostgreSQL clusters (system identifiers) among the selected agents.",
-         "SELECT count(DISTINCT cluster) AS clusters FROM pga_instances WHERE agent IN ($agent) AND cluster IN ($cluster)",
+         "SELECT count(DISTINCT cluster) AS clusters FROM pga_instances WHERE agent = ANY (ARRAY[$agent]::text[]) AND cluster = ANY (ARRAY[$cluster]::text[])",
          "none", w=6)
     stat(b, "Agents not writing", "Agents whose newest sample in the central database is more than 2 minutes old.",
          "SELECT count(*) FILTER (WHERE lag_seconds > 120 OR lag_seconds IS NULL) AS stale FROM pga_agent_ingest "
-         "WHERE agent IN ($agent)", "none", w=6)
+         "WHERE agent = ANY (ARRAY[$agent]::text[])", "none", w=6)
     q = f"""WITH i AS (
   SELECT agent, pg_instance, cluster, role, server_version, agent_host FROM pga_instances
-  WHERE agent IN ($agent) AND cluster IN ($cluster)),
+  WHERE agent = ANY (ARRAY[$agent]::text[]) AND cluster = ANY (ARRAY[$cluster]::text[])),
 up AS (SELECT agent, pg_instance, value FROM {latest('pg_up', instances='NULL')}),
 conn AS (SELECT agent, pg_instance, sum(value) AS value FROM {latest('pg_stat_activity_sessions', instances='NULL')} GROUP BY 1, 2),
 tps AS (SELECT agent, pg_instance, sum(value) AS value
@@ -341,8 +342,9 @@ disk AS (SELECT s.agent, 1 - a.value / nullif(s.value, 0) AS value
          JOIN {latest('node_filesystem_avail_bytes', DATADIR, 'NULL')} a USING (agent, labels))
 SELECT i.agent, i.pg_instance, i.cluster, i.role, i.server_version AS version,
        CASE up.value WHEN 1 THEN 'up' WHEN 0 THEN 'down' ELSE 'unknown' END AS status,
-       conn.value AS connections, tps.value AS tps, lag.value AS standby_lag_seconds,
-       sent.value AS replica_lag_bytes, disk.value AS data_disk_used
+       conn.value AS sessions, round(tps.value::numeric, 2) AS commits_per_s,
+       round(lag.value::numeric, 3) AS standby_lag_s, sent.value AS replica_lag_bytes,
+       round((100 * disk.value)::numeric, 1) AS data_disk_used_pct
 FROM i
 LEFT JOIN up USING (agent, pg_instance)
 LEFT JOIN conn USING (agent, pg_instance)
@@ -369,20 +371,15 @@ ORDER BY i.cluster, i.role, i.agent, i.pg_instance"""
        expect_empty=None)
     ts(b, "Database size", "Sum of the databases' sizes per instance.",
        series("pg_database_size_bytes", "last", instances=insts), "bytes")
+    restarts_table(b, instances=insts)
+    gaps_table(b)
     return b
-
-
-def restarts_annotation_fleet():
-    a = restarts_annotation()
-    a["target"]["rawSql"] = a["target"]["rawSql"].replace(INST, "NULL")
-    return a
 
 
 def instance():
     b = Board("pga-instance", "pgAnalytics / Instance overview",
               "One PostgreSQL instance: throughput, sessions, cache, tuples, temp files, deadlocks, conflicts, WAL, "
               "checkpoints and uptime.", std_vars())
-    b.annotations += [restarts_annotation(), gaps_annotation()]
     common_links(b, "pga-fleet", "pga-database", "pga-queries", "pga-replication", "pga-locks", "pga-logs")
     stat(b, "Up", "pg_up: 1 while the agent reaches the server.", f"SELECT {WHO} AS instance, value FROM {latest('pg_up')}",
          "bool_on_off", w=4)
@@ -428,6 +425,9 @@ GROUP BY 1, 2 ORDER BY 1, 2""", "percentunit", min_=0, max_=1)
        series("pg_uptime_seconds", "last", agg="max"), "s")
     ts(b, "Oldest transaction", "Age of the oldest open transaction.",
        series("pg_oldest_xact_age_seconds", "max", agg="max"), "s")
+    b.row("Events")
+    restarts_table(b)
+    gaps_table(b)
     return b
 
 
@@ -435,7 +435,6 @@ def database():
     b = Board("pga-database", "pgAnalytics / Database detail",
               "The databases of an instance: throughput, cache, tuples, temp files, size and the largest tables.",
               std_vars(datname_var))
-    b.annotations += [restarts_annotation(), gaps_annotation()]
     common_links(b, "pga-instance", "pga-tables", "pga-queries", "pga-vacuum")
     name = f"{WHO} || ' ' || (labels->>'datname')"
     ts(b, "Commits per second", "Committed transactions per second per database.",
@@ -462,7 +461,7 @@ ORDER BY 1, 2""".replace("USING (time, series_id)", "ON r.time = h.time AND r.ag
        series("pg_database_frozen_xid_age", "max", name=name, labels=DB, agg="max"), "short")
     table(b, "Largest tables", "Total size (table, indexes, TOAST) of the largest tables; click one for its detail.",
           f"""SELECT agent, pg_instance, labels->>'datname' AS datname, labels->>'schemaname' AS schemaname,
-       labels->>'relname' AS relname, value AS total_size
+       labels->>'relname' AS relname, value AS total_bytes
 FROM {latest('pg_relation_total_size_bytes', DB)}
 ORDER BY value DESC LIMIT 20""",
           overrides=[unit_override("total_size", "bytes"),
@@ -476,7 +475,6 @@ def tables():
     b = Board("pga-tables", "pgAnalytics / Tables and indexes",
               "Size and growth, sequential against index scans, dead tuples, vacuum and analyze ages, I/O.",
               std_vars(datname_var, relation_var))
-    b.annotations += [gaps_annotation()]
     common_links(b, "pga-database", "pga-vacuum", "pga-queries")
     name = "agent || '/' || pg_instance || ' ' || (labels->>'datname') || '.' || (labels->>'schemaname') || '.' || (labels->>'relname')"
     table(b, "Tables", "Per table over the range: total size at the end, growth, sequential and index scans, "
@@ -490,10 +488,10 @@ dead AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tab
 vac AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tables_last_autovacuum_timestamp_seconds', REL)}),
 ana AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tables_last_autoanalyze_timestamp_seconds', REL)})
 SELECT t.agent, t.pg_instance, t.labels->>'datname' AS datname, t.labels->>'schemaname' AS schemaname,
-       t.labels->>'relname' AS relname, size.value AS total_size, grow.value AS growth,
+       t.labels->>'relname' AS relname, size.value AS total_bytes, grow.value AS growth_bytes,
        seq.value AS seq_scans, idx.value AS idx_scans, dead.value AS dead_tuples,
-       extract(epoch FROM $__timeTo()) - nullif(vac.value, 0) AS since_autovacuum,
-       extract(epoch FROM $__timeTo()) - nullif(ana.value, 0) AS since_autoanalyze
+       round((extract(epoch FROM $__timeTo()) - nullif(vac.value, 0))::numeric) AS since_autovacuum_s,
+       round((extract(epoch FROM $__timeTo()) - nullif(ana.value, 0))::numeric) AS since_autoanalyze_s
 FROM (SELECT DISTINCT agent, pg_instance, labels - 'relkind' AS labels FROM size) t
 LEFT JOIN size ON size.agent = t.agent AND size.pg_instance = t.pg_instance AND size.labels - 'relkind' = t.labels
 LEFT JOIN grow ON grow.agent = t.agent AND grow.pg_instance = t.pg_instance AND grow.labels - 'relkind' = t.labels
@@ -533,7 +531,6 @@ def queries():
     b = Board("pga-queries", "pgAnalytics / Query performance",
               "Top statements (pg_stat_statements) by total time, mean time, calls, rows and I/O, with their "
               "redacted text.", std_vars(datname_var))
-    b.annotations += [restarts_annotation()]
     common_links(b, "pga-instance", "pga-database", "pga-locks")
     labels = DB
     q = f"""WITH t AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_exec_time_seconds_total', 'increase', labels)}),
@@ -542,9 +539,9 @@ r AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_ro
 rd AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_shared_blks_read_total', 'increase', labels)}),
 h AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_shared_blks_hit_total', 'increase', labels)})
 SELECT t.agent, t.pg_instance, t.labels->>'datname' AS datname, t.labels->>'user' AS "user",
-       t.labels->>'queryid' AS queryid, t.value AS total_time, c.value AS calls,
-       t.value / nullif(c.value, 0) AS mean_time, r.value AS rows, rd.value * 8192 AS read_bytes,
-       h.value / nullif(h.value + rd.value, 0) AS hit_ratio, q.query
+       t.labels->>'queryid' AS queryid, round(t.value::numeric, 3) AS total_time_s, c.value AS calls,
+       round((1000 * t.value / nullif(c.value, 0))::numeric, 3) AS mean_time_ms, r.value AS rows, rd.value * 8192 AS read_bytes,
+       round((100 * h.value / nullif(h.value + rd.value, 0))::numeric, 1) AS hit_pct, q.query
 FROM t
 LEFT JOIN c USING (agent, pg_instance, labels)
 LEFT JOIN r USING (agent, pg_instance, labels)
@@ -579,7 +576,6 @@ def replication():
     b = Board("pga-replication", "pgAnalytics / Replication and slots",
               "Replication lag in bytes and seconds from the primary's and the standby's side, WAL retained by slots, "
               "inactive slots.", [ds_var(), agent_var(), cluster_var(), instance_var()])
-    b.annotations += [restarts_annotation(), gaps_annotation()]
     common_links(b, "pga-fleet", "pga-instance", "pga-checkpoints")
     name = f"{WHO} || ' → ' || (labels->>'application_name')"
     ts(b, "Replay lag seen from the primary (bytes)", "WAL the primary has sent but each standby has not replayed.",
@@ -598,7 +594,7 @@ def replication():
        series("pg_standby_wal_receiver_streaming", "min", agg="min"), "bool_on_off")
     table(b, "Inactive slots", "Slots no client is using now: they hold WAL until dropped or used again.",
           f"""SELECT a.agent, a.pg_instance, a.labels->>'slot_name' AS slot_name, a.labels->>'slot_type' AS slot_type,
-       r.value AS retained_wal
+       r.value AS retained_wal_bytes
 FROM {latest('pg_replication_slot_active')} a
 LEFT JOIN {latest('pg_replication_slot_retained_wal_bytes')} r ON r.agent = a.agent AND r.labels = a.labels
 WHERE a.value = 0
@@ -610,7 +606,6 @@ def locks():
     b = Board("pga-locks", "pgAnalytics / Locks, waits and blocking",
               "Locks by mode, sessions waiting and blocked, blocking chains, wait events, and the lock waits and "
               "deadlocks the server logged.", std_vars())
-    b.annotations += [gaps_annotation()]
     common_links(b, "pga-instance", "pga-queries", "pga-logs")
     ts(b, "Locks by mode", "Locks held (granted) and awaited, by mode.",
        series("pg_locks_count", "avg", name=f"{WHO} || ' ' || (labels->>'mode') || CASE labels->>'granted' WHEN 'true' THEN '' ELSE ' waiting' END"),
@@ -629,7 +624,7 @@ def locks():
           "deadlocks, from the server log.",
           """SELECT time, agent, pg_instance, kind, database_name, user_name, message
 FROM pga_log_events
-WHERE agent IN ($agent) AND pg_instance IN ($instance) AND kind IN ('lock_wait', 'deadlock')
+WHERE agent = ANY (ARRAY[$agent]::text[]) AND pg_instance = ANY (ARRAY[$instance]::text[]) AND kind IN ('lock_wait', 'deadlock')
   AND $__timeFilter(time)
 ORDER BY time DESC LIMIT 100""",
           expect_empty="no session waited longer than deadlock_timeout and no deadlock happened in the range")
@@ -640,7 +635,6 @@ def vacuum():
     b = Board("pga-vacuum", "pgAnalytics / Vacuum and wraparound",
               "Transaction ID and multixact ages against wraparound, autovacuum activity, dead tuples, vacuum progress.",
               std_vars(datname_var))
-    b.annotations += [gaps_annotation()]
     common_links(b, "pga-database", "pga-tables")
     name = f"{WHO} || ' ' || (labels->>'datname')"
     ts(b, "Transaction ID age", "age(datfrozenxid) per database; autovacuum freezes at "
@@ -668,12 +662,12 @@ ORDER BY 1, 2""", "percentunit", min_=0, max_=1,
        expect_empty="no VACUUM ran long enough to be sampled in the range")
     table(b, "Tables by time since vacuum", "Tables whose last (auto)vacuum is oldest, with their dead tuples.",
           f"""SELECT v.agent, v.pg_instance, v.labels->>'datname' AS datname, v.labels->>'relname' AS relname,
-       extract(epoch FROM $__timeTo()) - greatest(nullif(v.value, 0), nullif(m.value, 0)) AS since_vacuum,
+       round((extract(epoch FROM $__timeTo()) - greatest(nullif(v.value, 0), nullif(m.value, 0)))::numeric) AS since_vacuum_s,
        d.value AS dead_tuples
 FROM {latest('pg_stat_user_tables_last_autovacuum_timestamp_seconds', DB)} v
 LEFT JOIN {latest('pg_stat_user_tables_last_vacuum_timestamp_seconds', DB)} m ON m.agent = v.agent AND m.labels = v.labels
 LEFT JOIN {latest('pg_stat_user_tables_n_dead_tup', DB)} d ON d.agent = v.agent AND d.labels = v.labels
-ORDER BY since_vacuum DESC NULLS FIRST LIMIT 50""",
+ORDER BY since_vacuum_s DESC NULLS FIRST LIMIT 50""",
           overrides=[unit_override("since_vacuum", "s"), unit_override("dead_tuples", "short")])
     return b
 
@@ -682,7 +676,6 @@ def checkpoints():
     b = Board("pga-checkpoints", "pgAnalytics / Checkpointer, bgwriter, WAL and I/O",
               "Checkpoints and their cost, buffers written by checkpointer, bgwriter and backends, WAL generation, "
               "pg_stat_io (PostgreSQL 16 and newer).", std_vars())
-    b.annotations += [restarts_annotation(), gaps_annotation()]
     common_links(b, "pga-instance", "pga-replication")
     ts(b, "Checkpoints", "Checkpoints by timeout and requested (a requested one is usually max_wal_size reached).", [
         sql(series("pg_checkpoints_timed_total", "increase", name=f"{WHO} || ' timed'")),
@@ -714,7 +707,6 @@ def system():
     b = Board("pga-system", "pgAnalytics / System",
               "The database hosts: CPU, memory, load, pressure, disks, network and the filesystems PostgreSQL uses.",
               [ds_var(), agent_var()])
-    b.annotations += [gaps_annotation()]
     common_links(b, "pga-fleet", "pga-instance")
     ts(b, "CPU", "Share of CPU time by mode, all CPUs of the host.",
        f"""SELECT c.time, c.agent || ' ' || (c.labels->>'mode') AS metric, sum(c.value) / max(n.value) AS value
@@ -745,11 +737,11 @@ GROUP BY 1, 2 ORDER BY 1, 2""", "percentunit", stack=True)
                    instances="NULL"), ref="B")], "Bps")
     table(b, "Filesystems", "The filesystems of the data directory, WAL directory and tablespaces: size, use and "
           "free space now.",
-          f"""SELECT s.agent, s.labels->>'role' AS role, s.labels->>'mountpoint' AS mountpoint, s.value AS size,
-       1 - a.value / nullif(s.value, 0) AS used, a.value AS available
+          f"""SELECT s.agent, s.labels->>'role' AS role, s.labels->>'mountpoint' AS mountpoint, s.value AS size_bytes,
+       round((100 * (1 - a.value / nullif(s.value, 0)))::numeric, 1) AS used_pct, a.value AS available_bytes
 FROM {latest('node_filesystem_size_bytes', instances='NULL')} s
 JOIN {latest('node_filesystem_avail_bytes', instances='NULL')} a ON a.agent = s.agent AND a.labels = s.labels
-ORDER BY used DESC""",
+ORDER BY used_pct DESC""",
           overrides=[unit_override("size", "bytes"), unit_override("used", "percentunit"),
                      unit_override("available", "bytes")])
     return b
@@ -759,9 +751,8 @@ def logs():
     b = Board("pga-logs", "pgAnalytics / Log events",
               "The servers' parsed log events: counts by kind and severity over time, newest errors, slow statements, "
               "deadlocks and lock waits.", std_vars())
-    b.annotations += [restarts_annotation(), gaps_annotation()]
     common_links(b, "pga-instance", "pga-locks", "pga-queries")
-    flt = "agent IN ($agent) AND pg_instance IN ($instance) AND $__timeFilter(time)"
+    flt = "agent = ANY (ARRAY[$agent]::text[]) AND pg_instance = ANY (ARRAY[$instance]::text[]) AND $__timeFilter(time)"
     ts(b, "Events by kind", "Log events per interval by kind (error, slow statement, checkpoint, autovacuum, …).",
        f"""SELECT $__timeGroupAlias(time, '$__interval', 0), kind AS metric, count(*) AS value
 FROM pga_log_events WHERE {flt}
@@ -775,7 +766,7 @@ GROUP BY 1, 2 ORDER BY 1, 2""", "short", stack=True)
 FROM pga_log_events WHERE {flt} AND severity IN ('ERROR', 'FATAL', 'PANIC')
 ORDER BY time DESC LIMIT 100""", h=10)
     table(b, "Slow statements", "Statements over log_min_duration_statement, slowest first.",
-          f"""SELECT time, agent, pg_instance, duration_ms / 1000.0 AS duration, database_name, user_name, message
+          f"""SELECT time, agent, pg_instance, duration_ms, database_name, user_name, message
 FROM pga_log_events WHERE {flt} AND kind = 'slow_statement'
 ORDER BY duration_ms DESC NULLS LAST LIMIT 100""", h=10, overrides=[unit_override("duration", "s")])
     table(b, "Deadlocks and lock waits", "Deadlocks and lock waits longer than deadlock_timeout.",
@@ -791,27 +782,26 @@ def completeness():
               "Whether the central data is whole: each agent's cursor lag, backfills under way, recorded gaps on a "
               "timeline, samples received, and when the federator last pulled each agent.",
               [ds_var(), agent_var()])
-    b.annotations += [gaps_annotation()]
     common_links(b, "pga-fleet", "pga-system")
     table(b, "Agents", "Per agent: the newest sample stored and how far behind now it is (cursor lag), whether a "
           "backfill is under way, the series it sent, gaps recorded and blocks lost, and when the federator last "
           "pulled it (inventory) and last wrote its data.",
-          """SELECT agent, lag_seconds, backfilling, last_sample_at, last_ingest_at,
-       extract(epoch FROM now() - last_seen_at) AS since_last_pull, series_count, gaps, blocks_lost, last_sequence
-FROM pga_agent_ingest WHERE agent IN ($agent)
+          """SELECT agent, round(lag_seconds::numeric, 1) AS lag_s, backfilling, last_sample_at, last_ingest_at,
+       round(extract(epoch FROM now() - last_seen_at)::numeric, 1) AS since_last_pull_s, series_count, gaps, blocks_lost, last_sequence
+FROM pga_agent_ingest WHERE agent = ANY (ARRAY[$agent]::text[])
 ORDER BY lag_seconds DESC NULLS FIRST""", h=8,
           overrides=[unit_override("lag_seconds", "s"), unit_override("since_last_pull", "s"),
                      unit_override("last_sample_at", "dateTimeAsIso"), unit_override("last_ingest_at", "dateTimeAsIso")])
     stat(b, "Agents backfilling", "Agents whose pulls are walking forward through their store after an outage.",
-         "SELECT count(*) FILTER (WHERE backfilling) AS backfilling FROM pga_agent_ingest WHERE agent IN ($agent)",
+         "SELECT count(*) FILTER (WHERE backfilling) AS backfilling FROM pga_agent_ingest WHERE agent = ANY (ARRAY[$agent]::text[])",
          "none", w=6)
     stat(b, "Largest cursor lag", "The newest sample of the agent furthest behind, against now.",
-         "SELECT max(lag_seconds) AS lag FROM pga_agent_ingest WHERE agent IN ($agent)", "s", w=6)
+         "SELECT max(lag_seconds) AS lag FROM pga_agent_ingest WHERE agent = ANY (ARRAY[$agent]::text[])", "s", w=6)
     stat(b, "Gaps in range", "Gaps recorded (blocks an agent evicted before they were pulled) overlapping the range.",
-         "SELECT count(*) AS gaps FROM pga_gaps WHERE agent IN ($agent) AND time < $__timeTo() AND timeend > $__timeFrom()",
+         "SELECT count(*) AS gaps FROM pga_gaps WHERE agent = ANY (ARRAY[$agent]::text[]) AND time < $__timeTo() AND timeend > $__timeFrom()",
          "none", w=6)
     stat(b, "Series", "Series the selected agents sent.",
-         "SELECT sum(series_count) AS series FROM pga_agent_ingest WHERE agent IN ($agent)", "short", w=6)
+         "SELECT sum(series_count) AS series FROM pga_agent_ingest WHERE agent = ANY (ARRAY[$agent]::text[])", "short", w=6)
     ts(b, "Samples received", "Samples stored per interval per agent (from the rollups' counts): a dip is data "
        "missing, a bump after one is a backfill.",
        f"""SELECT time, agent AS metric, samples AS value
@@ -819,9 +809,9 @@ FROM pga_agent_samples($__timeFrom(), $__timeTo(), {STEP}, {AG})
 ORDER BY 1, 2""", "short", w=24)
     table(b, "Recorded gaps", "Every gap in the range: the time lost and the blocks the agent evicted before they "
           "were pulled (also drawn as red regions on the graphs).",
-          """SELECT agent, time AS gap_start, timeend AS gap_end, extract(epoch FROM timeend - time) AS duration,
+          """SELECT agent, time AS gap_start, timeend AS gap_end, extract(epoch FROM timeend - time) AS duration_s,
        first_sequence, last_sequence, recorded_at, text
-FROM pga_gaps WHERE agent IN ($agent) AND time < $__timeTo() AND timeend > $__timeFrom()
+FROM pga_gaps WHERE agent = ANY (ARRAY[$agent]::text[]) AND time < $__timeTo() AND timeend > $__timeFrom()
 ORDER BY time DESC""", overrides=[unit_override("duration", "s")],
           expect_empty="no agent evicted data before it was pulled in the range")
     return b
@@ -835,13 +825,12 @@ ORDER BY time DESC""", overrides=[unit_override("duration", "s")],
 def prom_vars():
     def v(name, label, q, desc):
         return {"name": name, "label": label, "type": "query", "datasource": PROM,
-                "query": {"query": q, "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
-                "definition": q, "refresh": 2, "sort": 1, "multi": True, "includeAll": True,
+                "query": q, "refresh": 2, "sort": 1, "multi": True, "includeAll": True,
                 "allValue": ".*", "hide": 0, "regex": "", "skipUrlSync": False,
                 "current": {"text": ["All"], "value": ["$__all"]}, "options": [], "description": desc}
     return [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-         "current": {}, "hide": 0, "refresh": 1, "regex": "", "skipUrlSync": False, "options": [],
+         "hide": 0, "refresh": 1, "regex": "", "skipUrlSync": False, "options": [],
          "description": "The Prometheus that scrapes the agents' /metrics."},
         v("job", "Job", "label_values(pg_up, job)", "Scrape jobs of the agents."),
         v("agent", "Agent", 'label_values(pg_up{job=~"$job"}, instance)', "Agents: the scrape target (host:port)."),

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod codec_cmd;
 pub mod corpus;
 pub mod endpoint_cmd;
+pub mod grafana;
 pub mod ingest_cmd;
 pub mod lockwait_cmd;
 pub mod logparse_cmd;
