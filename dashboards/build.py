@@ -333,7 +333,7 @@ def fleet():
 up AS (SELECT agent, pg_instance, value FROM {latest('pg_up', instances='NULL')}),
 conn AS (SELECT agent, pg_instance, sum(value) AS value FROM {latest('pg_stat_activity_sessions', instances='NULL')} GROUP BY 1, 2),
 tps AS (SELECT agent, pg_instance, sum(value) AS value
-        FROM {summ('pg_stat_database_xact_commit_total', 'rate', instances='NULL', frm="$__timeTo() - interval '5 minutes'")}
+        FROM {summ('pg_stat_database_xact_commit_total', 'rate', instances='NULL', frm="$__timeTo()::timestamptz - interval '5 minutes'")}
         GROUP BY 1, 2),
 lag AS (SELECT agent, pg_instance, max(value) AS value FROM {latest('pg_standby_replay_lag_seconds', instances='NULL')} GROUP BY 1, 2),
 sent AS (SELECT agent, pg_instance, max(value) AS value FROM {latest('pg_stat_replication_replay_lag_bytes', instances='NULL')} GROUP BY 1, 2),
@@ -490,8 +490,8 @@ ana AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tabl
 SELECT t.agent, t.pg_instance, t.labels->>'datname' AS datname, t.labels->>'schemaname' AS schemaname,
        t.labels->>'relname' AS relname, size.value AS total_bytes, grow.value AS growth_bytes,
        seq.value AS seq_scans, idx.value AS idx_scans, dead.value AS dead_tuples,
-       round((extract(epoch FROM $__timeTo()) - nullif(vac.value, 0))::numeric) AS since_autovacuum_s,
-       round((extract(epoch FROM $__timeTo()) - nullif(ana.value, 0))::numeric) AS since_autoanalyze_s
+       round((extract(epoch FROM $__timeTo()::timestamptz) - nullif(vac.value, 0))::numeric) AS since_autovacuum_s,
+       round((extract(epoch FROM $__timeTo()::timestamptz) - nullif(ana.value, 0))::numeric) AS since_autoanalyze_s
 FROM (SELECT DISTINCT agent, pg_instance, labels - 'relkind' AS labels FROM size) t
 LEFT JOIN size ON size.agent = t.agent AND size.pg_instance = t.pg_instance AND size.labels - 'relkind' = t.labels
 LEFT JOIN grow ON grow.agent = t.agent AND grow.pg_instance = t.pg_instance AND grow.labels - 'relkind' = t.labels
@@ -662,7 +662,7 @@ ORDER BY 1, 2""", "percentunit", min_=0, max_=1,
        expect_empty="no VACUUM ran long enough to be sampled in the range")
     table(b, "Tables by time since vacuum", "Tables whose last (auto)vacuum is oldest, with their dead tuples.",
           f"""SELECT v.agent, v.pg_instance, v.labels->>'datname' AS datname, v.labels->>'relname' AS relname,
-       round((extract(epoch FROM $__timeTo()) - greatest(nullif(v.value, 0), nullif(m.value, 0)))::numeric) AS since_vacuum_s,
+       round((extract(epoch FROM $__timeTo()::timestamptz) - greatest(nullif(v.value, 0), nullif(m.value, 0)))::numeric) AS since_vacuum_s,
        d.value AS dead_tuples
 FROM {latest('pg_stat_user_tables_last_autovacuum_timestamp_seconds', DB)} v
 LEFT JOIN {latest('pg_stat_user_tables_last_vacuum_timestamp_seconds', DB)} m ON m.agent = v.agent AND m.labels = v.labels
