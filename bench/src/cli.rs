@@ -27,6 +27,7 @@ pub enum Command {
     Fleet(crate::pull_cmd::FleetArgs),
     Ingest(crate::ingest_cmd::IngestArgs),
     Lockwait(crate::lockwait_cmd::LockwaitArgs),
+    Dashboards(crate::dashboards_cmd::DashboardsArgs),
 }
 
 /// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with

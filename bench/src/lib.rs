@@ -11,7 +11,8 @@
 //! binary `COPY` of the same rows; `pga-bench lockwait` how long one agent's long ingest
 //! transaction makes another agent's writes wait. `pga-bench backfill` and `pga-bench fleet` measure the
 //! federator's pull into PostgreSQL from simulated agents ([`simagent`]).
-//! `pga-bench codec` measures the block format of `pga-format` on
+//! `pga-bench dashboards` times every panel query of the Grafana dashboards over 7 days of a
+//! simulated fleet ([`grafana`]). `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
@@ -20,6 +21,7 @@ pub mod baselines;
 pub mod blocks;
 pub mod cli;
 pub mod codec_cmd;
+pub mod dashboards_cmd;
 pub mod corpus;
 pub mod endpoint_cmd;
 pub mod grafana;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Fleet(args) => pga_bench::pull_cmd::fleet(&args),
         Command::Ingest(args) => pga_bench::ingest_cmd::run(&args),
         Command::Lockwait(args) => pga_bench::lockwait_cmd::run(&args),
+        Command::Dashboards(args) => pga_bench::dashboards_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
