@@ -80,19 +80,20 @@ struct SimSeries {
 
 fn catalog(args: &DashboardsArgs) -> anyhow::Result<Vec<SimSeries>> {
     let mut out: Vec<SimSeries> = Vec::new();
-    let mut add = |name: &str, labels: &[(&str, &str)], kind: MetricKind, every: i64, scale: f64| {
-        let mut l: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        if name.starts_with("pg_") {
-            l.push(("instance".into(), "main".into()));
-        }
-        let id = SeriesId(out.len() as u64);
-        let meta = SeriesMeta::new(id, name, l, kind, "", format!("{name} (simulated)"))?;
-        out.push(SimSeries { meta, every, scale });
-        anyhow::Ok(())
-    };
+    let mut add =
+        |name: &str, labels: &[(&str, &str)], kind: MetricKind, every: i64, scale: f64| {
+            let mut l: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            if name.starts_with("pg_") {
+                l.push(("instance".into(), "main".into()));
+            }
+            let id = SeriesId(out.len() as u64);
+            let meta = SeriesMeta::new(id, name, l, kind, "", format!("{name} (simulated)"))?;
+            out.push(SimSeries { meta, every, scale });
+            anyhow::Ok(())
+        };
     use MetricKind::{Counter as C, Gauge as G};
     for m in ["pg_up", "pg_server_version_num", "pg_in_recovery"] {
         add(m, &[], G, 1, 1.0)?;
@@ -102,8 +103,18 @@ fn catalog(args: &DashboardsArgs) -> anyhow::Result<Vec<SimSeries>> {
     add("pg_oldest_xact_age_seconds", &[], G, 1, 3.0)?;
     add("pg_blocked_sessions", &[], G, 1, 0.5)?;
     add("pg_lock_wait_max_seconds", &[], G, 1, 0.2)?;
-    for (mode, granted) in [("AccessShareLock", "true"), ("RowExclusiveLock", "true"), ("ShareLock", "false")] {
-        add("pg_locks_count", &[("mode", mode), ("granted", granted)], G, 1, 8.0)?;
+    for (mode, granted) in [
+        ("AccessShareLock", "true"),
+        ("RowExclusiveLock", "true"),
+        ("ShareLock", "false"),
+    ] {
+        add(
+            "pg_locks_count",
+            &[("mode", mode), ("granted", granted)],
+            G,
+            1,
+            8.0,
+        )?;
     }
     for m in ["bytes", "records", "full_page_images"] {
         add(&format!("pg_stat_wal_{m}_total"), &[], C, 1, 5e4)?;
@@ -112,30 +123,78 @@ fn catalog(args: &DashboardsArgs) -> anyhow::Result<Vec<SimSeries>> {
         add(&format!("pg_checkpoints_{m}_total"), &[], C, 6, 0.003)?;
     }
     for m in ["write", "sync"] {
-        add(&format!("pg_checkpoint_{m}_time_seconds_total"), &[], C, 6, 0.01)?;
+        add(
+            &format!("pg_checkpoint_{m}_time_seconds_total"),
+            &[],
+            C,
+            6,
+            0.01,
+        )?;
     }
     add("pg_checkpoint_buffers_written_total", &[], C, 6, 20.0)?;
     for m in ["buffers_clean", "buffers_alloc", "buffers_backend"] {
         add(&format!("pg_stat_bgwriter_{m}_total"), &[], C, 6, 10.0)?;
     }
-    add("pg_stat_replication_replay_lag_bytes", &[("application_name", "standby")], G, 1, 4096.0)?;
-    add("pg_stat_replication_replay_lag_seconds", &[("application_name", "standby")], G, 1, 0.05)?;
-    add("pg_replication_slot_retained_wal_bytes", &[("slot_name", "standby"), ("slot_type", "physical")], G, 1, 1e7)?;
-    add("pg_replication_slot_active", &[("slot_name", "standby"), ("slot_type", "physical")], G, 1, 1.0)?;
+    add(
+        "pg_stat_replication_replay_lag_bytes",
+        &[("application_name", "standby")],
+        G,
+        1,
+        4096.0,
+    )?;
+    add(
+        "pg_stat_replication_replay_lag_seconds",
+        &[("application_name", "standby")],
+        G,
+        1,
+        0.05,
+    )?;
+    add(
+        "pg_replication_slot_retained_wal_bytes",
+        &[("slot_name", "standby"), ("slot_type", "physical")],
+        G,
+        1,
+        1e7,
+    )?;
+    add(
+        "pg_replication_slot_active",
+        &[("slot_name", "standby"), ("slot_type", "physical")],
+        G,
+        1,
+        1.0,
+    )?;
     for d in 0..args.databases {
         let db = format!("db{d}");
         let dl = [("datname", db.as_str())];
         for m in [
-            "xact_commit", "xact_rollback", "blks_hit", "blks_read", "tup_returned", "tup_fetched",
-            "tup_inserted", "tup_updated", "tup_deleted", "temp_bytes", "deadlocks", "conflicts",
+            "xact_commit",
+            "xact_rollback",
+            "blks_hit",
+            "blks_read",
+            "tup_returned",
+            "tup_fetched",
+            "tup_inserted",
+            "tup_updated",
+            "tup_deleted",
+            "temp_bytes",
+            "deadlocks",
+            "conflicts",
         ] {
             add(&format!("pg_stat_database_{m}_total"), &dl, C, 1, 50.0)?;
         }
         for state in ["active", "idle", "idle in transaction"] {
             add(
                 "pg_stat_activity_sessions",
-                &[("datname", db.as_str()), ("state", state), ("wait_event_type", ""), ("wait_event", ""), ("backend_type", "client backend")],
-                G, 1, 5.0,
+                &[
+                    ("datname", db.as_str()),
+                    ("state", state),
+                    ("wait_event_type", ""),
+                    ("wait_event", ""),
+                    ("backend_type", "client backend"),
+                ],
+                G,
+                1,
+                5.0,
             )?;
         }
         add("pg_database_size_bytes", &dl, G, 30, 1e9)?;
@@ -143,37 +202,87 @@ fn catalog(args: &DashboardsArgs) -> anyhow::Result<Vec<SimSeries>> {
         add("pg_database_min_mxid_age", &dl, G, 6, 1e5)?;
         for t in 0..args.tables {
             let rel = format!("t{t}");
-            let tl = [("datname", db.as_str()), ("schemaname", "public"), ("relname", rel.as_str())];
-            for m in ["seq_scan", "idx_scan", "n_tup_ins", "n_tup_upd", "autovacuum", "autoanalyze"] {
+            let tl = [
+                ("datname", db.as_str()),
+                ("schemaname", "public"),
+                ("relname", rel.as_str()),
+            ];
+            for m in [
+                "seq_scan",
+                "idx_scan",
+                "n_tup_ins",
+                "n_tup_upd",
+                "autovacuum",
+                "autoanalyze",
+            ] {
                 add(&format!("pg_stat_user_tables_{m}_total"), &tl, C, 6, 2.0)?;
             }
-            for m in ["n_dead_tup", "last_autovacuum_timestamp_seconds", "last_autoanalyze_timestamp_seconds", "last_vacuum_timestamp_seconds"] {
+            for m in [
+                "n_dead_tup",
+                "last_autovacuum_timestamp_seconds",
+                "last_autoanalyze_timestamp_seconds",
+                "last_vacuum_timestamp_seconds",
+            ] {
                 add(&format!("pg_stat_user_tables_{m}"), &tl, G, 6, 1e3)?;
             }
             for m in ["heap_blks_read", "heap_blks_hit"] {
                 add(&format!("pg_statio_user_tables_{m}_total"), &tl, C, 6, 30.0)?;
             }
-            let il = [("datname", db.as_str()), ("schemaname", "public"), ("relname", rel.as_str()), ("indexrelname", "pkey")];
+            let il = [
+                ("datname", db.as_str()),
+                ("schemaname", "public"),
+                ("relname", rel.as_str()),
+                ("indexrelname", "pkey"),
+            ];
             add("pg_stat_user_indexes_idx_scan_total", &il, C, 6, 2.0)?;
             add("pg_stat_user_indexes_idx_tup_read_total", &il, C, 6, 20.0)?;
-            let sl = [("datname", db.as_str()), ("schemaname", "public"), ("relname", rel.as_str()), ("relkind", "r")];
+            let sl = [
+                ("datname", db.as_str()),
+                ("schemaname", "public"),
+                ("relname", rel.as_str()),
+                ("relkind", "r"),
+            ];
             add("pg_relation_total_size_bytes", &sl, G, 30, 1e8)?;
         }
         for q in 0..args.statements {
             let queryid = format!("{}", 1_000_000 + d * 1000 + q);
-            let ql = [("datname", db.as_str()), ("user", "app"), ("queryid", queryid.as_str())];
+            let ql = [
+                ("datname", db.as_str()),
+                ("user", "app"),
+                ("queryid", queryid.as_str()),
+            ];
             for m in ["calls", "rows", "shared_blks_hit", "shared_blks_read"] {
                 add(&format!("pg_stat_statements_{m}_total"), &ql, C, 6, 10.0)?;
             }
-            add("pg_stat_statements_exec_time_seconds_total", &ql, C, 6, 0.05)?;
-            let text = format!("SELECT * FROM t{} WHERE id = $1 -- statement {q}", q % args.tables.max(1));
-            let il = [("datname", db.as_str()), ("user", "app"), ("queryid", queryid.as_str()), ("query", text.as_str())];
+            add(
+                "pg_stat_statements_exec_time_seconds_total",
+                &ql,
+                C,
+                6,
+                0.05,
+            )?;
+            let text = format!(
+                "SELECT * FROM t{} WHERE id = $1 -- statement {q}",
+                q % args.tables.max(1)
+            );
+            let il = [
+                ("datname", db.as_str()),
+                ("user", "app"),
+                ("queryid", queryid.as_str()),
+                ("query", text.as_str()),
+            ];
             add("pg_stat_statements_query_info", &il, G, 6, 1.0)?;
         }
     }
     for cpu in ["0", "1"] {
         for mode in ["user", "system", "iowait", "idle"] {
-            add("node_cpu_seconds_total", &[("cpu", cpu), ("mode", mode)], C, 1, 0.25)?;
+            add(
+                "node_cpu_seconds_total",
+                &[("cpu", cpu), ("mode", mode)],
+                C,
+                1,
+                0.25,
+            )?;
         }
     }
     add("node_cpu_count", &[], G, 1, 2.0)?;
@@ -182,15 +291,39 @@ fn catalog(args: &DashboardsArgs) -> anyhow::Result<Vec<SimSeries>> {
     }
     add("node_load1", &[], G, 1, 1.0)?;
     for r in ["cpu", "memory", "io"] {
-        add(&format!("node_pressure_{r}_waiting_seconds_total"), &[], C, 1, 0.01)?;
+        add(
+            &format!("node_pressure_{r}_waiting_seconds_total"),
+            &[],
+            C,
+            1,
+            0.01,
+        )?;
     }
     for m in ["read_bytes", "written_bytes", "io_time_seconds"] {
-        add(&format!("node_disk_{m}_total"), &[("device", "vda")], C, 1, 1e5)?;
+        add(
+            &format!("node_disk_{m}_total"),
+            &[("device", "vda")],
+            C,
+            1,
+            1e5,
+        )?;
     }
     for m in ["receive", "transmit"] {
-        add(&format!("node_network_{m}_bytes_total"), &[("device", "eth0")], C, 1, 1e5)?;
+        add(
+            &format!("node_network_{m}_bytes_total"),
+            &[("device", "eth0")],
+            C,
+            1,
+            1e5,
+        )?;
     }
-    let fl = [("role", "data_directory"), ("path", "/var/lib/postgresql"), ("mountpoint", "/"), ("device", "/dev/vda"), ("fstype", "ext4")];
+    let fl = [
+        ("role", "data_directory"),
+        ("path", "/var/lib/postgresql"),
+        ("mountpoint", "/"),
+        ("device", "/dev/vda"),
+        ("fstype", "ext4"),
+    ];
     add("node_filesystem_size_bytes", &fl, G, 1, 1e11)?;
     add("node_filesystem_avail_bytes", &fl, G, 1, 4e10)?;
     Ok(out)
@@ -203,7 +336,7 @@ fn value(s: &SimSeries, i: usize, a: u64, ts: i64) -> f64 {
     match s.meta.kind {
         MetricKind::Counter => (secs - 1.7e9).max(0.0) * s.scale * (0.5 + jitter),
         MetricKind::Gauge => {
-            let wave = ((secs / 600.0 + jitter * 6.28).sin() + 1.0) / 2.0;
+            let wave = ((secs / 600.0 + jitter * std::f64::consts::TAU).sin() + 1.0) / 2.0;
             if s.scale == 1.0 && s.meta.name != "node_load1" {
                 1.0
             } else {
@@ -307,8 +440,13 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
             }],
             missing: vec![],
         };
-        full.record_status(&format!("agent-{a:03}"), "https://bench", &BTreeMap::new(), &status)
-            .await?;
+        full.record_status(
+            &format!("agent-{a:03}"),
+            "https://bench",
+            &BTreeMap::new(),
+            &status,
+        )
+        .await?;
     }
     let written = Instant::now();
     let mut samples = 0u64;
@@ -351,7 +489,10 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
                 agent: format!("agent-{a:03}"),
                 agent_id: agent_id(a),
                 series: if t == start {
-                    catalog.iter().map(|s| (s.meta.id, s.meta.clone())).collect()
+                    catalog
+                        .iter()
+                        .map(|s| (s.meta.id, s.meta.clone()))
+                        .collect()
                 } else {
                     Default::default()
                 },
@@ -372,7 +513,10 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
                 args.days,
                 samples,
                 written.elapsed().as_secs_f64(),
-                pg.psql("central", "SELECT pg_size_pretty(pg_database_size('central'))")?
+                pg.psql(
+                    "central",
+                    "SELECT pg_size_pretty(pg_database_size('central'))"
+                )?
             );
         }
     }
@@ -395,7 +539,9 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
         "central",
         "CREATE ROLE grafana LOGIN PASSWORD 'bench' IN ROLE pga_reader",
     )?;
-    let url = pg.url("central").replacen("postgres:bench@", "grafana:bench@", 1);
+    let url = pg
+        .url("central")
+        .replacen("postgres:bench@", "grafana:bench@", 1);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&url)
@@ -435,16 +581,21 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
             timings.push((m, q.key(), rows));
         }
     }
-    timings.sort_by(|a, b| b.0.cmp(&a.0));
+    timings.sort_by_key(|t| std::cmp::Reverse(t.0));
     for (m, key, rows) in &timings {
-        println!("  {:>8.1} ms  {key} ({rows} rows)", m.as_secs_f64() * 1000.0);
+        println!(
+            "  {:>8.1} ms  {key} ({rows} rows)",
+            m.as_secs_f64() * 1000.0
+        );
     }
     println!("per dashboard (sum of its panels, run one after another):");
     for (uid, total) in &per_board {
         println!("  {:>8.1} ms  {uid}", total.as_secs_f64() * 1000.0);
     }
-    let over: Vec<&(Duration, String, usize)> =
-        timings.iter().filter(|t| t.0 > Duration::from_millis(500)).collect();
+    let over: Vec<&(Duration, String, usize)> = timings
+        .iter()
+        .filter(|t| t.0 > Duration::from_millis(500))
+        .collect();
     println!(
         "goal: every panel under 500 ms: {} ({} over); fleet overview's slowest panel {:.1} ms (goal 1 s)",
         if over.is_empty() { "met" } else { "NOT met" },

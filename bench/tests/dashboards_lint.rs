@@ -25,10 +25,19 @@ fn every_dashboard_validates_against_grafanas_published_schema() {
     let mut errors = Vec::new();
     for d in &all {
         for e in validator.iter_errors(&d.json) {
-            errors.push(format!("{}: {} at {}", d.path.display(), e, e.instance_path()));
+            errors.push(format!(
+                "{}: {} at {}",
+                d.path.display(),
+                e,
+                e.instance_path()
+            ));
         }
         let v = d.json["schemaVersion"].as_u64().unwrap_or(0);
-        assert!(v >= dashboard::MIN_SCHEMA_VERSION, "{}: schemaVersion {v}", d.uid);
+        assert!(
+            v >= dashboard::MIN_SCHEMA_VERSION,
+            "{}: schemaVersion {v}",
+            d.uid
+        );
     }
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     // The validator is not a formality: a panel without a type, a string where the
@@ -54,7 +63,10 @@ fn the_lint_catches_what_it_is_for() {
     let mut all = dashboards();
     let d = all.iter_mut().find(|d| d.uid == "pga-instance").unwrap();
     let panels = d.json["panels"].as_array_mut().unwrap();
-    let p = panels.iter_mut().find(|p| p["type"] == "timeseries").unwrap();
+    let p = panels
+        .iter_mut()
+        .find(|p| p["type"] == "timeseries")
+        .unwrap();
     p["description"] = Value::from("");
     p["fieldConfig"]["defaults"]["unit"] = Value::from("");
     p["datasource"]["uid"] = Value::from("pganalytics");

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use pga_agent::endpoint::certs::{DevCertsOptions, make_dev_certs};
 use pga_bench::grafana::dashboard::{self, Dashboard, Source};
+use pga_bench::grafana::dashboards_dir;
 use pga_bench::grafana::macros::{self, TimeRange};
 use pga_bench::grafana::run::{self, RunOptions};
 use pga_bench::grafana::template::{self, Scope, Variable};
-use pga_bench::grafana::dashboards_dir;
 use pga_lab::{Cluster, PgbenchLength, PgbenchRun};
 
 const ODD_DB: &str = "x'; drop table pga_sentinel; --";
@@ -106,9 +106,7 @@ fn http_get(port: u16, path_and_query: &str) -> Option<String> {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
-                (b as char).to_string()
-            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -197,7 +195,11 @@ fn provoke_log_events(a: &Cluster) {
             .is_err()
         });
         let failed = [x.join().unwrap(), y.join().unwrap()];
-        assert_eq!(failed.iter().filter(|f| **f).count(), 1, "one deadlock victim");
+        assert_eq!(
+            failed.iter().filter(|f| **f).count(),
+            1,
+            "one deadlock victim"
+        );
     });
 }
 
@@ -253,7 +255,11 @@ fn label_values(port: u16, query: &str) -> Vec<String> {
     .unwrap_or_else(|| panic!("no answer to {query}"));
     v["data"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -264,21 +270,26 @@ async fn every_dashboard_query_runs_against_real_agents() {
     let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .expect("install the Prometheus server: apt-get install -y prometheus (bench/run-tests does)");
+        .expect(
+            "install the Prometheus server: apt-get install -y prometheus (bench/run-tests does)",
+        );
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
 
     // The fleet.
     let a = logging(Cluster::builder()).start().expect("cluster A");
     a.create_database("app").unwrap();
-    a.psql("postgres", "CREATE EXTENSION pg_stat_statements").unwrap();
-    a.psql("app", "CREATE EXTENSION pg_stat_statements").unwrap();
+    a.psql("postgres", "CREATE EXTENSION pg_stat_statements")
+        .unwrap();
+    a.psql("app", "CREATE EXTENSION pg_stat_statements")
+        .unwrap();
     a.pgbench_init("app", 1).unwrap();
     let a_standby = a.standby_with_slot("standby_1").expect("A's standby");
     let b = logging(Cluster::builder()).start().expect("cluster B");
     b.create_database("app").unwrap();
     b.create_database(ODD_DB).unwrap();
-    b.psql("postgres", "CREATE EXTENSION pg_stat_statements").unwrap();
+    b.psql("postgres", "CREATE EXTENSION pg_stat_statements")
+        .unwrap();
     b.pgbench_init("app", 1).unwrap();
     b.psql(
         "postgres",
@@ -382,7 +393,10 @@ async fn every_dashboard_query_runs_against_real_agents() {
         "prometheus",
         Command::new(prometheus)
             .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", root.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                root.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -393,9 +407,11 @@ async fn every_dashboard_query_runs_against_real_agents() {
     // Load and log events while the agents collect; wait until the central database
     // holds every agent's samples and A's log events (they travel in sealed blocks:
     // within a block window, 60 s).
-    let reader_url = central
-        .url("pganalytics")
-        .replacen("postgres:central-pw@", &format!("grafana:{READER_PASSWORD}@"), 1);
+    let reader_url = central.url("pganalytics").replacen(
+        "postgres:central-pw@",
+        &format!("grafana:{READER_PASSWORD}@"),
+        1,
+    );
     let started = Instant::now();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -517,7 +533,11 @@ async fn every_dashboard_query_runs_against_real_agents() {
         o.result,
         o.sql
     );
-    assert!(o.sql.contains("'x''; drop table pga_sentinel; --'"), "{}", o.sql);
+    assert!(
+        o.sql.contains("'x''; drop table pga_sentinel; --'"),
+        "{}",
+        o.sql
+    );
     central
         .psql("pganalytics", "SELECT count(*) FROM pga_sentinel")
         .expect("pga_sentinel still exists");
@@ -525,10 +545,16 @@ async fn every_dashboard_query_runs_against_real_agents() {
     // The PromQL dashboards against Prometheus: variables from label_values, then
     // every query, instant or over the last 5 minutes, returns data.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while prom_api(prom_port, "/api/v1/query?query=pg_stat_database_xact_commit_total")
-        .is_none_or(|v| v["data"]["result"].as_array().is_none_or(|r| r.is_empty()))
+    while prom_api(
+        prom_port,
+        "/api/v1/query?query=pg_stat_database_xact_commit_total",
+    )
+    .is_none_or(|v| v["data"]["result"].as_array().is_none_or(|r| r.is_empty()))
     {
-        assert!(Instant::now() < deadline, "Prometheus scraped no agent data in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus scraped no agent data in 60 s"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(5));
@@ -564,7 +590,11 @@ async fn every_dashboard_query_runs_against_real_agents() {
                 }
                 _ => {
                     let path = if q.instant {
-                        format!("/api/v1/query?query={}&time={}", url_encode(&text), now / 1000)
+                        format!(
+                            "/api/v1/query?query={}&time={}",
+                            url_encode(&text),
+                            now / 1000
+                        )
                     } else {
                         format!(
                             "/api/v1/query_range?query={}&start={}&end={}&step={}",
@@ -577,7 +607,9 @@ async fn every_dashboard_query_runs_against_real_agents() {
                     let v = prom_api(prom_port, &path);
                     let ok = v.as_ref().is_some_and(|v| {
                         v["status"] == "success"
-                            && v["data"]["result"].as_array().is_some_and(|r| !r.is_empty())
+                            && v["data"]["result"]
+                                .as_array()
+                                .is_some_and(|r| !r.is_empty())
                     });
                     if !ok {
                         failures.push(format!("{}: {text} → {v:?}", q.key()));

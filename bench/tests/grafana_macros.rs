@@ -51,7 +51,10 @@ fn the_documented_macro_examples() {
     assert_eq!(x("$__unixEpochNanoFrom()", ns_range), "1494410783152000000");
     assert_eq!(x("$__unixEpochNanoTo()", ns_range), "1494497183142000000");
     // Renaming and epoch conversion.
-    assert_eq!(x("$__time(dateColumn)", DOC_RANGE), "dateColumn AS \"time\"");
+    assert_eq!(
+        x("$__time(dateColumn)", DOC_RANGE),
+        "dateColumn AS \"time\""
+    );
     assert_eq!(
         x("$__timeEpoch(dateColumn)", DOC_RANGE),
         "extract(epoch from dateColumn) as \"time\""
@@ -99,7 +102,10 @@ fn the_documented_macro_examples() {
     );
     // $__interval and $__interval_ms (the panel's step), then the macros.
     assert_eq!(
-        x("$__timeGroup(ts, $__interval) '$__interval_ms ms'", DOC_RANGE),
+        x(
+            "$__timeGroup(ts, $__interval) '$__interval_ms ms'",
+            DOC_RANGE
+        ),
         "floor(extract(epoch from ts)/300)*300 '300000 ms'"
     );
     // What Grafana refuses.
@@ -142,10 +148,19 @@ fn template_variables_single_and_multi_valued_with_grafanas_quoting() {
         interpolate("${servers:sqlstring}", &scope),
         "'test1','test2','developer''s'"
     );
-    assert_eq!(interpolate("[[servers:csv]]", &scope), "test1,test2,developer's");
-    assert_eq!(interpolate("${servers:pipe}", &scope), "test1|test2|developer's");
+    assert_eq!(
+        interpolate("[[servers:csv]]", &scope),
+        "test1,test2,developer's"
+    );
+    assert_eq!(
+        interpolate("${servers:pipe}", &scope),
+        "test1|test2|developer's"
+    );
     assert_eq!(interpolate("host = '$host'", &scope), "host = 'db''1'");
-    assert_eq!(interpolate("host = ${host:sqlstring}", &scope), "host = 'db''1'");
+    assert_eq!(
+        interpolate("host = ${host:sqlstring}", &scope),
+        "host = 'db''1'"
+    );
 }
 
 /// The documentation's time series examples, run on PostgreSQL over its `test_data`
@@ -173,7 +188,9 @@ fn the_documented_time_series_examples_run_on_postgresql() {
         let sql = expand(sql, range, 300_000, false).unwrap().sql;
         pg.psql(
             "postgres",
-            &format!("SET TimeZone = 'UTC'; SELECT to_timestamp(time)::timestamp, r.* FROM ({sql}) r"),
+            &format!(
+                "SET TimeZone = 'UTC'; SELECT to_timestamp(time)::timestamp, r.* FROM ({sql}) r"
+            ),
         )
         .unwrap()
     };
@@ -197,7 +214,9 @@ fn the_documented_time_series_examples_run_on_postgresql() {
          max(\"value_double\") as \"max_value\"\nFROM test_data\nWHERE $__timeFilter(\"time_date_time\")\n\
          GROUP BY time\nORDER BY time",
     );
-    assert!(wide.starts_with("2020-01-02 03:05:00|1577934300|3|4\n2020-01-02 03:10:00|1577934600|6|7"));
+    assert!(
+        wide.starts_with("2020-01-02 03:05:00|1577934300|3|4\n2020-01-02 03:10:00|1577934600|6|7")
+    );
     // "Example using the fill parameter": one series per hostname.
     let fill = expand(
         "SELECT\n  $__timeGroupAlias(\"CreatedAt\",'5m',0),\n  sum(value_double) as value,\n  hostname\n\
@@ -208,7 +227,9 @@ fn the_documented_time_series_examples_run_on_postgresql() {
     )
     .unwrap();
     assert_eq!(fill.fill, Some((300_000, Fill::Value(0.0))));
-    let out = pg.psql("postgres", &format!("{}, hostname", fill.sql)).unwrap();
+    let out = pg
+        .psql("postgres", &format!("{}, hostname", fill.sql))
+        .unwrap();
     assert!(
         out.starts_with("1577934300|3|10.0.1.1\n1577934300|4|10.0.1.2\n1577934600|6|10.0.1.1\n1577934600|7|10.0.1.2"),
         "{out}"

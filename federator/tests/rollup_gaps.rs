@@ -281,7 +281,13 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
             start + 3 * 3_600_000
         );
         let mut totals = Vec::new();
-        for step in ["10 seconds", "30 seconds", "1 minute", "5 minutes", "1 hour"] {
+        for step in [
+            "10 seconds",
+            "30 seconds",
+            "1 minute",
+            "5 minutes",
+            "1 hour",
+        ] {
             let rates = sql(
                 &pg,
                 &format!(
@@ -324,7 +330,10 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
                                 '10 seconds', ARRAY['{name}'])"
             ),
         );
-        assert_eq!(nulls, "3", "{name}: the first sample and one after each break");
+        assert_eq!(
+            nulls, "3",
+            "{name}: the first sample and one after each break"
+        );
         // A gauge's minimum, maximum and average agree between raw samples (one
         // per 10 s bucket) and rollups.
         for f in ["min", "max", "avg"] {

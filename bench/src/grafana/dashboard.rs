@@ -19,9 +19,9 @@ pub struct Dashboard {
 impl Dashboard {
     /// Whether its queries are SQL for the central database (else PromQL).
     pub fn is_sql(&self) -> bool {
-        self.variables().iter().any(|v| {
-            v["type"] == "datasource" && v["query"] == "grafana-postgresql-datasource"
-        })
+        self.variables()
+            .iter()
+            .any(|v| v["type"] == "datasource" && v["query"] == "grafana-postgresql-datasource")
     }
 
     pub fn variables(&self) -> Vec<&Value> {
@@ -65,7 +65,11 @@ impl Dashboard {
                 }
             }
         }
-        for a in self.json["annotations"]["list"].as_array().into_iter().flatten() {
+        for a in self.json["annotations"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let Some(text) = a["target"]["rawSql"].as_str() {
                 out.push(Query {
                     dashboard: self.uid.clone(),
@@ -223,7 +227,11 @@ pub fn lint(dashboards: &[Dashboard]) -> Vec<String> {
                 errors.push(at(&format!("variable {} has no description", v["name"])));
             }
         }
-        for a in d.json["annotations"]["list"].as_array().into_iter().flatten() {
+        for a in d.json["annotations"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if a["builtIn"] == 1 {
                 continue;
             }

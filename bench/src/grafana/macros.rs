@@ -15,8 +15,6 @@
 //! and returned: Grafana applies it to the result, not to the SQL.
 //! `bench/tests/grafana_macros.rs` checks these against the documented examples.
 
-use std::fmt::Write as _;
-
 /// The dashboard's time range, in Unix milliseconds (Grafana's precision).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {
@@ -189,7 +187,8 @@ pub fn rfc3339_nano(ms: i64) -> String {
     );
     if frac_ms != 0 {
         let frac = format!("{frac_ms:03}");
-        let _ = write!(s, ".{}", frac.trim_end_matches('0'));
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
     }
     s.push('Z');
     s
@@ -237,7 +236,10 @@ pub fn interpolate_builtins(sql: &str, range: TimeRange, interval_ms: i64) -> St
             "$__unixEpochFrom()",
             &range.from_ms.div_euclid(1000).to_string(),
         )
-        .replace("$__unixEpochTo()", &range.to_ms.div_euclid(1000).to_string())
+        .replace(
+            "$__unixEpochTo()",
+            &range.to_ms.div_euclid(1000).to_string(),
+        )
 }
 
 /// The whole backend expansion: builtins, then every `$__macro(args)`.
@@ -334,10 +336,9 @@ fn evaluate(
                     match args[2] {
                         "NULL" => Fill::Null,
                         "previous" => Fill::Previous,
-                        v => Fill::Value(
-                            v.parse()
-                                .map_err(|_| MacroError::FillValue(v.to_owned()))?,
-                        ),
+                        v => {
+                            Fill::Value(v.parse().map_err(|_| MacroError::FillValue(v.to_owned()))?)
+                        }
                     },
                 ));
             }
@@ -426,7 +427,10 @@ mod tests {
     fn the_first_occurrence_decides_the_alias_as_in_grafana() {
         let r = TimeRange::last(1_000_000, 60);
         let e = expand_macros("SELECT $__timeGroup(ts,'1m'), x", r, false).unwrap();
-        assert_eq!(e.sql, "SELECT floor(extract(epoch from ts)/60)*60 AS \"time\", x");
+        assert_eq!(
+            e.sql,
+            "SELECT floor(extract(epoch from ts)/60)*60 AS \"time\", x"
+        );
         let e = expand_macros("ORDER BY $__timeGroup(ts,'1m')) x", r, false).unwrap();
         assert_eq!(e.sql, "ORDER BY floor(extract(epoch from ts)/60)*60) x");
         assert!(matches!(

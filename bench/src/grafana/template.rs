@@ -39,7 +39,9 @@ fn format_values(var: &Variable, format: Option<&str>) -> String {
             if var.multi {
                 vals.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
             } else {
-                vals.first().map(|v| v.replace('\'', "''")).unwrap_or_default()
+                vals.first()
+                    .map(|v| v.replace('\'', "''"))
+                    .unwrap_or_default()
             }
         }
         Some("sqlstring") => vals.iter().map(|v| quote(v)).collect::<Vec<_>>().join(","),
