@@ -408,9 +408,7 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
 
     let now = now_ms();
     let end = now - now.rem_euclid(BLOCK_MS);
-    // From a UTC midnight, so that retention (run after each whole day) drops only
-    // the raw partitions of days already written.
-    let start = (end - args.days as i64 * DAY_MS).div_euclid(DAY_MS) * DAY_MS;
+    let start = end - args.days as i64 * DAY_MS;
     println!(
         "pga-bench dashboards: {} agents × {} series ({} databases, {} tables and {} statements per database), \
          {} days, raw samples for the newest {} h",
@@ -506,7 +504,9 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
         seq += hour_blocks as u64;
         t += HOUR_MS;
         if (t - start) % DAY_MS == 0 {
-            short.retention(now).await?;
+            // Retention as of the newest data written: drops only raw partitions
+            // that end before it, all of whose days are written.
+            short.retention(t).await?;
             println!(
                 "  written through the sink: day {} of {} ({} samples, {:.0} s, database {})",
                 (t - start) / DAY_MS,
