@@ -36,6 +36,7 @@ fail() {
 snapshot() {
     {
         find /etc/pganalytics /var/lib/pganalytics /usr/share/doc/$AGENT /usr/share/doc/$FEDERATOR \
+            /usr/share/pganalytics \
             /usr/bin/pga-agent /usr/bin/pga-federator \
             /usr/lib/systemd/system/pga-agent.service /usr/lib/systemd/system/pga-federator.service \
             /usr/share/man/man1/pga-agent.1.gz /usr/share/man/man1/pga-federator.1.gz \
@@ -244,6 +245,13 @@ grep -qx /etc/pganalytics/federator.toml "$SCRATCH/ctrl-$(basename "$FEDERATOR_D
 pass "$FEDERATOR: /etc/pganalytics/federator.toml is a conffile"
 
 # ---------------------------------------------------------------------------------
+# The Grafana files the federator package ships (docs/dashboards.md): every dashboard
+# and provisioning file of dashboards/, under /usr/share/pganalytics/dashboards/.
+dashboard_files() {
+    (cd "$ROOT/dashboards" && find provisioning grafana -type f \( -name '*.json' -o -name '*.yaml' \)) |
+        sed 's|^|/usr/share/pganalytics/dashboards/|' | sort
+}
+
 # The rpms: file lists, attributes, scriptlets.
 expect_rpm_files() { # rpm, expected list (sorted)
     local got
@@ -265,7 +273,8 @@ expect_rpm_files "$FEDERATOR_RPM" "/etc/pganalytics/federator.toml
 /usr/lib/systemd/system/pga-federator.service
 /usr/share/man/man1/pga-federator.1.gz
 /usr/share/doc/$FEDERATOR/README.md
-/usr/share/doc/$FEDERATOR/copyright"
+/usr/share/doc/$FEDERATOR/copyright
+$(dashboard_files)"
 pass "rpm -qpl lists the expected files of both rpms"
 
 rpm_attrs() {
@@ -329,6 +338,18 @@ expect_stat() { # path, "mode user group"
     got="$(stat -c '%a %U %G' "$1")"
     [[ "$got" == "$2" ]] || fail "$1 is '$got', not '$2'"
 }
+
+while read -r f; do
+    [[ -f "$f" ]] || fail "$FEDERATOR: $f is not installed"
+    cmp -s "$f" "$ROOT/dashboards/${f#/usr/share/pganalytics/dashboards/}" || fail "$f differs from the repository's"
+    expect_stat "$f" "644 root root"
+done < <(dashboard_files)
+[[ "$(find /usr/share/pganalytics/dashboards -type f | wc -l)" == "$(dashboard_files | wc -l)" ]] ||
+    fail "/usr/share/pganalytics/dashboards holds other files than dashboards/: $(find /usr/share/pganalytics/dashboards -type f)"
+grep -q 'path: /usr/share/pganalytics/dashboards/grafana$' \
+    /usr/share/pganalytics/dashboards/provisioning/dashboards/pganalytics.yaml ||
+    fail "the dashboard provider does not point at /usr/share/pganalytics/dashboards/grafana"
+pass "$FEDERATOR: $(dashboard_files | wc -l) Grafana dashboard and provisioning files under /usr/share/pganalytics/dashboards, as in dashboards/"
 expect_stat /etc/pganalytics/agent.toml "640 root pganalytics"
 expect_stat /etc/pganalytics/federator.toml "640 root pganalytics"
 expect_stat /var/lib/pganalytics/agent "750 pganalytics pganalytics"

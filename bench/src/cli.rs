@@ -28,6 +28,7 @@ pub enum Command {
     Ingest(crate::ingest_cmd::IngestArgs),
     Lockwait(crate::lockwait_cmd::LockwaitArgs),
     Api(crate::api_cmd::ApiArgs),
+    Dashboards(crate::dashboards_cmd::DashboardsArgs),
 }
 
 /// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with

@@ -13,7 +13,8 @@
 //! federator's pull into PostgreSQL from simulated agents ([`simagent`]).
 //! `pga-bench api` measures the federator's HTTP API (authenticated requests/s, p50/p99
 //! on the list and query routes, sign-ins/s) while it ingests.
-//! `pga-bench codec` measures the block format of `pga-format` on
+//! `pga-bench dashboards` times every panel query of the Grafana dashboards over 7 days of a
+//! simulated fleet ([`grafana`]). `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
@@ -24,7 +25,9 @@ pub mod blocks;
 pub mod cli;
 pub mod codec_cmd;
 pub mod corpus;
+pub mod dashboards_cmd;
 pub mod endpoint_cmd;
+pub mod grafana;
 pub mod ingest_cmd;
 pub mod lockwait_cmd;
 pub mod logparse_cmd;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => pga_bench::ingest_cmd::run(&args),
         Command::Lockwait(args) => pga_bench::lockwait_cmd::run(&args),
         Command::Api(args) => pga_bench::api_cmd::run(&args),
+        Command::Dashboards(args) => pga_bench::dashboards_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

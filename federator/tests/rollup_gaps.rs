@@ -269,5 +269,90 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
             ),
         );
         assert_eq!(spike, "1050|21.000000", "{name}");
+
+        // The query layer (migrations/0030_query_layer.sql) gives the same answers
+        // whatever table the step makes it read: pga_range's rate is the true rate in
+        // every bucket from raw samples (10 s, 30 s), 1-minute (1, 5 min) and 1-hour
+        // rollups, never a spike across the gap or the silence, and the increases
+        // add up to the same total from every source and from pga_summary.
+        let range = format!(
+            "to_timestamp({} / 1000.0), to_timestamp({} / 1000.0)",
+            start,
+            start + 3 * 3_600_000
+        );
+        let mut totals = Vec::new();
+        for step in [
+            "10 seconds",
+            "30 seconds",
+            "1 minute",
+            "5 minutes",
+            "1 hour",
+        ] {
+            let rates = sql(
+                &pg,
+                &format!(
+                    "SELECT count(value), count(*) FILTER (WHERE abs(value - {RATE}) > 1e-9) \
+                     FROM pga_range('pg_stat_database_xact_commit_total', 'rate', {range}, \
+                                    '{step}', ARRAY['{name}'])"
+                ),
+            );
+            let (known, off) = rates.split_once('|').unwrap();
+            assert!(known.parse::<u32>().unwrap() >= 2, "{name} {step}: {rates}");
+            assert_eq!(off, "0", "{name} {step}: buckets whose rate is not {RATE}");
+            totals.push(sql(
+                &pg,
+                &format!(
+                    "SELECT round(sum(value)::numeric, 6) \
+                     FROM pga_range('pg_stat_database_xact_commit_total', 'increase', {range}, \
+                                    '{step}', ARRAY['{name}'])"
+                ),
+            ));
+        }
+        totals.push(sql(
+            &pg,
+            &format!(
+                "SELECT round(value::numeric, 6) \
+                 FROM pga_summary('pg_stat_database_xact_commit_total', 'increase', {range}, \
+                                  ARRAY['{name}'])"
+            ),
+        ));
+        assert!(
+            totals.iter().all(|t| t == &totals[0]),
+            "{name}: increases by source {totals:?}"
+        );
+        // Buckets that hold samples but no known increase (the first after each
+        // break, at a 10 s step) are NULL rows, so a graph breaks there.
+        let nulls = sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FILTER (WHERE value IS NULL) \
+                 FROM pga_range('pg_stat_database_xact_commit_total', 'rate', {range}, \
+                                '10 seconds', ARRAY['{name}'])"
+            ),
+        );
+        assert_eq!(
+            nulls, "3",
+            "{name}: the first sample and one after each break"
+        );
+        // A gauge's minimum, maximum and average agree between raw samples (one
+        // per 10 s bucket) and rollups.
+        for f in ["min", "max", "avg"] {
+            let raw = sql(
+                &pg,
+                &format!(
+                    "SELECT round({f}(value)::numeric, 9) FROM pga_range( \
+                       'pg_stat_database_numbackends', 'avg', {range}, '10 seconds', \
+                       ARRAY['{name}'])"
+                ),
+            );
+            let rolled = sql(
+                &pg,
+                &format!(
+                    "SELECT round(value::numeric, 9) FROM pga_summary( \
+                       'pg_stat_database_numbackends', '{f}', {range}, ARRAY['{name}'])"
+                ),
+            );
+            assert_eq!(raw, rolled, "{name} {f}: raw samples vs rollups");
+        }
     }
 }

@@ -5,11 +5,13 @@
 -- time-series tables are still empty: it replaces those natively partitioned tables
 -- (migrations/0002_metrics.sql, with the columns later migrations added) with
 -- hypertables of the same columns and keys, with compression enabled. The views of
--- migrations/0003_views.sql and 0006_views.sql are dropped here and created again
--- afterwards; compression and retention policies are set by timescale.rs from the
+-- migrations/0003_views.sql, 0006_views.sql and 0030_query_layer.sql are dropped here
+-- and created again afterwards; compression and retention policies are set by timescale.rs from the
 -- retention settings. Never run on plain PostgreSQL. Needs TimescaleDB 2.13 or newer
 -- (create_hypertable with by_range; ON CONFLICT into compressed chunks).
 
+-- The query layer's views over these tables (migrations/0030_query_layer.sql).
+DROP VIEW IF EXISTS pga_log_events;
 DROP VIEW metric_series, metric_samples, metric_rollups_1m, metric_rollups_1h,
           agent_log_events, agent_status, agent_gaps;
 
