@@ -12,6 +12,7 @@
 //! - [`sink`]: the PostgreSQL sink (migrations, ingest, rollups, retention);
 //! - [`telemetry`] and [`listener`]: self-metrics on `/metrics`, `/healthz`, `/readyz`.
 
+pub mod alerting;
 pub mod batch;
 pub mod cli;
 pub mod config;
