@@ -207,6 +207,14 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         max_concurrent = cfg.scrape.max_concurrent,
         "scheduling pulls"
     );
+    let alerting = cfg.alerting.enabled.then(|| {
+        let (c, m, s) = (cfg.clone(), telemetry.alerting.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::alerting::job::run(c, m, s).await {
+                tracing::error!(error = %format!("{e:#}"), "alerting stopped: no rule is evaluated, no notification sent");
+            }
+        })
+    });
     let retention = tokio::spawn(retention_loop(
         sink.clone(),
         retention_schedule,
@@ -222,6 +230,9 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     )
     .await;
     retention.await.ok();
+    if let Some(a) = alerting {
+        a.await.ok();
+    }
     if let Some(l) = listener {
         match l.await {
             Ok(r) => r?,

@@ -103,6 +103,10 @@ pub struct Tracked {
     pub notified: Option<Phase>,
     /// Its agent's rules are held (inhibited).
     pub held: bool,
+    /// The maintenance window muting its notifications.
+    pub muted_by: Option<i64>,
+    /// Its phase when loaded (`None` for an alert opened in this run).
+    pub loaded_phase: Option<Phase>,
     /// Changed since loaded (to be written).
     pub dirty: bool,
 }
@@ -165,11 +169,13 @@ impl Book {
         let mut seen: HashSet<String> = HashSet::new();
         let n = elements.len();
         for e in elements {
-            let labels = Arc::new(e.labels.merged(
-                rule.static_labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            ));
+            let labels = Arc::new(
+                e.labels.merged(
+                    rule.static_labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
+            );
             let fingerprint = labels.fingerprint();
             if !seen.insert(fingerprint.clone()) {
                 // Two series of one result with the same alert labels: the first wins.
@@ -215,6 +221,8 @@ impl Book {
                     evaluated_at: t,
                     notified: None,
                     held: false,
+                    muted_by: None,
+                    loaded_phase: None,
                     dirty: true,
                 },
             );

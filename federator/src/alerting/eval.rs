@@ -107,7 +107,12 @@ fn eval(expr: &Expr, input: &AgentInput, t: i64, next: &mut usize) -> Result<Val
     })
 }
 
-fn window_term(term: &WindowTerm, series: &[InputSeries], input: &AgentInput, t: i64) -> Vec<Element> {
+fn window_term(
+    term: &WindowTerm,
+    series: &[InputSeries],
+    input: &AgentInput,
+    t: i64,
+) -> Vec<Element> {
     if term.func == WindowFn::Absent {
         let from = t - term.range_ms;
         if input.continuity.has_gap_in(from, t)
@@ -124,9 +129,7 @@ fn window_term(term: &WindowTerm, series: &[InputSeries], input: &AgentInput, t:
             .iter()
             .filter(|m| m.op == MatchOp::Equal && !m.value.is_empty())
             .map(|m| (m.name.as_str(), m.value.as_str()));
-        let labels = LabelSet::from_pairs(
-            pinned.chain([("agent", input.agent.as_ref())]),
-        );
+        let labels = LabelSet::from_pairs(pinned.chain([("agent", input.agent.as_ref())]));
         return vec![Element {
             labels: Arc::new(labels),
             value: 1.0,
@@ -305,7 +308,10 @@ mod tests {
                 labels.iter().copied().chain([("agent", "db1")]),
             )),
             data: Arc::new(SeriesData {
-                points: points.iter().map(|&(ts, value)| Point { ts, value }).collect(),
+                points: points
+                    .iter()
+                    .map(|&(ts, value)| Point { ts, value })
+                    .collect(),
                 buckets: vec![],
             }),
         }
@@ -345,7 +351,10 @@ mod tests {
         )
         .unwrap();
         let sessions = vec![
-            series(&[("pg_instance", "a"), ("state", "active")], &[(1000, 30.0)]),
+            series(
+                &[("pg_instance", "a"), ("state", "active")],
+                &[(1000, 30.0)],
+            ),
             series(&[("pg_instance", "a"), ("state", "idle")], &[(1000, 50.0)]),
             series(&[("pg_instance", "b"), ("state", "idle")], &[(1000, 9.0)]),
         ];
@@ -360,7 +369,10 @@ mod tests {
         let v = evaluate(&q, &input(vec![sessions, max, res]), 1000).unwrap();
         assert_eq!(
             values(v),
-            [("pg_instance=a".to_owned(), 0.8), ("pg_instance=b".to_owned(), 0.9)]
+            [
+                ("pg_instance=a".to_owned(), 0.8),
+                ("pg_instance=b".to_owned(), 0.9)
+            ]
         );
     }
 
@@ -375,7 +387,10 @@ mod tests {
         let v = evaluate(&q, &input(vec![dead.clone(), total.clone()]), 10).unwrap();
         assert_eq!(
             values(v),
-            [("db=x,rel=t1".to_owned(), 0.25), ("db=x,rel=t2".to_owned(), 0.5)]
+            [
+                ("db=x,rel=t1".to_owned(), 0.25),
+                ("db=x,rel=t2".to_owned(), 0.5)
+            ]
         );
         let e = evaluate(&q, &input(vec![dead.clone(), dead]), 10).unwrap_err();
         assert!(matches!(e, EvalError::ManyToMany { .. }), "{e}");
@@ -395,7 +410,10 @@ mod tests {
         let v = evaluate(&q, &input(vec![vac, live]), 100_000).unwrap();
         assert_eq!(values(v), [("rel=big".to_owned(), 90.0)]);
         let q = parse("last(a[1m]) > bool 5").unwrap();
-        let a = vec![series(&[("x", "1")], &[(10, 7.0)]), series(&[("x", "2")], &[(10, 3.0)])];
+        let a = vec![
+            series(&[("x", "1")], &[(10, 7.0)]),
+            series(&[("x", "2")], &[(10, 3.0)]),
+        ];
         assert_eq!(
             values(evaluate(&q, &input(vec![a]), 10).unwrap()),
             [("x=1".to_owned(), 1.0), ("x=2".to_owned(), 0.0)]
@@ -406,7 +424,10 @@ mod tests {
     fn absent_is_one_per_agent_with_the_pinned_labels_and_never_over_a_gap() {
         let q = parse("absent(pg_up{pg_instance=\"main\", x=~\".*\"}[1m])").unwrap();
         let up = vec![series(&[("pg_instance", "main")], &[(10_000, 1.0)])];
-        assert_eq!(values(evaluate(&q, &input(vec![up.clone()]), 60_000).unwrap()), []);
+        assert_eq!(
+            values(evaluate(&q, &input(vec![up.clone()]), 60_000).unwrap()),
+            []
+        );
         let v = evaluate(&q, &input(vec![up.clone()]), 200_000).unwrap();
         assert_eq!(values(v), [("pg_instance=main".to_owned(), 1.0)]);
         let mut i = input(vec![up]);

@@ -432,7 +432,10 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
     if t.kind != Tok::End {
         return Err(p.error(
             t,
-            format!("unexpected {} after a complete expression", t.describe(text)),
+            format!(
+                "unexpected {} after a complete expression",
+                t.describe(text)
+            ),
             "join the terms with an operator (+ - * / and unless > …) or remove the extra text"
                 .into(),
         ));
@@ -514,7 +517,9 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     let mut total: i64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -596,8 +601,8 @@ impl Token {
 }
 
 const PUNCT: [&str; 21] = [
-    "==", "!=", ">=", "<=", "=~", "!~", "(", ")", "{", "}", ",", "=", ">", "<", "+", "-", "*",
-    "/", "[", "]", "!",
+    "==", "!=", ">=", "<=", "=~", "!~", "(", ")", "{", "}", ",", "=", ">", "<", "+", "-", "*", "/",
+    "[", "]", "!",
 ];
 
 fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
@@ -969,10 +974,7 @@ impl Parser<'_> {
                 _ => {
                     return Err(self.error(
                         &t,
-                        format!(
-                            "expected a label name, found {}",
-                            t.describe(self.text)
-                        ),
+                        format!("expected a label name, found {}", t.describe(self.text)),
                         format!("list label names separated by commas: {example}"),
                     ));
                 }
@@ -1104,8 +1106,7 @@ impl Parser<'_> {
                     return Err(self.error(
                         &t,
                         format!("expected `,` or `}}`, found {}", t.describe(self.text)),
-                        "separate matchers with commas: {datname=\"app\", state!=\"idle\"}"
-                            .into(),
+                        "separate matchers with commas: {datname=\"app\", state!=\"idle\"}".into(),
                     ));
                 }
             }
@@ -1283,8 +1284,10 @@ mod tests {
 
     #[test]
     fn window_functions_and_selectors_parse() {
-        let e = parse(r#"rate(pg_stat_database_xact_rollback_total{datname!~"template.*", x="a\"b"}[5m])"#)
-            .unwrap();
+        let e = parse(
+            r#"rate(pg_stat_database_xact_rollback_total{datname!~"template.*", x="a\"b"}[5m])"#,
+        )
+        .unwrap();
         let Expr::Window(t) = &e else { panic!("{e:?}") };
         assert_eq!(t.func, WindowFn::Rate);
         assert_eq!(t.range_ms, 300_000);
@@ -1368,7 +1371,10 @@ mod tests {
     fn errors_say_where_and_how_to_fix() {
         let e = err("avg_over_time(pg_up[5m])");
         assert_eq!(e.offset, 0);
-        assert!(e.message.contains("unknown function `avg_over_time`"), "{e}");
+        assert!(
+            e.message.contains("unknown function `avg_over_time`"),
+            "{e}"
+        );
         assert!(e.fix.contains("avg(metric[5m])"), "{e}");
 
         let e = err("last(pg_up)");
@@ -1407,7 +1413,10 @@ mod tests {
         assert!(e.message.contains("series on both sides"), "{e}");
 
         let shown = err("rate(x[5m]) ^ 2").to_string();
-        assert!(shown.starts_with("at character 13: unexpected character '^'"), "{shown}");
+        assert!(
+            shown.starts_with("at character 13: unexpected character '^'"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -98,7 +98,9 @@ impl LabelSet {
 
     /// As an ordered map of owned strings.
     pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     /// A stable identity of the set: SHA-256 of `name\0value\0…`, 16 hex digits (the
@@ -133,7 +135,11 @@ impl Interner {
     }
 
     /// A label set from a JSON object of strings plus `extra` pairs.
-    pub fn labels_from_json(&mut self, json: &serde_json::Value, extra: &[(&str, &str)]) -> LabelSet {
+    pub fn labels_from_json(
+        &mut self,
+        json: &serde_json::Value,
+        extra: &[(&str, &str)],
+    ) -> LabelSet {
         let mut pairs: Vec<(Str, Str)> = Vec::new();
         if let Some(obj) = json.as_object() {
             for (k, v) in obj {

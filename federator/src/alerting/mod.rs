@@ -12,10 +12,15 @@
 //!   [`evaluator`]: one evaluation cycle against the database; [`job`]: the cycle on
 //!   its cron schedule.
 
+pub mod commands;
+pub mod data;
 pub mod engine;
 pub mod eval;
+pub mod evaluator;
 pub mod expr;
+pub mod job;
 pub mod labels;
+pub mod metrics;
 pub mod rule;
 pub mod rulefile;
 pub mod state;

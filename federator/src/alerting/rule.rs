@@ -189,8 +189,7 @@ impl Rule {
                 .count();
             for t in &terms {
                 let m = &t.selector.metric;
-                if m.starts_with("pga_federator_")
-                    && !FEDERATOR_METRICS.iter().any(|(n, _)| n == m)
+                if m.starts_with("pga_federator_") && !FEDERATOR_METRICS.iter().any(|(n, _)| n == m)
                 {
                     let known: Vec<&str> = FEDERATOR_METRICS.iter().map(|(n, _)| *n).collect();
                     p.add(
@@ -373,9 +372,7 @@ impl Rule {
             .find(|o| o.matchers.iter().all(|(k, v)| labels.get(k) == v));
         Condition {
             comparison: self.comparison,
-            threshold: o
-                .and_then(|o| o.threshold)
-                .unwrap_or(self.spec.threshold),
+            threshold: o.and_then(|o| o.threshold).unwrap_or(self.spec.threshold),
             resolve_threshold: o
                 .and_then(|o| o.resolve_threshold)
                 .or(self.spec.resolve_threshold),
@@ -391,7 +388,12 @@ impl Rule {
     }
 
     /// The rendered annotations of an alert.
-    pub fn annotate(&self, labels: &LabelSet, value: f64, threshold: f64) -> BTreeMap<String, String> {
+    pub fn annotate(
+        &self,
+        labels: &LabelSet,
+        value: f64,
+        threshold: f64,
+    ) -> BTreeMap<String, String> {
         self.annotations
             .iter()
             .map(|(k, t)| (k.clone(), t.render(labels, value, threshold)))
@@ -414,16 +416,30 @@ impl Problems {
 
 fn check_number(p: &mut Problems, field: &str, v: f64) {
     if !v.is_finite() {
-        p.add(field, format!("{v} is not a finite number"), "write a plain number such as 0.8 or 300");
+        p.add(
+            field,
+            format!("{v} is not a finite number"),
+            "write a plain number such as 0.8 or 300",
+        );
     }
 }
 
-fn check_resolve(p: &mut Problems, field: &str, c: Comparison, threshold: f64, resolve: Option<f64>) {
+fn check_resolve(
+    p: &mut Problems,
+    field: &str,
+    c: Comparison,
+    threshold: f64,
+    resolve: Option<f64>,
+) {
     let Some(r) = resolve else {
         return;
     };
     if !r.is_finite() {
-        p.add(field, format!("{r} is not a finite number"), "write a plain number");
+        p.add(
+            field,
+            format!("{r} is not a finite number"),
+            "write a plain number",
+        );
         return;
     }
     if !c.orders() {
@@ -493,8 +509,10 @@ mod tests {
     fn a_good_rule_compiles_with_its_static_labels() {
         let mut s = spec("PgConnections", "last(x[1m])");
         s.labels.insert("team".into(), "dba".into());
-        s.annotations
-            .insert("summary".into(), "{{ $labels.pg_instance }} {{ $value }}".into());
+        s.annotations.insert(
+            "summary".into(),
+            "{{ $labels.pg_instance }} {{ $value }}".into(),
+        );
         let r = Rule::compile(s).unwrap();
         assert!(!r.wall_clock);
         assert_eq!(
@@ -505,7 +523,11 @@ mod tests {
                 ("severity".to_owned(), "warning".to_owned())
             ]
         );
-        let r = Rule::compile(spec("A", "last(pga_federator_agent_last_pull_age_seconds[1m])")).unwrap();
+        let r = Rule::compile(spec(
+            "A",
+            "last(pga_federator_agent_last_pull_age_seconds[1m])",
+        ))
+        .unwrap();
         assert!(r.wall_clock);
     }
 
@@ -517,7 +539,8 @@ mod tests {
         s.severity = "page".into();
         s.for_secs = 10_000_000;
         s.labels.insert("alertname".into(), "x".into());
-        s.annotations.insert("summary".into(), "{{ $valeu }}".into());
+        s.annotations
+            .insert("summary".into(), "{{ $valeu }}".into());
         s.overrides.push(OverrideSpec {
             matchers: BTreeMap::new(),
             threshold: None,
@@ -575,7 +598,12 @@ mod tests {
         .unwrap_err();
         assert!(e[0].message.contains("mixes"), "{}", e[0]);
         let e = Rule::compile(spec("A", "last(pga_federator_nope[1m])")).unwrap_err();
-        assert!(e[0].fix.contains("pga_federator_agent_last_pull_age_seconds"), "{}", e[0]);
+        assert!(
+            e[0].fix
+                .contains("pga_federator_agent_last_pull_age_seconds"),
+            "{}",
+            e[0]
+        );
         let e = Rule::compile(spec("A", "avg(x[8d])")).unwrap_err();
         assert!(e[0].message.contains("longer than 7 days"), "{}", e[0]);
     }

@@ -27,6 +27,25 @@ pub struct FileSpec {
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub tests: Vec<TestSpec>,
+    /// Per-target thresholds for rules of any loaded file (the built-in pack's
+    /// included), so a pack needs no copy to be tuned.
+    #[serde(default)]
+    pub overrides: Vec<FileOverride>,
+}
+
+/// `[[overrides]]`: a per-target threshold for the rule named `rule`, wherever it is
+/// defined. These come before the rule's own overrides (the first that matches
+/// wins), in the order the files are loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOverride {
+    pub rule: String,
+    #[serde(rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    #[serde(default)]
+    pub resolve_threshold: Option<f64>,
 }
 
 /// A test of the file's rules, in the manner of `promtool test rules`.
@@ -99,6 +118,8 @@ pub struct RuleFile {
     pub path: PathBuf,
     pub rules: Vec<Rule>,
     pub tests: Vec<TestSpec>,
+    /// Its `[[overrides]]`, applied by [`load_all`].
+    pub overrides: Vec<FileOverride>,
 }
 
 /// One problem of a rule file, with where it is.
@@ -211,6 +232,7 @@ impl RuleFile {
             path: path.to_owned(),
             rules,
             tests: spec.tests,
+            overrides: spec.overrides,
         })
     }
 }
@@ -218,7 +240,7 @@ impl RuleFile {
 /// Loads rule files and directories of them (`*.toml`, in name order), refusing a
 /// rule name used twice across them. Every file's problems are returned.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<RuleFile>, Vec<RuleFileError>> {
-    let mut files = Vec::new();
+    let mut files: Vec<RuleFile> = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
         let list = if p.is_dir() {
@@ -272,6 +294,82 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<RuleFile>, Vec<RuleFileError>> 
             }
         }
     }
+    // Every file's [[overrides]], in load order, ahead of the rules' own.
+    let overrides: Vec<(PathBuf, usize, FileOverride)> = files
+        .iter()
+        .flat_map(|f| {
+            f.overrides
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (f.path.clone(), i, o.clone()))
+        })
+        .collect();
+    let mut added: BTreeMap<String, Vec<(PathBuf, usize, FileOverride)>> = BTreeMap::new();
+    for (path, i, o) in overrides {
+        if !files
+            .iter()
+            .any(|f| f.rules.iter().any(|r| r.name() == o.rule))
+        {
+            errors.push(RuleFileError {
+                path,
+                problems: vec![FileProblem {
+                    at: None,
+                    key: format!("overrides[{i}].rule"),
+                    message: format!("no loaded rule is named {:?}", o.rule),
+                    fix: "name a rule of the loaded rule files (`pga-federator rules list`)".into(),
+                }],
+            });
+            continue;
+        }
+        added.entry(o.rule.clone()).or_default().push((path, i, o));
+    }
+    for f in &mut files {
+        for rule in &mut f.rules {
+            let Some(extra) = added.get(rule.name()) else {
+                continue;
+            };
+            let mut spec = rule.spec.clone();
+            let own = std::mem::take(&mut spec.overrides);
+            spec.overrides = extra
+                .iter()
+                .map(|(_, _, o)| super::rule::OverrideSpec {
+                    matchers: o.matchers.clone(),
+                    threshold: o.threshold,
+                    resolve_threshold: o.resolve_threshold,
+                })
+                .chain(own)
+                .collect();
+            match Rule::compile(spec) {
+                Ok(r) => *rule = r,
+                Err(ps) => {
+                    for p in ps {
+                        // overrides[k] of the merged list is the k-th added one.
+                        let (path, i) = p
+                            .field
+                            .strip_prefix("overrides[")
+                            .and_then(|r| r.split(']').next())
+                            .and_then(|k| k.parse::<usize>().ok())
+                            .and_then(|k| extra.get(k))
+                            .map_or((f.path.clone(), None), |(path, i, _)| {
+                                (path.clone(), Some(*i))
+                            });
+                        errors.push(RuleFileError {
+                            path,
+                            problems: vec![FileProblem {
+                                at: None,
+                                key: match i {
+                                    Some(i) => format!("overrides[{i}] of {}", rule.name()),
+                                    None => format!("{}.{}", rule.name(), p.field),
+                                },
+                                message: p.message,
+                                fix: p.fix,
+                            }],
+                        });
+                    }
+                }
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(files)
     } else {
@@ -296,7 +394,8 @@ fn fix_for(key: &str, message: &str) -> String {
         if let Some(best) = valid
             .iter()
             .filter(|v| {
-                edit_distance(unknown, v) <= 2 || v.strip_prefix(unknown).is_some_and(|r| r.starts_with('_'))
+                edit_distance(unknown, v) <= 2
+                    || v.strip_prefix(unknown).is_some_and(|r| r.starts_with('_'))
             })
             .min_by_key(|v| edit_distance(unknown, v))
         {
@@ -318,6 +417,7 @@ fn fix_for(key: &str, message: &str) -> String {
             "write a table of strings, e.g. { team = \"dba\" }".into()
         }
         "rules" => "write each rule as a [[rules]] table".into(),
+        "overrides" => "write each override as an [[overrides]] table with rule, match and threshold".into(),
         "tests" => "write each test as a [[tests]] table".into(),
         "enabled" | "inhibits_agent" => "write true or false".into(),
         _ => "write a quoted string".into(),
@@ -398,10 +498,7 @@ fn locate(text: &str, doc: &toml::Spanned<DeTable<'_>>, i: usize, p: RuleProblem
     let mut owned: Vec<(String, Option<usize>)> = Vec::new();
     for part in &parts {
         match part.split_once('[') {
-            Some((k, idx)) => owned.push((
-                k.to_owned(),
-                idx.trim_end_matches(']').parse().ok(),
-            )),
+            Some((k, idx)) => owned.push((k.to_owned(), idx.trim_end_matches(']').parse().ok())),
             None => owned.push(((*part).to_owned(), None)),
         }
     }
@@ -625,7 +722,10 @@ alerts = [{ labels = { alertname = "PgServerDown" } }]
         let e = parse(&text).unwrap_err();
         let shown = e.to_string();
         // `query = "` is 9 characters; the second * is character 18 of the query.
-        assert!(shown.starts_with("pack.toml:4:27: rules[0].query: "), "{shown}");
+        assert!(
+            shown.starts_with("pack.toml:4:27: rules[0].query: "),
+            "{shown}"
+        );
         assert!(shown.contains("\n  fix: "), "{shown}");
     }
 
@@ -636,7 +736,13 @@ alerts = [{ labels = { alertname = "PgServerDown" } }]
         assert_eq!(e.problems.len(), 1);
         let p = &e.problems[0];
         assert_eq!(p.key, "rules[0].threshold");
-        assert_eq!(p.at, Some(Location { line: 6, column: 13 }));
+        assert_eq!(
+            p.at,
+            Some(Location {
+                line: 6,
+                column: 13
+            })
+        );
         assert!(p.fix.contains("plain number"), "{p:?}");
     }
 
@@ -666,9 +772,27 @@ alerts = [{ labels = { alertname = "PgServerDown" } }]
                 "tests[0].expect[0].at_secs"
             ]
         );
-        assert_eq!(e.problems[0].at, Some(Location { line: 5, column: 14 }));
-        assert_eq!(e.problems[1].at, Some(Location { line: 9, column: 24 }));
-        assert_eq!(e.problems[2].at, Some(Location { line: 13, column: 63 }));
+        assert_eq!(
+            e.problems[0].at,
+            Some(Location {
+                line: 5,
+                column: 14
+            })
+        );
+        assert_eq!(
+            e.problems[1].at,
+            Some(Location {
+                line: 9,
+                column: 24
+            })
+        );
+        assert_eq!(
+            e.problems[2].at,
+            Some(Location {
+                line: 13,
+                column: 63
+            })
+        );
     }
 
     #[test]

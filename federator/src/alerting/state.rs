@@ -324,10 +324,7 @@ mod tests {
 
     #[test]
     fn for_zero_fires_at_once() {
-        assert_eq!(
-            run(&[Some(11.0)], &GT, &timing(0, 0)),
-            [(10, Event::Fired)]
-        );
+        assert_eq!(run(&[Some(11.0)], &GT, &timing(0, 0)), [(10, Event::Fired)]);
     }
 
     #[test]
@@ -404,6 +401,10 @@ mod tests {
             Some(Event::Resolved(Resolution::Cleared))
         );
         assert_eq!(s.resolved_at, Some(110));
-        assert_eq!(s.observe(120, Some(20.0), &GT, &t), None, "resolved is final");
+        assert_eq!(
+            s.observe(120, Some(20.0), &GT, &t),
+            None,
+            "resolved is final"
+        );
     }
 }

@@ -23,7 +23,10 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Text(String),
-    Action { source: Source, filters: Vec<Filter> },
+    Action {
+        source: Source,
+        filters: Vec<Filter>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,8 +186,15 @@ fn apply(f: &Filter, v: Val) -> Val {
         return v;
     };
     Val::Text(match f {
-        Filter::Humanize => humanize(n, 1000.0, &["", "k", "M", "G", "T", "P", "E"], &["", "m", "µ", "n", "p"]),
-        Filter::Humanize1024 => humanize(n, 1024.0, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"], &[""]),
+        Filter::Humanize => humanize(
+            n,
+            1000.0,
+            &["", "k", "M", "G", "T", "P", "E"],
+            &["", "m", "µ", "n", "p"],
+        ),
+        Filter::Humanize1024 => {
+            humanize(n, 1024.0, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"], &[""])
+        }
         Filter::HumanizeDuration => humanize_duration(n),
         Filter::HumanizePercentage => format!("{}%", format_number(round_sig(n * 100.0))),
         Filter::Printf(fmt) => printf(fmt, n),
@@ -320,7 +330,10 @@ mod tests {
             "3.5GiB 3.758G 43496d 11h 39m 44s 3758096384.0"
         );
         assert_eq!(humanize_duration(3725.0), "1h 2m 5s");
-        assert_eq!(Template::parse("plain").unwrap().render(&l, 1.0, 1.0), "plain");
+        assert_eq!(
+            Template::parse("plain").unwrap().render(&l, 1.0, 1.0),
+            "plain"
+        );
     }
 
     #[test]

@@ -192,7 +192,9 @@ pub fn run_test(rules: &[Rule], test: &TestSpec, base: &Settings) -> Vec<String>
         }
         let held = book.inhibited_agents(&inhibitors);
         for agent in agents.iter().filter(|a| !held.contains(*a)) {
-            let pos = positions.get_mut(agent).expect("every agent has a position");
+            let pos = positions
+                .get_mut(agent)
+                .expect("every agent has a position");
             for t in settings.steps(Some(*pos), now) {
                 for (ri, rule) in rules.iter().enumerate().filter(|(_, r)| !r.wall_clock) {
                     if let Err(e) = book.step(
@@ -209,7 +211,11 @@ pub fn run_test(rules: &[Rule], test: &TestSpec, base: &Settings) -> Vec<String>
                 *pos = t;
             }
         }
-        for e in test.expect.iter().filter(|e| e.at_secs as i64 * 1000 == now) {
+        for e in test
+            .expect
+            .iter()
+            .filter(|e| e.at_secs as i64 * 1000 == now)
+        {
             check(&book, rules, e, &mut failures);
         }
         now += step_ms;
@@ -217,20 +223,35 @@ pub fn run_test(rules: &[Rule], test: &TestSpec, base: &Settings) -> Vec<String>
     failures
 }
 
+/// An alert as a test compares it: state, labels, annotations.
+type Seen<'a> = (
+    String,
+    BTreeMap<String, String>,
+    &'a BTreeMap<String, String>,
+);
+
 fn check(book: &Book, rules: &[Rule], e: &super::rulefile::ExpectSpec, failures: &mut Vec<String>) {
     let Some(ri) = rules.iter().position(|r| r.name() == e.rule) else {
         failures.push(format!("no rule {:?}", e.rule));
         return;
     };
     let with_pending = e.alerts.iter().any(|a| a.state == "pending");
-    let mut actual: Vec<(String, BTreeMap<String, String>, &BTreeMap<String, String>)> = book
+    let mut actual: Vec<Seen<'_>> = book
         .open_alerts()
         .filter(|a| a.rule_id == ri as i64)
-        .filter(|a| a.state.phase == Phase::Firing || (with_pending && a.state.phase == Phase::Pending))
-        .map(|a| (a.state.phase.as_str().to_owned(), a.labels.to_map(), &a.annotations))
+        .filter(|a| {
+            a.state.phase == Phase::Firing || (with_pending && a.state.phase == Phase::Pending)
+        })
+        .map(|a| {
+            (
+                a.state.phase.as_str().to_owned(),
+                a.labels.to_map(),
+                &a.annotations,
+            )
+        })
         .collect();
     actual.sort_by(|a, b| a.1.cmp(&b.1));
-    let shown = |v: &[(String, BTreeMap<String, String>, &BTreeMap<String, String>)]| -> String {
+    let shown = |v: &[Seen<'_>]| -> String {
         if v.is_empty() {
             return "none".into();
         }
@@ -343,12 +364,21 @@ alerts = [{ labels = { agent = "a", alertname = "Flapping", severity = "warning"
         }
         assert_eq!(out.untested, Vec::<String>::new());
         // Expect the wrong thing: the report says what happened.
-        let bad = FILE.replace("at_secs = 90\nrule = \"Flapping\"\n", "at_secs = 110\nrule = \"Flapping\"\nalerts = [{ labels = { agent = \"a\" } }]\n");
+        let bad = FILE.replace(
+            "at_secs = 90\nrule = \"Flapping\"\n",
+            "at_secs = 110\nrule = \"Flapping\"\nalerts = [{ labels = { agent = \"a\" } }]\n",
+        );
         let f = RuleFile::parse(&bad, Path::new("t.toml")).unwrap();
         let out = run_file(&f, &Settings::default());
-        assert_eq!(out.tests[0].failures.len(), 1, "{:?}", out.tests[0].failures);
+        assert_eq!(
+            out.tests[0].failures.len(),
+            1,
+            "{:?}",
+            out.tests[0].failures
+        );
         assert!(
-            out.tests[0].failures[0].starts_with("at 110 s, Flapping: expected firing {\"agent\": \"a\"}"),
+            out.tests[0].failures[0]
+                .starts_with("at 110 s, Flapping: expected firing {\"agent\": \"a\"}"),
             "{:?}",
             out.tests[0].failures
         );

@@ -79,11 +79,13 @@ impl Continuity {
     /// are missing strictly between them; `lo == hi` marks a point where data is
     /// missing right before or after (one bound unknown).
     fn bounds(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.gaps.iter().filter_map(|&(after, before)| match (after, before) {
-            (Some(l), Some(h)) => Some((l, h.max(l))),
-            (Some(x), None) | (None, Some(x)) => Some((x, x)),
-            (None, None) => None,
-        })
+        self.gaps
+            .iter()
+            .filter_map(|&(after, before)| match (after, before) {
+                (Some(l), Some(h)) => Some((l, h.max(l))),
+                (Some(x), None) | (None, Some(x)) => Some((x, x)),
+                (None, None) => None,
+            })
     }
 
     /// Whether the step from a sample at `a` to the next at `b` may be counted.
@@ -181,13 +183,12 @@ pub fn apply(
                 .iter()
                 .filter(raw)
                 .map(|p| p.value)
-                .chain(buckets.iter().filter(|k| k.count > 0).map(|k| {
-                    if f == WindowFn::Min {
-                        k.min
-                    } else {
-                        k.max
-                    }
-                }))
+                .chain(
+                    buckets
+                        .iter()
+                        .filter(|k| k.count > 0)
+                        .map(|k| if f == WindowFn::Min { k.min } else { k.max }),
+                )
                 .filter(|v| !v.is_nan());
             if f == WindowFn::Min {
                 values.reduce(f64::min)
@@ -196,7 +197,8 @@ pub fn apply(
             }
         }
         WindowFn::Avg => {
-            let (mut n, mut sum, mut lo_v, mut hi_v) = (0u64, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+            let (mut n, mut sum, mut lo_v, mut hi_v) =
+                (0u64, 0.0, f64::INFINITY, f64::NEG_INFINITY);
             for p in window.iter().filter(raw).filter(|p| !p.value.is_nan()) {
                 n += 1;
                 sum += p.value;
@@ -221,7 +223,11 @@ pub fn apply(
         }
         WindowFn::Increase | WindowFn::Rate => {
             let mut acc = Increase {
-                prev: pts[..lo].iter().rev().find(|p| p.value.is_finite()).copied(),
+                prev: pts[..lo]
+                    .iter()
+                    .rev()
+                    .find(|p| p.value.is_finite())
+                    .copied(),
                 total: 0.0,
                 steps: 0,
                 continuity,
@@ -379,7 +385,10 @@ mod tests {
         assert_eq!(apply(WindowFn::Increase, &d, 30, 30, &c), Some(12.0));
         assert_eq!(apply(WindowFn::Rate, &d, 30, 30_000, &c), Some(12.0 / 30.0));
         // One sample and no predecessor: no step.
-        assert_eq!(apply(WindowFn::Increase, &pts(&[(5, 1.0)]), 10, 10, &c), None);
+        assert_eq!(
+            apply(WindowFn::Increase, &pts(&[(5, 1.0)]), 10, 10, &c),
+            None
+        );
     }
 
     #[test]
@@ -390,7 +399,10 @@ mod tests {
             max_silence_ms: 100,
         };
         // 0→10 (+10), 10→1000 silent (nothing), 1000→1010 (+10).
-        assert_eq!(apply(WindowFn::Increase, &d, 1010, 2000, &silence), Some(20.0));
+        assert_eq!(
+            apply(WindowFn::Increase, &d, 1010, 2000, &silence),
+            Some(20.0)
+        );
         let gap = Continuity {
             gaps: vec![(Some(10), Some(1000))],
             max_silence_ms: 0,
@@ -399,7 +411,10 @@ mod tests {
         assert!(gap.has_gap_in(500, 600));
         assert!(!gap.has_gap_in(1000, 1010));
         // Without either, the whole 500 is counted.
-        assert_eq!(apply(WindowFn::Increase, &d, 1010, 2000, &none()), Some(500.0));
+        assert_eq!(
+            apply(WindowFn::Increase, &d, 1010, 2000, &none()),
+            Some(500.0)
+        );
     }
 
     #[test]
@@ -412,7 +427,11 @@ mod tests {
         let counter: Vec<Point> = (0..1600)
             .map(|i| Point {
                 ts: 1_000_000 + i * 7_000,
-                value: if i < 900 { i as f64 * 3.0 } else { (i - 900) as f64 },
+                value: if i < 900 {
+                    i as f64 * 3.0
+                } else {
+                    (i - 900) as f64
+                },
             })
             .collect();
         let gauge: Vec<Point> = (0..1600)
@@ -445,7 +464,10 @@ mod tests {
                     let got = apply(f, &rolled, t, range, &c);
                     match (expect, got) {
                         (Some(e), Some(g)) => {
-                            assert!((e - g).abs() < 1e-6 * e.abs().max(1.0), "{f:?} at {t}: {e} vs {g}")
+                            assert!(
+                                (e - g).abs() < 1e-6 * e.abs().max(1.0),
+                                "{f:?} at {t}: {e} vs {g}"
+                            )
                         }
                         other => panic!("{f:?} at {t}: {other:?}"),
                     }
@@ -475,7 +497,11 @@ mod tests {
                     if let Some(q) = prev
                         && c.continuous(q.ts, p.ts)
                     {
-                        inc += if p.value >= q.value { p.value - q.value } else { p.value };
+                        inc += if p.value >= q.value {
+                            p.value - q.value
+                        } else {
+                            p.value
+                        };
                     }
                     prev = Some(*p);
                 }

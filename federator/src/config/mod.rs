@@ -17,6 +17,7 @@
 //! The doc comments on the fields below are the reference documentation of the
 //! file; `packaging/federator.toml` is the annotated example and a test parses it.
 
+mod alerting;
 mod parse;
 mod validate;
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use alerting::{AlertingConfig, AlertmanagerEntry, BUILTIN_RULES_DIR, WebhookEntry};
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
 pub use validate::{Problem, Severity, has_errors, parse_schedule, render_check};
 
@@ -83,6 +85,8 @@ pub struct FederatorConfig {
     pub retention: RetentionConfig,
     /// `[metrics]`: the self-metrics and health listener.
     pub metrics: MetricsConfig,
+    /// `[alerting]`: rule evaluation and notifications.
+    pub alerting: AlertingConfig,
     /// `[[agents]]`: the agents to pull, one table each.
     pub agents: Vec<AgentEntry>,
 }

@@ -11,8 +11,8 @@ use pga_format::config_text::{
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    AgentEntry, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig, RetentionConfig,
-    ScrapeConfig, TlsConfig,
+    AgentEntry, AlertingConfig, AlertmanagerEntry, BackfillConfig, DatabaseConfig, FederatorConfig,
+    MetricsConfig, RetentionConfig, ScrapeConfig, TlsConfig, WebhookEntry,
 };
 
 impl FederatorConfig {
@@ -85,17 +85,23 @@ enum Schema {
     Backfill,
     Retention,
     Metrics,
+    Alerting,
+    Alertmanagers,
+    Webhooks,
     Agents,
 }
 
 impl Schema {
-    const TABLES: [Schema; 7] = [
+    const TABLES: [Schema; 10] = [
         Schema::Database,
         Schema::Tls,
         Schema::Scrape,
         Schema::Backfill,
         Schema::Retention,
         Schema::Metrics,
+        Schema::Alerting,
+        Schema::Alertmanagers,
+        Schema::Webhooks,
         Schema::Agents,
     ];
 
@@ -108,6 +114,9 @@ impl Schema {
             Schema::Backfill => fields_of::<BackfillConfig>(),
             Schema::Retention => fields_of::<RetentionConfig>(),
             Schema::Metrics => fields_of::<MetricsConfig>(),
+            Schema::Alerting => fields_of::<AlertingConfig>(),
+            Schema::Alertmanagers => fields_of::<AlertmanagerEntry>(),
+            Schema::Webhooks => fields_of::<WebhookEntry>(),
             Schema::Agents => fields_of::<AgentEntry>(),
         }
     }
@@ -121,6 +130,9 @@ impl Schema {
             Schema::Backfill => "backfill",
             Schema::Retention => "retention",
             Schema::Metrics => "metrics",
+            Schema::Alerting => "alerting",
+            Schema::Alertmanagers => "alerting.alertmanagers",
+            Schema::Webhooks => "alerting.webhooks",
             Schema::Agents => "agents",
         }
     }
@@ -129,12 +141,30 @@ impl Schema {
         match self {
             Schema::Root => "the top level".to_owned(),
             Schema::Agents => "[[agents]]".to_owned(),
+            Schema::Alertmanagers => "[[alerting.alertmanagers]]".to_owned(),
+            Schema::Webhooks => "[[alerting.webhooks]]".to_owned(),
             s => format!("[{}]", s.name()),
         }
     }
 
-    fn child(key: &str) -> Option<Schema> {
-        Self::TABLES.into_iter().find(|t| t.name() == key)
+    /// The sub-table `key` of this table, if it has a schema.
+    fn child(self, key: &str) -> Option<Schema> {
+        match (self, key) {
+            (Schema::Root, _) => Self::TABLES
+                .into_iter()
+                .find(|t| t.name() == key && !t.name().contains('.')),
+            (Schema::Alerting, "alertmanagers") => Some(Schema::Alertmanagers),
+            (Schema::Alerting, "webhooks") => Some(Schema::Webhooks),
+            _ => None,
+        }
+    }
+
+    /// Whether the table is an array of tables (`[[…]]`).
+    fn is_array(self) -> bool {
+        matches!(
+            self,
+            Schema::Agents | Schema::Alertmanagers | Schema::Webhooks
+        )
     }
 }
 
@@ -159,16 +189,14 @@ fn find_unknown_keys(
             });
             continue;
         }
-        // Only the top level has sub-tables with a schema (`agents.labels` is free).
-        if schema != Schema::Root {
-            continue;
-        }
-        let Some(child) = Schema::child(name) else {
+        // Sub-tables with a schema: the top level's, and [alerting]'s receivers
+        // (`agents.labels` is free).
+        let Some(child) = schema.child(name) else {
             continue;
         };
         match value.get_ref() {
             DeValue::Table(t) => find_unknown_keys(t, child, &path, text, out),
-            DeValue::Array(items) if child == Schema::Agents => {
+            DeValue::Array(items) if child.is_array() => {
                 for (i, item) in items.iter().enumerate() {
                     if let DeValue::Table(t) = item.get_ref() {
                         find_unknown_keys(t, child, &format!("{path}[{i}]"), text, out);
@@ -228,6 +256,7 @@ mod tests {
                 "backfill",
                 "retention",
                 "metrics",
+                "alerting",
                 "agents"
             ]
         );
