@@ -343,23 +343,18 @@ impl AlertingConfig {
                 });
             }
         }
-        if self.enabled && !self.rule_files.iter().any(|p| p.exists()) {
-            out.push(Problem {
-                severity: Severity::Warning,
-                key: "alerting.rule_files".into(),
-                message: format!(
-                    "none of {} exists: no rule file will be loaded",
-                    self.rule_files
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                fix: format!(
-                    "install the pganalytics-federator package (it ships the built-in pack in \
-                     {BUILTIN_RULES_DIR}) or name your rule files"
-                ),
-            });
+        // The built-in pack's directory may be missing (running from a source tree);
+        // `run` says so. A file named by the user must exist.
+        for (i, p) in self.rule_files.iter().enumerate() {
+            if p.as_path() != std::path::Path::new(BUILTIN_RULES_DIR) && !p.exists() {
+                out.push(Problem {
+                    severity: Severity::Error,
+                    key: format!("alerting.rule_files[{i}]"),
+                    message: format!("{} does not exist", p.display()),
+                    fix: "name an existing rule file or directory of them (*.toml);                           `pga-federator rules check FILE` checks one"
+                        .into(),
+                });
+            }
         }
         out
     }

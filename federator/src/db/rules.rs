@@ -135,6 +135,11 @@ pub async fn create(
     created_by: Option<i64>,
 ) -> Result<StoredRule, RuleError> {
     check(spec)?;
+    // Checked first so that the caller's transaction stays usable (the unique
+    // constraint still decides a race).
+    if get_by_name(&mut *tx, &spec.name).await?.is_some() {
+        return Err(RuleError::NameTaken(spec.name.clone()));
+    }
     let row = sqlx::query(&format!(
         "INSERT INTO alert_rules (name, description, query, comparison, threshold, \
              resolve_threshold, for_secs, keep_firing_for_secs, severity, labels, annotations, \
@@ -194,6 +199,12 @@ pub async fn update(
 }
 
 async fn write(tx: &mut PgConnection, id: i64, spec: &RuleSpec) -> Result<StoredRule, RuleError> {
+    if get_by_name(&mut *tx, &spec.name)
+        .await?
+        .is_some_and(|r| r.id != id)
+    {
+        return Err(RuleError::NameTaken(spec.name.clone()));
+    }
     let row = sqlx::query(&format!(
         "UPDATE alert_rules SET name = $2, description = $3, query = $4, comparison = $5, \
              threshold = $6, resolve_threshold = $7, for_secs = $8, keep_firing_for_secs = $9, \
