@@ -426,12 +426,17 @@ impl Evaluator {
                     let ends = (status == "resolved")
                         .then_some(a.state.resolved_at)
                         .flatten();
+                    // A late alert says so to its receivers.
+                    let mut annotations = a.annotations.clone();
+                    if a.late {
+                        annotations.insert("late".into(), "true".into());
+                    }
                     Some(outbox::NewNotification {
                         alert_id: id,
                         status,
                         payload: payload::stored(
                             a.labels.to_json(),
-                            serde_json::to_value(&a.annotations).unwrap_or_default(),
+                            serde_json::to_value(&annotations).unwrap_or_default(),
                             &a.fingerprint,
                             starts,
                             ends,
