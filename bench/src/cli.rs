@@ -26,6 +26,7 @@ pub enum Command {
     Backfill(crate::pull_cmd::BackfillArgs),
     Fleet(crate::pull_cmd::FleetArgs),
     Ingest(crate::ingest_cmd::IngestArgs),
+    Alerts(crate::alerts_cmd::AlertsArgs),
 }
 
 /// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with

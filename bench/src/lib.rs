@@ -9,12 +9,15 @@
 //! monitoring a PostgreSQL host costs with the agent and with the Prometheus exporters.
 //! `pga-bench ingest` measures the federator's ingest into PostgreSQL against a bare
 //! binary `COPY` of the same rows. `pga-bench backfill` and `pga-bench fleet` measure the
-//! federator's pull into PostgreSQL from simulated agents ([`simagent`]).
+//! federator's pull into PostgreSQL from simulated agents ([`simagent`]). `pga-bench
+//! alerts` measures an evaluation cycle of the built-in alert rules over such a fleet
+//! while it is ingested, and the notification latency.
 //! `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
 
+pub mod alerts_cmd;
 pub mod baselines;
 pub mod blocks;
 pub mod cli;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Backfill(args) => pga_bench::pull_cmd::backfill(&args),
         Command::Fleet(args) => pga_bench::pull_cmd::fleet(&args),
         Command::Ingest(args) => pga_bench::ingest_cmd::run(&args),
+        Command::Alerts(args) => pga_bench::alerts_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sqlx::{PgPool, Row};
 
-use super::expr::Selector;
+use super::expr::{Selector, WindowFn};
 use super::labels::{Interner, LabelSet, Labels, Str};
 use super::window::{self, Bucket, Point, SeriesData};
 
@@ -122,17 +122,32 @@ pub struct WindowRequest {
 }
 
 impl WindowRequest {
-    /// What evaluating a window of `range_ms` at every time of `steps` (ascending)
-    /// needs: raw samples over the whole span for windows read raw; for longer
-    /// windows raw samples at both edges and the whole minutes between.
+    /// What evaluating `f` over a window of `range_ms` at every time of `steps`
+    /// (ascending) needs:
+    /// - `last`: the samples after the first step, and the newest one at or before
+    ///   it within the window (nothing older matters, whatever the window);
+    /// - windows read raw: the samples over the whole span (and, for `rate` and
+    ///   `increase`, the one before it);
+    /// - longer windows: raw samples at both edges and the whole minutes between.
     pub fn for_steps(
         series_id: i64,
+        f: WindowFn,
         range_ms: i64,
         steps: &[i64],
-        prev_after: Option<i64>,
+        max_silence_ms: i64,
     ) -> Self {
         let (first, last) = (steps[0], steps[steps.len() - 1]);
-        if range_ms <= window::RAW_WINDOW_MAX_MS {
+        let counter = matches!(f, WindowFn::Rate | WindowFn::Increase);
+        if f == WindowFn::Last {
+            return WindowRequest {
+                series_id,
+                raw: vec![(first, last)],
+                prev_after: Some(first - range_ms),
+                buckets: None,
+            };
+        }
+        let prev_after = counter.then_some(first - range_ms - max_silence_ms);
+        if !window::uses_rollups(f, range_ms) {
             return WindowRequest {
                 series_id,
                 raw: vec![(first - range_ms, last)],
@@ -140,9 +155,8 @@ impl WindowRequest {
                 buckets: None,
             };
         }
-        let (a0, _) = window::bucket_span(first, range_ms);
+        let (a0, b0) = window::bucket_span(first, range_ms);
         let (a1, b1) = window::bucket_span(last, range_ms);
-        let (_, b0) = window::bucket_span(first, range_ms);
         WindowRequest {
             series_id,
             raw: vec![(first - range_ms, a1), (b0 - 1, last)],
@@ -183,13 +197,15 @@ async fn read_chunk(
     let mut prev = Vec::new();
     for r in requests {
         for (i, &(a, b)) in r.raw.iter().enumerate() {
-            if a >= b {
+            let p = if i == 0 { r.prev_after } else { None };
+            // An empty range still carries the sample before it.
+            if a >= b && p.is_none() {
                 continue;
             }
             ids.push(r.series_id);
             lo.push(a);
             hi.push(b);
-            prev.push(if i == 0 { r.prev_after } else { None });
+            prev.push(p);
         }
     }
     let mut out: HashMap<i64, SeriesData> = requests
@@ -393,15 +409,18 @@ mod tests {
 
     #[test]
     fn requests_cover_every_step() {
-        let r = WindowRequest::for_steps(1, 300_000, &[1_000_000, 1_015_000], Some(0));
+        let r = WindowRequest::for_steps(1, WindowFn::Rate, 300_000, &[1_000_000, 1_015_000], 900_000);
         assert_eq!(r.raw, [(700_000, 1_015_000)]);
+        assert_eq!(r.prev_after, Some(-200_000));
         assert_eq!(r.buckets, None);
+        let r = WindowRequest::for_steps(1, WindowFn::Last, 1_800_000, &[1_000_000, 1_015_000], 0);
+        assert_eq!((r.raw, r.prev_after), (vec![(1_000_000, 1_015_000)], Some(-800_000)));
         let steps = [10_000_000, 10_015_000, 10_030_000];
-        let r = WindowRequest::for_steps(1, 7_200_000, &steps, None);
+        let r = WindowRequest::for_steps(1, WindowFn::Avg, 7_200_000, &steps, 0);
         let (a0, b0) = window::bucket_span(steps[0], 7_200_000);
         let (a2, b2) = window::bucket_span(steps[2], 7_200_000);
         assert_eq!(r.buckets, Some((a0, b2)));
         assert_eq!(r.raw, [(steps[0] - 7_200_000, a2), (b0 - 1, steps[2])]);
-        let _ = (b0, a2);
+        assert_eq!(r.prev_after, None);
     }
 }

@@ -264,20 +264,24 @@ impl Evaluator {
         let mut gaps = HashMap::new();
         if !plans.is_empty() && !data_rules.is_empty() {
             self.index.refresh(&self.pool, &metrics, &by_id).await?;
-            let mut keys: HashMap<String, (i64, bool, &super::expr::Selector)> = HashMap::new();
+            let mut keys: HashMap<String, (WindowFn, i64, &super::expr::Selector)> = HashMap::new();
             for (_, _, r) in &data_rules {
                 for t in r.expr.terms() {
-                    let prev = matches!(t.func, WindowFn::Rate | WindowFn::Increase);
-                    keys.entry(term_key(&t.selector.to_string(), t.range_ms, prev))
-                        .or_insert((t.range_ms, prev, &t.selector));
+                    keys.entry(term_key(t))
+                        .or_insert((t.func, t.range_ms, &t.selector));
                 }
             }
-            for (key, (range, prev, selector)) in &keys {
+            for (key, (func, range, selector)) in &keys {
                 let mut requests = Vec::new();
                 for (a, steps) in &plans {
-                    let prev_after = prev.then(|| steps[0] - range - self.settings.max_silence_ms);
                     for s in self.index.select(a.id, selector) {
-                        requests.push(WindowRequest::for_steps(s.id, *range, steps, prev_after));
+                        requests.push(WindowRequest::for_steps(
+                            s.id,
+                            *func,
+                            *range,
+                            steps,
+                            self.settings.max_silence_ms,
+                        ));
                     }
                 }
                 report.series_read += requests.len();
@@ -291,7 +295,7 @@ impl Evaluator {
                     got.into_iter().map(|(id, d)| (id, Arc::new(d))).collect(),
                 );
             }
-            let max_range = keys.values().map(|v| v.0).max().unwrap_or(0);
+            let max_range = keys.values().map(|v| v.1).max().unwrap_or(0);
             let since = plans.iter().map(|(_, s)| s[0]).min().unwrap_or(now)
                 - max_range
                 - self.settings.max_silence_ms;
@@ -316,9 +320,7 @@ impl Evaluator {
                         .terms()
                         .iter()
                         .map(|t| {
-                            let prev = matches!(t.func, WindowFn::Rate | WindowFn::Increase);
-                            let got =
-                                fetched.get(&term_key(&t.selector.to_string(), t.range_ms, prev));
+                            let got = fetched.get(&term_key(t));
                             self.index
                                 .select(a.id, &t.selector)
                                 .into_iter()
@@ -469,8 +471,15 @@ impl Evaluator {
     }
 }
 
-fn term_key(selector: &str, range_ms: i64, prev: bool) -> String {
-    format!("{selector}[{range_ms}]{}", if prev { "+prev" } else { "" })
+/// Terms that read the same data share one read: same selector and window, and the
+/// same kind of request (`last`; `rate`/`increase`; the others).
+fn term_key(t: &super::expr::WindowTerm) -> String {
+    let kind = match t.func {
+        WindowFn::Last => "last",
+        WindowFn::Rate | WindowFn::Increase => "counter",
+        _ => "window",
+    };
+    format!("{}[{}]{kind}", t.selector, t.range_ms)
 }
 
 /// Decides each alert's notification and updates its `held`, `muted_by` and

@@ -29,12 +29,14 @@
 //! the raw samples by the sink) for the whole minutes inside it and raw samples for
 //! the parts before the first and after the last whole minute, so the result equals
 //! what the raw samples give (a bucket's increase counts the step from the sample
-//! before it, as [`increase`](WindowFn::Increase) does).
+//! before it, as [`increase`](WindowFn::Increase) does). `last` never needs them: the
+//! newest sample at or before each evaluation time is enough, whatever the window.
 
 use super::expr::WindowFn;
 
-/// Windows up to this long read raw samples only.
-pub const RAW_WINDOW_MAX_MS: i64 = 3_600_000;
+/// Windows up to this long read raw samples only (30 samples of a 10-second
+/// collection); longer ones read whole minutes from the rollups.
+pub const RAW_WINDOW_MAX_MS: i64 = 300_000;
 /// The rollup width used for longer windows.
 pub const BUCKET_MS: i64 = 60_000;
 
@@ -114,6 +116,11 @@ impl Continuity {
     }
 }
 
+/// Whether `f` over a window of `range_ms` reads rollups for its whole minutes.
+pub fn uses_rollups(f: WindowFn, range_ms: i64) -> bool {
+    f != WindowFn::Last && range_ms > RAW_WINDOW_MAX_MS
+}
+
 /// The minutes used whole for a window `(t − range, t]`: `[a, b)`, empty (`a >= b`)
 /// for windows read raw.
 pub fn bucket_span(t: i64, range_ms: i64) -> (i64, i64) {
@@ -140,7 +147,11 @@ pub fn apply(
     continuity: &Continuity,
 ) -> Option<f64> {
     let from = t - range_ms;
-    let (a, b) = bucket_span(t, range_ms);
+    let (a, b) = if uses_rollups(f, range_ms) {
+        bucket_span(t, range_ms)
+    } else {
+        (0, 0)
+    };
     let whole = a < b;
     let pts = &data.points;
     let lo = pts.partition_point(|p| p.ts <= from);
@@ -512,7 +523,7 @@ mod tests {
 
     #[test]
     fn the_bucket_span_is_whole_minutes_inside_the_window() {
-        assert_eq!(bucket_span(3_600_000, 600_000), (0, 0));
+        assert_eq!(bucket_span(3_600_000, 300_000), (0, 0));
         let (a, b) = bucket_span(10_000_000 + 30_000, 2 * 3_600_000);
         assert_eq!(a % BUCKET_MS, 0);
         assert_eq!(b % BUCKET_MS, 0);
