@@ -57,12 +57,13 @@ pub struct AlertsArgs {
     /// Series per agent (at least 200).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(200..=100_000))]
     pub series: u64,
-    /// Evaluation cycles timed after the cold one.
-    #[arg(long, default_value_t = 5)]
+    /// Evaluation cycles timed after the cold one (more run until every agent's
+    /// alert has arrived).
+    #[arg(long, default_value_t = 3)]
     pub cycles: u32,
     /// Data time at which every agent's pg_up turns 0, in seconds after its data
     /// starts (the warm-up must be over well before).
-    #[arg(long, default_value_t = 480)]
+    #[arg(long, default_value_t = 200)]
     pub flip_after_secs: u64,
     /// Pulls at once (scrape.max_concurrent).
     #[arg(long, default_value_t = 32)]
@@ -73,6 +74,9 @@ pub struct AlertsArgs {
     /// Database connections of the evaluator (alerting.max_connections).
     #[arg(long, default_value_t = 3)]
     pub eval_connections: u32,
+    /// How often the series are collected.
+    #[arg(long, value_enum, default_value_t = Cadence::Agent)]
+    pub cadence: Cadence,
 }
 
 const INTERVAL_MS: i64 = 10_000;
@@ -80,15 +84,50 @@ const HEAD_COLLECTIONS: u64 = 120;
 
 type ValueOf = Box<dyn Fn(i64) -> f64 + Send + Sync>;
 
+/// How often the simulated series are collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cadence {
+    /// As pga-agent by default: its fast group every 10 s (reachability, activity,
+    /// locks, replication, WAL, logs, host), its slow group every 60 s (databases,
+    /// wraparound, checkpointer, archiver, settings, tables), sizes every 300 s.
+    Agent,
+    /// Every series every 10 s, as `pga-bench fleet` (the heaviest ingest).
+    Uniform,
+}
+
+/// A series' collection group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Fast,
+    Slow,
+    Sizes,
+}
+
 /// Series being built: their descriptions and value functions.
 #[derive(Default)]
 struct Host {
     metas: Vec<SeriesMeta>,
     values: Vec<ValueOf>,
+    groups: Vec<Group>,
 }
 
 impl Host {
     fn add(&mut self, name: &str, labels: &[(&str, &str)], value: ValueOf) -> anyhow::Result<()> {
+        let group = if name.starts_with("pg_stat_database_")
+            || name.starts_with("pg_database_")
+            || name.starts_with("pg_checkpoints_")
+            || name.starts_with("pg_stat_archiver_")
+            || name.starts_with("pg_settings_")
+            || name.starts_with("pg_stat_user_tables_")
+            || name.starts_with("pg_statio_user_tables_")
+        {
+            Group::Slow
+        } else if name.starts_with("pg_relation_") {
+            Group::Sizes
+        } else {
+            Group::Fast
+        };
+        self.groups.push(group);
         let mut l: Vec<(String, String)> = vec![("pg_instance".into(), "main".into())];
         l.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let kind = if name.ends_with("_total") {
@@ -109,9 +148,14 @@ impl Host {
     }
 }
 
-/// A PostgreSQL host's series as pga-agent names them, `n` in all, and their values;
-/// `pg_up` turns 0 at `flip_ms`.
-fn pg_host(n: u64, base_ms: i64, flip_ms: i64) -> anyhow::Result<(Vec<SeriesMeta>, Vec<ValueOf>)> {
+/// A PostgreSQL host's series as pga-agent names them, `n` in all, their values and
+/// collection groups; `pg_up` turns 0 at `flip_ms`.
+#[allow(clippy::type_complexity)]
+fn pg_host(
+    n: u64,
+    base_ms: i64,
+    flip_ms: i64,
+) -> anyhow::Result<(Vec<SeriesMeta>, Vec<ValueOf>, Vec<Group>)> {
     let mut h = Host::default();
     let secs = move |ts: i64| (ts - base_ms) as f64 / 1000.0;
     h.add("pg_up", &[], Box::new(move |ts| if ts >= flip_ms { 0.0 } else { 1.0 }))?;
@@ -218,7 +262,7 @@ fn pg_host(n: u64, base_ms: i64, flip_ms: i64) -> anyhow::Result<(Vec<SeriesMeta
         }
         t += 1;
     }
-    Ok((h.metas, h.values))
+    Ok((h.metas, h.values, h.groups))
 }
 
 /// Arrival times of alerts at the Alertmanager endpoint, by agent.
@@ -273,7 +317,7 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
         HEAD_COLLECTIONS as i64 * INTERVAL_MS / 1000
     );
     println!("building {} PostgreSQL-shaped series per agent…", args.series);
-    let (metas, values) = pg_host(args.series, head_start, flip_ms)?;
+    let (metas, values, groups) = pg_host(args.series, head_start, flip_ms)?;
     let used = {
         let files = load_all(&[pack_dir()]).map_err(|e| anyhow::anyhow!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))?;
         let metrics: std::collections::HashSet<String> = files
@@ -283,7 +327,15 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
             .collect();
         metas.iter().filter(|m| metrics.contains(m.name.as_str())).count()
     };
-    let value = move |i: u64, ts: i64| values[i as usize](ts);
+    let cadence = args.cadence;
+    let value = move |i: u64, ts: i64| {
+        let period = match (cadence, groups[i as usize]) {
+            (Cadence::Uniform, _) | (_, Group::Fast) => INTERVAL_MS,
+            (_, Group::Slow) => 60_000,
+            (_, Group::Sizes) => 300_000,
+        };
+        ((ts - head_start).rem_euclid(period) == 0).then(|| values[i as usize](ts))
+    };
     let templates = Arc::new(Templates::build_with(
         metas,
         &value,
@@ -293,8 +345,15 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
         INTERVAL_MS,
         head_start,
     )?);
+    // A throwaway database that keeps little WAL: the fleet writes 200,000 samples
+    // a second, and the disk is the machine's.
     let pg = Cluster::builder()
         .setting("synchronous_commit", "off")
+        .setting("fsync", "off")
+        .setting("full_page_writes", "off")
+        .setting("wal_level", "minimal")
+        .setting("max_wal_senders", "0")
+        .setting("max_wal_size", "1GB")
         .start()
         .context("starting PostgreSQL")?;
     pg.create_database("central")?;
@@ -349,8 +408,8 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
             });
         }
         println!(
-            "{} agents × {} series ({used} of them read by the pack's {n_rules} rules), pulled every 15 s…",
-            args.agents, args.series
+            "{} agents × {} series ({used} of them read by the pack's {n_rules} rules), collected at the {:?} cadence, pulled every 15 s…",
+            args.agents, args.series, args.cadence
         );
         let telemetry = Arc::new(Telemetry::new());
         let (stop_tx, stop) = watch::channel(false);
@@ -412,8 +471,8 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
                 break;
             }
             ensure!(
-                started.elapsed() < Duration::from_secs(args.flip_after_secs.saturating_sub(120)),
-                "the warm-up (every agent pulled once) did not end 2 minutes before the flip; \
+                started.elapsed() < Duration::from_secs(args.flip_after_secs.saturating_sub(60)),
+                "the warm-up (every agent pulled once) did not end a minute before the flip; \
                  raise --flip-after-secs or use fewer agents"
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -466,6 +525,14 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
                 r.read_secs, r.eval_secs, r.write_secs, r.steps, r.series_read, r.samples_read, r.firing, r.notifications
             );
             timed.push((secs, r));
+            // The fleet writes about a gigabyte a minute: stop before the disk fills.
+            let free = nix::sys::statvfs::statvfs(pg.data_dir())
+                .map(|v| v.blocks_available() as u64 * v.fragment_size() as u64)
+                .unwrap_or(u64::MAX);
+            if free < 3 << 30 {
+                println!("stopping: {} MiB left on the disk", free >> 20);
+                break;
+            }
             let notified = arrivals.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
             if (timed.len() as u32 >= args.cycles && notified >= args.agents) || Instant::now() > give_up {
                 break;

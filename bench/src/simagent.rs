@@ -48,8 +48,9 @@ fn value(i: u64, ts: i64) -> f64 {
     }
 }
 
-/// The value of series `i` at `ts`.
-pub type ValueFn = dyn Fn(u64, i64) -> f64 + Sync;
+/// The value of series `i` at `ts`, `None` when the series is not collected then (a
+/// slower collection group).
+pub type ValueFn = dyn Fn(u64, i64) -> Option<f64> + Sync;
 
 fn block(
     series: u64,
@@ -59,8 +60,9 @@ fn block(
     let mut b = BlockBuilder::new();
     let mut samples = 0;
     for ts in timestamps {
-        let pairs: Vec<(SeriesId, f64)> =
-            (0..series).map(|i| (SeriesId(i), value(i, ts))).collect();
+        let pairs: Vec<(SeriesId, f64)> = (0..series)
+            .filter_map(|i| value(i, ts).map(|v| (SeriesId(i), v)))
+            .collect();
         samples += pairs.len() as u64;
         b.push_collection(ts, &pairs)?;
     }
@@ -102,7 +104,7 @@ impl Templates {
             .collect::<Result<_, _>>()?;
         Templates::build_with(
             metas,
-            &value,
+            &|i, ts| Some(value(i, ts)),
             blocks,
             collections,
             head_collections,

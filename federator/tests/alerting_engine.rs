@@ -271,6 +271,49 @@ async fn one_evaluator_at_a_time_across_federators() {
     assert_eq!(alerts(&url).await.len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_reads_too_much_is_cut_by_the_statement_timeout_and_fails_alone() {
+    let (url, sink) = database("bounded").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&url).await;
+    load_rules(&pool, dir.path(), &[("slow.toml", SLOW)], &[]).await;
+    let mut feed = Feed::new("db1", 1, &[("slow_level", &[], Gauge)]);
+    let t = floor(now_ms(), STEP);
+    feed.push(&sink, &[(t, vec![9.0])]).await;
+    // The evaluator's reads run with a statement timeout (alerting.query_timeout_secs).
+    let tight = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options(&url).options([("statement_timeout", "500")]))
+        .await
+        .unwrap();
+    let mut ev = pga_federator::alerting::evaluator::Evaluator::new(
+        tight,
+        options(&url),
+        pga_federator::alerting::evaluator::EvaluatorSettings {
+            engine: settings(),
+            max_silence_ms: 900_000,
+            external_url: String::new(),
+            only_agents: None,
+        },
+        None,
+    );
+    // Hold the samples table so that a read of it takes longer than the timeout (as a
+    // query over far too many series would).
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE samples IN ACCESS EXCLUSIVE MODE").execute(&mut holder).await.unwrap();
+    let r = ev.cycle(t + 500).await.expect("the cycle itself goes on");
+    assert!(r.ran);
+    assert_eq!(r.errors, 1, "the rule failed, alone: {r:?}");
+    assert!(alerts(&url).await.is_empty());
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    // With the lock gone, the next data is evaluated.
+    feed.push(&sink, &[(t + STEP, vec![9.0])]).await;
+    let mut ev = evaluator(&url, settings()).await;
+    cycle(&mut ev, t + STEP + 500).await;
+    assert_eq!(alerts(&url).await.len(), 1);
+}
+
 fn spec(name: &str) -> RuleSpec {
     let f = pga_federator::alerting::rulefile::RuleFile::parse(SLOW, std::path::Path::new("x.toml")).unwrap();
     let mut s = f.rules[0].spec.clone();

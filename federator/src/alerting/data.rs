@@ -30,7 +30,8 @@ pub struct IndexedSeries {
 pub struct SeriesIndex {
     metrics: HashSet<String>,
     max_id: i64,
-    by_agent: HashMap<(i64, Str), Vec<IndexedSeries>>,
+    /// Metric → agent → series.
+    by_metric: HashMap<Str, HashMap<i64, Vec<IndexedSeries>>>,
     pub interner: Interner,
 }
 
@@ -46,7 +47,7 @@ impl SeriesIndex {
         if !metrics.is_subset(&self.metrics) {
             self.metrics = metrics.clone();
             self.max_id = 0;
-            self.by_agent.clear();
+            self.by_metric.clear();
         }
         let wanted: Vec<&str> = self.metrics.iter().map(String::as_str).collect();
         if wanted.is_empty() {
@@ -75,8 +76,10 @@ impl SeriesIndex {
             extra.push(("agent", &agent.name));
             let labels = self.interner.labels_from_json(&json, &extra);
             let metric = self.interner.get(metric);
-            self.by_agent
-                .entry((agent_id, metric))
+            self.by_metric
+                .entry(metric)
+                .or_default()
+                .entry(agent_id)
                 .or_default()
                 .push(IndexedSeries {
                     id,
@@ -88,9 +91,9 @@ impl SeriesIndex {
 
     /// The agent's series selected by `selector`.
     pub fn select(&self, agent_id: i64, selector: &Selector) -> Vec<&IndexedSeries> {
-        let key = (agent_id, Str::from(selector.metric.as_str()));
-        self.by_agent
-            .get(&key)
+        self.by_metric
+            .get(selector.metric.as_str())
+            .and_then(|m| m.get(&agent_id))
             .map(|v| {
                 v.iter()
                     .filter(|s| selector.matches(|n| s.labels.get(n)))
@@ -101,7 +104,11 @@ impl SeriesIndex {
 
     /// Series indexed.
     pub fn len(&self) -> usize {
-        self.by_agent.values().map(Vec::len).sum()
+        self.by_metric
+            .values()
+            .flat_map(|m| m.values())
+            .map(Vec::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

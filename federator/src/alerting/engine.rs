@@ -168,7 +168,12 @@ impl Book {
         let key = (rule_id, input.agent.clone());
         let mut seen: HashSet<String> = HashSet::new();
         let n = elements.len();
+        // Usually nothing is open and nothing holds: then no alert labels are built.
+        let any_open = self.open.get(&key).is_some_and(|m| !m.is_empty());
         for e in elements {
+            if !any_open && !rule.condition_for_series(&e.labels).holds(e.value, false) {
+                continue;
+            }
             let labels = Arc::new(
                 e.labels.merged(
                     rule.static_labels

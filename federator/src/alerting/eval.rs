@@ -148,18 +148,48 @@ fn window_term(
         .collect()
 }
 
-/// The matching key of an element's labels.
-fn key(labels: &LabelSet, matching: Option<&Matching>) -> LabelSet {
-    match matching {
-        Some(m) if m.on => labels.only(&m.labels),
-        Some(m) => labels.without(&m.labels),
-        None => labels.clone(),
-    }
+/// The labels of an element that take part in matching.
+fn key_pairs<'a>(
+    labels: &'a LabelSet,
+    matching: Option<&'a Matching>,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    labels.iter().filter(move |(k, _)| match matching {
+        // `agent` always matches: each agent is evaluated on its own.
+        Some(m) if m.on => *k == "agent" || m.labels.iter().any(|l| l == k),
+        Some(m) => *k == "agent" || !m.labels.iter().any(|l| l == k),
+        None => true,
+    })
 }
 
-fn describe(key: &LabelSet) -> String {
-    let pairs: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+fn key_hash(labels: &LabelSet, matching: Option<&Matching>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (k, v) in key_pairs(labels, matching) {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn same_key(a: &LabelSet, b: &LabelSet, matching: Option<&Matching>) -> bool {
+    key_pairs(a, matching).eq(key_pairs(b, matching))
+}
+
+fn describe(labels: &LabelSet, matching: Option<&Matching>) -> String {
+    let pairs: Vec<String> = key_pairs(labels, matching)
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
     format!("{{{}}}", pairs.join(", "))
+}
+
+/// Groups elements by matching key: hash → indexes (the same hash may hold several
+/// keys; [`same_key`] tells them apart).
+fn index(v: &[Element], matching: Option<&Matching>) -> HashMap<u64, Vec<usize>> {
+    let mut m: HashMap<u64, Vec<usize>> = HashMap::with_capacity(v.len());
+    for (i, e) in v.iter().enumerate() {
+        m.entry(key_hash(&e.labels, matching)).or_default().push(i);
+    }
+    m
 }
 
 fn binary(
@@ -201,56 +231,56 @@ fn binary(
                 .collect(),
         ),
         (Value::Vector(lv), Value::Vector(rv)) => {
+            let right = index(&rv, matching);
+            let matches = |e: &Element| -> Vec<usize> {
+                right
+                    .get(&key_hash(&e.labels, matching))
+                    .map(|c| {
+                        c.iter()
+                            .copied()
+                            .filter(|&j| same_key(&e.labels, &rv[j].labels, matching))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
             if matches!(op, BinOp::And | BinOp::Unless) {
-                let keys: std::collections::HashSet<LabelSet> =
-                    rv.iter().map(|e| key(&e.labels, matching)).collect();
                 let keep = op == BinOp::And;
                 return Ok(Value::Vector(
                     lv.into_iter()
-                        .filter(|e| keys.contains(&key(&e.labels, matching)) == keep)
+                        .filter(|e| matches(e).is_empty() != keep)
                         .collect(),
                 ));
             }
-            let mut right: HashMap<LabelSet, Vec<Element>> = HashMap::new();
-            for e in rv {
-                right.entry(key(&e.labels, matching)).or_default().push(e);
-            }
-            let mut left: HashMap<LabelSet, Vec<Element>> = HashMap::new();
-            let mut order = Vec::new();
-            for e in lv {
-                let k = key(&e.labels, matching);
-                if !left.contains_key(&k) {
-                    order.push(k.clone());
-                }
-                left.entry(k).or_default().push(e);
-            }
+            let left = index(&lv, matching);
             let mut out = Vec::new();
-            for k in order {
-                let (Some(ls), Some(rs)) = (left.get(&k), right.get(&k)) else {
+            for le in &lv {
+                let rs = matches(le);
+                if rs.is_empty() {
                     continue;
-                };
-                if ls.len() > 1 && rs.len() > 1 {
+                }
+                let ls_count = left
+                    .get(&key_hash(&le.labels, matching))
+                    .map_or(1, |c| {
+                        c.iter()
+                            .filter(|&&k| same_key(&le.labels, &lv[k].labels, matching))
+                            .count()
+                    });
+                if ls_count > 1 && rs.len() > 1 {
                     return Err(EvalError::ManyToMany {
                         op: op.as_str(),
-                        key: describe(&k),
+                        key: describe(&le.labels, matching),
                     });
                 }
-                for le in ls {
-                    for re in rs {
-                        // The result keeps the labels of the side with several series.
-                        let labels = if rs.len() > 1 {
-                            re.labels.clone()
-                        } else {
-                            le.labels.clone()
-                        };
-                        let keep = if rs.len() > 1 && ls.len() == 1 {
-                            re.value
-                        } else {
-                            le.value
-                        };
-                        if let Some(value) = scalar_op(le.value, re.value, keep) {
-                            out.push(Element { labels, value });
-                        }
+                for j in rs.iter().copied() {
+                    let re = &rv[j];
+                    // The result keeps the labels of the side with several series.
+                    let (labels, keep) = if rs.len() > 1 {
+                        (re.labels.clone(), re.value)
+                    } else {
+                        (le.labels.clone(), le.value)
+                    };
+                    if let Some(value) = scalar_op(le.value, re.value, keep) {
+                        out.push(Element { labels, value });
                     }
                 }
             }

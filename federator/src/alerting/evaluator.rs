@@ -21,7 +21,8 @@ use std::time::Instant;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
-use super::data::{self, AgentInfo, SeriesIndex, WindowRequest};
+use super::cache;
+use super::data::{self, AgentInfo, SeriesIndex};
 use super::engine::{Book, Settings, Tracked};
 use super::eval::{AgentInput, InputSeries};
 use super::expr::WindowFn;
@@ -100,6 +101,8 @@ pub struct Evaluator {
     session: Option<PgConnection>,
     settings: EvaluatorSettings,
     index: SeriesIndex,
+    /// Per query term and series: what is kept for the next cycle ([`cache`]).
+    kept: HashMap<String, HashMap<i64, cache::Kept>>,
     metrics: Option<AlertingMetrics>,
     reported: HashSet<String>,
 }
@@ -119,6 +122,7 @@ impl Evaluator {
             session: None,
             settings,
             index: SeriesIndex::default(),
+            kept: HashMap::new(),
             metrics,
             reported: HashSet::new(),
         }
@@ -261,6 +265,7 @@ impl Evaluator {
             })
             .collect();
         let mut fetched: HashMap<String, HashMap<i64, Arc<SeriesData>>> = HashMap::new();
+        let mut failed: HashMap<String, String> = HashMap::new();
         let mut gaps = HashMap::new();
         if !plans.is_empty() && !data_rules.is_empty() {
             self.index.refresh(&self.pool, &metrics, &by_id).await?;
@@ -272,28 +277,51 @@ impl Evaluator {
                 }
             }
             for (key, (func, range, selector)) in &keys {
+                // Only what is new since the previous cycle is read (see [`cache`]).
+                let mut kept = self.kept.remove(key).unwrap_or_default();
                 let mut requests = Vec::new();
+                let mut ends: Vec<(i64, i64)> = Vec::new();
                 for (a, steps) in &plans {
+                    let last = steps[steps.len() - 1];
                     for s in self.index.select(a.id, selector) {
-                        requests.push(WindowRequest::for_steps(
+                        requests.push(cache::plan(
+                            kept.get(&s.id),
                             s.id,
                             *func,
                             *range,
                             steps,
                             self.settings.max_silence_ms,
                         ));
+                        ends.push((s.id, last));
                     }
                 }
                 report.series_read += requests.len();
-                let got = data::read_windows(&self.pool, &requests).await?;
+                let mut got = match data::read_windows(&self.pool, &requests).await {
+                    Ok(got) => got,
+                    // A read that fails on its own (a statement timeout: the query
+                    // reads too much) costs only the rules that need it.
+                    Err(e) if !is_connection_error(&e) => {
+                        failed.insert(key.clone(), e.to_string());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 report.samples_read += got
                     .values()
                     .map(|d| d.points.len() + d.buckets.len())
                     .sum::<usize>();
-                fetched.insert(
-                    key.clone(),
-                    got.into_iter().map(|(id, d)| (id, Arc::new(d))).collect(),
-                );
+                let mut next: HashMap<i64, cache::Kept> = HashMap::with_capacity(ends.len());
+                let mut data: HashMap<i64, Arc<SeriesData>> = HashMap::with_capacity(ends.len());
+                for (id, last) in ends {
+                    let merged = cache::merge(kept.remove(&id), got.remove(&id).unwrap_or_default());
+                    next.insert(id, cache::keep(&merged, *func, *range, last));
+                    data.insert(id, Arc::new(merged));
+                }
+                // Series not evaluated this cycle (their agent's data did not move)
+                // keep theirs for a while.
+                next.extend(kept.into_iter().filter(|(_, k)| k.through > now - 3_600_000));
+                self.kept.insert(key.clone(), next);
+                fetched.insert(key.clone(), data);
             }
             let max_range = keys.values().map(|v| v.1).max().unwrap_or(0);
             let since = plans.iter().map(|(_, s)| s[0]).min().unwrap_or(now)
@@ -302,9 +330,30 @@ impl Evaluator {
             let ids: Vec<i64> = plans.iter().map(|(a, _)| a.id).collect();
             gaps = data::load_gaps(&self.pool, &ids, since).await?;
         }
+        // Rules whose data could not be read are not evaluated this cycle (their
+        // alerts stay as they are).
+        let blocked: HashSet<i64> = data_rules
+            .iter()
+            .filter_map(|(id, _, r)| {
+                let why = r.expr.terms().into_iter().find_map(|t| failed.get(&term_key(t)))?;
+                report.errors += 1;
+                tracing::warn!(
+                    rule = %r.name(),
+                    error = %why,
+                    "reading the rule's data failed; it is not evaluated this cycle (a \
+                     statement timeout means its query reads too much: narrow its selector \
+                     or shorten its window, or raise alerting.query_timeout_secs)"
+                );
+                Some(*id)
+            })
+            .collect();
         report.read_secs = t_read.elapsed().as_secs_f64();
         let t_eval = Instant::now();
         let empty = Arc::new(SeriesData::default());
+        let rule_keys: Vec<Vec<String>> = data_rules
+            .iter()
+            .map(|(_, _, r)| r.expr.terms().into_iter().map(term_key).collect())
+            .collect();
         let mut positions: Vec<(i64, i64)> = Vec::new();
         for (a, steps) in &plans {
             let continuity = Continuity {
@@ -313,14 +362,16 @@ impl Evaluator {
             };
             let inputs: Vec<AgentInput> = data_rules
                 .iter()
-                .map(|(_, _, r)| AgentInput {
+                .zip(&rule_keys)
+                .map(|((_, _, r), keys)| AgentInput {
                     agent: a.name.clone(),
                     terms: r
                         .expr
                         .terms()
                         .iter()
-                        .map(|t| {
-                            let got = fetched.get(&term_key(t));
+                        .zip(keys)
+                        .map(|(t, key)| {
+                            let got = fetched.get(key);
                             self.index
                                 .select(a.id, &t.selector)
                                 .into_iter()
@@ -342,6 +393,9 @@ impl Evaluator {
                 report.steps += 1;
                 report.late_steps += usize::from(late);
                 for ((rule_id, _, rule), input) in data_rules.iter().zip(&inputs) {
+                    if blocked.contains(rule_id) {
+                        continue;
+                    }
                     if let Err(e) =
                         book.step(*rule_id, rule, input, t, late, settings.no_data_for_ms)
                     {
@@ -469,6 +523,12 @@ impl Evaluator {
         report.write_secs = t_write.elapsed().as_secs_f64();
         Ok(report)
     }
+}
+
+/// Whether a database error is the connection's (the cycle stops) rather than one
+/// statement's (that statement's rules are skipped).
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    !matches!(e, sqlx::Error::Database(_))
 }
 
 /// Terms that read the same data share one read: same selector and window, and the

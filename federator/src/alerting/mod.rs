@@ -12,6 +12,7 @@
 //!   [`evaluator`]: one evaluation cycle against the database; [`job`]: the cycle on
 //!   its cron schedule.
 
+pub mod cache;
 pub mod commands;
 pub mod data;
 pub mod engine;

@@ -365,11 +365,29 @@ impl Rule {
 
     /// The condition for an alert with these labels (the first matching override).
     pub fn condition(&self, labels: &LabelSet) -> Condition {
+        self.condition_by(|k| labels.get(k))
+    }
+
+    /// The condition for the alert a series with these labels would raise: its
+    /// labels with the rule's static labels over them (no allocation).
+    pub fn condition_for_series(&self, series: &LabelSet) -> Condition {
+        self.condition_by(|k| {
+            self.static_labels
+                .iter()
+                .find(|(n, _)| n == k)
+                .map_or_else(|| series.get(k), |(_, v)| v.as_str())
+        })
+    }
+
+    fn condition_by<'a>(&'a self, label: impl Fn(&str) -> &'a str) -> Condition
+    where
+        Self: 'a,
+    {
         let o = self
             .spec
             .overrides
             .iter()
-            .find(|o| o.matchers.iter().all(|(k, v)| labels.get(k) == v));
+            .find(|o| o.matchers.iter().all(|(k, v)| label(k) == v));
         Condition {
             comparison: self.comparison,
             threshold: o.and_then(|o| o.threshold).unwrap_or(self.spec.threshold),

@@ -417,3 +417,72 @@ impl Default for WebhookEntry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(c: &AlertingConfig) -> Vec<String> {
+        c.problems().into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(keys(&AlertingConfig::default()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let c = AlertingConfig {
+            schedule: "*/30 * * * *".into(),
+            step_secs: 0,
+            retry_initial_ms: 5,
+            external_url: "federator:9443".into(),
+            rule_files: vec![PathBuf::from("/nonexistent/rules.toml")],
+            alertmanagers: vec![
+                AlertmanagerEntry {
+                    name: "am".into(),
+                    url: "am:9093".into(),
+                    cert_file: Some("/nonexistent/c.pem".into()),
+                    username: Some("u".into()),
+                    ..Default::default()
+                },
+            ],
+            webhooks: vec![WebhookEntry {
+                name: "am".into(),
+                url: "https://hooks.example/x".into(),
+                timeout_secs: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let got = keys(&c);
+        assert_eq!(
+            got,
+            [
+                "alerting.schedule",
+                "alerting.step_secs",
+                "alerting.retry_initial_ms",
+                "alerting.external_url",
+                "alerting.alertmanagers[0].url",
+                "alerting.alertmanagers[0].cert_file",
+                "alerting.alertmanagers[0].cert_file",
+                "alerting.alertmanagers[0].username",
+                "alerting.webhooks[0].name",
+                "alerting.webhooks[0].timeout_secs",
+                "alerting.webhooks[0].hmac_secret_file",
+                "alerting.rule_files[0]",
+            ]
+        );
+        let p = c.problems();
+        assert!(p[0].message.contains("seconds"), "{}", p[0]);
+        assert!(p[8].message.contains("another receiver"), "{}", p[8]);
+        assert_eq!(p[10].severity, Severity::Warning);
+        let warning = p[10].key.clone();
+        assert!(
+            p.iter()
+                .filter(|q| q.key != warning)
+                .all(|q| q.severity == Severity::Error)
+        );
+    }
+}
