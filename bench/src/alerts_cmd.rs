@@ -158,18 +158,54 @@ fn pg_host(
 ) -> anyhow::Result<(Vec<SeriesMeta>, Vec<ValueOf>, Vec<Group>)> {
     let mut h = Host::default();
     let secs = move |ts: i64| (ts - base_ms) as f64 / 1000.0;
-    h.add("pg_up", &[], Box::new(move |ts| if ts >= flip_ms { 0.0 } else { 1.0 }))?;
-    h.add("pg_uptime_seconds", &[], Box::new(move |ts| 86_400.0 + secs(ts)))?;
+    h.add(
+        "pg_up",
+        &[],
+        Box::new(move |ts| if ts >= flip_ms { 0.0 } else { 1.0 }),
+    )?;
+    h.add(
+        "pg_uptime_seconds",
+        &[],
+        Box::new(move |ts| 86_400.0 + secs(ts)),
+    )?;
     h.add("pg_settings_max_connections", &[], Box::new(|_| 200.0))?;
-    h.add("pg_settings_superuser_reserved_connections", &[], Box::new(|_| 3.0))?;
-    h.add("pg_oldest_xact_age_seconds", &[], Box::new(|ts| (ts / 1000 % 7) as f64))?;
-    h.add("pg_oldest_idle_in_transaction_age_seconds", &[], Box::new(|_| 0.0))?;
+    h.add(
+        "pg_settings_superuser_reserved_connections",
+        &[],
+        Box::new(|_| 3.0),
+    )?;
+    h.add(
+        "pg_oldest_xact_age_seconds",
+        &[],
+        Box::new(|ts| (ts / 1000 % 7) as f64),
+    )?;
+    h.add(
+        "pg_oldest_idle_in_transaction_age_seconds",
+        &[],
+        Box::new(|_| 0.0),
+    )?;
     h.add("pg_lock_wait_max_seconds", &[], Box::new(|_| 0.0))?;
-    h.add("pg_checkpoints_timed_total", &[], Box::new(move |ts| (secs(ts) / 300.0).floor()))?;
-    h.add("pg_checkpoints_requested_total", &[], Box::new(move |ts| (secs(ts) / 3000.0).floor()))?;
+    h.add(
+        "pg_checkpoints_timed_total",
+        &[],
+        Box::new(move |ts| (secs(ts) / 300.0).floor()),
+    )?;
+    h.add(
+        "pg_checkpoints_requested_total",
+        &[],
+        Box::new(move |ts| (secs(ts) / 3000.0).floor()),
+    )?;
     h.add("pg_stat_archiver_failed_total", &[], Box::new(|_| 0.0))?;
-    h.add("node_pressure_memory_waiting_seconds_total", &[], Box::new(move |ts| secs(ts) * 0.001))?;
-    h.add("node_pressure_cpu_waiting_seconds_total", &[], Box::new(move |ts| secs(ts) * 0.02))?;
+    h.add(
+        "node_pressure_memory_waiting_seconds_total",
+        &[],
+        Box::new(move |ts| secs(ts) * 0.001),
+    )?;
+    h.add(
+        "node_pressure_cpu_waiting_seconds_total",
+        &[],
+        Box::new(move |ts| secs(ts) * 0.02),
+    )?;
     for role in ["data_directory", "wal_directory"] {
         let fs: &[(&str, &str)] = &[
             ("role", role),
@@ -199,7 +235,11 @@ fn pg_host(
         for state in ["active", "idle", "idle in transaction", "disabled"] {
             h.add(
                 "pg_stat_activity_sessions",
-                &[("datname", db), ("state", state), ("backend_type", "client backend")],
+                &[
+                    ("datname", db),
+                    ("state", state),
+                    ("backend_type", "client backend"),
+                ],
                 Box::new(|_| 3.0),
             )?;
         }
@@ -207,11 +247,31 @@ fn pg_host(
     for db in dbs {
         let d: &[(&str, &str)] = &[("datname", db)];
         h.add("pg_stat_database_deadlocks_total", d, Box::new(|_| 0.0))?;
-        h.add("pg_stat_database_xact_commit_total", d, Box::new(move |ts| secs(ts) * 100.0))?;
-        h.add("pg_stat_database_xact_rollback_total", d, Box::new(move |ts| secs(ts) * 0.5))?;
-        h.add("pg_stat_database_blks_hit_total", d, Box::new(move |ts| secs(ts) * 10_000.0))?;
-        h.add("pg_stat_database_blks_read_total", d, Box::new(move |ts| secs(ts) * 10.0))?;
-        h.add("pg_stat_database_temp_bytes_total", d, Box::new(move |ts| secs(ts) * 1000.0))?;
+        h.add(
+            "pg_stat_database_xact_commit_total",
+            d,
+            Box::new(move |ts| secs(ts) * 100.0),
+        )?;
+        h.add(
+            "pg_stat_database_xact_rollback_total",
+            d,
+            Box::new(move |ts| secs(ts) * 0.5),
+        )?;
+        h.add(
+            "pg_stat_database_blks_hit_total",
+            d,
+            Box::new(move |ts| secs(ts) * 10_000.0),
+        )?;
+        h.add(
+            "pg_stat_database_blks_read_total",
+            d,
+            Box::new(move |ts| secs(ts) * 10.0),
+        )?;
+        h.add(
+            "pg_stat_database_temp_bytes_total",
+            d,
+            Box::new(move |ts| secs(ts) * 1000.0),
+        )?;
         h.add("pg_database_frozen_xid_age", d, Box::new(|_| 1.5e8))?;
         h.add("pg_database_min_mxid_age", d, Box::new(|_| 2e7))?;
     }
@@ -223,10 +283,22 @@ fn pg_host(
             ("sync_state", "async"),
         ];
         h.add("pg_stat_replication_replay_lag_bytes", r, Box::new(|_| 1e6))?;
-        h.add("pg_stat_replication_replay_lag_seconds", r, Box::new(|_| 0.2))?;
-        let s: &[(&str, &str)] = &[("slot_name", app), ("slot_type", "physical"), ("database", "")];
+        h.add(
+            "pg_stat_replication_replay_lag_seconds",
+            r,
+            Box::new(|_| 0.2),
+        )?;
+        let s: &[(&str, &str)] = &[
+            ("slot_name", app),
+            ("slot_type", "physical"),
+            ("database", ""),
+        ];
         h.add("pg_replication_slot_active", s, Box::new(|_| 1.0))?;
-        h.add("pg_replication_slot_retained_wal_bytes", s, Box::new(|_| 1e7))?;
+        h.add(
+            "pg_replication_slot_retained_wal_bytes",
+            s,
+            Box::new(|_| 1e7),
+        )?;
     }
     // Tables fill the rest: the three series of each that the pack reads, and ten
     // it does not.
@@ -246,10 +318,15 @@ fn pg_host(
     while (h.metas.len() as u64) < n {
         let db = dbs[t % 4];
         let rel = format!("table_{t}");
-        let tl: Vec<(&str, &str)> = vec![("datname", db), ("schemaname", "public"), ("relname", &rel)];
+        let tl: Vec<(&str, &str)> =
+            vec![("datname", db), ("schemaname", "public"), ("relname", &rel)];
         if n - h.metas.len() as u64 >= 3 {
             h.add("pg_stat_user_tables_n_dead_tup", &tl, Box::new(|_| 1_000.0))?;
-            h.add("pg_stat_user_tables_n_live_tup", &tl, Box::new(|_| 100_000.0))?;
+            h.add(
+                "pg_stat_user_tables_n_live_tup",
+                &tl,
+                Box::new(|_| 100_000.0),
+            )?;
             h.add(
                 "pg_stat_user_tables_last_autovacuum_timestamp_seconds",
                 &tl,
@@ -316,16 +393,35 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
         "--flip-after-secs must leave 5 minutes of the simulated agents' {} s of data",
         HEAD_COLLECTIONS as i64 * INTERVAL_MS / 1000
     );
-    println!("building {} PostgreSQL-shaped series per agent…", args.series);
+    println!(
+        "building {} PostgreSQL-shaped series per agent…",
+        args.series
+    );
     let (metas, values, groups) = pg_host(args.series, head_start, flip_ms)?;
     let used = {
-        let files = load_all(&[pack_dir()]).map_err(|e| anyhow::anyhow!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))?;
+        let files = load_all(&[pack_dir()]).map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
         let metrics: std::collections::HashSet<String> = files
             .iter()
             .flat_map(|f| f.rules.iter())
-            .flat_map(|r| r.expr.terms().into_iter().map(|t| t.selector.metric.clone()))
+            .flat_map(|r| {
+                r.expr
+                    .terms()
+                    .into_iter()
+                    .map(|t| t.selector.metric.clone())
+            })
             .collect();
-        metas.iter().filter(|m| metrics.contains(m.name.as_str())).count()
+        metas
+            .iter()
+            .filter(|m| metrics.contains(m.name.as_str()))
+            .count()
     };
     let cadence = args.cadence;
     let value = move |i: u64, ts: i64| {
@@ -527,7 +623,7 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
             timed.push((secs, r));
             // The fleet writes about a gigabyte a minute: stop before the disk fills.
             let free = nix::sys::statvfs::statvfs(pg.data_dir())
-                .map(|v| v.blocks_available() as u64 * v.fragment_size() as u64)
+                .map(|v| v.blocks_available() * v.fragment_size())
                 .unwrap_or(u64::MAX);
             if free < 3 << 30 {
                 println!("stopping: {} MiB left on the disk", free >> 20);

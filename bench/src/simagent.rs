@@ -171,8 +171,12 @@ impl Templates {
         let sealed_samples = sealed.iter().map(|(_, _, n)| n).sum();
         let heads = (1..=head_collections as i64)
             .map(|k| {
-                block(series, value, (0..k).map(|c| head_start_ms + c * interval_ms))
-                    .map(|(f, _)| f)
+                block(
+                    series,
+                    value,
+                    (0..k).map(|c| head_start_ms + c * interval_ms),
+                )
+                .map(|(f, _)| f)
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Templates {

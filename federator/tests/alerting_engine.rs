@@ -84,14 +84,23 @@ async fn one_instance_with_its_own_threshold_the_others_with_the_packs() {
     let (url, sink) = database("overrides").await;
     let dir = tempfile::tempdir().unwrap();
     let pool = pool(&url).await;
-    let files = load_rules(&pool, dir.path(), &[("overrides.toml", OVERRIDES)], &[&pack()]).await;
+    let files = load_rules(
+        &pool,
+        dir.path(),
+        &[("overrides.toml", OVERRIDES)],
+        &[&pack()],
+    )
+    .await;
     assert!(files.iter().map(|f| f.rules.len()).sum::<usize>() >= 30);
     // db1: main at 85 % (the pack's 80 % fires), reporting at 85 % (its own 90 %: no)
     // and 95 % later; db2: reporting at 85 % (not db1's: the pack's threshold fires).
-    let series = |inst: &'static str| -> Vec<(&'static str, &'static [(&'static str, &'static str)], pga_format::MetricKind)> {
+    let series = |inst: &'static str| -> Vec<SeriesDef<'static>> {
         let labels: &'static [(&'static str, &'static str)] = match inst {
             "main" => &[("pg_instance", "main"), ("backend_type", "client backend")],
-            _ => &[("pg_instance", "reporting"), ("backend_type", "client backend")],
+            _ => &[
+                ("pg_instance", "reporting"),
+                ("backend_type", "client backend"),
+            ],
         };
         let inst_only: &'static [(&'static str, &'static str)] = match inst {
             "main" => &[("pg_instance", "main")],
@@ -100,7 +109,11 @@ async fn one_instance_with_its_own_threshold_the_others_with_the_packs() {
         vec![
             ("pg_stat_activity_sessions", labels, Gauge),
             ("pg_settings_max_connections", inst_only, Gauge),
-            ("pg_settings_superuser_reserved_connections", inst_only, Gauge),
+            (
+                "pg_settings_superuser_reserved_connections",
+                inst_only,
+                Gauge,
+            ),
         ]
     };
     let mut s1 = series("main");
@@ -119,7 +132,11 @@ async fn one_instance_with_its_own_threshold_the_others_with_the_packs() {
     for k in 0..52i64 {
         let ts = start + k * 15_000;
         let reporting = if k < 30 { 85.0 } else { 95.0 };
-        db1.push(&sink, &[(ts, vec![85.0, 100.0, 0.0, reporting, 100.0, 0.0])]).await;
+        db1.push(
+            &sink,
+            &[(ts, vec![85.0, 100.0, 0.0, reporting, 100.0, 0.0])],
+        )
+        .await;
         db2.push(&sink, &[(ts, vec![85.0, 100.0, 0.0])]).await;
         cycle(&mut ev, ts + 1000).await;
     }
@@ -127,7 +144,13 @@ async fn one_instance_with_its_own_threshold_the_others_with_the_packs() {
         .await
         .into_iter()
         .filter(|a| a.0 == "PgConnectionsHigh" && a.1 == "firing")
-        .map(|a| (a.5["agent"].clone(), a.5["pg_instance"].clone(), a.2.unwrap()))
+        .map(|a| {
+            (
+                a.5["agent"].clone(),
+                a.5["pg_instance"].clone(),
+                a.2.unwrap(),
+            )
+        })
         .collect();
     firing.sort();
     assert_eq!(
@@ -135,12 +158,22 @@ async fn one_instance_with_its_own_threshold_the_others_with_the_packs() {
         [
             ("db1".to_owned(), "main".to_owned(), start + 300_000),
             // db1's reporting passes its own 90 % at k = 30, and fires 5 minutes later.
-            ("db1".to_owned(), "reporting".to_owned(), start + 30 * 15_000 + 300_000),
+            (
+                "db1".to_owned(),
+                "reporting".to_owned(),
+                start + 30 * 15_000 + 300_000
+            ),
             ("db2".to_owned(), "reporting".to_owned(), start + 300_000),
         ]
     );
-    let text = sql("overrides", "SELECT annotations->>'description' FROM alerts WHERE labels->>'pg_instance' = 'reporting' AND labels->>'agent' = 'db1'");
-    assert!(text.contains("above 90%"), "the annotation shows the instance's own threshold: {text}");
+    let text = sql(
+        "overrides",
+        "SELECT annotations->>'description' FROM alerts WHERE labels->>'pg_instance' = 'reporting' AND labels->>'agent' = 'db1'",
+    );
+    assert!(
+        text.contains("above 90%"),
+        "the annotation shows the instance's own threshold: {text}"
+    );
 }
 
 const SLOW: &str = r#"
@@ -164,7 +197,11 @@ async fn a_restart_mid_for_fires_on_time_and_notifies_once() {
     let mut ev = evaluator(&url, settings()).await;
     // Pending from k = 2; the evaluator goes away at k = 5 (30 s into its 60 s).
     for k in 0..6i64 {
-        feed.push(&sink, &[(start + k * STEP, vec![if k >= 2 { 9.0 } else { 1.0 }])]).await;
+        feed.push(
+            &sink,
+            &[(start + k * STEP, vec![if k >= 2 { 9.0 } else { 1.0 }])],
+        )
+        .await;
         cycle(&mut ev, start + k * STEP + 500).await;
     }
     assert_eq!(alerts(&url).await[0].1, "pending");
@@ -178,7 +215,11 @@ async fn a_restart_mid_for_fires_on_time_and_notifies_once() {
     let a = alerts(&url).await;
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0].1, "firing");
-    assert_eq!(a[0].2, Some(start + 8 * STEP), "active at k = 2, fired 60 s later");
+    assert_eq!(
+        a[0].2,
+        Some(start + 8 * STEP),
+        "active at k = 2, fired 60 s later"
+    );
     // More cycles, and another restart while firing: no second firing notification.
     for k in 12..15i64 {
         feed.push(&sink, &[(start + k * STEP, vec![9.0])]).await;
@@ -215,7 +256,12 @@ async fn an_incident_inside_a_backfill_is_one_late_alert_with_its_true_times() {
     }
     // Its data arrives at once (a backfill): 9 from k = 5 to 14 (100 s), 1 after.
     let late: Vec<(i64, Vec<f64>)> = (3..40i64)
-        .map(|k| (start + k * STEP, vec![if (5..15).contains(&k) { 9.0 } else { 1.0 }]))
+        .map(|k| {
+            (
+                start + k * STEP,
+                vec![if (5..15).contains(&k) { 9.0 } else { 1.0 }],
+            )
+        })
         .collect();
     feed.push(&sink, &late).await;
     let r = cycle(&mut ev, start + 40 * STEP + 500).await;
@@ -234,17 +280,25 @@ async fn an_incident_inside_a_backfill_is_one_late_alert_with_its_true_times() {
         "notified once, with both times"
     );
     let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-    let (starts, ends, is_late): (String, String, bool) = sqlx::query_as(
-        "SELECT payload->>'startsAt', payload->>'endsAt', late FROM alert_outbox",
-    )
-    .fetch_one(&mut c)
-    .await
-    .unwrap();
-    assert_eq!(starts, pga_federator::notify::payload::rfc3339(start + 11 * STEP));
-    assert_eq!(ends, pga_federator::notify::payload::rfc3339(start + 15 * STEP));
+    let (starts, ends, is_late): (String, String, bool) =
+        sqlx::query_as("SELECT payload->>'startsAt', payload->>'endsAt', late FROM alert_outbox")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(
+        starts,
+        pga_federator::notify::payload::rfc3339(start + 11 * STEP)
+    );
+    assert_eq!(
+        ends,
+        pga_federator::notify::payload::rfc3339(start + 15 * STEP)
+    );
     assert!(is_late);
     // For Grafana: the history shows it, with the annotation columns.
-    let h = sql("late", "SELECT alertname, late, tags, timeend IS NOT NULL FROM alerts_history");
+    let h = sql(
+        "late",
+        "SELECT alertname, late, tags, timeend IS NOT NULL FROM alerts_history",
+    );
     assert_eq!(h.trim(), "Slow|t|Slow,critical,db1,late|t");
 }
 
@@ -259,7 +313,10 @@ async fn one_evaluator_at_a_time_across_federators() {
     feed.push(&sink, &[(t, vec![9.0])]).await;
     // Another federator's evaluator holds the lock.
     let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock(7247, 1)").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(7247, 1)")
+        .execute(&mut other)
+        .await
+        .unwrap();
     let mut ev = evaluator(&url, settings()).await;
     let r = ev.cycle(t + 500).await.unwrap();
     assert!(!r.ran, "skipped while another evaluator runs");
@@ -301,7 +358,10 @@ async fn a_query_that_reads_too_much_is_cut_by_the_statement_timeout_and_fails_a
     // query over far too many series would).
     let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("LOCK TABLE samples IN ACCESS EXCLUSIVE MODE").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE samples IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
     let r = ev.cycle(t + 500).await.expect("the cycle itself goes on");
     assert!(r.ran);
     assert_eq!(r.errors, 1, "the rule failed, alone: {r:?}");
@@ -315,7 +375,9 @@ async fn a_query_that_reads_too_much_is_cut_by_the_statement_timeout_and_fails_a
 }
 
 fn spec(name: &str) -> RuleSpec {
-    let f = pga_federator::alerting::rulefile::RuleFile::parse(SLOW, std::path::Path::new("x.toml")).unwrap();
+    let f =
+        pga_federator::alerting::rulefile::RuleFile::parse(SLOW, std::path::Path::new("x.toml"))
+            .unwrap();
     let mut s = f.rules[0].spec.clone();
     s.name = name.into();
     s
@@ -329,7 +391,9 @@ async fn the_rule_repository_refuses_bad_rules_and_protects_file_rules() {
     load_rules(&pool, dir.path(), &[("slow.toml", SLOW)], &[]).await;
     let mut c = pool.acquire().await.unwrap();
     let mut tx = c.begin().await.unwrap();
-    let created = rules::create(&mut tx, &spec("Mine"), "api", None).await.unwrap();
+    let created = rules::create(&mut tx, &spec("Mine"), "api", None)
+        .await
+        .unwrap();
     assert_eq!(created.revision, 1);
     let mut bad = spec("Bad");
     bad.query = "avg_over_time(x[5m])".into();
@@ -351,7 +415,9 @@ async fn the_rule_repository_refuses_bad_rules_and_protects_file_rules() {
         rules::update(&mut tx, file_rule.id, &spec("Slow")).await,
         Err(RuleError::FromFile { .. })
     ));
-    let disabled = rules::set_enabled(&mut tx, file_rule.id, false).await.unwrap();
+    let disabled = rules::set_enabled(&mut tx, file_rule.id, false)
+        .await
+        .unwrap();
     assert!(!disabled.spec.enabled);
     rules::delete(&mut tx, created.id).await.unwrap();
     tx.commit().await.unwrap();

@@ -123,9 +123,14 @@ async fn a_receiver_failing_for_a_while_gets_every_notification_afterwards_in_or
     let mut feed = feed();
     let t0 = floor(now_ms(), STEP) - 60_000;
     // Three alerts fire, then resolve one after the other: six notifications.
-    for (k, values) in [[9.0, 9.0, 9.0], [1.0, 9.0, 9.0], [1.0, 1.0, 9.0], [1.0, 1.0, 1.0]]
-        .into_iter()
-        .enumerate()
+    for (k, values) in [
+        [9.0, 9.0, 9.0],
+        [1.0, 9.0, 9.0],
+        [1.0, 1.0, 9.0],
+        [1.0, 1.0, 1.0],
+    ]
+    .into_iter()
+    .enumerate()
     {
         let ts = t0 + k as i64 * STEP;
         feed.push(&sink, &[(ts, values.to_vec())]).await;
@@ -133,9 +138,11 @@ async fn a_receiver_failing_for_a_while_gets_every_notification_afterwards_in_or
         assert!(r.notifications > 0);
         wake.notify_waiters();
     }
-    eventually("six deliveries after the outage", outage.as_secs() + 30, || {
-        hook.delivered().len() >= 6
-    })
+    eventually(
+        "six deliveries after the outage",
+        outage.as_secs() + 30,
+        || hook.delivered().len() >= 6,
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = hook.delivered();
@@ -146,7 +153,10 @@ async fn a_receiver_failing_for_a_while_gets_every_notification_afterwards_in_or
         hook.attempts()
     );
     for r in &got {
-        assert!(r.at >= outage_ends, "nothing was accepted during the outage");
+        assert!(
+            r.at >= outage_ends,
+            "nothing was accepted during the outage"
+        );
         let sig = r.signature.as_deref().expect("signed");
         assert!(signature_verifies(sig, SECRET, &r.body), "{sig}");
         assert!(!signature_verifies(sig, b"another secret", &r.body));
@@ -159,7 +169,10 @@ async fn a_receiver_failing_for_a_while_gets_every_notification_afterwards_in_or
         .map(|r| {
             (
                 r.json["status"].as_str().unwrap().to_owned(),
-                r.json["alerts"][0]["labels"]["pg_instance"].as_str().unwrap().to_owned(),
+                r.json["alerts"][0]["labels"]["pg_instance"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             )
         })
         .collect();
@@ -180,16 +193,21 @@ async fn a_receiver_failing_for_a_while_gets_every_notification_afterwards_in_or
         assert_eq!(of, ["firing", "resolved"], "{inst}");
     }
     let resolved_a = &got[3].json["alerts"][0];
-    assert_eq!(resolved_a["endsAt"], pga_federator::notify::payload::rfc3339(t0 + STEP));
-    assert_eq!(resolved_a["startsAt"], pga_federator::notify::payload::rfc3339(t0));
+    assert_eq!(
+        resolved_a["endsAt"],
+        pga_federator::notify::payload::rfc3339(t0 + STEP)
+    );
+    assert_eq!(
+        resolved_a["startsAt"],
+        pga_federator::notify::payload::rfc3339(t0)
+    );
     assert_eq!(resolved_a["annotations"]["summary"], "a at 1");
     // The delivery record: every one delivered, the first after several attempts.
-    let rows: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT outcome, attempts FROM alert_deliveries ORDER BY outbox_id",
-    )
-    .fetch_all(&mut c)
-    .await
-    .unwrap();
+    let rows: Vec<(String, i32)> =
+        sqlx::query_as("SELECT outcome, attempts FROM alert_deliveries ORDER BY outbox_id")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 6);
     assert!(rows.iter().all(|r| r.0 == "delivered"));
     assert!(rows[0].1 > 1, "{rows:?}");
@@ -247,7 +265,10 @@ async fn a_receiver_that_hangs_or_answers_garbage_is_retried_and_holds_no_other_
     cycle(&mut ev, ts + 500).await;
     let started = Instant::now();
     wake.notify_waiters();
-    eventually("the healthy receiver is served", 10, || ok.delivered().len() == 1).await;
+    eventually("the healthy receiver is served", 10, || {
+        ok.delivered().len() == 1
+    })
+    .await;
     let served_in = started.elapsed();
     // Meanwhile the others failed and are retried.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -255,12 +276,21 @@ async fn a_receiver_that_hangs_or_answers_garbage_is_retried_and_holds_no_other_
     let by = |n: &str| state.iter().find(|r| r.name == n).unwrap().clone();
     let (h, g, o) = (by("hangs"), by("garbage"), by("ok"));
     assert!(h.failures >= 2, "{h:?}");
-    assert!(h.last_error.as_deref().unwrap_or("").contains("no answer within 1 s"), "{h:?}");
+    assert!(
+        h.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no answer within 1 s"),
+        "{h:?}"
+    );
     assert_eq!(h.queued, 1);
     assert!(g.failures >= 2, "{g:?}");
     assert!(g.last_error.is_some(), "{g:?}");
     assert_eq!((o.failures, o.queued), (0, 0), "{o:?}");
-    assert!(served_in < Duration::from_secs(5), "served in {served_in:?}");
+    assert!(
+        served_in < Duration::from_secs(5),
+        "served in {served_in:?}"
+    );
     stop.send_replace(true);
 }
 
@@ -306,32 +336,42 @@ async fn a_maintenance_window_mutes_and_records_and_the_alert_is_told_after_it()
     eventually("c is told", 10, || hook.delivered().len() == 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(hook.delivered().len(), 1, "a and b are muted");
-    assert_eq!(hook.delivered()[0].json["alerts"][0]["labels"]["pg_instance"], "c");
+    assert_eq!(
+        hook.delivered()[0].json["alerts"][0]["labels"]["pg_instance"],
+        "c"
+    );
     let rows = outbox(&url).await;
     assert_eq!(
         rows.iter().filter(|r| r.2).count(),
         2,
         "the muted firings of a and b are recorded: {rows:?}"
     );
-    let muted: Vec<(String,)> = sqlx::query_as(
-        "SELECT outcome FROM alert_deliveries WHERE outcome = 'muted'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let muted: Vec<(String,)> =
+        sqlx::query_as("SELECT outcome FROM alert_deliveries WHERE outcome = 'muted'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(muted.len(), 2);
     // The window ends: a, still firing, is told; b, which resolved unseen, is not.
     let mut c = pool.acquire().await.unwrap();
     let mut tx = c.begin().await.unwrap();
-    let mut spec = maintenance::get(&mut *tx, w.id).await.unwrap().unwrap().spec;
+    let mut spec = maintenance::get(&mut *tx, w.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .spec;
     spec.ends_at_ms = now_ms() - 1000;
     maintenance::update(&mut tx, w.id, &spec).await.unwrap();
     tx.commit().await.unwrap();
     drop(c);
-    feed.push(&sink, &[(t0 + 2 * STEP, vec![9.0, 1.0, 9.0])]).await;
+    feed.push(&sink, &[(t0 + 2 * STEP, vec![9.0, 1.0, 9.0])])
+        .await;
     cycle(&mut ev, now_ms()).await;
     wake.notify_waiters();
-    eventually("a is told once the window ended", 10, || hook.delivered().len() == 2).await;
+    eventually("a is told once the window ended", 10, || {
+        hook.delivered().len() == 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let got = hook.delivered();
     assert_eq!(got.len(), 2);

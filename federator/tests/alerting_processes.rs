@@ -86,7 +86,10 @@ fn agent(dir: &Path, tls: &Path, pg: &Cluster, port: u16) -> Proc {
              [[postgres]]\nname = \"main\"\nconninfo = \"{conninfo}\"\n",
             data = dir.join("agent-data").display(),
             t = tls.display(),
-            conninfo = pg.conninfo("postgres").replace('\\', "\\\\").replace('"', "\\\""),
+            conninfo = pg
+                .conninfo("postgres")
+                .replace('\\', "\\\\")
+                .replace('"', "\\\""),
         ),
     )
     .unwrap();
@@ -123,7 +126,9 @@ fn alertmanager(dir: &Path) -> (Proc, u16) {
         .spawn()
         .expect("start prometheus-alertmanager (apt-get install prometheus-alertmanager; bash bench/run-tests installs it)");
     let am = Proc(child, log);
-    wait_until("Alertmanager ready", 30, || amtool(port, &["config", "show"]).is_some());
+    wait_until("Alertmanager ready", 30, || {
+        amtool(port, &["config", "show"]).is_some()
+    });
     (am, port)
 }
 
@@ -164,9 +169,9 @@ fn scaled(file: &str, edits: &[(&str, &str, &str)]) -> String {
         let mut b = block.to_owned();
         for (rule, key, value) in edits {
             if *rule == name {
-                let (before, after) = b.split_once(&format!("\n{key} = ")).unwrap_or_else(|| {
-                    panic!("{rule} has no {key}")
-                });
+                let (before, after) = b
+                    .split_once(&format!("\n{key} = "))
+                    .unwrap_or_else(|| panic!("{rule} has no {key}"));
                 let rest = after.split_once('\n').map_or("", |(_, r)| r);
                 b = format!("{before}\n{key} = {value}\n{rest}");
             }
@@ -177,7 +182,13 @@ fn scaled(file: &str, edits: &[(&str, &str, &str)]) -> String {
 }
 
 /// The federator's configuration: the agent at `agent_url`, alerting every second.
-fn federator(dir: &Path, central: &Cluster, tls: &Path, agent_url: &str, alerting: &str) -> PathBuf {
+fn federator(
+    dir: &Path,
+    central: &Cluster,
+    tls: &Path,
+    agent_url: &str,
+    alerting: &str,
+) -> PathBuf {
     support::federator_config(
         dir,
         central,
@@ -227,7 +238,11 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
     let port = free_port();
     let _agent = agent(dir.path(), &tls, &monitored, port);
     let rules = dir.path().join("availability.toml");
-    std::fs::write(&rules, scaled("availability.toml", &[("PgServerDown", "for_secs", "5")])).unwrap();
+    std::fs::write(
+        &rules,
+        scaled("availability.toml", &[("PgServerDown", "for_secs", "5")]),
+    )
+    .unwrap();
     let cfg = federator(
         dir.path(),
         &central,
@@ -257,7 +272,10 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
         }
     });
     let latency = down.elapsed();
-    eprintln!("PgServerDown reached Alertmanager {:.1} s after the server stopped (for = 5 s)", latency.as_secs_f64());
+    eprintln!(
+        "PgServerDown reached Alertmanager {:.1} s after the server stopped (for = 5 s)",
+        latency.as_secs_f64()
+    );
     // The labels the rule promises: the series' own (with agent), alertname, severity.
     let series_labels: serde_json::Value = serde_json::from_str(
         sql(&central, "SELECT labels FROM series WHERE metric = 'pg_up'").trim(),
@@ -270,13 +288,23 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
     for (k, v) in series_labels.as_object().unwrap() {
         assert_eq!(&labels[k], v, "label {k}");
     }
-    assert_eq!(labels.len(), series_labels.as_object().unwrap().len() + 3, "{labels:?}");
+    assert_eq!(
+        labels.len(),
+        series_labels.as_object().unwrap().len() + 3,
+        "{labels:?}"
+    );
     let summary = alert["annotations"]["summary"].as_str().unwrap();
-    assert!(summary.starts_with("PostgreSQL ") && summary.ends_with(" on db1 is down"), "{summary}");
+    assert!(
+        summary.starts_with("PostgreSQL ") && summary.ends_with(" on db1 is down"),
+        "{summary}"
+    );
     assert!(alert["annotations"]["description"].is_string());
     assert_eq!(alert["status"]["state"], "active");
     assert!(
-        alert["generatorURL"].as_str().unwrap().starts_with("https://federator.test/api/v1/alerts/"),
+        alert["generatorURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://federator.test/api/v1/alerts/"),
         "{alert}"
     );
     // In data time: fired `for` after the first sample that said pg_up = 0, on the
@@ -291,15 +319,22 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
     .trim()
     .parse()
     .unwrap();
-    let fired: i64 = of_rule(&central, "(extract(epoch FROM a.fired_at) * 1000)::bigint", "PgServerDown")
-        .parse()
-        .unwrap();
+    let fired: i64 = of_rule(
+        &central,
+        "(extract(epoch FROM a.fired_at) * 1000)::bigint",
+        "PgServerDown",
+    )
+    .parse()
+    .unwrap();
     assert!(
         (5_000..=6_000).contains(&(fired - first_down)),
         "fired {} ms after the first pg_up = 0",
         fired - first_down
     );
-    assert_eq!(alert["startsAt"], pga_federator::notify::payload::rfc3339(fired));
+    assert_eq!(
+        alert["startsAt"],
+        pga_federator::notify::payload::rfc3339(fired)
+    );
     // Within for + one collection + one pull + one evaluation (+ delivery), with room
     // for a shared machine.
     assert!(latency < Duration::from_secs(5 + 3 + 15), "{latency:?}");
@@ -350,7 +385,11 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
         ),
     )
     .unwrap();
-    std::fs::write(dir.path().join("sessions.toml"), scaled("sessions.toml", &[])).unwrap();
+    std::fs::write(
+        dir.path().join("sessions.toml"),
+        scaled("sessions.toml", &[]),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("overrides.toml"),
         "[[overrides]]\nrule = \"PgLongTransaction\"\nmatch = { agent = \"db1\" }\nthreshold = 6\n",
@@ -405,15 +444,23 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
         .unwrap();
     let times: Vec<i64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
     let (tx_start, tx_end) = (times[times.len() - 2], times[times.len() - 1]);
-    std::thread::sleep(Duration::from_millis((cut + 30_000 - now_ms()).max(0) as u64));
+    std::thread::sleep(Duration::from_millis(
+        (cut + 30_000 - now_ms()).max(0) as u64
+    ));
     // During the partition nothing changed but the unreachable agent, raised.
     let during = snapshot();
     for row in &before {
-        assert!(during.contains(row), "{row} changed during the partition: {during:?}");
+        assert!(
+            during.contains(row),
+            "{row} changed during the partition: {during:?}"
+        );
     }
     let new: Vec<&String> = during.iter().filter(|r| !before.contains(r)).collect();
     assert!(
-        !new.is_empty() && new.iter().all(|r| r.ends_with(":PgaAgentUnreachable:firing")),
+        !new.is_empty()
+            && new
+                .iter()
+                .all(|r| r.ends_with(":PgaAgentUnreachable:firing")),
         "only the unreachable agent is raised during the partition: {new:?}"
     );
     proxy.set_fault(None);
@@ -431,7 +478,10 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
                 (extract(epoch FROM a.resolved_at) * 1000)::bigint \
          FROM alerts a JOIN alert_rules r ON r.id = a.rule_id ORDER BY a.id",
     );
-    let long: Vec<&str> = rows.lines().filter(|l| l.starts_with("PgLongTransaction|")).collect();
+    let long: Vec<&str> = rows
+        .lines()
+        .filter(|l| l.starts_with("PgLongTransaction|"))
+        .collect();
     assert_eq!(long.len(), 1, "one late alert: {rows}");
     let f: Vec<&str> = long[0].split('|').collect();
     assert_eq!((f[1], f[2]), ("resolved", "t"), "{rows}");
@@ -443,9 +493,18 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
         fired - want_start,
         resolved - tx_end
     );
-    assert!((0..=2_000).contains(&(fired - want_start)), "fired {fired}, the transaction was 6 s old at {want_start}");
-    assert!((0..=2_000).contains(&(resolved - tx_end)), "resolved {resolved}, the transaction ended at {tx_end}");
-    assert!(fired > cut && resolved < healed, "it happened inside the partition");
+    assert!(
+        (0..=2_000).contains(&(fired - want_start)),
+        "fired {fired}, the transaction was 6 s old at {want_start}"
+    );
+    assert!(
+        (0..=2_000).contains(&(resolved - tx_end)),
+        "resolved {resolved}, the transaction ended at {tx_end}"
+    );
+    assert!(
+        fired > cut && resolved < healed,
+        "it happened inside the partition"
+    );
     // Nothing fired or resolved falsely: what was raised before is as it was; new are
     // only the unreachable agent (raised during the partition, resolved after it) and
     // the late alert.
@@ -459,7 +518,10 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
             "a false alert: {row}\n{rows}"
         );
     }
-    let un: Vec<&str> = rows.lines().filter(|l| l.starts_with("PgaAgentUnreachable|")).collect();
+    let un: Vec<&str> = rows
+        .lines()
+        .filter(|l| l.starts_with("PgaAgentUnreachable|"))
+        .collect();
     assert!(!un.is_empty());
     for l in &un {
         let f: Vec<&str> = l.split('|').collect();
@@ -475,8 +537,14 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
     assert_eq!(notes.len(), 1, "notified once");
     let a = &notes[0].json["alerts"][0];
     assert_eq!(notes[0].json["status"], "resolved");
-    assert_eq!(a["startsAt"], pga_federator::notify::payload::rfc3339(fired));
-    assert_eq!(a["endsAt"], pga_federator::notify::payload::rfc3339(resolved));
+    assert_eq!(
+        a["startsAt"],
+        pga_federator::notify::payload::rfc3339(fired)
+    );
+    assert_eq!(
+        a["endsAt"],
+        pga_federator::notify::payload::rfc3339(resolved)
+    );
     assert_eq!(a["annotations"]["late"], "true", "a late alert says so");
     assert_eq!(
         sql(&central, "SELECT count(*) FROM alerts_history WHERE late").trim(),
@@ -497,7 +565,11 @@ fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hook = rt.block_on(Receiver::start(Mode::Ok));
     let rules = dir.path().join("availability.toml");
-    std::fs::write(&rules, scaled("availability.toml", &[("PgServerDown", "for_secs", "10")])).unwrap();
+    std::fs::write(
+        &rules,
+        scaled("availability.toml", &[("PgServerDown", "for_secs", "10")]),
+    )
+    .unwrap();
     let cfg = federator(
         dir.path(),
         &central,
@@ -521,8 +593,11 @@ fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
     assert_eq!(of_rule(&central, "a.state", "PgServerDown"), "pending");
     std::thread::sleep(Duration::from_secs(3));
     fed.start_again();
-    let down = |r: &alert_support::Received| r.json["alerts"][0]["labels"]["alertname"] == "PgServerDown";
-    wait_until("the firing notification", 60, || hook.delivered().iter().any(down));
+    let down =
+        |r: &alert_support::Received| r.json["alerts"][0]["labels"]["alertname"] == "PgServerDown";
+    wait_until("the firing notification", 60, || {
+        hook.delivered().iter().any(down)
+    });
     let held: i64 = of_rule(
         &central,
         "(extract(epoch FROM a.fired_at - a.started_at) * 1000)::bigint",
@@ -530,7 +605,10 @@ fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
     )
     .parse()
     .unwrap();
-    assert!((10_000..=11_000).contains(&held), "fired {held} ms after it became pending: for is 10 s");
+    assert!(
+        (10_000..=11_000).contains(&held),
+        "fired {held} ms after it became pending: for is 10 s"
+    );
     // Killed again while firing, restarted: not re-notified as new.
     fed.kill();
     std::thread::sleep(Duration::from_secs(2));
@@ -544,7 +622,9 @@ fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
     assert_eq!(firing.len(), 1, "notified once");
     monitored.start_again().unwrap();
     wait_until("the resolution", 60, || {
-        hook.delivered().iter().any(|r| down(r) && r.json["status"] == "resolved")
+        hook.delivered()
+            .iter()
+            .any(|r| down(r) && r.json["status"] == "resolved")
     });
     std::thread::sleep(Duration::from_secs(2));
     let statuses: Vec<String> = hook

@@ -172,8 +172,12 @@ mod tests {
                 .extend(points.iter().filter(|p| p.ts > lo && p.ts <= hi).copied());
         }
         if let Some((lo, hi)) = req.buckets {
-            out.buckets
-                .extend(buckets.iter().filter(|b| b.start >= lo && b.start < hi).copied());
+            out.buckets.extend(
+                buckets
+                    .iter()
+                    .filter(|b| b.start >= lo && b.start < hi)
+                    .copied(),
+            );
         }
         out.points.sort_by_key(|p| p.ts);
         out.points.dedup_by_key(|p| p.ts);
@@ -191,7 +195,11 @@ mod tests {
             .filter(|i| !(600..640).contains(i))
             .map(|i| Point {
                 ts: 1_000_000 + i * 10_000 + (i % 3) * 7,
-                value: if i < 900 { (i * 5) as f64 } else { (i - 900) as f64 * 2.0 },
+                value: if i < 900 {
+                    (i * 5) as f64
+                } else {
+                    (i - 900) as f64 * 2.0
+                },
             })
             .collect();
         let buckets = buckets_of(&points, &c);
@@ -226,7 +234,10 @@ mod tests {
                 kept = Some(keep(&merged, f, range, last));
                 t = last + 15_000;
             }
-            assert!(incremental > n / 2, "{f:?}: {incremental} of {n} cycles read only what was new");
+            assert!(
+                incremental > n / 2,
+                "{f:?}: {incremental} of {n} cycles read only what was new"
+            );
         }
     }
 }

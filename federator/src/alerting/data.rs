@@ -202,7 +202,17 @@ async fn read_chunk(
     let mut lo = Vec::new();
     let mut hi = Vec::new();
     let mut prev = Vec::new();
+    // The usual request of a cycle — the samples after what was read before — is read
+    // for all series at once over the span of their ranges (one index scan over an
+    // array of ids), and each series' own range is cut from it.
+    let mut simple: Vec<(i64, i64, i64)> = Vec::new();
     for r in requests {
+        if let ([(a, b)], None, None) = (r.raw.as_slice(), r.prev_after, r.buckets) {
+            if a < b {
+                simple.push((r.series_id, *a, *b));
+            }
+            continue;
+        }
         for (i, &(a, b)) in r.raw.iter().enumerate() {
             let p = if i == 0 { r.prev_after } else { None };
             // An empty range still carries the sample before it.
@@ -219,8 +229,11 @@ async fn read_chunk(
         .iter()
         .map(|r| (r.series_id, SeriesData::default()))
         .collect();
-    let rows = sqlx::query(
-        "SELECT r.id, (extract(epoch FROM s.ts) * 1000)::bigint AS ts, s.value \
+    let rows = if ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query(
+            "SELECT r.id, (extract(epoch FROM s.ts) * 1000)::bigint AS ts, s.value \
          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS r(id, lo, hi, pf) \
          CROSS JOIN LATERAL ( \
              (SELECT ts, value FROM samples \
@@ -234,19 +247,51 @@ async fn read_chunk(
                 AND ts > timestamptz 'epoch' + r.lo * interval '1 millisecond' \
                 AND ts <= timestamptz 'epoch' + r.hi * interval '1 millisecond') \
          ) s",
-    )
-    .bind(&ids)
-    .bind(&lo)
-    .bind(&hi)
-    .bind(&prev)
-    .fetch_all(pool)
-    .await?;
+        )
+        .bind(&ids)
+        .bind(&lo)
+        .bind(&hi)
+        .bind(&prev)
+        .fetch_all(pool)
+        .await?
+    };
     for row in &rows {
         let id: i64 = row.try_get(0)?;
         let ts: i64 = row.try_get(1)?;
         let value: f64 = row.try_get(2)?;
         if let Some(d) = out.get_mut(&id) {
             d.points.push(Point { ts, value });
+        }
+    }
+    if !simple.is_empty() {
+        let span_lo = simple.iter().map(|s| s.1).min().unwrap_or(0);
+        let span_hi = simple.iter().map(|s| s.2).max().unwrap_or(0);
+        let ranges: HashMap<i64, (i64, i64)> =
+            simple.iter().map(|&(i, a, b)| (i, (a, b))).collect();
+        let ids: Vec<i64> = simple.iter().map(|s| s.0).collect();
+        let rows = sqlx::query(
+            "SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint, value FROM samples \
+             WHERE series_id = ANY($1) \
+               AND ts > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' \
+               AND ts <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'",
+        )
+        .bind(&ids)
+        .bind(span_lo)
+        .bind(span_hi)
+        .fetch_all(pool)
+        .await?;
+        for row in &rows {
+            let id: i64 = row.try_get(0)?;
+            let ts: i64 = row.try_get(1)?;
+            if let (Some(&(a, b)), Some(d)) = (ranges.get(&id), out.get_mut(&id))
+                && ts > a
+                && ts <= b
+            {
+                d.points.push(Point {
+                    ts,
+                    value: row.try_get(2)?,
+                });
+            }
         }
     }
     let (bid, blo, bhi): (Vec<i64>, Vec<i64>, Vec<i64>) = requests
@@ -416,12 +461,16 @@ mod tests {
 
     #[test]
     fn requests_cover_every_step() {
-        let r = WindowRequest::for_steps(1, WindowFn::Rate, 300_000, &[1_000_000, 1_015_000], 900_000);
+        let r =
+            WindowRequest::for_steps(1, WindowFn::Rate, 300_000, &[1_000_000, 1_015_000], 900_000);
         assert_eq!(r.raw, [(700_000, 1_015_000)]);
         assert_eq!(r.prev_after, Some(-200_000));
         assert_eq!(r.buckets, None);
         let r = WindowRequest::for_steps(1, WindowFn::Last, 1_800_000, &[1_000_000, 1_015_000], 0);
-        assert_eq!((r.raw, r.prev_after), (vec![(1_000_000, 1_015_000)], Some(-800_000)));
+        assert_eq!(
+            (r.raw, r.prev_after),
+            (vec![(1_000_000, 1_015_000)], Some(-800_000))
+        );
         let steps = [10_000_000, 10_015_000, 10_030_000];
         let r = WindowRequest::for_steps(1, WindowFn::Avg, 7_200_000, &steps, 0);
         let (a0, b0) = window::bucket_span(steps[0], 7_200_000);

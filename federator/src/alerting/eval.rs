@@ -258,13 +258,11 @@ fn binary(
                 if rs.is_empty() {
                     continue;
                 }
-                let ls_count = left
-                    .get(&key_hash(&le.labels, matching))
-                    .map_or(1, |c| {
-                        c.iter()
-                            .filter(|&&k| same_key(&le.labels, &lv[k].labels, matching))
-                            .count()
-                    });
+                let ls_count = left.get(&key_hash(&le.labels, matching)).map_or(1, |c| {
+                    c.iter()
+                        .filter(|&&k| same_key(&le.labels, &lv[k].labels, matching))
+                        .count()
+                });
                 if ls_count > 1 && rs.len() > 1 {
                     return Err(EvalError::ManyToMany {
                         op: op.as_str(),

@@ -313,13 +313,17 @@ impl Evaluator {
                 let mut next: HashMap<i64, cache::Kept> = HashMap::with_capacity(ends.len());
                 let mut data: HashMap<i64, Arc<SeriesData>> = HashMap::with_capacity(ends.len());
                 for (id, last) in ends {
-                    let merged = cache::merge(kept.remove(&id), got.remove(&id).unwrap_or_default());
+                    let merged =
+                        cache::merge(kept.remove(&id), got.remove(&id).unwrap_or_default());
                     next.insert(id, cache::keep(&merged, *func, *range, last));
                     data.insert(id, Arc::new(merged));
                 }
                 // Series not evaluated this cycle (their agent's data did not move)
                 // keep theirs for a while.
-                next.extend(kept.into_iter().filter(|(_, k)| k.through > now - 3_600_000));
+                next.extend(
+                    kept.into_iter()
+                        .filter(|(_, k)| k.through > now - 3_600_000),
+                );
                 self.kept.insert(key.clone(), next);
                 fetched.insert(key.clone(), data);
             }
@@ -335,7 +339,11 @@ impl Evaluator {
         let blocked: HashSet<i64> = data_rules
             .iter()
             .filter_map(|(id, _, r)| {
-                let why = r.expr.terms().into_iter().find_map(|t| failed.get(&term_key(t)))?;
+                let why = r
+                    .expr
+                    .terms()
+                    .into_iter()
+                    .find_map(|t| failed.get(&term_key(t)))?;
                 report.errors += 1;
                 tracing::warn!(
                     rule = %r.name(),

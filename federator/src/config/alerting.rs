@@ -439,15 +439,13 @@ mod tests {
             retry_initial_ms: 5,
             external_url: "federator:9443".into(),
             rule_files: vec![PathBuf::from("/nonexistent/rules.toml")],
-            alertmanagers: vec![
-                AlertmanagerEntry {
-                    name: "am".into(),
-                    url: "am:9093".into(),
-                    cert_file: Some("/nonexistent/c.pem".into()),
-                    username: Some("u".into()),
-                    ..Default::default()
-                },
-            ],
+            alertmanagers: vec![AlertmanagerEntry {
+                name: "am".into(),
+                url: "am:9093".into(),
+                cert_file: Some("/nonexistent/c.pem".into()),
+                username: Some("u".into()),
+                ..Default::default()
+            }],
             webhooks: vec![WebhookEntry {
                 name: "am".into(),
                 url: "https://hooks.example/x".into(),

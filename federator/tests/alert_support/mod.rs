@@ -30,7 +30,11 @@ static PG: OnceLock<Cluster> = OnceLock::new();
 
 /// The binary's cluster (its watchdog removes it when the test process ends).
 pub fn cluster() -> &'static Cluster {
-    PG.get_or_init(|| Cluster::builder().start().expect("start a throwaway cluster"))
+    PG.get_or_init(|| {
+        Cluster::builder()
+            .start()
+            .expect("start a throwaway cluster")
+    })
 }
 
 /// Migrations create cluster-wide roles: one at a time.
@@ -73,6 +77,19 @@ pub fn floor(t: i64, step: i64) -> i64 {
     t - t.rem_euclid(step)
 }
 
+/// A series of a [`Feed`]: metric, labels, kind.
+pub type SeriesDef<'a> = (&'a str, &'a [(&'a str, &'a str)], MetricKind);
+
+/// An alert as [`alerts`] lists it: rule, state, fired and resolved (ms), late, labels.
+pub type AlertLine = (
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    bool,
+    BTreeMap<String, String>,
+);
+
 /// One agent's data, written through the sink: each push is one sealed block.
 pub struct Feed {
     pub name: String,
@@ -84,7 +101,7 @@ pub struct Feed {
 
 impl Feed {
     /// An agent named `name` with these series: `(metric, labels, kind)`.
-    pub fn new(name: &str, n: u8, series: &[(&str, &[(&str, &str)], MetricKind)]) -> Feed {
+    pub fn new(name: &str, n: u8, series: &[SeriesDef<'_>]) -> Feed {
         let series = series
             .iter()
             .enumerate()
@@ -160,7 +177,12 @@ impl Feed {
 
 /// Loads rule files (written from `texts` into `dir`, plus `extra` paths) and stores
 /// them as the federator does at start.
-pub async fn load_rules(pool: &PgPool, dir: &Path, texts: &[(&str, &str)], extra: &[&Path]) -> Vec<RuleFile> {
+pub async fn load_rules(
+    pool: &PgPool,
+    dir: &Path,
+    texts: &[(&str, &str)],
+    extra: &[&Path],
+) -> Vec<RuleFile> {
     let mut paths: Vec<std::path::PathBuf> = extra.iter().map(|p| p.to_path_buf()).collect();
     for (name, text) in texts {
         let p = dir.join(name);
@@ -168,7 +190,13 @@ pub async fn load_rules(pool: &PgPool, dir: &Path, texts: &[(&str, &str)], extra
         paths.push(p);
     }
     let files = load_all(&paths).unwrap_or_else(|e| {
-        panic!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     });
     let mut conn = pool.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
@@ -217,10 +245,18 @@ pub async fn cycle(e: &mut Evaluator, now: i64) -> CycleReport {
     r
 }
 
-/// `(alertname, state, fired_at_ms, resolved_at_ms, late)` of every alert, by id.
-pub async fn alerts(url: &str) -> Vec<(String, String, Option<i64>, Option<i64>, bool, BTreeMap<String, String>)> {
+/// Every alert, by id (see [`AlertLine`]).
+pub async fn alerts(url: &str) -> Vec<AlertLine> {
+    type Row = (
+        String,
+        String,
+        Option<i64>,
+        Option<i64>,
+        bool,
+        serde_json::Value,
+    );
     let mut c = PgConnection::connect(url).await.unwrap();
-    let rows: Vec<(String, String, Option<i64>, Option<i64>, bool, serde_json::Value)> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT r.name, a.state, (extract(epoch FROM a.fired_at) * 1000)::bigint, \
                 (extract(epoch FROM a.resolved_at) * 1000)::bigint, a.late, a.labels \
          FROM alerts a JOIN alert_rules r ON r.id = a.rule_id ORDER BY a.id",
