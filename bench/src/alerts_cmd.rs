@@ -35,17 +35,16 @@ use pga_federator::config::parse_schedule;
 use pga_federator::db::{outbox, rules};
 use pga_federator::notify::http::{Auth, Client};
 use pga_federator::notify::worker::{DeliverySettings, Kind, Receiver, Worker};
-use pga_federator::scheduler::{self, AgentJob, SchedulerSettings};
-use pga_federator::scrape::{AgentClient, ClientLimits, Pacing};
+use pga_federator::scheduler::{self, SchedulerSettings};
+use pga_federator::scrape::Pacing;
 use pga_federator::sink::{Sink, SinkOptions};
 use pga_federator::telemetry::Telemetry;
-use pga_federator::url::AgentUrl;
-use pga_format::{AgentId, MetricKind, SeriesId, SeriesMeta};
+use pga_format::{MetricKind, SeriesId, SeriesMeta};
 use pga_lab::Cluster;
 use sqlx::Connection;
 use tokio::sync::{Notify, watch};
 
-use crate::simagent::{SimAgent, Templates, serve};
+use crate::simagent::Templates;
 
 /// Measure the alert evaluation of the built-in pack over a fleet, and the latency of
 /// a notification.
@@ -479,30 +478,7 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
         // The fleet, pulled every 15 s for the whole run.
         let started = Instant::now();
         let schedule = parse_schedule("*/15 * * * * *").map_err(anyhow::Error::msg)?;
-        let mut jobs = Vec::new();
-        for i in 0..args.agents {
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&(i + 1).to_le_bytes());
-            let port = serve(SimAgent {
-                agent_id: AgentId(id),
-                templates: templates.clone(),
-                started,
-            })
-            .await?;
-            jobs.push(AgentJob {
-                name: format!("sim-{i}"),
-                client: AgentClient::new(
-                    AgentUrl::parse(&format!("http://127.0.0.1:{port}"))?,
-                    None,
-                    ClientLimits {
-                        connect_timeout: Duration::from_secs(5),
-                        request_timeout: Duration::from_secs(60),
-                        max_response_bytes: 64 << 20,
-                    },
-                ),
-                schedule: schedule.clone(),
-            });
-        }
+        let jobs = crate::pull_cmd::sim_fleet(args.agents, &templates, started, &schedule).await?;
         println!(
             "{} agents × {} series ({used} of them read by the pack's {n_rules} rules), collected at the {:?} cadence, pulled every 15 s…",
             args.agents, args.series, args.cadence

@@ -122,6 +122,30 @@ fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
+/// Binds a spec's fields as `$1` … `$16` in the order of the columns of
+/// [`create`] and [`write`].
+fn bind_spec<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    spec: &'q RuleSpec,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(&spec.name)
+        .bind(&spec.description)
+        .bind(&spec.query)
+        .bind(&spec.comparison)
+        .bind(spec.threshold)
+        .bind(spec.resolve_threshold)
+        .bind(spec.for_secs as i32)
+        .bind(spec.keep_firing_for_secs as i32)
+        .bind(&spec.severity)
+        .bind(json(&spec.labels))
+        .bind(json(&spec.annotations))
+        .bind(json(&spec.overrides))
+        .bind(&spec.pack)
+        .bind(&spec.runbook)
+        .bind(spec.inhibits_agent)
+        .bind(spec.enabled)
+}
+
 /// Checks a spec as the repository does before storing it.
 pub fn check(spec: &RuleSpec) -> Result<Rule, RuleError> {
     Rule::compile(spec.clone()).map_err(RuleError::Invalid)
@@ -140,34 +164,19 @@ pub async fn create(
     if get_by_name(&mut *tx, &spec.name).await?.is_some() {
         return Err(RuleError::NameTaken(spec.name.clone()));
     }
-    let row = sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO alert_rules (name, description, query, comparison, threshold, \
              resolve_threshold, for_secs, keep_firing_for_secs, severity, labels, annotations, \
              overrides, pack, runbook, inhibits_agent, enabled, origin, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          RETURNING {COLUMNS}"
-    ))
-    .bind(&spec.name)
-    .bind(&spec.description)
-    .bind(&spec.query)
-    .bind(&spec.comparison)
-    .bind(spec.threshold)
-    .bind(spec.resolve_threshold)
-    .bind(spec.for_secs as i32)
-    .bind(spec.keep_firing_for_secs as i32)
-    .bind(&spec.severity)
-    .bind(json(&spec.labels))
-    .bind(json(&spec.annotations))
-    .bind(json(&spec.overrides))
-    .bind(&spec.pack)
-    .bind(&spec.runbook)
-    .bind(spec.inhibits_agent)
-    .bind(spec.enabled)
-    .bind(origin)
-    .bind(created_by)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| name_taken(e, &spec.name))?;
+    );
+    let row = bind_spec(sqlx::query(&sql), spec)
+        .bind(origin)
+        .bind(created_by)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| name_taken(e, &spec.name))?;
     Ok(from_row(&row)?)
 }
 
@@ -205,33 +214,18 @@ async fn write(tx: &mut PgConnection, id: i64, spec: &RuleSpec) -> Result<Stored
     {
         return Err(RuleError::NameTaken(spec.name.clone()));
     }
-    let row = sqlx::query(&format!(
-        "UPDATE alert_rules SET name = $2, description = $3, query = $4, comparison = $5, \
-             threshold = $6, resolve_threshold = $7, for_secs = $8, keep_firing_for_secs = $9, \
-             severity = $10, labels = $11, annotations = $12, overrides = $13, pack = $14, \
-             runbook = $15, inhibits_agent = $16, enabled = $17, revision = revision + 1 \
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&spec.name)
-    .bind(&spec.description)
-    .bind(&spec.query)
-    .bind(&spec.comparison)
-    .bind(spec.threshold)
-    .bind(spec.resolve_threshold)
-    .bind(spec.for_secs as i32)
-    .bind(spec.keep_firing_for_secs as i32)
-    .bind(&spec.severity)
-    .bind(json(&spec.labels))
-    .bind(json(&spec.annotations))
-    .bind(json(&spec.overrides))
-    .bind(&spec.pack)
-    .bind(&spec.runbook)
-    .bind(spec.inhibits_agent)
-    .bind(spec.enabled)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(|e| name_taken(e, &spec.name))?;
+    let sql = format!(
+        "UPDATE alert_rules SET name = $1, description = $2, query = $3, comparison = $4, \
+             threshold = $5, resolve_threshold = $6, for_secs = $7, keep_firing_for_secs = $8, \
+             severity = $9, labels = $10, annotations = $11, overrides = $12, pack = $13, \
+             runbook = $14, inhibits_agent = $15, enabled = $16, revision = revision + 1 \
+         WHERE id = $17 RETURNING {COLUMNS}"
+    );
+    let row = bind_spec(sqlx::query(&sql), spec)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| name_taken(e, &spec.name))?;
     row.as_ref()
         .map(from_row)
         .transpose()?
