@@ -97,7 +97,10 @@ fn ctrl_c_stops_the_demo_quietly() {
     let status = child.wait().unwrap();
     let stderr = err_reader.join().unwrap();
     assert!(status.success(), "{status}\n{seen}\n{stderr}");
-    assert!(stderr.trim().is_empty(), "Ctrl-C printed on stderr:\n{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "Ctrl-C printed on stderr:\n{stderr}"
+    );
     let workdir = seen
         .lines()
         .find_map(|l| l.strip_prefix("removed the cluster and "))

@@ -115,7 +115,10 @@ fn every_binary_runs_and_one_total_line_ends_it() {
     );
     assert!(!out.status.success(), "{text}");
     // After the failing and the crashing binary, the next one and the doc-tests ran.
-    assert!(text.contains("test c_passes_after_the_failures ... ok"), "{text}");
+    assert!(
+        text.contains("test c_passes_after_the_failures ... ok"),
+        "{text}"
+    );
     assert!(text.contains("Doc-tests summary_probe"), "{text}");
     assert!(text.contains("tests/b_crashes.rs"), "{text}");
     // Passed: a_passes, c_passes_after_the_failures, the doc-test, the golden vectors.
@@ -124,6 +127,10 @@ fn every_binary_runs_and_one_total_line_ends_it() {
 
     // Only the binary that passes: exit 0, the total still last.
     let out = run_tests(dir.path(), &["--test", "c_after"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(last_line(&out), "2 passed, 0 failed, 2 skipped");
 }

@@ -566,7 +566,14 @@ mod tests {
         );
         assert_eq!(
             cmd.get_args().collect::<Vec<_>>(),
-            ["build", "-p", "pga-agent", "-p", "pga-federator", "--release"]
+            [
+                "build",
+                "-p",
+                "pga-agent",
+                "-p",
+                "pga-federator",
+                "--release"
+            ]
         );
     }
 }
