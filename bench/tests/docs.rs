@@ -141,7 +141,11 @@ fn every_path_architecture_md_names_exists() {
         "docs/architecture.md has no mermaid diagram of the crates and modules"
     );
     let named = named_paths(&text);
-    assert!(named.len() > 30, "only {} paths found: {named:?}", named.len());
+    assert!(
+        named.len() > 30,
+        "only {} paths found: {named:?}",
+        named.len()
+    );
     let missing: Vec<&String> = named.iter().filter(|p| !root.join(p).exists()).collect();
     assert!(
         missing.is_empty(),
