@@ -1,21 +1,24 @@
-//! README.md's table of PostgreSQL families says what the catalogue does: every
-//! family, in the group it is collected in.
+//! The agent's documentation says what the code does: docs/families.md's table of
+//! PostgreSQL families lists every family of the catalogue in the group it is collected
+//! in, and docs/agent.md's configuration table every key of `agent.toml`.
 
 use std::collections::BTreeMap;
 
 use pga_agent::collect::postgres::catalog::FAMILIES;
 
-fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap()
+/// A page of docs/.
+fn page(name: &str) -> String {
+    let path = format!("{}/../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Family → group, from the rows of the "PostgreSQL collection" table.
+/// Family → group, from the rows of docs/families.md's table.
 fn documented() -> BTreeMap<String, String> {
-    let text = readme();
+    let text = page("families.md");
     let section = text
-        .split("## PostgreSQL collection")
+        .split("# PostgreSQL collection")
         .nth(1)
-        .expect("README.md has a PostgreSQL collection section");
+        .expect("docs/families.md starts with # PostgreSQL collection");
     let mut out = BTreeMap::new();
     for line in section.lines().take_while(|l| !l.starts_with("## ")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -31,7 +34,7 @@ fn documented() -> BTreeMap<String, String> {
 }
 
 #[test]
-fn the_readme_lists_every_family_in_its_group() {
+fn the_docs_list_every_family_in_its_group() {
     let documented = documented();
     let code: BTreeMap<String, String> = FAMILIES
         .iter()
@@ -58,16 +61,16 @@ fn database_counters_are_collected_at_every_fast_pass() {
     }
 }
 
-/// Every key of `agent.toml` in README.md's configuration table, and no other. A
+/// Every key of `agent.toml` in docs/agent.md's configuration table, and no other. A
 /// cell names its table once: `intervals.fast_secs`, `slow_secs` are both of
 /// `[intervals]`; `[[postgres]]` names the table of the keys after it.
 #[test]
-fn the_readme_lists_every_configuration_key() {
-    let text = readme();
+fn the_docs_list_every_configuration_key() {
+    let text = page("agent.md");
     let section = text
         .split("\n## Configuration\n")
         .nth(1)
-        .expect("README.md has a Configuration section");
+        .expect("docs/agent.md has a Configuration section");
     let mut documented = std::collections::BTreeSet::new();
     for line in section
         .lines()
