@@ -64,7 +64,7 @@ fn kill_9_at_random_moments_loses_no_committed_collection() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
             .args(["run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "pga_agent::scheduler=debug,warn")
+            .env("RUST_LOG", "pga_agent::store=debug,warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

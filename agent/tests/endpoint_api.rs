@@ -11,12 +11,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use pga_agent::collect::Collector;
 use pga_agent::collect::{Emitted, Emitter};
 use pga_agent::endpoint::api::{
     ApiState, FRAMES_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, headers, router,
 };
-use pga_agent::scheduler::{Collector, SelfCollector};
 use pga_agent::store::{Store, StoreOptions};
+use pga_agent::telemetry::SelfCollector;
 use pga_agent::telemetry::Telemetry;
 use pga_format::{AgentId, MetricKind, SeriesId};
 use tower::ServiceExt;
@@ -1006,7 +1007,7 @@ async fn metrics_have_help_and_type_once_per_family_and_include_self_metrics() {
     let mut out = Emitter::new();
     assert!(me.collect(&mut out).is_empty());
     store.append(now_ms(), &out.take(), None).unwrap();
-    telemetry.store(&store, 0);
+    telemetry.store(&store.figures(), 0);
     me.collect(&mut out);
     store.append(now_ms() + 1, &out.take(), None).unwrap();
 

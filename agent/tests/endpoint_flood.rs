@@ -81,7 +81,7 @@ async fn a_good_client_is_served_while_unauthenticated_sockets_flood_the_port() 
     // debug line is left out: thousands a second would only measure the log pipe.
     let agent = Agent::start_logging(
         &config(d, port, &tls_lines(d, "")),
-        "info,pga_agent::scheduler=debug",
+        "info,pga_agent::store=debug",
     );
     agent.wait_log("a first stored pass", 20, |l| l.contains("stored"));
     let good = client_config(&ca, Some(&federator(&ca, 10)), Version::Tls13);

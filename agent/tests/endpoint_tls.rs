@@ -531,7 +531,7 @@ async fn endpoint_off_is_announced_and_plaintext_works_on_loopback() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
         .args(["run", "--config"])
         .arg(&cfg)
-        .env("RUST_LOG", "info,pga_agent::scheduler=debug")
+        .env("RUST_LOG", "info,pga_agent::store=debug")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -17,11 +17,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pga_agent::collect::Emitter;
 use pga_agent::collect::logs::LogFormat;
 use pga_agent::collect::logs::collector::{LogCollector, LogOptions};
 use pga_agent::collect::logs::discover::Explicit;
 use pga_agent::collect::postgres::PostgresProbe;
+use pga_agent::collect::{Collector as _, Emitter};
 use pga_agent::config::PostgresInstance;
 
 const PREFIX: &str = "%m [%p] %q%u@%d/%a %e ";

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use pga_agent::collect::Emitter;
 use pga_agent::collect::logs::LogFormat;
 use pga_agent::collect::logs::collector::{LogCollector, LogOptions, cursor_name};
 use pga_agent::collect::logs::discover::Explicit;
+use pga_agent::collect::{Collector as _, Emitter};
 use pga_agent::store::{Store, StoreOptions};
 
 const INSTANCE: &str = "t";

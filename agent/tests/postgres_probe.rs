@@ -5,6 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pga_agent::collect::Collector as _;
 use pga_agent::store::StoreReader;
 use pga_lab::Cluster;
 

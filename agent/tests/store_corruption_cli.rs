@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pga_agent::collect::Emitted;
-use pga_agent::store::{LogBatch, Store, StoreOptions};
+use pga_agent::collect::LogBatch;
+use pga_agent::store::{Store, StoreOptions};
 use pga_format::{LogEvent, LogEventKind, MetricKind, Severity};
 
 fn now_ms() -> i64 {
@@ -131,7 +132,7 @@ fn check_run(dir: &Path, what: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
         .args(["run", "--config"])
         .arg(&cfg)
-        .env("RUST_LOG", "info,pga_agent::scheduler=debug")
+        .env("RUST_LOG", "info,pga_agent::store=debug")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, RwLock};
 
 use pga_agent::collect::system::{SharedPaths, SystemCollector, SystemOptions};
-use pga_agent::collect::{CollectError, Emitted, Emitter};
+use pga_agent::collect::{CollectError, Collector as _, Emitted, Emitter};
 use pga_format::MetricKind;
 
 fn collect(collector: &mut SystemCollector) -> (Vec<Emitted>, Vec<CollectError>) {

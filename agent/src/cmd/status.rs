@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 
 use crate::cli::StatusArgs;
 use crate::config::{AgentConfig, format_bytes};
+use crate::now_ms;
 use crate::query::{Zone, format_rfc3339};
-use crate::store::{HealthState, StoreStatus, Verified, now_ms, read_health_file};
+use crate::store::{HealthState, StoreStatus, Verified, read_health_file};
 
 pub fn status(data_dir: &Path, cfg: &AgentConfig, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if !matches!(args.format.as_str(), "table" | "json") {

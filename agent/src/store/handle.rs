@@ -9,11 +9,12 @@ use std::sync::{Arc, RwLock};
 use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesMeta};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::head::read_head;
+use super::reader::StoreView;
+use super::tables::meta_u64;
 use super::tables::{BLOCK_INDEX, BLOCKS, DICTIONARY, META};
-use super::{
-    BLOCK_ZSTD_LEVEL, CollectorHealth, StoreError, StoreHealth, StoreStatus, meta_u64, read_head,
-    reader::StoreView,
-};
+use super::{BLOCK_ZSTD_LEVEL, StoreError, StoreHealth, StoreStatus};
+use crate::collect::CollectorHealth;
 
 /// A series is left out of `/metrics` once its newest sample is older than this many
 /// of its own collection intervals ...

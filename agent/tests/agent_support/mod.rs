@@ -230,7 +230,7 @@ impl Agent {
     pub fn start(config: &Path) -> Agent {
         Self::start_logging(
             config,
-            "info,pga_agent::scheduler=debug,pga_agent::endpoint=debug",
+            "info,pga_agent::store=debug,pga_agent::endpoint=debug",
         )
     }
 

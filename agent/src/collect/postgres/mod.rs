@@ -37,7 +37,7 @@ use runner::{GroupRunner, Shared, UP_HELP};
 
 use super::server_facts::{SharedInstanceReport, SharedServerFacts};
 use super::system::SharedPaths;
-use super::{CollectError, Emitter, Group, INSTANCE_LABEL};
+use super::{CollectError, Collector, Emitter, Group, INSTANCE_LABEL};
 use crate::config::PostgresInstance;
 
 /// The fast-group collector of one instance; it answers `pg_up` and owns the
@@ -70,10 +70,6 @@ impl PostgresProbe {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Where this instance writes its log and how, refreshed on every (re)connect;
     /// `None` until the first connection.
     pub fn server_facts(&self) -> SharedServerFacts {
@@ -84,10 +80,6 @@ impl PostgresProbe {
     /// and each slow pass.
     pub fn instance_report(&self) -> SharedInstanceReport {
         self.shared.report.clone()
-    }
-
-    pub fn group(&self) -> Group {
-        Group::Fast
     }
 
     /// The slow and sizes collectors of this instance, sharing its connections.
@@ -103,9 +95,19 @@ impl PostgresProbe {
             })
             .collect()
     }
+}
+
+impl Collector for PostgresProbe {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn group(&self) -> Group {
+        Group::Fast
+    }
 
     /// One pass; runs on a blocking thread of the agent's runtime.
-    pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
         let (errors, overran) = run_pass(&mut self.runner, &self.shared, out);
         if overran && !out.samples().iter().any(|s| s.name == "pg_up") {
             out.gauge(
@@ -135,32 +137,18 @@ impl std::fmt::Debug for PostgresGroup {
     }
 }
 
-impl PostgresGroup {
-    pub fn name(&self) -> &'static str {
+impl Collector for PostgresGroup {
+    fn name(&self) -> &'static str {
         self.name
     }
 
-    pub fn group(&self) -> Group {
+    fn group(&self) -> Group {
         self.runner.group
     }
 
     /// One pass; runs on a blocking thread of the agent's runtime.
-    pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        run_pass(&mut self.runner, &self.shared, out).0
-    }
-}
-
-impl crate::scheduler::Collector for PostgresGroup {
-    fn name(&self) -> &'static str {
-        PostgresGroup::name(self)
-    }
-
-    fn group(&self) -> Group {
-        PostgresGroup::group(self)
-    }
-
     fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        PostgresGroup::collect(self, out)
+        run_pass(&mut self.runner, &self.shared, out).0
     }
 }
 

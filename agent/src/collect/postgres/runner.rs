@@ -114,7 +114,7 @@ impl Shared {
             r.system_identifier = row.try_get(2).ok();
             r.in_recovery = row.try_get(3).ok();
             r.databases = row.try_get(4).ok();
-            r.updated_ms = Some(crate::store::now_ms());
+            r.updated_ms = Some(crate::now_ms());
         }
     }
 

@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 
 use pga_format::MetricKind;
 
-use super::{CollectError, Emitter};
+use super::{CollectError, Collector, Emitter, Group};
 
 /// Paths whose filesystems are watched, as `(role, path)` pairs.
 ///
@@ -115,10 +115,20 @@ impl SystemCollector {
             filesystem: filesystem::Filesystems::new(proc_root, opts.filesystems),
         }
     }
+}
+
+impl Collector for SystemCollector {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+
+    fn group(&self) -> Group {
+        Group::Fast
+    }
 
     /// Runs one pass. Every subsystem that can emits; the errors of the others come back
     /// (a subsystem this host lacks reports once, on the first pass that finds it missing).
-    pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
         let mut errors = Vec::new();
         let buf = &mut self.buf;
         self.cpu.collect(buf, out, &mut errors);
