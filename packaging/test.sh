@@ -274,7 +274,9 @@ expect_rpm_files "$FEDERATOR_RPM" "/etc/pganalytics/federator.toml
 /usr/share/man/man1/pga-federator.1.gz
 /usr/share/doc/$FEDERATOR/README.md
 /usr/share/doc/$FEDERATOR/copyright
-$(dashboard_files)"
+$(dashboard_files)
+/usr/share/pganalytics/rules/README.md
+$(cd federator/rules && printf '/usr/share/pganalytics/rules/%s\n' *.toml)"
 pass "rpm -qpl lists the expected files of both rpms"
 
 rpm_attrs() {
@@ -376,6 +378,13 @@ runuser -u pganalytics -- /usr/bin/pga-federator check-config --config /etc/pgan
     >"$SCRATCH/check.txt" 2>&1 ||
     fail "the installed federator.toml fails check-config: $(cat "$SCRATCH/check.txt")"
 pass "the installed /etc/pganalytics/federator.toml (0640 root:pganalytics) passes check-config as user pganalytics"
+# The built-in rule pack is installed where the default configuration loads it from,
+# and its tests pass there.
+runuser -u pganalytics -- /usr/bin/pga-federator rules test --config /etc/pganalytics/federator.toml \
+    >"$SCRATCH/rules.txt" 2>&1 ||
+    fail "the installed rule pack's tests fail: $(cat "$SCRATCH/rules.txt")"
+grep -q ' passed, 0 failed' "$SCRATCH/rules.txt" || fail "rules test ran no test: $(cat "$SCRATCH/rules.txt")"
+pass "the built-in rules in /usr/share/pganalytics/rules load and pass their tests: $(tail -1 "$SCRATCH/rules.txt")"
 
 for unit in pga-agent pga-federator; do
     file=/usr/lib/systemd/system/$unit.service

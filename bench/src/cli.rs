@@ -29,6 +29,7 @@ pub enum Command {
     Lockwait(crate::lockwait_cmd::LockwaitArgs),
     Api(crate::api_cmd::ApiArgs),
     Dashboards(crate::dashboards_cmd::DashboardsArgs),
+    Alerts(crate::alerts_cmd::AlertsArgs),
 }
 
 /// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with

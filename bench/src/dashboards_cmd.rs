@@ -497,6 +497,7 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
                 blocks,
                 head: None,
                 gap: None,
+                complete_through_ms: None,
                 cursor,
             };
             full.ingest(&batch).await?;

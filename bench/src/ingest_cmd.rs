@@ -229,6 +229,7 @@ fn batch(series: Vec<SeriesMeta>, blocks: Vec<DecodedBlock>) -> Batch {
         head: None,
         gap: None,
         cursor,
+        complete_through_ms: None,
     }
 }
 

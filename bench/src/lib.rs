@@ -14,11 +14,14 @@
 //! `pga-bench api` measures the federator's HTTP API (authenticated requests/s, p50/p99
 //! on the list and query routes, sign-ins/s) while it ingests.
 //! `pga-bench dashboards` times every panel query of the Grafana dashboards over 7 days of a
-//! simulated fleet ([`grafana`]). `pga-bench codec` measures the block format of `pga-format` on
+//! simulated fleet ([`grafana`]). `pga-bench alerts` measures an evaluation cycle of the
+//! built-in alert rules over a simulated fleet while it is ingested, and the notification
+//! latency. `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
 
+pub mod alerts_cmd;
 pub mod api_cmd;
 pub mod baselines;
 pub mod blocks;

@@ -156,6 +156,7 @@ fn batch(
         blocks,
         head: None,
         gap: None,
+        complete_through_ms: None,
         cursor: Cursor {
             last_sequence: last.map(|l| l.0),
             last_ts_ms: last.map(|l| l.1),

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Lockwait(args) => pga_bench::lockwait_cmd::run(&args),
         Command::Api(args) => pga_bench::api_cmd::run(&args),
         Command::Dashboards(args) => pga_bench::dashboards_cmd::run(&args),
+        Command::Alerts(args) => pga_bench::alerts_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -228,6 +228,34 @@ async fn bare_copy(pg: &Cluster, options: SinkOptions, sealed: &[Vec<u8>]) -> an
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Starts `agents` simulated agents serving `templates` (named `sim-0` …, each with
+/// its own identity) and returns the scheduler's job for each.
+pub async fn sim_fleet(
+    agents: u64,
+    templates: &Arc<Templates>,
+    started: Instant,
+    schedule: &cron::Schedule,
+) -> anyhow::Result<Vec<AgentJob>> {
+    let mut jobs = Vec::new();
+    for i in 0..agents {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(i + 1).to_le_bytes());
+        let port = serve(SimAgent {
+            agent_id: AgentId(id),
+            templates: templates.clone(),
+            started,
+        })
+        .await?;
+        jobs.push(AgentJob {
+            name: format!("sim-{i}"),
+            client: client(port)?,
+            schedule: schedule.clone(),
+            labels: Default::default(),
+        });
+    }
+    Ok(jobs)
+}
+
 /// Figures read from the federator's rendered self-metrics at one moment.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -320,23 +348,7 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
             .as_millis() as i64
             - head_start_ms) as f64
             / 1000.0;
-        let mut jobs = Vec::new();
-        for i in 0..args.agents {
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&(i + 1).to_le_bytes());
-            let port = serve(SimAgent {
-                agent_id: AgentId(id),
-                templates: templates.clone(),
-                started,
-            })
-            .await?;
-            jobs.push(AgentJob {
-                name: format!("sim-{i}"),
-                client: client(port)?,
-                schedule: schedule.clone(),
-                labels: Default::default(),
-            });
-        }
+        let jobs = sim_fleet(args.agents, &templates, started, &schedule).await?;
         println!(
             "{} agents × {} series, schedule every 15 s, {} pulls at once, {} database connections, {} s…",
             args.agents, args.series, args.max_concurrent, args.db_connections, args.secs

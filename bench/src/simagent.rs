@@ -50,12 +50,21 @@ fn value(i: u64, ts: i64) -> f64 {
     }
 }
 
-fn block(series: u64, timestamps: impl Iterator<Item = i64>) -> anyhow::Result<(Vec<u8>, u64)> {
+/// The value of series `i` at `ts`, `None` when the series is not collected then (a
+/// slower collection group).
+pub type ValueFn = dyn Fn(u64, i64) -> Option<f64> + Sync;
+
+fn block(
+    series: u64,
+    value: &ValueFn,
+    timestamps: impl Iterator<Item = i64>,
+) -> anyhow::Result<(Vec<u8>, u64)> {
     let mut b = BlockBuilder::new();
     let mut samples = 0;
     for ts in timestamps {
-        let pairs: Vec<(SeriesId, f64)> =
-            (0..series).map(|i| (SeriesId(i), value(i, ts))).collect();
+        let pairs: Vec<(SeriesId, f64)> = (0..series)
+            .filter_map(|i| value(i, ts).map(|v| (SeriesId(i), v)))
+            .collect();
         samples += pairs.len() as u64;
         b.push_collection(ts, &pairs)?;
     }
@@ -95,6 +104,29 @@ impl Templates {
                 )
             })
             .collect::<Result<_, _>>()?;
+        Templates::build_with(
+            metas,
+            &|i, ts| Some(value(i, ts)),
+            blocks,
+            collections,
+            head_collections,
+            interval_ms,
+            head_start_ms,
+        )
+    }
+
+    /// As [`Templates::build`], with the series `metas` (ids `0..n`) taking the values
+    /// of `value`.
+    pub fn build_with(
+        metas: Vec<SeriesMeta>,
+        value: &ValueFn,
+        blocks: u64,
+        collections: u64,
+        head_collections: u64,
+        interval_ms: i64,
+        head_start_ms: i64,
+    ) -> anyhow::Result<Templates> {
+        let series = metas.len() as u64;
         let dictionary = metas
             .chunks(4096)
             .enumerate()
@@ -119,6 +151,7 @@ impl Templates {
                                 let start = first + b as i64 * window;
                                 let (f, n) = block(
                                     series,
+                                    value,
                                     (0..collections as i64).map(|c| start + c * interval_ms),
                                 )?;
                                 Ok((b, f, n))
@@ -139,7 +172,14 @@ impl Templates {
         sealed.sort_by_key(|(b, ..)| *b);
         let sealed_samples = sealed.iter().map(|(_, _, n)| n).sum();
         let heads = (1..=head_collections as i64)
-            .map(|k| block(series, (0..k).map(|c| head_start_ms + c * interval_ms)).map(|(f, _)| f))
+            .map(|k| {
+                block(
+                    series,
+                    value,
+                    (0..k).map(|c| head_start_ms + c * interval_ms),
+                )
+                .map(|(f, _)| f)
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(Templates {
             series,

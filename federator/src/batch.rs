@@ -28,6 +28,11 @@ pub struct Batch {
     pub gap: Option<Gap>,
     /// Where the agent's cursor stands once this batch is committed.
     pub cursor: Cursor,
+    /// Set when this batch completes the agent's data up to this time (ms): the pull
+    /// was caught up (no sealed block left behind the cursor) and the head it carries
+    /// ends here. The agent's data watermark moves to it (alert rules are evaluated
+    /// there); otherwise the watermark follows the cursor's `last_ts_ms`.
+    pub complete_through_ms: Option<i64>,
 }
 
 /// The per-agent position the federator keeps in the database.

@@ -26,13 +26,21 @@ With [api] listen set, the federator also serves its HTTP API under /api/v1 \
 viewer, JWT and API tokens, the agent fleet (agents added there are pulled without a \
 restart), the inventory, series and queries, and a hash-chained audit log. There is \
 no default password: `pga-federator users add NAME --role admin` makes the first \
-admin.";
+admin.
+
+Alerting: rules (the built-in PostgreSQL pack in /usr/share/pganalytics/rules and your \
+own rule files) are evaluated for each agent at its data watermark, so data that \
+arrives late by backfill is evaluated in order and incidents found there are notified \
+as late alerts; notifications go to Alertmanagers and signed webhooks through a \
+durable outbox. `pga-federator rules test` runs rule files' tests.";
 
 const AFTER_HELP: &str = "\
 Examples:
   pga-federator check-config --config federator.toml   validate a configuration
   pga-federator migrate                                create or upgrade the database schema
   pga-federator run                                    pull every agent until stopped
+  pga-federator rules test my-rules.toml               run a rule file's tests
+  pga-federator rules check                            check the configured rule files
   curl -s http://127.0.0.1:9188/metrics                the federator's own metrics
   pga-federator keygen --out /etc/pganalytics/api-jwt.key   the API's token-signing key
   pga-federator users add alice --role admin           the first admin (password printed once)
@@ -82,6 +90,11 @@ pub enum Command {
     Migrate,
     /// Print the block format version and limits this build reads.
     FormatInfo,
+    /// Check, test, load and list alert rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Manage the API's user accounts from this host.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -172,6 +185,36 @@ pub fn error_text(err: &anyhow::Error) -> String {
     out
 }
 
+/// `pga-federator rules …`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files: syntax, queries, thresholds, templates, tests; every problem
+    /// with its file, line, column and fix. Exits 1 on any problem.
+    ///
+    /// Without FILE: the configuration's alerting.rule_files (when a configuration
+    /// is found), else the built-in pack in /usr/share/pganalytics/rules.
+    Check {
+        /// Rule files or directories of them (*.toml).
+        #[arg(value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Run the [[tests]] of rule files, in the manner of `promtool test rules`:
+    /// input series in a compact notation, evaluation times, and the alerts expected.
+    ///
+    /// Without FILE: as for `check`, so `pga-federator rules test` runs every test of
+    /// the built-in pack. Exits 1 when a test fails.
+    Test {
+        /// Rule files or directories of them (*.toml).
+        #[arg(value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Load the configured rule files into the database now (as `run` does at
+    /// start): new rules added, changed ones updated, removed ones deleted.
+    Load,
+    /// List the rules stored in the database.
+    List,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +245,10 @@ mod tests {
         assert_eq!(cli.config, Some(PathBuf::from("f.toml")));
         let cli = Cli::try_parse_from(["pga-federator", "--config", "x", "run"]).unwrap();
         assert!(matches!(cli.command, Command::Run));
+        let cli = Cli::try_parse_from(["pga-federator", "rules", "test", "a.toml", "b"]).unwrap();
+        assert!(
+            matches!(&cli.command, Command::Rules { command: RulesCommand::Test { files } } if files.len() == 2)
+        );
         let err = Cli::try_parse_from(["pga-federator", "serve"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidSubcommand);
     }

@@ -16,6 +16,7 @@
 //!   with the `agents` table.
 
 pub mod admin;
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod batch;
@@ -26,6 +27,7 @@ pub mod destination;
 pub mod fleet;
 pub mod http;
 pub mod listener;
+pub mod notify;
 pub mod run;
 pub mod scheduler;
 pub mod scrape;

@@ -22,6 +22,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::FormatInfo => print(&pga_format::describe())?,
+        Command::Rules { command } => {
+            let (text, code) =
+                pga_federator::alerting::commands::run(&command, cli.config.as_deref())?;
+            print(&text)?;
+            return Ok(code);
+        }
         Command::CheckConfig => {
             let loaded = config::load(cli.config.as_deref())?;
             let problems = loaded.config.validate();

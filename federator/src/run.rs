@@ -236,6 +236,14 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         Duration::from_secs(cfg.api.agents_poll_secs),
         stop.clone(),
     ));
+    let alerting = cfg.alerting.enabled.then(|| {
+        let (c, m, s) = (cfg.clone(), telemetry.alerting.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::alerting::job::run(c, m, s).await {
+                tracing::error!(error = %format!("{e:#}"), "alerting stopped: no rule is evaluated, no notification sent");
+            }
+        })
+    });
     let retention = tokio::spawn(retention_loop(
         sink.clone(),
         retention_schedule,
@@ -252,6 +260,9 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     .await;
     retention.await.ok();
     maintain.await.ok();
+    if let Some(a) = alerting {
+        a.await.ok();
+    }
     if let Some(a) = api {
         a.await.ok();
     }

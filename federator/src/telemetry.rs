@@ -39,6 +39,8 @@ pub struct Telemetry {
     retention_runs: Counter,
     retention_failures: Counter,
     ready: AtomicBool,
+    /// Alert evaluation and notification metrics.
+    pub alerting: crate::alerting::metrics::AlertingMetrics,
 }
 
 impl Default for Telemetry {
@@ -78,6 +80,7 @@ impl Telemetry {
             retention_runs: Counter::default(),
             retention_failures: Counter::default(),
             ready: AtomicBool::new(false),
+            alerting: crate::alerting::metrics::AlertingMetrics::register(&mut r),
         };
         r.register("scrapes", "Pulls started, per agent", t.scrapes.clone());
         r.register(

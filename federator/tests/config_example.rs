@@ -44,6 +44,16 @@ fn keys_in(text: &str) -> BTreeSet<String> {
         };
         for t in tables {
             keys.extend(t.keys().map(|k| format!("{table}.{k}")));
+            // [[alerting.alertmanagers]] and [[alerting.webhooks]] have a schema too.
+            if table == "alerting" {
+                for (sub, v) in t {
+                    if let toml::Value::Array(items) = v {
+                        for item in items.iter().filter_map(|i| i.as_table()) {
+                            keys.extend(item.keys().map(|k| format!("{table}.{sub}.{k}")));
+                        }
+                    }
+                }
+            }
         }
     }
     keys

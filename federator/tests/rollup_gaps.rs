@@ -77,6 +77,7 @@ fn delivery(
         head,
         gap,
         cursor,
+        complete_through_ms: None,
     }
 }
 

@@ -17,6 +17,7 @@
 //! The doc comments on the fields below are the reference documentation of the
 //! file; `packaging/federator.toml` is the annotated example and a test parses it.
 
+mod alerting;
 mod api;
 mod parse;
 mod validate;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use alerting::{AlertingConfig, AlertmanagerEntry, BUILTIN_RULES_DIR, WebhookEntry};
 pub use api::{ApiConfig, MIN_JWT_KEY_BYTES, read_jwt_key};
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
 pub use validate::{
@@ -92,6 +94,8 @@ pub struct FederatorConfig {
     pub metrics: MetricsConfig,
     /// `[api]`: the HTTP API.
     pub api: ApiConfig,
+    /// `[alerting]`: rule evaluation and notifications.
+    pub alerting: AlertingConfig,
     /// `[[agents]]`: the agents to pull, one table each.
     pub agents: Vec<AgentEntry>,
 }

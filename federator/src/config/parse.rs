@@ -11,8 +11,9 @@ use pga_format::config_text::{
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    AgentEntry, ApiConfig, BackfillConfig, DatabaseConfig, FederatorConfig, MetricsConfig,
-    RetentionConfig, RollupsConfig, ScrapeConfig, TlsConfig,
+    AgentEntry, AlertingConfig, AlertmanagerEntry, ApiConfig, BackfillConfig, DatabaseConfig,
+    FederatorConfig, MetricsConfig, RetentionConfig, RollupsConfig, ScrapeConfig, TlsConfig,
+    WebhookEntry,
 };
 
 impl FederatorConfig {
@@ -87,11 +88,14 @@ enum Schema {
     Rollups,
     Metrics,
     Api,
+    Alerting,
+    Alertmanagers,
+    Webhooks,
     Agents,
 }
 
 impl Schema {
-    const TABLES: [Schema; 9] = [
+    const TABLES: [Schema; 12] = [
         Schema::Database,
         Schema::Tls,
         Schema::Scrape,
@@ -100,6 +104,9 @@ impl Schema {
         Schema::Rollups,
         Schema::Metrics,
         Schema::Api,
+        Schema::Alerting,
+        Schema::Alertmanagers,
+        Schema::Webhooks,
         Schema::Agents,
     ];
 
@@ -114,6 +121,9 @@ impl Schema {
             Schema::Rollups => fields_of::<RollupsConfig>(),
             Schema::Metrics => fields_of::<MetricsConfig>(),
             Schema::Api => fields_of::<ApiConfig>(),
+            Schema::Alerting => fields_of::<AlertingConfig>(),
+            Schema::Alertmanagers => fields_of::<AlertmanagerEntry>(),
+            Schema::Webhooks => fields_of::<WebhookEntry>(),
             Schema::Agents => fields_of::<AgentEntry>(),
         }
     }
@@ -129,6 +139,9 @@ impl Schema {
             Schema::Rollups => "rollups",
             Schema::Metrics => "metrics",
             Schema::Api => "api",
+            Schema::Alerting => "alerting",
+            Schema::Alertmanagers => "alerting.alertmanagers",
+            Schema::Webhooks => "alerting.webhooks",
             Schema::Agents => "agents",
         }
     }
@@ -137,12 +150,30 @@ impl Schema {
         match self {
             Schema::Root => "the top level".to_owned(),
             Schema::Agents => "[[agents]]".to_owned(),
+            Schema::Alertmanagers => "[[alerting.alertmanagers]]".to_owned(),
+            Schema::Webhooks => "[[alerting.webhooks]]".to_owned(),
             s => format!("[{}]", s.name()),
         }
     }
 
-    fn child(key: &str) -> Option<Schema> {
-        Self::TABLES.into_iter().find(|t| t.name() == key)
+    /// The sub-table `key` of this table, if it has a schema.
+    fn child(self, key: &str) -> Option<Schema> {
+        match (self, key) {
+            (Schema::Root, _) => Self::TABLES
+                .into_iter()
+                .find(|t| t.name() == key && !t.name().contains('.')),
+            (Schema::Alerting, "alertmanagers") => Some(Schema::Alertmanagers),
+            (Schema::Alerting, "webhooks") => Some(Schema::Webhooks),
+            _ => None,
+        }
+    }
+
+    /// Whether the table is an array of tables (`[[…]]`).
+    fn is_array(self) -> bool {
+        matches!(
+            self,
+            Schema::Agents | Schema::Alertmanagers | Schema::Webhooks
+        )
     }
 }
 
@@ -167,16 +198,14 @@ fn find_unknown_keys(
             });
             continue;
         }
-        // Only the top level has sub-tables with a schema (`agents.labels` is free).
-        if schema != Schema::Root {
-            continue;
-        }
-        let Some(child) = Schema::child(name) else {
+        // Sub-tables with a schema: the top level's, and [alerting]'s receivers
+        // (`agents.labels` is free).
+        let Some(child) = schema.child(name) else {
             continue;
         };
         match value.get_ref() {
             DeValue::Table(t) => find_unknown_keys(t, child, &path, text, out),
-            DeValue::Array(items) if child == Schema::Agents => {
+            DeValue::Array(items) if child.is_array() => {
                 for (i, item) in items.iter().enumerate() {
                     if let DeValue::Table(t) = item.get_ref() {
                         find_unknown_keys(t, child, &format!("{path}[{i}]"), text, out);
@@ -238,6 +267,7 @@ mod tests {
                 "rollups",
                 "metrics",
                 "api",
+                "alerting",
                 "agents"
             ]
         );

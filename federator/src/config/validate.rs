@@ -147,6 +147,7 @@ impl FederatorConfig {
         );
         self.validate_agents(&mut c);
         c.0.extend(self.api.problems());
+        c.0.extend(self.alerting.problems());
         let m = &self.metrics.listen;
         if !m.is_empty() && std::net::SocketAddr::from_str(m).is_err() {
             c.error(
@@ -546,6 +547,22 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
         }
     ));
     line(format!("api:            {}", c.api.describe()));
+    line(format!("alerting:       {}", c.alerting.describe()));
+    for a in &c.alerting.alertmanagers {
+        line(format!("  Alertmanager {} at {}", a.name, a.url));
+    }
+    for w in &c.alerting.webhooks {
+        line(format!(
+            "  webhook {} at {}{}",
+            w.name,
+            w.url,
+            if w.hmac_secret_file.is_some() {
+                ", signed"
+            } else {
+                ", unsigned"
+            }
+        ));
+    }
     line(format!("agents:         {}", c.agents.len()));
     for a in &c.agents {
         line(format!(

@@ -1,16 +1,22 @@
 //! Repositories over the central database for the HTTP API and the command line:
 //! users ([`users`]), API and refresh tokens ([`tokens`]), agents ([`agents`]),
-//! the inventory ([`inventory`]), series and range queries ([`query`]) and the
-//! hash-chained audit log ([`audit`]). Each function takes a pool or an open
+//! the inventory ([`inventory`]), series and range queries ([`query`]), the
+//! hash-chained audit log ([`audit`]), and alerting's rules ([`rules`]), alerts
+//! ([`alerts`]), notification outbox ([`outbox`]) and maintenance windows
+//! ([`maintenance`]). Each function takes a pool or an open
 //! transaction; every value is bound, never spliced into SQL.
 //!
 //! The API has its own pool (`api.max_connections`), so a flood of API requests
 //! cannot take the connections ingest needs.
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod inventory;
+pub mod maintenance;
+pub mod outbox;
 pub mod query;
+pub mod rules;
 pub mod tokens;
 pub mod users;
 

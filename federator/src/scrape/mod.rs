@@ -528,16 +528,29 @@ pub async fn pull<D: Destination>(
                 last_ts_ms: last.map(|(_, t)| t).or(cursor.last_ts_ms),
                 series_count,
             };
+            let head = if last_chunk {
+                memo.trim(h.agent_id, head.take())
+            } else {
+                None
+            };
+            // Every sealed block the agent holds is in, and the whole head with it:
+            // the agent's data is complete up to the head's newest collection.
+            let complete = last_chunk
+                && !h.more
+                && resp.cut.is_none()
+                && !walk.stopped_early
+                && walk.violation.is_none()
+                && new_cursor.last_sequence.unwrap_or(0) >= newest;
             let batch = Batch {
                 agent: agent.to_owned(),
                 agent_id: h.agent_id,
                 series: series.take().unwrap_or_default(),
                 blocks,
-                head: if last_chunk {
-                    memo.trim(h.agent_id, head.take())
-                } else {
-                    None
-                },
+                complete_through_ms: head
+                    .as_ref()
+                    .filter(|_| complete)
+                    .and_then(|b| b.timestamps.last().copied()),
+                head,
                 gap: gap_once.take(),
                 cursor: new_cursor,
             };

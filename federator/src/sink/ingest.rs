@@ -22,7 +22,7 @@
 //! 5. the rollups of the touched buckets ([`super::rollup`]), which attribute no
 //!    increase across a gap (2.) or a silence longer than `max_silence`;
 //! 6. log events of the sealed blocks (the head's come again once it is sealed);
-//! 7. the cursor.
+//! 7. the gap, if any, and the cursor (with the agent's data watermark).
 //!
 //! The series cache learns the batch's new mappings, and the tail cache
 //! ([`super::tails`]) the newest stored sample of each series, only after the commit.
@@ -255,11 +255,13 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         write_log_events(conn, agent_row, batch, log_cutoff_ms..=future_ms).await?;
 
     let (token,): (i64,) = sqlx::query_as(
-        "INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count) \
-         VALUES ($1, $2::uuid, $3, $4, $5) \
+        "INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count, \
+             watermark_ms) \
+         VALUES ($1, $2::uuid, $3, $4, $5, greatest($4, $6)) \
          ON CONFLICT (agent_id) DO UPDATE SET agent_uid = EXCLUDED.agent_uid, \
              last_sequence = EXCLUDED.last_sequence, last_ts_ms = EXCLUDED.last_ts_ms, \
-             series_count = EXCLUDED.series_count \
+             series_count = EXCLUDED.series_count, \
+             watermark_ms = greatest(agent_cursors.watermark_ms, EXCLUDED.watermark_ms) \
          RETURNING xmin::text::bigint",
     )
     .bind(agent_row)
@@ -267,6 +269,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
     .bind(batch.cursor.last_sequence.map(|s| s as i64))
     .bind(batch.cursor.last_ts_ms)
     .bind(batch.cursor.series_count as i64)
+    .bind(batch.complete_through_ms)
     .fetch_one(&mut *conn)
     .await
     .map_err(SinkError::db("advancing the agent's cursor"))?;

@@ -122,6 +122,7 @@ pub fn batch(
         head,
         gap,
         cursor,
+        complete_through_ms: None,
     }
 }
 

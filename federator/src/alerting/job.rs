@@ -1,0 +1,279 @@
+//! The alerting service of `pga-federator run`: loads the rule files into the
+//! database, starts one delivery worker per receiver, and runs the evaluation cycle
+//! on its cron schedule until stopped.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::{Notify, watch};
+
+use super::evaluator::{Evaluator, EvaluatorSettings};
+use super::metrics::AlertingMetrics;
+use super::rulefile::{self, RuleFile};
+use crate::config::{AlertingConfig, FederatorConfig, parse_schedule};
+use crate::db::{outbox, rules};
+use crate::notify::http::{self, Auth, Client};
+use crate::notify::worker::{DeliverySettings, Kind, Receiver, Worker};
+
+/// How long notifications are kept in the outbox after every receiver passed them.
+const OUTBOX_KEEP_MS: i64 = 30 * 86_400_000;
+
+/// Connection options of the alerting's sessions: the database of `[database]`,
+/// `statement_timeout` = `alerting.query_timeout_secs`.
+pub fn connect_options(cfg: &FederatorConfig) -> anyhow::Result<PgConnectOptions> {
+    let mut o = PgConnectOptions::from_str(&cfg.database.url)
+        .context("database.url")?
+        .application_name("pga-federator alerting");
+    if let Some(p) = cfg.database_password()? {
+        o = o.password(&p);
+    }
+    Ok(o.options([(
+        "statement_timeout",
+        format!("{}", cfg.alerting.query_timeout_secs * 1000),
+    )]))
+}
+
+/// The alerting's own pool (reads of the evaluator).
+pub async fn pool(cfg: &FederatorConfig) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(cfg.alerting.max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(
+            cfg.database.connect_timeout_secs.max(1),
+        ))
+        .connect_with(connect_options(cfg)?)
+        .await
+        .context("connecting to the database for alerting (database.url)")
+}
+
+/// The receivers of `[alerting]`, with their clients.
+pub fn receivers(cfg: &AlertingConfig) -> anyhow::Result<Vec<Receiver>> {
+    let mut out = Vec::new();
+    for a in &cfg.alertmanagers {
+        let ctx = || format!("alerting.alertmanagers {}", a.name);
+        let tls = tls_for(
+            &a.url,
+            a.ca_file.as_deref(),
+            a.cert_file.as_deref().zip(a.key_file.as_deref()),
+        )
+        .with_context(ctx)?;
+        let auth = match (&a.username, &a.password_file, &a.bearer_token_file) {
+            (Some(user), Some(pw), _) => Auth::Basic {
+                user: user.clone(),
+                password: http::read_secret(pw).with_context(ctx)?,
+            },
+            (_, _, Some(t)) => Auth::Bearer(http::read_secret(t).with_context(ctx)?),
+            _ => Auth::None,
+        };
+        out.push(Receiver {
+            name: a.name.clone(),
+            kind: Kind::Alertmanager,
+            client: Client::new(&a.url, tls, auth, Duration::from_secs(a.timeout_secs))
+                .with_context(ctx)?,
+        });
+    }
+    for w in &cfg.webhooks {
+        let ctx = || format!("alerting.webhooks {}", w.name);
+        let tls = tls_for(&w.url, w.ca_file.as_deref(), None).with_context(ctx)?;
+        let auth = match &w.bearer_token_file {
+            Some(t) => Auth::Bearer(http::read_secret(t).with_context(ctx)?),
+            None => Auth::None,
+        };
+        let secret = match &w.hmac_secret_file {
+            Some(f) => Some(http::read_secret(f).with_context(ctx)?.into_bytes()),
+            None => None,
+        };
+        out.push(Receiver {
+            name: w.name.clone(),
+            kind: Kind::Webhook { secret },
+            client: Client::new(&w.url, tls, auth, Duration::from_secs(w.timeout_secs))
+                .with_context(ctx)?,
+        });
+    }
+    Ok(out)
+}
+
+fn tls_for(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    if url.starts_with("https://") {
+        Ok(Some(http::tls_config(ca, client)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The evaluation interval of a cron schedule: the gap between its next two instants.
+pub fn interval_of(schedule: &cron::Schedule) -> Duration {
+    let mut it = schedule.upcoming(Utc);
+    match (it.next(), it.next()) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or(Duration::from_secs(30)),
+        _ => Duration::from_secs(30),
+    }
+}
+
+/// The delivery settings of `[alerting]`.
+pub fn delivery_settings(cfg: &AlertingConfig) -> anyhow::Result<DeliverySettings> {
+    let schedule = parse_schedule(&cfg.schedule).map_err(anyhow::Error::msg)?;
+    let resend = Duration::from_secs(cfg.resend_secs);
+    Ok(DeliverySettings {
+        retry_initial: Duration::from_millis(cfg.retry_initial_ms),
+        retry_max: Duration::from_secs(cfg.retry_max_secs),
+        resend,
+        resolved_resend: Duration::from_secs(cfg.resolved_resend_secs),
+        valid_for: 4 * interval_of(&schedule).max(resend),
+        external_url: cfg.external_url.clone(),
+        poll: Duration::from_secs(1),
+    })
+}
+
+/// Loads the configured rule files and makes the stored file rules equal to them.
+/// A file with a problem stops the reload (every problem is returned): the rules
+/// stored before stay as they were.
+pub async fn load_rule_files(
+    pool: &PgPool,
+    cfg: &AlertingConfig,
+) -> anyhow::Result<(Vec<RuleFile>, rules::SyncReport)> {
+    let existing: Vec<_> = cfg
+        .rule_files
+        .iter()
+        .filter(|p| p.exists())
+        .cloned()
+        .collect();
+    let files = rulefile::load_all(&existing).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}\nthe rule files were not loaded; the rules stored before stay in force",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let report = rules::sync_files(&mut tx, &files).await?;
+    tx.commit().await?;
+    Ok((files, report))
+}
+
+/// Runs the alerting until `stop`.
+pub async fn run(
+    cfg: FederatorConfig,
+    metrics: AlertingMetrics,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let a = &cfg.alerting;
+    let schedule = parse_schedule(&a.schedule).map_err(anyhow::Error::msg)?;
+    let receivers = receivers(a)?;
+    let delivery = delivery_settings(a)?;
+    let pool = pool(&cfg).await?;
+    match load_rule_files(&pool, a).await {
+        Ok((files, r)) => tracing::info!(
+            files = files.len(),
+            rules = files.iter().map(|f| f.rules.len()).sum::<usize>(),
+            added = r.added.len(),
+            updated = r.updated.len(),
+            removed = r.removed.len(),
+            replaced_api_rules = ?r.replaced,
+            "rule files loaded"
+        ),
+        Err(e) => tracing::error!(error = %e, "rule files refused"),
+    }
+    outbox::ensure_receivers(
+        &pool,
+        &receivers
+            .iter()
+            .map(|r| (r.name.clone(), r.kind.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .context("registering the receivers")?;
+    let wake = Arc::new(Notify::new());
+    let mut workers = tokio::task::JoinSet::new();
+    for r in receivers {
+        let w = Worker::new(r, delivery.clone(), connect_options(&cfg)?, metrics.clone());
+        workers.spawn(w.run(wake.clone(), stop.clone()));
+    }
+    let only: HashSet<String> = cfg.agents.iter().map(|a| a.name.clone()).collect();
+    let mut evaluator = Evaluator::new(
+        pool.clone(),
+        connect_options(&cfg)?,
+        EvaluatorSettings {
+            engine: a.engine_settings(),
+            max_silence_ms: a.max_silence_secs as i64 * 1000,
+            external_url: a.external_url.clone(),
+            only_agents: Some(only),
+        },
+        Some(metrics.clone()),
+    );
+    tracing::info!(schedule = %a.schedule, step_secs = a.step_secs, "alert evaluation scheduled");
+    let mut last_purge = std::time::Instant::now();
+    while let Some(next) = schedule.upcoming(Utc).next() {
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let now = Utc::now().timestamp_millis();
+        match evaluator.cycle(now).await {
+            Ok(r) if r.ran => {
+                if r.notifications > 0 {
+                    wake.notify_waiters();
+                }
+                let level_info = r.fired + r.resolved > 0 || r.late_steps > 0;
+                if level_info {
+                    tracing::info!(
+                        agents = r.agents,
+                        steps = r.steps,
+                        late_steps = r.late_steps,
+                        held_agents = r.held_agents,
+                        fired = r.fired,
+                        resolved = r.resolved,
+                        firing = r.firing,
+                        notifications = r.notifications,
+                        errors = r.errors,
+                        secs = format_args!("{:.2}", r.read_secs + r.eval_secs + r.write_secs),
+                        "alert evaluation"
+                    );
+                } else {
+                    tracing::debug!(
+                        agents = r.agents,
+                        steps = r.steps,
+                        series = r.series_read,
+                        samples = r.samples_read,
+                        firing = r.firing,
+                        pending = r.pending,
+                        read_secs = r.read_secs,
+                        eval_secs = r.eval_secs,
+                        write_secs = r.write_secs,
+                        "alert evaluation"
+                    );
+                }
+            }
+            Ok(_) => tracing::debug!("another federator evaluates the rules now"),
+            Err(e) => {
+                tracing::warn!(error = %e, "alert evaluation failed; it runs again at the next instant of alerting.schedule")
+            }
+        }
+        if last_purge.elapsed() > Duration::from_secs(3600) {
+            last_purge = std::time::Instant::now();
+            match outbox::purge(&pool, OUTBOX_KEEP_MS).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(notifications = n, "old delivered notifications purged")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging old notifications failed"),
+            }
+        }
+    }
+    while workers.join_next().await.is_some() {}
+    Ok(())
+}
