@@ -186,7 +186,7 @@ mod tests {
             std::thread::sleep(self.delay);
             out.gauge("probe", "A probe.", "", &[("name", self.name)], 1.0);
             if self.fail {
-                vec![CollectError::Other("always fails".into())]
+                vec![CollectError::parse("/probe", "always fails")]
             } else {
                 Vec::new()
             }

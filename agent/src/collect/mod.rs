@@ -69,8 +69,47 @@ pub enum CollectError {
     Io { path: String, error: std::io::Error },
     #[error("parsing {path}: {detail}")]
     Parse { path: String, detail: String },
-    #[error("{0}")]
-    Other(String),
+    /// A subsystem this host lacks (a missing `/proc` file, PSI booted off); said
+    /// once, then the subsystem is not collected until the agent restarts.
+    #[error(
+        "{what} metrics are not available on this host ({}: {error}{hint}); not collecting them until the agent restarts",
+        path.display()
+    )]
+    Unavailable {
+        what: String,
+        path: std::path::PathBuf,
+        error: std::io::Error,
+        /// What the subsystem needs, starting with `; `, or empty.
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Postgres(Box<postgres::PostgresError>),
+    /// Where an instance's log is, or how to read it, is not known.
+    #[error("log of instance {instance}: {error}")]
+    LogLocation {
+        instance: String,
+        error: logs::discover::DiscoverError,
+    },
+    #[error("log of instance {instance}: {error}")]
+    LogPrefix {
+        instance: String,
+        error: logs::PrefixError,
+    },
+    #[error(
+        "cannot read {}: permission denied; set log_file_mode = 0640 on the server \
+         and add the agent's user to the group owning the log (e.g. postgres, or adm \
+         for /var/log/postgresql), then restart the agent",
+        path.display()
+    )]
+    LogUnreadable { path: std::path::PathBuf },
+    #[error("encoding the log cursor: {0}")]
+    LogCursor(postcard::Error),
+}
+
+impl From<postgres::PostgresError> for CollectError {
+    fn from(e: postgres::PostgresError) -> Self {
+        CollectError::Postgres(Box::new(e))
+    }
 }
 
 impl CollectError {

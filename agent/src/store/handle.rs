@@ -24,7 +24,7 @@ const STALE_GRACE_MS: i64 = 5_000;
 
 /// What the writer publishes after every commit.
 #[derive(Debug, Default)]
-pub(super) struct Shared {
+pub(super) struct Published {
     pub(super) metas: Vec<SeriesMeta>,
     /// `latest[id]`: the newest committed sample of series `id`.
     pub(super) latest: Vec<Option<(i64, f64)>>,
@@ -104,7 +104,7 @@ pub struct StoreHandle {
     slot: Arc<DbSlot>,
     path: PathBuf,
     agent_id: AgentId,
-    shared: Arc<RwLock<Shared>>,
+    shared: Arc<RwLock<Published>>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -120,7 +120,7 @@ impl StoreHandle {
         slot: Arc<DbSlot>,
         path: PathBuf,
         agent_id: AgentId,
-        shared: Arc<RwLock<Shared>>,
+        shared: Arc<RwLock<Published>>,
     ) -> Self {
         StoreHandle {
             slot,

@@ -126,7 +126,7 @@ pub struct Store {
     path: PathBuf,
     opts: StoreOptions,
     /// What readers in this process (the endpoint) see without a transaction.
-    shared: Arc<RwLock<handle::Shared>>,
+    shared: Arc<RwLock<handle::Published>>,
     agent_id: AgentId,
     next_seq: u64,
     /// Dense: `metas[id]` describes series `id`.

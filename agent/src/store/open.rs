@@ -202,9 +202,9 @@ impl Store {
         }
         if let Ok(mut shared) = self.shared.write() {
             let health = shared.health.take();
-            *shared = handle::Shared {
+            *shared = handle::Published {
                 health,
-                ..handle::Shared::default()
+                ..handle::Published::default()
             };
         }
         self.publish(&self.metas, 0, &[]);

@@ -190,11 +190,11 @@ impl LogCollector {
                 tracing::debug!(instance = %self.instance, "log: waiting for the server's log settings");
                 return Ok(Vec::new());
             }
-            Err(e) => {
-                return Err(CollectError::Other(format!(
-                    "log of instance {}: {e}",
-                    self.instance
-                )));
+            Err(error) => {
+                return Err(CollectError::LogLocation {
+                    instance: self.instance.clone(),
+                    error,
+                });
             }
         };
         if self.tail.as_ref().map(|t| &t.0) != Some(&loc) {
@@ -203,18 +203,18 @@ impl LogCollector {
         let Some((loc, tailer)) = self.tail.as_mut() else {
             return Ok(Vec::new());
         };
-        let paths = loc
-            .list()
-            .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        let paths = loc.list().map_err(|error| CollectError::LogLocation {
+            instance: self.instance.clone(),
+            error,
+        })?;
         if paths.is_empty() {
-            let e = DiscoverError::NoFiles {
-                dir: loc.dir.clone(),
-                pattern: loc.pattern.clone(),
-            };
-            return Err(CollectError::Other(format!(
-                "log of instance {}: {e}",
-                self.instance
-            )));
+            return Err(CollectError::LogLocation {
+                instance: self.instance.clone(),
+                error: DiscoverError::NoFiles {
+                    dir: loc.dir.clone(),
+                    pattern: loc.pattern.clone(),
+                },
+            });
         }
         let mut entries = Vec::new();
         let report = tailer.pass(&paths, self.opts.read_bytes_per_pass, &mut entries);
@@ -250,8 +250,13 @@ impl LogCollector {
 
     fn start_tailer(&mut self, loc: LogLocation) -> Result<(), CollectError> {
         let prefix = usable_prefix(&loc.prefix, &self.instance);
-        let mut tailer = Tailer::new(loc.format, &prefix, self.opts.max_files)
-            .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        let mut tailer =
+            Tailer::new(loc.format, &prefix, self.opts.max_files).map_err(|error| {
+                CollectError::LogPrefix {
+                    instance: self.instance.clone(),
+                    error,
+                }
+            })?;
         let key = location_key(&loc);
         if let Some(saved) = self.saved.take().filter(|s| s.location == key) {
             tailer.restore(saved.files);
@@ -554,7 +559,7 @@ impl Collector for LogCollector {
         if self.tail.is_some() {
             match postcard::to_allocvec(&saved) {
                 Ok(bytes) => out.set_cursor(&self.cursor_name, bytes),
-                Err(e) => errors.push(CollectError::Other(format!("encoding the log cursor: {e}"))),
+                Err(e) => errors.push(CollectError::LogCursor(e)),
             }
         }
         errors

@@ -20,6 +20,7 @@ pub mod activity;
 pub mod catalog;
 mod conn;
 pub mod database;
+mod error;
 mod family;
 pub mod replication;
 mod runner;
@@ -32,8 +33,9 @@ pub mod tables;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use conn::pgpass_lookup;
-use runner::{GroupRunner, Shared, UP_HELP};
+pub use conn::{QueryError, pgpass_lookup};
+pub use error::PostgresError;
+use runner::{GroupRunner, SharedInstance, UP_HELP};
 
 use super::server_facts::{SharedInstanceReport, SharedServerFacts};
 use super::system::SharedPaths;
@@ -45,7 +47,7 @@ use crate::config::PostgresInstance;
 /// that share its connections.
 pub struct PostgresProbe {
     name: &'static str,
-    shared: Arc<Shared>,
+    shared: Arc<SharedInstance>,
     runner: GroupRunner,
 }
 
@@ -65,7 +67,7 @@ impl PostgresProbe {
         let runner = GroupRunner::new(Group::Fast, &instance);
         PostgresProbe {
             name,
-            shared: Arc::new(Shared::new(instance, paths)),
+            shared: Arc::new(SharedInstance::new(instance, paths)),
             runner,
         }
     }
@@ -125,7 +127,7 @@ impl Collector for PostgresProbe {
 /// The slow or sizes collector of one instance.
 pub struct PostgresGroup {
     name: &'static str,
-    shared: Arc<Shared>,
+    shared: Arc<SharedInstance>,
     runner: GroupRunner,
 }
 
@@ -157,7 +159,7 @@ impl Collector for PostgresGroup {
 /// when that bound cut the pass short.
 fn run_pass(
     runner: &mut GroupRunner,
-    shared: &Arc<Shared>,
+    shared: &Arc<SharedInstance>,
     out: &mut Emitter,
 ) -> (Vec<CollectError>, bool) {
     let handle = tokio::runtime::Handle::current();
@@ -169,11 +171,13 @@ fn run_pass(
     match result {
         Ok(errors) => (errors, false),
         Err(_) => (
-            vec![CollectError::Other(format!(
-                "instance {}: the pass did not finish within {} ms",
-                shared.instance.name,
-                bound.as_millis()
-            ))],
+            vec![
+                PostgresError::Overran {
+                    instance: shared.instance.name.clone(),
+                    bound_ms: bound.as_millis(),
+                }
+                .into(),
+            ],
             true,
         ),
     }

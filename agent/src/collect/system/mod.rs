@@ -344,7 +344,7 @@ impl Source {
         match self.read(buf) {
             Ok(text) => text,
             Err(ReadError::NewlyAbsent(e)) => {
-                errors.push(absent_error(what, &self.path, &e, ""));
+                errors.push(absent_error(what, &self.path, e, ""));
                 None
             }
             Err(ReadError::Failed(e)) => {
@@ -364,11 +364,13 @@ fn means_absent(e: &io::Error) -> bool {
 }
 
 /// The one-time report that a subsystem is missing on this host.
-fn absent_error(what: &str, path: &Path, err: &io::Error, hint: &str) -> CollectError {
-    CollectError::Other(format!(
-        "{what} metrics are not available on this host ({}: {err}{hint}); not collecting them until the agent restarts",
-        path.display()
-    ))
+fn absent_error(what: &str, path: &Path, error: io::Error, hint: &'static str) -> CollectError {
+    CollectError::Unavailable {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        error,
+        hint,
+    }
 }
 
 /// Undoes the octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash)
