@@ -1,10 +1,8 @@
 //! As a least-privilege role (`pg_monitor` and nothing else), the agent collects
 //! every family, other roles' statements and sessions included, and reports no error.
 
-mod postgres_support;
-
+use crate::support::postgres::{Agent, instance};
 use pga_lab::{Cluster, PgbenchRun};
-use postgres_support::{Agent, instance};
 
 #[test]
 fn a_pg_monitor_member_collects_everything_quietly() {
@@ -23,7 +21,7 @@ fn a_pg_monitor_member_collects_everything_quietly() {
     cluster.create_database("bench").unwrap();
     cluster.pgbench_init("bench", 1).unwrap();
     let conninfo = format!("{} user=pga_monitor", cluster.conninfo("postgres"));
-    let agent = Agent::start(
+    let agent = Agent::watching(
         &instance(
             "lab",
             &conninfo,

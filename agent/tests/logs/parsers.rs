@@ -144,6 +144,13 @@ fn stderr_csvlog_and_jsonlog_agree_on_a_real_server() {
         );
     }
 
+    // Each backend writes every destination on its own, so two backends' entries of
+    // the same millisecond can reach the files in different orders: compare in the
+    // order of time and backend (the order within one backend is kept).
+    let mut parsed = parsed;
+    for (entries, _) in &mut parsed {
+        entries.sort_by_key(|e| (e.timestamp_ms, e.pid));
+    }
     // Entry for entry, the three files say the same thing, except that stderr appends
     // the error position to the message (csvlog and jsonlog have a column for it).
     let key = |e: &LogEntry| {

@@ -1,8 +1,6 @@
-//! Shared by the endpoint tests: certificates made with rcgen, a running
-//! `pga-agent run` with its log collected, and raw tokio-rustls clients that send one
-//! request and return everything they read.
-
-#![allow(dead_code)]
+//! For the endpoint tests: certificates made with rcgen, the configuration of an
+//! agent serving them, and raw tokio-rustls clients that send one request and return
+//! everything they read.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -172,29 +170,6 @@ pub fn write_key(path: &Path, text: &str) {
 
 // ---------------------------------------------------------------- the agent
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `pga-agent run`, killed on drop, its log collected.
-pub struct Agent {
-    pub child: Child,
-    pub log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // Already gone is fine: either way the process is reaped.
-        if self.child.kill().is_ok() {
-            drop(self.child.wait());
-        }
-    }
-}
-
 /// An `agent.toml` in `dir` collecting every second, endpoint on `port` with the
 /// test timeouts and `endpoint` (more `[endpoint]` lines).
 pub fn config(dir: &Path, port: u16, endpoint: &str) -> PathBuf {
@@ -224,70 +199,6 @@ pub fn tls_lines(dir: &Path, extra: &str) -> String {
         p("agent.key"),
         p("ca.crt")
     )
-}
-
-impl Agent {
-    pub fn start(config: &Path) -> Agent {
-        Self::start_logging(
-            config,
-            "info,pga_agent::store=debug,pga_agent::endpoint=debug",
-        )
-    }
-
-    /// [`Agent::start`] with its own `RUST_LOG`.
-    pub fn start_logging(config: &Path, filter: &str) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", filter)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pga-agent");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let agent = Agent { child, log };
-        agent.wait_log("the endpoint to listen", 30, |l| {
-            l.contains("endpoint listening")
-        });
-        agent
-    }
-
-    pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    pub fn count_log(&self, pred: impl Fn(&str) -> bool) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| pred(l)).count()
-    }
-
-    /// Waits for a log line matching `pred`; fails the test after `secs`.
-    pub fn wait_log(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if self.log.lock().unwrap().iter().any(|l| pred(l)) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Passes stored for the system collector so far.
-    pub fn system_passes(&self) -> usize {
-        self.count_log(|l| l.contains("stored") && l.contains("collector=\"system\""))
-    }
 }
 
 // ---------------------------------------------------------------- clients

@@ -3,12 +3,10 @@
 //! reset leave no negative rate; a dropped database, a missing extension and a wrong
 //! password are each said once, with the fix, while everything else goes on.
 
-mod postgres_support;
-
 use std::time::Duration;
 
+use crate::support::postgres::{Agent, instance, now_ms};
 use pga_lab::{Cluster, PgbenchRun};
-use postgres_support::{Agent, instance, now_ms};
 
 /// Timestamps of the samples of `name` with `labels` within `[from, to]`.
 fn stamps_within(
@@ -41,7 +39,7 @@ fn a_ddl_lock_past_the_statement_timeout_costs_no_pass_its_deadline() {
              ANALYZE locked; ANALYZE free;",
         )
         .unwrap();
-    let agent = Agent::start(
+    let agent = Agent::watching(
         &instance(
             "lab",
             &cluster.conninfo("postgres"),
@@ -119,7 +117,7 @@ fn restart_and_statistics_reset_give_no_negative_rate() {
     let mut cluster = Cluster::builder().start().expect("start a cluster");
     cluster.create_database("bench").unwrap();
     cluster.pgbench_init("bench", 1).unwrap();
-    let agent = Agent::start(
+    let agent = Agent::watching(
         &instance(
             "lab",
             &cluster.conninfo("postgres"),
@@ -218,7 +216,7 @@ fn bad_input_is_said_once_with_the_fix_and_the_rest_goes_on() {
     std::fs::write(&wrong, "wrong\n").unwrap();
     std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // No pg_stat_statements here; and a second instance with a wrong password.
-    let agent = Agent::start(
+    let agent = Agent::watching(
         &format!(
             "{}{}{}",
             instance(

@@ -11,8 +11,6 @@
 //!   in `pga-agent logs` output, not on `/metrics`, not in the agent's own log.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +21,7 @@ use pga_agent::collect::logs::discover::Explicit;
 use pga_agent::collect::postgres::PostgresProbe;
 use pga_agent::collect::{Collector as _, Emitter};
 use pga_agent::config::PostgresInstance;
+use pga_lab::{free_port, http_get};
 
 const PREFIX: &str = "%m [%p] %q%u@%d/%a %e ";
 const PASSWORD: &str = "lab-pw";
@@ -39,27 +38,6 @@ const PROVOKED: [&str; 9] = [
     "auth_failure",
     "connection",
 ];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
-}
 
 fn collector(facts: &PostgresProbe, format: LogFormat) -> LogCollector {
     let opts = LogOptions {
@@ -202,7 +180,7 @@ fn every_kind_from_three_formats_the_agent_and_pgbadger_and_no_secret_leaks() {
     // The agent binary, reading on its own (jsonlog, the format it prefers).
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
+    let port = free_port().unwrap();
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
@@ -350,7 +328,9 @@ fn every_kind_from_three_formats_the_agent_and_pgbadger_and_no_secret_leaks() {
     assert!(table.contains("division by zero"), "{table}");
     assert!(table.contains("deadlock detected"), "{table}");
     assert!(!table.contains("checkpoint"), "filters: {table}");
-    let metrics = http_get(port, "/metrics").expect("/metrics answers");
+    let metrics = http_get(port, "/metrics", Duration::from_secs(5))
+        .expect("/metrics answers")
+        .body;
     let line = format!(
         "pg_log_deadlocks_total{{pg_instance=\"lab\"}} {}",
         expected["deadlock"]

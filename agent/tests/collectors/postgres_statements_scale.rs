@@ -1,10 +1,8 @@
 //! A statement store of 10 000 entries: the agent reads only the top N (the series
 //! count per pass respects `statements_top_n`), and its memory stays bounded.
 
-mod postgres_support;
-
+use crate::support::postgres::{Agent, instance};
 use pga_lab::Cluster;
-use postgres_support::{Agent, instance};
 
 #[test]
 fn ten_thousand_statements_keep_the_agent_small() {
@@ -37,7 +35,7 @@ fn ten_thousand_statements_keep_the_agent_small() {
         .unwrap();
     assert!(entries >= 10_000, "{entries}");
 
-    let agent = Agent::start(
+    let agent = Agent::watching(
         &instance(
             "lab",
             &cluster.conninfo("postgres"),

@@ -1,10 +1,8 @@
 //! Every statistics family against a real primary under pgbench, with a streaming
 //! standby on a slot: the series exist and their values match what happened.
 
-mod postgres_support;
-
+use crate::support::postgres::{Agent, instance};
 use pga_lab::{Cluster, PgbenchRun};
-use postgres_support::{Agent, instance};
 
 #[test]
 fn every_family_reports_what_happened() {
@@ -23,7 +21,7 @@ fn every_family_reports_what_happened() {
         .expect("start a standby");
 
     let extra = "statement_timeout_ms = 2000\nlock_timeout_ms = 500\nstatements_top_n = 20";
-    let agent = Agent::start(
+    let agent = Agent::watching(
         &format!(
             "{}{}",
             instance("primary", &primary.conninfo("postgres"), extra),

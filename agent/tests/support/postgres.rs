@@ -1,32 +1,25 @@
-//! Shared by the PostgreSQL collector tests: run the real `pga-agent` against a lab
+//! For the PostgreSQL collector tests: run the real `pga-agent` against a lab
 //! cluster and read what it stored.
 
-#![allow(dead_code)]
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pga_agent::store::StoreReader;
 
+pub use super::Agent;
+pub use pga_lab::now_ms;
+
 /// One stored series: its labels and its `(timestamp_ms, value)` samples.
 pub type Stored = (Vec<(String, String)>, Vec<(i64, f64)>);
 
-/// A running `pga-agent run`; killed on drop. Its log goes to `log`.
-pub struct Agent {
-    child: Child,
-    pub data: PathBuf,
-    pub log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 impl Agent {
     /// Starts the agent with `[[postgres]]` tables `instances` (TOML text) and
-    /// intervals of `fast`, `slow`, `sizes` seconds.
-    pub fn start(instances: &str, fast: u64, slow: u64, sizes: u64) -> Agent {
+    /// intervals of `fast`, `slow`, `sizes` seconds; the logs and system collectors
+    /// off.
+    pub fn watching(instances: &str, fast: u64, slow: u64, sizes: u64) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let log = dir.path().join("agent.log");
         let cfg = dir.path().join("agent.toml");
         std::fs::write(
             &cfg,
@@ -37,29 +30,9 @@ impl Agent {
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start pga-agent");
-        Agent {
-            child,
-            data,
-            log,
-            _dir: dir,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The agent's log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let mut agent = Agent::spawn(&cfg, &data, "info");
+        agent._dir = Some(dir);
+        agent
     }
 
     /// Every series named `name` whose labels include `labels`, with its samples.
@@ -129,14 +102,6 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if self.child.kill().is_ok() {
-            drop(self.child.wait());
-        }
-    }
-}
-
 /// Every series named `name` in the store at `data` whose labels include `labels`.
 pub fn series(data: &Path, name: &str, labels: &[(&str, &str)]) -> Vec<Stored> {
     let Ok(reader) = StoreReader::open(data) else {
@@ -169,12 +134,4 @@ pub fn series(data: &Path, name: &str, labels: &[(&str, &str)]) -> Vec<Stored> {
 /// A `[[postgres]]` table for `conninfo`.
 pub fn instance(name: &str, conninfo: &str, extra: &str) -> String {
     format!("[[postgres]]\nname = {name:?}\nconninfo = {conninfo:?}\n{extra}\n")
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }

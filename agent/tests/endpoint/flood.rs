@@ -8,13 +8,12 @@
 //! of the idle sockets from 127.0.0.1 itself, the good client's own address, which
 //! is more than `max_handshakes_per_address`.
 
-mod agent_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use agent_support::*;
+use crate::support::endpoint::*;
+use crate::support::{Agent, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -76,7 +75,7 @@ async fn a_good_client_is_served_while_unauthenticated_sockets_flood_the_port() 
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let ca = agent_files(d);
-    let port = free_port();
+    let port = free_port().unwrap();
     // The default handshake bounds (256 at once, 32 per address, 5 s). Each refusal's
     // debug line is left out: thousands a second would only measure the log pipe.
     let agent = Agent::start_logging(

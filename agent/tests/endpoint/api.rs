@@ -20,6 +20,7 @@ use pga_agent::store::{Store, StoreOptions};
 use pga_agent::telemetry::SelfCollector;
 use pga_agent::telemetry::Telemetry;
 use pga_format::{AgentId, MetricKind, SeriesId};
+use pga_lab::now_ms;
 use tower::ServiceExt;
 
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -39,13 +40,6 @@ fn app(store: &Store) -> Router {
         max_response_bytes: MAX_RESPONSE_BYTES,
         inventory: Default::default(),
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn sample(

@@ -6,14 +6,13 @@
 //! Certificates are made here with rcgen; the clients are raw tokio-rustls clients
 //! that send one `GET /metrics` and return everything they read.
 
-mod agent_support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_support::*;
+use crate::support::endpoint::*;
+use crate::support::{Agent, free_port};
 use rcgen::{ExtendedKeyUsagePurpose, KeyPair, SanType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,7 +30,7 @@ async fn tls_matrix_and_rotation_without_restart() {
     write_key(&d.join("agent.key"), &agent_cert.key_pem);
     write(&d.join("ca.crt"), &ca.pem);
     write(&d.join("ca.crl"), &ca.crl(1, &[5]));
-    let port = free_port();
+    let port = free_port().unwrap();
     let cfg = config(
         d,
         port,
@@ -188,7 +187,7 @@ async fn tls_matrix_and_rotation_without_restart() {
 
     // SIGHUP reloads at once, and does not stop the agent.
     write(&d.join("agent.crt"), &rotated.pem);
-    let pid = nix::unistd::Pid::from_raw(agent.child.id() as i32);
+    let pid = nix::unistd::Pid::from_raw(agent.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     agent.wait_log("a reload on SIGHUP", 10, |l| {
         l.contains("certificates reloaded") && l.contains("SIGHUP")
@@ -197,7 +196,7 @@ async fn tls_matrix_and_rotation_without_restart() {
     assert!(o.ok(), "{o:?}");
     let mut agent = agent;
     assert!(
-        agent.child.try_wait().unwrap().is_none(),
+        agent.child_mut().try_wait().unwrap().is_none(),
         "the agent stopped"
     );
 }
@@ -207,7 +206,7 @@ async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let ca = agent_files(d);
-    let port = free_port();
+    let port = free_port().unwrap();
     let agent = Agent::start(&config(
         d,
         port,
@@ -361,7 +360,7 @@ async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let ca = agent_files(d);
-    let port = free_port();
+    let port = free_port().unwrap();
     let _agent = Agent::start(&config(d, port, &tls_lines(d, "")));
     let good = federator(&ca, 10);
 
@@ -417,7 +416,7 @@ fn plaintext_on_a_public_address_is_refused_with_the_reason() {
             "[agent]\ndata_dir = {:?}\n[collectors]\npostgres = false\nlogs = false\n\
              [endpoint]\nlisten = \"0.0.0.0:{}\"\ninsecure_plaintext = true\n",
             tmp.path().join("data").display().to_string(),
-            free_port()
+            free_port().unwrap()
         ),
     );
     let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
@@ -478,7 +477,7 @@ fn a_bad_tls_file_stops_run_and_check_config_with_the_file_and_the_fix() {
     // The key of another certificate.
     write_key(&d.join("agent.key"), &ca.server(2, "other").key_pem);
     write(&d.join("ca.crt"), &ca.pem);
-    let cfg = config(d, free_port(), &tls_lines(d, ""));
+    let cfg = config(d, free_port().unwrap(), &tls_lines(d, ""));
     let key_path = d.join("agent.key").display().to_string();
 
     let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
@@ -563,7 +562,7 @@ async fn endpoint_off_is_announced_and_plaintext_works_on_loopback() {
     assert!(child.wait().unwrap().success());
 
     // insecure_plaintext on 127.0.0.1: plain HTTP.
-    let port = free_port();
+    let port = free_port().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), port, "insecure_plaintext = true\n");
     let _agent = Agent::start(&cfg);
@@ -579,7 +578,7 @@ async fn refused_handshakes_are_logged_rolled_up_and_counted_by_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let ca = agent_files(d);
-    let port = free_port();
+    let port = free_port().unwrap();
     let agent = Agent::start(&config(d, port, &tls_lines(d, "")));
     let no_cert = client_config(&ca, None, Version::Tls13);
     let good = client_config(&ca, Some(&federator(&ca, 10)), Version::Tls13);
@@ -616,9 +615,7 @@ async fn refused_handshakes_are_logged_rolled_up_and_counted_by_reason() {
     assert_eq!(counted, 1000.0);
     // One line for all of them, naming the reason.
     let lines: Vec<String> = agent
-        .log
-        .lock()
-        .unwrap()
+        .log_lines()
         .iter()
         .filter(|l| l.contains("WARN") && l.contains("endpoint refused"))
         .cloned()

@@ -2,45 +2,13 @@
 //! a client certificate; its HTTP API then reports `up` 1 for the agent and a
 //! PostgreSQL series from it, its instance label `pg_instance` under its own name.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use pga_lab::Cluster;
+use pga_lab::{Cluster, Spawned, http_get, wait_until};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child when the test ends, however it ends.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-/// GET over plain HTTP on loopback; the body.
-fn http_get(port: u16, path_and_query: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
-}
+use crate::support::{Agent, free_port};
 
 fn promql(port: u16, query: &str) -> Option<serde_json::Value> {
     let q: String = query
@@ -50,18 +18,16 @@ fn promql(port: u16, query: &str) -> Option<serde_json::Value> {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let body = http_get(port, &format!("/api/v1/query?query={q}"))?;
+    let body = http_get(
+        port,
+        &format!("/api/v1/query?query={q}"),
+        Duration::from_secs(5),
+    )
+    .ok()?
+    .body;
     // The body may be chunked; the JSON object is between the first '{' and last '}'.
     let json = &body[body.find('{')?..=body.rfind('}')?];
     serde_json::from_str(json).ok()
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn prometheus_bin() -> String {
@@ -99,7 +65,7 @@ fn stock_prometheus_scrapes_the_agent_over_mtls() {
         "{printed}"
     );
 
-    let agent_port = free_port();
+    let agent_port = free_port().unwrap();
     let cfg = d.join("agent.toml");
     std::fs::write(
         &cfg,
@@ -116,17 +82,9 @@ fn stock_prometheus_scrapes_the_agent_over_mtls() {
         ),
     )
     .unwrap();
-    let _agent = Reaper(
-        Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = Agent::spawn(&cfg, &d.join("data"), "info");
 
-    let prom_port = free_port();
+    let prom_port = free_port().unwrap();
     let prom_cfg = d.join("prometheus.yml");
     std::fs::write(
         &prom_cfg,
@@ -140,16 +98,14 @@ fn stock_prometheus_scrapes_the_agent_over_mtls() {
         ),
     )
     .unwrap();
-    let _prom = Reaper(
+    let _prom = Spawned::start(
         Command::new(prometheus)
             .arg(format!("--config.file={}", prom_cfg.display()))
             .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+            .stdout(Stdio::null()),
+    )
+    .unwrap();
 
     wait_until("Prometheus to report up == 1 for the agent", 60, || {
         promql(prom_port, "up{job=\"pga-agent\"}")

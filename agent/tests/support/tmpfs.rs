@@ -2,8 +2,6 @@
 //! and unmounted when dropped. Without root, [`Tmpfs::mount`] says so on the terminal
 //! (not captured by the test harness) and returns `None`: the test is skipped, visibly.
 
-#![allow(dead_code)]
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,22 +2,13 @@
 //! server answers, 0 while it is down, 1 again after it comes back; the cluster's
 //! data directory gets its filesystem metrics.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pga_agent::collect::Collector as _;
 use pga_agent::store::StoreReader;
 use pga_lab::Cluster;
 
-fn start_agent(cfg: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pga-agent")
-}
+use crate::support::Agent;
 
 /// The newest `pg_up` sample, if any.
 fn last_pg_up(data: &std::path::Path) -> Option<(i64, f64)> {
@@ -65,7 +56,7 @@ fn pg_up_follows_the_server_down_and_back() {
         ),
     )
     .unwrap();
-    let mut agent = start_agent(&cfg);
+    let agent = Agent::spawn(&cfg, &data, "info");
 
     let (up_at, _) = wait_for(&data, 1.0, 0);
     // The server sees the agent's session with its name and settings.
@@ -82,8 +73,7 @@ fn pg_up_follows_the_server_down_and_back() {
     cluster.start_again().unwrap();
     wait_for(&data, 1.0, down_at);
 
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    drop(agent);
     // The data directory's filesystem is reported, from the path the server gave.
     let reader = StoreReader::open(&data).unwrap();
     let metas = reader.view().series().unwrap();

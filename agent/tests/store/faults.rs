@@ -4,12 +4,10 @@
 //! named, the handles keep answering, and the store opens itself again once space
 //! returns, with everything committed before still there.
 
-mod tmpfs_support;
-
+use crate::support::tmpfs::Tmpfs;
 use pga_agent::collect::Emitted;
 use pga_agent::store::{HealthState, Store, StoreOptions};
 use pga_format::{MetricKind, SeriesId};
-use tmpfs_support::Tmpfs;
 
 /// Random values that do not compress away.
 fn batch(series: usize, tick: u64) -> Vec<Emitted> {

@@ -5,38 +5,23 @@
 //! by itself, within two intervals, with every collection committed before still in
 //! the store.
 
-mod agent_support;
-mod tmpfs_support;
-
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agent_support::{Agent, free_port, write};
+use crate::support::endpoint::write;
+use crate::support::tmpfs::Tmpfs;
+use crate::support::{Agent, free_port};
 use pga_agent::store::StoreReader;
-use tmpfs_support::Tmpfs;
 
 /// The agent's fast interval.
 const INTERVAL: Duration = Duration::from_secs(1);
 
 /// GET over plain HTTP on loopback: status line and body.
 fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
+    let r = pga_lab::http_get(port, path, Duration::from_secs(10)).expect("GET");
+    (r.status, r.body)
 }
 
 /// The value of `name` (a sample without labels) in a `/metrics` body.
@@ -75,9 +60,7 @@ fn stored(agent: &Agent) -> Vec<(String, i64, u64)> {
         Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
     };
     agent
-        .log
-        .lock()
-        .unwrap()
+        .log_lines()
         .iter()
         .filter(|l| {
             l.contains(" stored ") || l.ends_with(" stored") || l.contains("stored collector=")
@@ -104,7 +87,7 @@ fn a_full_disk_is_reported_and_collection_resumes_by_itself_when_space_returns()
     let log = tmp.path().join("postgresql.log");
     std::fs::write(&log, "").unwrap();
     let data = fs.path().join("data");
-    let port = free_port();
+    let port = free_port().unwrap();
     let cfg = tmp.path().join("agent.toml");
     write(
         &cfg,
@@ -148,9 +131,7 @@ fn a_full_disk_is_reported_and_collection_resumes_by_itself_when_space_returns()
 
     // The cause, once: ENOSPC and the file, not a line per collection.
     let errors: Vec<String> = agent
-        .log
-        .lock()
-        .unwrap()
+        .log_lines()
         .iter()
         .filter(|l| l.contains("ERROR"))
         .cloned()
@@ -245,7 +226,7 @@ fn a_full_disk_is_reported_and_collection_resumes_by_itself_when_space_returns()
     );
 
     // Stop it, then read the store back: every collection it said it stored is there.
-    let pid = nix::unistd::Pid::from_raw(agent.child.id() as i32);
+    let pid = nix::unistd::Pid::from_raw(agent.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     agent.wait_log("the agent to stop", 20, |l| l.contains("stopped"));
     std::thread::sleep(Duration::from_millis(200));

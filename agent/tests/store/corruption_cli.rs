@@ -12,13 +12,7 @@ use pga_agent::collect::Emitted;
 use pga_agent::collect::LogBatch;
 use pga_agent::store::{Store, StoreOptions};
 use pga_format::{LogEvent, LogEventKind, MetricKind, Severity};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use pga_lab::now_ms;
 
 /// A sound store of an hour of data: sealed blocks, a head, log events.
 fn sound_store(dir: &Path) -> PathBuf {
