@@ -17,6 +17,32 @@ pub struct Emitted {
     pub value: f64,
 }
 
+impl Emitted {
+    /// A sample; `labels` need not be sorted.
+    pub fn new(
+        kind: MetricKind,
+        name: &str,
+        help: &'static str,
+        unit: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Emitted {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        labels.sort();
+        Emitted {
+            name: name.to_owned(),
+            labels,
+            kind,
+            unit,
+            help,
+            value,
+        }
+    }
+}
+
 /// Collects the samples of one collector pass, and the log events and cursor of a
 /// collector that reads logs (stored in the same transaction as the samples).
 #[derive(Debug, Default)]
@@ -63,19 +89,8 @@ impl Emitter {
         labels: &[(&str, &str)],
         value: f64,
     ) {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        labels.sort();
-        self.samples.push(Emitted {
-            name: name.to_owned(),
-            labels,
-            kind,
-            unit,
-            help,
-            value,
-        });
+        self.samples
+            .push(Emitted::new(kind, name, help, unit, labels, value));
     }
 
     pub fn samples(&self) -> &[Emitted] {

@@ -49,19 +49,7 @@ fn sample(
     help: &'static str,
     value: f64,
 ) -> Emitted {
-    let mut labels: Vec<(String, String)> = labels
-        .iter()
-        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    labels.sort();
-    Emitted {
-        name: name.to_owned(),
-        labels,
-        kind,
-        unit: "",
-        help,
-        value,
-    }
+    Emitted::new(kind, name, help, "", labels, value)
 }
 
 fn gauge(name: &str, labels: &[(&str, &str)], value: f64) -> Emitted {

@@ -54,19 +54,7 @@ fn emitted(
     help: &'static str,
     value: f64,
 ) -> Emitted {
-    let mut labels: Vec<(String, String)> = labels
-        .iter()
-        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    labels.sort();
-    Emitted {
-        name: name.to_owned(),
-        labels,
-        kind,
-        unit,
-        help,
-        value,
-    }
+    Emitted::new(kind, name, help, unit, labels, value)
 }
 
 /// One collection of what a PostgreSQL host's agent stores.

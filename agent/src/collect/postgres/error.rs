@@ -83,3 +83,56 @@ fn place(instance: &str, database: Option<&str>) -> String {
         None => format!("instance {instance}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::CollectError;
+
+    #[test]
+    fn messages_name_the_instance_the_database_and_the_fix() {
+        let family = PostgresError::Family {
+            instance: "main".into(),
+            database: Some("app".into()),
+            family: "pg_stat_user_tables",
+            error: Arc::new(QueryError::Deadline),
+            fix: "see the server's log".into(),
+        };
+        assert_eq!(
+            family.to_string(),
+            "instance main database app: family pg_stat_user_tables failed: no answer before \
+             the pass's deadline (statement_timeout_ms + 1 s); the query was cancelled; see the \
+             server's log; it is retried with backoff"
+        );
+        let connect = PostgresError::Connect {
+            instance: "main".into(),
+            target: "127.0.0.1:5432".into(),
+            database: "postgres".into(),
+            cause: "connection refused".into(),
+            fix: "is the server running there?".into(),
+            gone: false,
+        };
+        assert_eq!(
+            CollectError::from(connect).to_string(),
+            "instance main: cannot connect to 127.0.0.1:5432 database postgres: connection \
+             refused; is the server running there?"
+        );
+        let waiting = PostgresError::Unreachable {
+            instance: "main".into(),
+            group: Group::Slow,
+        };
+        assert_eq!(
+            waiting.to_string(),
+            "instance main: not reachable (pg_up 0); the slow families wait for it"
+        );
+        let unreadable = CollectError::LogUnreadable {
+            path: "/var/log/postgresql/pg.log".into(),
+        };
+        assert!(
+            unreadable.to_string().starts_with(
+                "cannot read /var/log/postgresql/pg.log: permission denied; set log_file_mode = 0640"
+            ),
+            "{unreadable}"
+        );
+    }
+}
