@@ -231,9 +231,18 @@ fn every_family_reports_what_happened() {
             .unwrap()
             >= 0.0
     );
-    // Retained WAL shows when the standby stops consuming: stop it and write.
+    // Retained WAL shows when the standby stops consuming: stop it and write. A
+    // second of pgbench on a busy machine may write little, so a known amount of WAL
+    // (about 8 MB) follows it.
     drop(standby);
     primary.pgbench("bench", &PgbenchRun::for_secs(1)).unwrap();
+    primary
+        .psql(
+            "bench",
+            "CREATE TABLE wal_filler AS SELECT g, repeat('x', 100) AS pad \
+             FROM generate_series(1, 50000) g",
+        )
+        .unwrap();
     primary.psql("postgres", "SELECT pg_switch_wal()").unwrap();
     agent.wait(20, "the slot to retain WAL", |a| {
         a.last(
