@@ -4,7 +4,6 @@ use std::{
     env,
     fs::{self, OpenOptions},
     io::Write,
-    net::TcpListener,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
@@ -538,10 +537,7 @@ fn keep_requested() -> bool {
 
 /// A port that was free a moment ago on 127.0.0.1.
 fn free_port() -> Result<u16, LabError> {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| LabError::io("finding a free port on 127.0.0.1", e))
+    crate::free_port().map_err(|e| LabError::io("finding a free port on 127.0.0.1", e))
 }
 
 /// Creates the cluster's directory: mode 0755 so that both the test process
