@@ -22,8 +22,6 @@
 //! `pga-bench` (`cargo test --workspace` builds them there).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,17 +32,13 @@ use pga_bench::grafana::dashboards_dir;
 use pga_bench::grafana::macros::{self, TimeRange};
 use pga_bench::grafana::run::{self, RunOptions};
 use pga_bench::grafana::template::{self, Scope, Variable};
-use pga_lab::{Cluster, PgbenchLength, PgbenchRun};
+use pga_lab::{Cluster, PgbenchLength, PgbenchRun, http_get};
 
 const ODD_DB: &str = "x'; drop table pga_sentinel; --";
 const READER_PASSWORD: &str = "grafana-pw";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pga_lab::free_port().unwrap()
 }
 
 /// A child process killed when dropped.
@@ -90,19 +84,6 @@ fn spawn(name: &'static str, bin: &Path, args: &[&str], log: &Path) -> Reaper {
     Reaper(name, child)
 }
 
-fn http_get(port: u16, path_and_query: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
-}
-
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -146,13 +127,6 @@ fn logging(b: pga_lab::ClusterBuilder) -> pga_lab::ClusterBuilder {
         .setting("log_checkpoints", "on")
         .setting("log_autovacuum_min_duration", "0")
         .setting("autovacuum_naptime", "2s")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Errors, slow statements, a lock wait and a deadlock in A's log.
@@ -471,7 +445,7 @@ async fn every_dashboard_query_runs_against_real_agents() {
     .unwrap();
 
     // Every query over the last hour and the last 7 days.
-    let now = now_ms();
+    let now = pga_lab::now_ms();
     let mut report = Vec::new();
     for (label, range) in [
         ("1 hour", TimeRange::last(now, 3600)),
@@ -558,7 +532,7 @@ async fn every_dashboard_query_runs_against_real_agents() {
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(5));
-    let now = now_ms();
+    let now = pga_lab::now_ms();
     let range = TimeRange::last(now, 300);
     let interval_ms = macros::panel_interval_ms(range, 1000, 1000);
     let mut failures = Vec::new();

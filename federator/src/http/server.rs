@@ -12,7 +12,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -54,7 +54,7 @@ pub struct ServerSettings {
 }
 
 /// Loads the server certificate and key into a rustls configuration.
-pub fn load_tls(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
     let chain = pga_config::pem::read_certs("api.cert_file", cert)?;
     let key = pga_config::pem::read_private_key("api.key_file", key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
