@@ -13,7 +13,7 @@ mod schema;
 mod text;
 pub mod units;
 
-pub use problem::{MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name};
+pub use problem::{MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name, push_problems};
 pub use schema::{Schema, closest, parse, schema_keys};
 pub use text::{
     ConfigError, Location, UnknownKey, fields_of, join_key, key_at, location, snippet,

@@ -94,6 +94,33 @@ pub fn has_errors(problems: &[Problem]) -> bool {
     problems.iter().any(Problem::is_error)
 }
 
+/// Appends the end of a `check-config` report: every problem (errors first, each
+/// group in the order found) as `error: <key>: <message>` / `  fix: <fix>`, then
+/// after a blank line `configuration OK` (with the count of warnings) or
+/// `N problem(s)` (with errors and warnings counted when there are both).
+pub fn push_problems(out: &mut String, problems: &[Problem]) {
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    let warnings = problems.len() - errors;
+    out.push('\n');
+    let mut sorted: Vec<&Problem> = problems.iter().collect();
+    sorted.sort_by_key(|p| std::cmp::Reverse(p.severity));
+    for p in sorted {
+        out.push_str(&p.to_string());
+        out.push('\n');
+    }
+    if !problems.is_empty() {
+        out.push('\n');
+    }
+    let summary = match (errors, warnings) {
+        (0, 0) => "configuration OK".to_owned(),
+        (0, w) => format!("configuration OK, {w} warning(s)"),
+        (e, 0) => format!("{e} problem(s)"),
+        (e, w) => format!("{} problem(s): {e} error(s), {w} warning(s)", e + w),
+    };
+    out.push_str(&summary);
+    out.push('\n');
+}
+
 /// Whether `name` is a valid agent or instance name: 1..=128 characters out of
 /// `[a-zA-Z0-9_.-]`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -117,6 +144,28 @@ mod tests {
         );
         assert!(!has_errors(std::slice::from_ref(&p)));
         assert!(has_errors(&[p, Problem::error("k", "m", "f")]));
+    }
+
+    #[test]
+    fn report_end() {
+        let mut out = String::new();
+        push_problems(&mut out, &[]);
+        assert_eq!(out, "\nconfiguration OK\n");
+        let w = Problem::warning("a", "m", "f");
+        let e = Problem::error("b", "n", "g");
+        out.clear();
+        push_problems(&mut out, std::slice::from_ref(&w));
+        assert!(
+            out.ends_with("\n\nconfiguration OK, 1 warning(s)\n"),
+            "{out}"
+        );
+        out.clear();
+        push_problems(&mut out, &[w, e]);
+        assert_eq!(
+            out,
+            "\nerror: b: n\n  fix: g\nwarning: a: m\n  fix: f\n\n\
+             2 problem(s): 1 error(s), 1 warning(s)\n"
+        );
     }
 
     #[test]

@@ -395,7 +395,8 @@ pub fn redact_url(url: &str) -> String {
 
 /// Renders the report of `pga-federator check-config`: the file, the effective
 /// settings (never a password), every problem as `error: <key>: <message>` /
-/// `  fix: <fix>`, and a last line `configuration OK` or `N problem(s)`.
+/// `  fix: <fix>`, and a last line `configuration OK` or `N problem(s)`
+/// ([`pga_config::push_problems`]).
 pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
     let c = &loaded.config;
     let mut out = String::new();
@@ -492,26 +493,7 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
             }
         ));
     }
-    let errors = problems.iter().filter(|p| p.is_error()).count();
-    let mut sorted: Vec<&Problem> = problems.iter().collect();
-    sorted.sort_by_key(|p| std::cmp::Reverse(p.severity));
-    if !sorted.is_empty() {
-        out.push('\n');
-    }
-    for p in sorted {
-        out.push_str(&p.to_string());
-        out.push('\n');
-    }
-    if errors == 0 {
-        let w = problems.len();
-        out.push_str(&if w == 0 {
-            "\nconfiguration OK\n".to_owned()
-        } else {
-            format!("\nconfiguration OK, with {w} warning(s)\n")
-        });
-    } else {
-        out.push_str(&format!("\n{} problem(s)\n", problems.len()));
-    }
+    pga_config::push_problems(&mut out, problems);
     out
 }
 
