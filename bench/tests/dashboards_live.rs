@@ -22,6 +22,8 @@
 //! `pga-bench` (`cargo test --workspace` builds them there).
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,13 +34,17 @@ use pga_bench::grafana::dashboards_dir;
 use pga_bench::grafana::macros::{self, TimeRange};
 use pga_bench::grafana::run::{self, RunOptions};
 use pga_bench::grafana::template::{self, Scope, Variable};
-use pga_lab::{Cluster, PgbenchLength, PgbenchRun, http_get};
+use pga_lab::{Cluster, PgbenchLength, PgbenchRun};
 
 const ODD_DB: &str = "x'; drop table pga_sentinel; --";
 const READER_PASSWORD: &str = "grafana-pw";
 
 fn free_port() -> u16 {
-    pga_lab::free_port().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed when dropped.
@@ -84,6 +90,19 @@ fn spawn(name: &'static str, bin: &Path, args: &[&str], log: &Path) -> Reaper {
     Reaper(name, child)
 }
 
+fn http_get(port: u16, path_and_query: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -127,6 +146,13 @@ fn logging(b: pga_lab::ClusterBuilder) -> pga_lab::ClusterBuilder {
         .setting("log_checkpoints", "on")
         .setting("log_autovacuum_min_duration", "0")
         .setting("autovacuum_naptime", "2s")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Errors, slow statements, a lock wait and a deadlock in A's log.
@@ -318,6 +344,20 @@ async fn every_dashboard_query_runs_against_real_agents() {
             "\n[[agents]]\nname = \"{name}\"\nurl = \"https://127.0.0.1:{port}\"\n"
         ));
     }
+    // One rule that holds on every healthy instance, so that the Alerts dashboard and
+    // the fleet's alert column have a real firing alert (from the real evaluator) to show.
+    let rules = root.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("live.toml"),
+        "[[rules]]\nname = \"PgUpInLiveTest\"\nquery = \"last(pg_up[5m])\"\ncomparison = \"==\"\n\
+         threshold = 1\nseverity = \"info\"\nannotations.summary = \"{{ $labels.agent }} is up\"\n",
+    )
+    .unwrap();
+    fed_cfg.push_str(&format!(
+        "\n[alerting]\nschedule = \"*/2 * * * * *\"\nrule_files = [\"{}\"]\n",
+        rules.display()
+    ));
     let fed_path = root.join("federator.toml");
     std::fs::write(&fed_path, fed_cfg).unwrap();
     let fed_s = fed_path.display().to_string();
@@ -409,7 +449,8 @@ async fn every_dashboard_query_runs_against_real_agents() {
                      AND (SELECT count(*) FROM pga_log_events WHERE kind = 'deadlock') > 0 \
                      AND (SELECT count(*) FROM pga_log_events WHERE severity = 'ERROR') > 0 \
                      AND (SELECT count(*) FROM pga_instances WHERE role = 'standby') = 1 \
-                     AND (SELECT count(*) FROM pga_databases WHERE datname = 'app') = 3";
+                     AND (SELECT count(*) FROM pga_databases WHERE datname = 'app') = 3 \
+                     AND (SELECT count(DISTINCT agent) FROM alerts_current WHERE state = 'firing') = 3";
         let deadline = Instant::now() + Duration::from_secs(150);
         loop {
             if central.psql("pganalytics", ready).is_ok_and(|r| r == "t") {
@@ -422,7 +463,8 @@ async fn every_dashboard_query_runs_against_real_agents() {
                     central.psql(
                         "pganalytics",
                         "SELECT agent, count(*) FROM pga_series GROUP BY 1; \
-                         SELECT kind, count(*) FROM pga_log_events GROUP BY 1"
+                         SELECT kind, count(*) FROM pga_log_events GROUP BY 1; \
+                         SELECT agent, alertname, state FROM alerts_current"
                     ),
                     std::fs::read_to_string(root.join("federator.log")).unwrap_or_default()
                 );
@@ -445,7 +487,7 @@ async fn every_dashboard_query_runs_against_real_agents() {
     .unwrap();
 
     // Every query over the last hour and the last 7 days.
-    let now = pga_lab::now_ms();
+    let now = now_ms();
     let mut report = Vec::new();
     for (label, range) in [
         ("1 hour", TimeRange::last(now, 3600)),
@@ -532,7 +574,7 @@ async fn every_dashboard_query_runs_against_real_agents() {
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(5));
-    let now = pga_lab::now_ms();
+    let now = now_ms();
     let range = TimeRange::last(now, 300);
     let interval_ms = macros::panel_interval_ms(range, 1000, 1000);
     let mut failures = Vec::new();

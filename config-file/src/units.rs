@@ -1,8 +1,5 @@
 //! Quantities in configuration files: every one is a whole number whose key names
-//! its unit by a suffix (`fast_secs`, `statement_timeout_ms`, `max_bytes`), and
-//! reports show them in human units.
-
-use std::time::Duration;
+//! its unit by a suffix (`fast_secs`, `statement_timeout_ms`, `max_bytes`).
 
 /// The unit a key's suffix names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,31 +36,6 @@ impl Unit {
     }
 }
 
-/// A number of seconds for reports: `10s`, `1h 30m`, `14days`.
-pub fn format_secs(secs: u64) -> String {
-    humantime::format_duration(Duration::from_secs(secs)).to_string()
-}
-
-/// A byte count in binary units: `1 GiB`, `512 MiB`, `1.5 GiB`, `300 B`. Whole
-/// multiples show no decimals, the others one.
-pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    let mut whole = n;
-    while whole >= 1024 && unit + 1 < UNITS.len() {
-        whole /= 1024;
-        unit += 1;
-    }
-    let scale = 1u64 << (10 * unit);
-    if n.is_multiple_of(scale) {
-        format!("{} {}", n / scale, UNITS[unit])
-    } else {
-        // Display only: the precision lost converting to f64 does not show.
-        let value = n as f64 / scale as f64;
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,16 +49,5 @@ mod tests {
         );
         assert_eq!(Unit::of_key("max_bytes"), Some(Unit::Bytes));
         assert_eq!(Unit::of_key("statements_top_n"), None);
-    }
-
-    #[test]
-    fn human_units() {
-        assert_eq!(format_bytes(0), "0 B");
-        assert_eq!(format_bytes(300), "300 B");
-        assert_eq!(format_bytes(1_073_741_824), "1 GiB");
-        assert_eq!(format_bytes(4 << 20), "4 MiB");
-        assert_eq!(format_bytes(1536 << 20), "1.5 GiB");
-        assert_eq!(format_secs(600), "10m");
-        assert_eq!(format_secs(14 * 86_400), "14days");
     }
 }

@@ -1,7 +1,6 @@
 //! What `pga-agent check-config` prints.
 
-pub use pga_config::units::format_bytes;
-use pga_config::units::format_secs as secs;
+use std::time::Duration;
 
 use super::conninfo::{redact_params, render_conninfo};
 use super::load::Loaded;
@@ -195,6 +194,29 @@ fn list(items: &[String]) -> String {
     }
 }
 
+fn secs(s: u64) -> String {
+    humantime::format_duration(Duration::from_secs(s)).to_string()
+}
+
+/// A byte count in binary units: `1 GiB`, `512 MiB`, `1.5 GiB`, `300 B`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = 0;
+    let mut whole = n;
+    while whole >= 1024 && unit + 1 < UNITS.len() {
+        whole /= 1024;
+        unit += 1;
+    }
+    let scale = 1u64 << (10 * unit);
+    if n.is_multiple_of(scale) {
+        format!("{} {}", n / scale, UNITS[unit])
+    } else {
+        // Display only: the precision lost converting to f64 does not show.
+        let value = n as f64 / scale as f64;
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +230,15 @@ mod tests {
             "PGPASSFILE" => Some("/etc/pganalytics/pgpass".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn bytes_in_binary_units() {
+        assert_eq!(format_bytes(1_073_741_824), "1 GiB");
+        assert_eq!(format_bytes(4 << 20), "4 MiB");
+        assert_eq!(format_bytes(1536 << 20), "1.5 GiB");
+        assert_eq!(format_bytes(300), "300 B");
+        assert_eq!(format_bytes(0), "0 B");
     }
 
     #[test]

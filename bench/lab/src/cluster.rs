@@ -4,6 +4,7 @@ use std::{
     env,
     fs::{self, OpenOptions},
     io::Write,
+    net::TcpListener,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
@@ -14,7 +15,6 @@ use tempfile::TempDir;
 use crate::{
     LabError, PgInstall, PgbenchReport, PgbenchRun,
     conf::{self, ConfSpec, LAB_CONF, SUPERUSER},
-    net::free_port,
     process::{self, RunAs},
     watchdog::Watchdog,
 };
@@ -531,6 +531,14 @@ fn note(message: &str) {
 
 fn keep_requested() -> bool {
     env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> Result<u16, LabError> {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| LabError::io("finding a free port on 127.0.0.1", e))
 }
 
 /// Creates the cluster's directory: mode 0755 so that both the test process

@@ -81,6 +81,12 @@ fn spawn(name: &str, bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Pr
     })
 }
 
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Finds (building them when started by cargo) pga-agent and pga-federator.
 fn binaries(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
     let dir = match &args.bin_dir {
@@ -229,7 +235,7 @@ fn main() -> anyhow::Result<()> {
         let name = format!("demo-agent-{i}");
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir)?;
-        let port = pga_lab::free_port()?;
+        let port = free_port()?;
         let cfg = dir.join("agent.toml");
         std::fs::write(
             &cfg,
@@ -246,7 +252,7 @@ fn main() -> anyhow::Result<()> {
         agents.push((name, port, cfg, log));
     }
 
-    let mport = pga_lab::free_port()?;
+    let mport = free_port()?;
     let mut fed_cfg = format!(
         "[database]\nurl = \"{}\"\n\n[tls]\ncert_file = \"{t}/federator.crt\"\n\
          key_file = \"{t}/federator.key\"\nca_file = \"{t}/ca.crt\"\n\n\
