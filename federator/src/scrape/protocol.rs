@@ -3,7 +3,6 @@
 //! frame under the protocol's rules, and reading `/v1/series` dictionary frames.
 
 use hyper::HeaderMap;
-use pga_format::protocol::headers as H;
 use pga_format::{AgentId, DecodedBlock, FORMAT_VERSION, SeriesId, SeriesMeta};
 
 /// What a `/v1/blocks` answer's headers say.
@@ -70,67 +69,64 @@ pub fn parse_agent_id(s: &str) -> Option<AgentId> {
 
 /// Checks `Pga-Agent-Id` and `Pga-Format-Version`, common to every `/v1` answer.
 pub fn identity(h: &HeaderMap) -> Result<AgentId, ProtocolError> {
-    let version = required(h, H::FORMAT_VERSION)?;
+    let version = required(h, "pga-format-version")?;
     if version != FORMAT_VERSION.to_string() {
         return Err(ProtocolError(format!(
             "the agent serves frame format version {version}; this federator reads version \
              {FORMAT_VERSION}: upgrade the federator"
         )));
     }
-    let id = required(h, H::AGENT_ID)?;
+    let id = required(h, "pga-agent-id")?;
     parse_agent_id(id)
-        .ok_or_else(|| ProtocolError(format!("header {}: \"{id}\" is not a UUID", H::AGENT_ID)))
+        .ok_or_else(|| ProtocolError(format!("header pga-agent-id: \"{id}\" is not a UUID")))
 }
 
 /// Reads the headers of a `/v1/blocks?after=after` answer and checks them against
 /// each other and against `after`.
 pub fn blocks_headers(h: &HeaderMap, after: u64) -> Result<BlocksHeaders, ProtocolError> {
     let agent_id = identity(h)?;
-    let oldest = optional_number(h, H::OLDEST_SEQUENCE)?;
-    let newest = optional_number(h, H::NEWEST_SEQUENCE)?;
+    let oldest = optional_number(h, "pga-oldest-sequence")?;
+    let newest = optional_number(h, "pga-newest-sequence")?;
     let held = match (oldest, newest) {
         (Some(o), Some(n)) if 1 <= o && o <= n => Some((o, n)),
         (None, None) => None,
         _ => {
             return Err(ProtocolError(format!(
-                "{} {oldest:?} and {} {newest:?} do not describe a run of sealed blocks",
-                H::OLDEST_SEQUENCE,
-                H::NEWEST_SEQUENCE
+                "pga-oldest-sequence {oldest:?} and pga-newest-sequence {newest:?} do not \
+                 describe a run of sealed blocks"
             )));
         }
     };
-    let head_sequence = number(H::HEAD_SEQUENCE, required(h, H::HEAD_SEQUENCE)?)?;
-    let head_present = match required(h, H::HEAD)? {
+    let head_sequence = number("pga-head-sequence", required(h, "pga-head-sequence")?)?;
+    let head_present = match required(h, "pga-head")? {
         "present" => true,
         "absent" => false,
-        v => return Err(ProtocolError(format!("header {}: \"{v}\"", H::HEAD))),
+        v => return Err(ProtocolError(format!("header pga-head: \"{v}\""))),
     };
-    let more = match required(h, H::MORE)? {
+    let more = match required(h, "pga-more")? {
         "true" => true,
         "false" => false,
-        v => return Err(ProtocolError(format!("header {}: \"{v}\"", H::MORE))),
+        v => return Err(ProtocolError(format!("header pga-more: \"{v}\""))),
     };
-    let gap = match header(h, H::GAP)? {
+    let gap = match header(h, "pga-gap")? {
         None => None,
         Some(v) => {
             let (a, b) = v
                 .split_once('-')
-                .ok_or_else(|| ProtocolError(format!("header {}: \"{v}\"", H::GAP)))?;
-            let (first, last) = (number(H::GAP, a)?, number(H::GAP, b)?);
+                .ok_or_else(|| ProtocolError(format!("header pga-gap: \"{v}\"")))?;
+            let (first, last) = (number("pga-gap", a)?, number("pga-gap", b)?);
             if first != after.saturating_add(1) || last < first {
                 return Err(ProtocolError(format!(
-                    "header {}: {first}-{last} does not start right after the cursor {after}",
-                    H::GAP
+                    "header pga-gap: {first}-{last} does not start right after the cursor {after}"
                 )));
             }
             Some((first, last))
         }
     };
-    let last_sequence = optional_number(h, H::LAST_SEQUENCE)?;
+    let last_sequence = optional_number(h, "pga-last-sequence")?;
     if held.is_some_and(|(_, n)| head_sequence != n + 1) || (held.is_none() && head_sequence == 0) {
         return Err(ProtocolError(format!(
-            "{} {head_sequence} does not follow the newest sealed block {held:?}",
-            H::HEAD_SEQUENCE
+            "pga-head-sequence {head_sequence} does not follow the newest sealed block {held:?}"
         )));
     }
     Ok(BlocksHeaders {
