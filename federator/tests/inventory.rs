@@ -220,8 +220,8 @@ fn the_inventory_shows_what_the_agents_report_and_one_cluster_as_one() {
 /// they go, without error; what was known stays.
 #[tokio::test]
 async fn a_status_with_missing_fields_is_recorded_as_far_as_it_goes() {
-    use pga_federator::scrape::status::parse_status;
-    use pga_federator::sink::{Sink, SinkOptions};
+    use pga_federator::db::sink::{Sink, SinkOptions};
+    use pga_federator::pull::status::parse_status;
     let pg = central();
     let sink = Sink::connect(&pg.url("central"), SinkOptions::default())
         .await

@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use pga_federator::batch::{Batch, Cursor, Gap};
+use pga_federator::pull::batch::{Batch, Cursor, Gap};
 use pga_format::{DecodedBlock, MetricKind, SeriesId};
 
 /// One collection pass: a timestamp and its samples.

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use pga_federator::batch::Gap;
-use pga_federator::sink::Sink;
+use pga_federator::db::sink::Sink;
+use pga_federator::pull::batch::Gap;
 use pga_format::{LogEvent, LogEventKind, MetricKind, SeriesId, Severity};
 
 const MIN: i64 = 60_000;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pga_federator::sink::{MigrateReport, Sink, TimescaleState};
+use pga_federator::db::sink::{MigrateReport, Sink, TimescaleState};
 use pga_format::{MetricKind, SeriesId};
 
 fn rows(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f64)>)> {

@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{FederatorConfig, Loaded};
-use crate::url::AgentUrl;
+use crate::pull::url::AgentUrl;
 
 /// Longest agent name.
 pub const MAX_NAME_LEN: usize = 128;
@@ -81,18 +81,33 @@ pub fn has_errors(problems: &[Problem]) -> bool {
     problems.iter().any(Problem::is_error)
 }
 
+/// A schedule that is not a cron expression with seconds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// Five fields: a crontab line, without the seconds a schedule starts with.
+    #[error(
+        "\"{expr}\" has 5 fields; a schedule starts with seconds \
+         (sec min hour day-of-month month day-of-week): e.g. \"0 {expr}\""
+    )]
+    NoSeconds { expr: String },
+    /// Anything else the `cron` crate refuses; its own message is kept.
+    #[error("\"{expr}\" is not a cron expression: {reason}")]
+    Invalid { expr: String, reason: String },
+}
+
 /// Parses a cron expression with seconds (`sec min hour dom month dow [year]`).
 /// The `cron` crate's own message is kept; a five-field expression gets a hint.
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, ScheduleError> {
     cron::Schedule::from_str(expr).map_err(|e| {
-        let fields = expr.split_whitespace().count();
-        if fields == 5 {
-            format!(
-                "\"{expr}\" has 5 fields; a schedule starts with seconds \
-                 (sec min hour day-of-month month day-of-week): e.g. \"0 {expr}\""
-            )
+        if expr.split_whitespace().count() == 5 {
+            ScheduleError::NoSeconds {
+                expr: expr.to_owned(),
+            }
         } else {
-            format!("\"{expr}\" is not a cron expression: {e}")
+            ScheduleError::Invalid {
+                expr: expr.to_owned(),
+                reason: e.to_string(),
+            }
         }
     })
 }
@@ -121,7 +136,7 @@ impl Check {
         if let Err(e) = parse_schedule(expr) {
             self.error(
                 key,
-                e,
+                e.to_string(),
                 "write six or seven fields, seconds first, e.g. \"*/15 * * * * *\" for every 15 s",
             );
         }
@@ -689,6 +704,6 @@ mod tests {
         assert!(parse_schedule("*/15 * * * * *").is_ok());
         assert!(parse_schedule("0 0 * * * * 2030").is_ok());
         let e = parse_schedule("*/5 * * * *").unwrap_err();
-        assert!(e.contains("starts with seconds"), "{e}");
+        assert!(e.to_string().contains("starts with seconds"), "{e}");
     }
 }

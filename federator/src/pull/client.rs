@@ -25,7 +25,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsConnector;
 
 use crate::config::TlsConfig;
-use crate::url::AgentUrl;
+use crate::pull::url::AgentUrl;
 
 /// Why a request to an agent failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,22 +4,22 @@
 //! At start the configuration's agents are written to the table (source
 //! `config`). Then [`maintain`] reads the API's agents every `api.agents_poll_secs`
 //! (and at once when this federator's API changes one) and hands the scheduler
-//! the new set when it differs ([`crate::scheduler::run_fleet`]).
+//! the new set when it differs ([`crate::pull::scheduler::run_fleet`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use rustls::ClientConfig;
 use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 
-use crate::config::{FederatorConfig, parse_schedule};
+use crate::config::{FederatorConfig, ScheduleError, parse_schedule};
 use crate::db::agents;
-use crate::scheduler::{AgentJob, FleetJob};
-use crate::scrape::{AgentClient, ClientLimits};
-use crate::url::AgentUrl;
+use crate::jobs::{self, Backoff, Every, Schedule};
+use crate::pull::scheduler::{AgentJob, FleetJob};
+use crate::pull::url::{AgentUrl, UrlError};
+use crate::pull::{AgentClient, ClientLimits};
 
 /// Builds jobs from agent definitions.
 #[derive(Debug, Clone)]
@@ -30,25 +30,38 @@ pub struct JobBuilder {
     tls: Option<Arc<ClientConfig>>,
 }
 
+/// Why an agent's definition cannot be pulled.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("agent {agent}: {source}")]
+    Url {
+        agent: String,
+        #[source]
+        source: UrlError,
+    },
+    #[error("agent {agent}: {url} is https:// and [tls] is not configured")]
+    NoTls { agent: String, url: String },
+    #[error("agent {agent}: {source}")]
+    Schedule {
+        agent: String,
+        #[source]
+        source: ScheduleError,
+    },
+}
+
 impl JobBuilder {
-    /// From the configuration; loads `[tls]` when it is set or `need_tls`.
-    pub fn new(cfg: &FederatorConfig, need_tls: bool) -> anyhow::Result<JobBuilder> {
-        let t = &cfg.tls;
-        let configured = t.cert_file.is_some() && t.key_file.is_some() && t.ca_file.is_some();
-        let tls = if configured || need_tls {
-            Some(crate::scrape::client::tls_config(&cfg.tls)?)
-        } else {
-            None
-        };
-        Ok(JobBuilder {
-            limits: ClientLimits {
-                connect_timeout: cfg.scrape.connect_timeout(),
-                request_timeout: cfg.scrape.request_timeout(),
-                max_response_bytes: cfg.scrape.max_response_bytes,
-            },
-            default_schedule: cfg.scrape.schedule.clone(),
+    /// Jobs with these client limits, this default schedule and, for https://
+    /// agents, this client configuration (the federator's certificate).
+    pub fn new(
+        limits: ClientLimits,
+        default_schedule: String,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> JobBuilder {
+        JobBuilder {
+            limits,
+            default_schedule,
             tls,
-        })
+        }
     }
 
     /// The job of one agent.
@@ -58,16 +71,22 @@ impl JobBuilder {
         url: &str,
         schedule: Option<&str>,
         labels: &BTreeMap<String, String>,
-    ) -> anyhow::Result<FleetJob> {
-        let parsed = AgentUrl::parse(url).with_context(|| format!("agent {name}"))?;
-        anyhow::ensure!(
-            !parsed.tls || self.tls.is_some(),
-            "agent {name}: {url} is https:// and [tls] is not configured"
-        );
+    ) -> Result<FleetJob, JobError> {
+        let parsed = AgentUrl::parse(url).map_err(|source| JobError::Url {
+            agent: name.to_owned(),
+            source,
+        })?;
+        if parsed.tls && self.tls.is_none() {
+            return Err(JobError::NoTls {
+                agent: name.to_owned(),
+                url: url.to_owned(),
+            });
+        }
         let expr = schedule.unwrap_or(&self.default_schedule);
-        let schedule = parse_schedule(expr)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("agent {name}"))?;
+        let schedule = parse_schedule(expr).map_err(|source| JobError::Schedule {
+            agent: name.to_owned(),
+            source,
+        })?;
         Ok(FleetJob {
             spec: format!("{url} {expr} {labels:?}"),
             job: AgentJob {
@@ -81,7 +100,7 @@ impl JobBuilder {
 }
 
 /// The configuration file's jobs.
-pub fn config_jobs(cfg: &FederatorConfig, b: &JobBuilder) -> anyhow::Result<Vec<FleetJob>> {
+pub fn config_jobs(cfg: &FederatorConfig, b: &JobBuilder) -> Result<Vec<FleetJob>, JobError> {
     cfg.agents
         .iter()
         .map(|a| b.job(&a.name, &a.url, a.schedule.as_deref(), &a.labels))
@@ -103,7 +122,7 @@ pub async fn load(
         match b.job(&a.name, &a.url, a.schedule.as_deref(), &a.labels.0) {
             Ok(j) => jobs.push(j),
             Err(e) => {
-                tracing::warn!(agent = %a.name, error = format!("{e:#}"), "agent from the API cannot be pulled; fix it through the API")
+                tracing::warn!(agent = %a.name, error = %e, "agent from the API cannot be pulled; fix it through the API")
             }
         }
     }
@@ -119,7 +138,8 @@ fn specs(jobs: &[FleetJob]) -> Vec<(String, String)> {
     v
 }
 
-/// Keeps `tx` at the current fleet until `stop`.
+/// Keeps `tx` at the current fleet until `stop`: the agents table is read every
+/// `poll`, and at once when `changed` is notified.
 pub async fn maintain(
     pool: PgPool,
     config: Vec<FleetJob>,
@@ -127,27 +147,24 @@ pub async fn maintain(
     changed: Arc<Notify>,
     tx: watch::Sender<Vec<FleetJob>>,
     poll: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(poll) => {}
-            () = changed.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
+    let schedule = Schedule {
+        name: "fleet upkeep (reading the agents table)",
+        every: Every::Interval(poll),
+        backoff: Backoff::new(poll.min(Duration::from_secs(1)), poll),
+        wake: Some(changed),
+    };
+    jobs::run(schedule, stop, || async {
+        let jobs = load(&pool, &config, &builder).await?;
+        if specs(&jobs) != specs(&tx.borrow()) {
+            tracing::info!(
+                agents = jobs.len(),
+                "fleet changed: pulls follow the agents table"
+            );
+            tx.send_replace(jobs);
         }
-        match load(&pool, &config, &builder).await {
-            Ok(jobs) => {
-                if specs(&jobs) != specs(&tx.borrow()) {
-                    tracing::info!(
-                        agents = jobs.len(),
-                        "fleet changed: pulls follow the agents table"
-                    );
-                    tx.send_replace(jobs);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the agents table; the fleet stays as it is")
-            }
-        }
-    }
+        Ok::<(), sqlx::Error>(())
+    })
+    .await;
 }

@@ -14,9 +14,14 @@
 //! asks for at most `backfill.request_bytes` of sealed frames, which bounds one
 //! transaction.
 
+pub mod batch;
 pub mod client;
+pub mod destination;
+pub mod fleet;
 pub mod protocol;
+pub mod scheduler;
 pub mod status;
+pub mod url;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use pga_format::{AgentId, DecodedBlock};
 
-use crate::batch::{Batch, Cursor, Gap};
+use crate::db::sink::SinkError;
+use crate::pull::batch::{Batch, Cursor, Gap};
 pub use client::{AgentClient, ClientError, ClientLimits, Response};
 pub use protocol::ProtocolError;
 pub use status::AgentStatus;
@@ -53,30 +59,27 @@ pub trait Destination: Send + Sync {
     fn ping(&self) -> impl Future<Output = Result<(), DestinationError>> + Send;
 }
 
-/// Why the destination did not take a batch.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why the destination did not take a batch. Each keeps the sink's error, with its
+/// SQLSTATE.
+#[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
     /// The database cannot be reached or takes no writes at all (unreachable,
     /// shutting down, read-only): nothing was written, the cursor did not move;
     /// every agent pauses until it answers again.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(SinkError),
     /// A statement of this agent's batch failed (a constraint, a trigger, an
     /// impossible value, a deadlock, a timeout, a limit): that agent is reported
     /// and retried with its backoff; the others continue.
-    #[error("the database refused this agent's batch: {message}")]
-    Rejected {
-        /// The SQLSTATE, when the database gave one.
-        sqlstate: Option<String>,
-        message: String,
-    },
+    #[error("the database refused this agent's batch: {0}")]
+    Rejected(SinkError),
 }
 
 impl DestinationError {
     /// The SQLSTATE of a refused batch.
-    pub fn sqlstate(&self) -> Option<&str> {
+    pub fn sqlstate(&self) -> Option<String> {
         match self {
-            DestinationError::Rejected { sqlstate, .. } => sqlstate.as_deref(),
+            DestinationError::Rejected(e) => e.sqlstate(),
             DestinationError::Unavailable(_) => None,
         }
     }
@@ -156,7 +159,7 @@ impl ScrapeError {
             ScrapeError::Status { .. } => "http_status",
             ScrapeError::Protocol(_) => "malformed",
             ScrapeError::Destination(DestinationError::Unavailable(_)) => "database_unavailable",
-            ScrapeError::Destination(DestinationError::Rejected { .. }) => "database_rejected",
+            ScrapeError::Destination(DestinationError::Rejected(_)) => "database_rejected",
         }
     }
 
@@ -169,7 +172,7 @@ impl ScrapeError {
     }
 
     /// The SQLSTATE of a batch the database refused.
-    pub fn sqlstate(&self) -> Option<&str> {
+    pub fn sqlstate(&self) -> Option<String> {
         match self {
             ScrapeError::Destination(d) => d.sqlstate(),
             _ => None,

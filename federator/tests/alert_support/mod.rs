@@ -15,9 +15,9 @@ use axum::http::{HeaderMap, StatusCode};
 use pga_federator::alerting::engine::Settings;
 use pga_federator::alerting::evaluator::{CycleReport, Evaluator, EvaluatorSettings};
 use pga_federator::alerting::rulefile::{RuleFile, load_all};
-use pga_federator::batch::{Batch, Cursor};
 use pga_federator::db::rules;
-use pga_federator::sink::{Sink, SinkOptions};
+use pga_federator::db::sink::{Sink, SinkOptions};
+use pga_federator::pull::batch::{Batch, Cursor};
 use pga_format::{
     AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, FrameMeta, MetricKind, SeriesId, SeriesMeta,
     decode_block,

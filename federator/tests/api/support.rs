@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use pga_federator::api::Api;
+use pga_federator::app::api::Api;
 use pga_federator::auth::Role;
 use pga_federator::config::FederatorConfig;
+use pga_federator::db::sink::{Sink, SinkOptions};
 use pga_federator::http::ApiState;
 use pga_federator::http::metrics::ApiMetrics;
-use pga_federator::sink::{Sink, SinkOptions};
 use pga_lab::Cluster;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -92,7 +92,7 @@ pub fn config(
     tweak: impl FnOnce(&mut FederatorConfig),
 ) -> FederatorConfig {
     let key = dir.join("jwt.key");
-    pga_federator::admin::keygen(&key, true).expect("keygen");
+    pga_federator::cmd::keygen::keygen(&key, true).expect("keygen");
     let mut c = FederatorConfig::default();
     c.database.url = cluster().url(db);
     c.api.listen = "127.0.0.1:0".to_owned();
@@ -139,7 +139,7 @@ impl TestApi {
 
     /// Creates a user with [`PASSWORD`]; returns its id.
     pub async fn user(&self, name: &str, role: Role) -> i64 {
-        let (u, _) = pga_federator::admin::users_add(
+        let (u, _) = pga_federator::cmd::users::users_add(
             &self.config,
             name,
             role,
@@ -300,8 +300,8 @@ impl Drop for Pulling {
 }
 
 pub async fn start_pulling(api: &TestApi) -> Pulling {
-    use pga_federator::fleet;
-    let builder = fleet::JobBuilder::new(&api.config, false).expect("job builder");
+    use pga_federator::pull::fleet;
+    let builder = pga_federator::app::job_builder(&api.config, false).expect("job builder");
     let config_jobs = fleet::config_jobs(&api.config, &builder).expect("config jobs");
     pga_federator::db::agents::sync_config(api.sink.pool(), &api.config.agents)
         .await
@@ -320,11 +320,11 @@ pub async fn start_pulling(api: &TestApi) -> Pulling {
         Duration::from_secs(1),
         stop_rx.clone(),
     ));
-    tokio::spawn(pga_federator::scheduler::run_fleet(
+    tokio::spawn(pga_federator::pull::scheduler::run_fleet(
         rx,
         api.sink.clone(),
         Arc::new(pga_federator::telemetry::Telemetry::new()),
-        pga_federator::run::settings(&api.config),
+        pga_federator::app::settings(&api.config),
         stop_rx,
     ));
     Pulling { stop }

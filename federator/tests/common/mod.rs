@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pga_federator::batch::{Batch, Cursor, Gap};
-use pga_federator::sink::{Sink, SinkOptions};
+use pga_federator::db::sink::{Sink, SinkOptions};
+use pga_federator::pull::batch::{Batch, Cursor, Gap};
 use pga_format::{
     AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, FrameMeta, LogEvent, MetricKind,
     SeriesId, SeriesMeta, decode_block,
