@@ -1,8 +1,7 @@
-//! Shared by the alerting tests: one throwaway PostgreSQL per test binary (a database
-//! per test), agent data written through the real sink, the real evaluator and
-//! delivery workers, and webhook receivers that record what they are given (and can
-//! fail, hang or answer garbage on demand).
-#![allow(dead_code)]
+//! Alerting tests: a database per test on the binary's cluster, agent data written
+//! through the real sink, the real evaluator and delivery workers, and webhook
+//! receivers that record what they are given (and can fail, hang or answer garbage
+//! on demand).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use super::{cluster, free_port, now_ms, wait_until};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use pga_federator::alerting::engine::Settings;
@@ -22,23 +22,8 @@ use pga_format::{
     AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, FrameMeta, MetricKind, SeriesId, SeriesMeta,
     decode_block,
 };
-use pga_lab::Cluster;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{Connection, PgConnection};
-
-static PG: OnceLock<Cluster> = OnceLock::new();
-
-/// The binary's cluster (its watchdog removes it when the test process ends).
-pub fn cluster() -> &'static Cluster {
-    PG.get_or_init(|| {
-        Cluster::builder()
-            .start()
-            .expect("start a throwaway cluster")
-    })
-}
-
-/// Migrations create cluster-wide roles: one at a time.
-static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A fresh, migrated database for one test: its URL and a sink on it.
 pub async fn database(name: &str) -> (String, Sink) {
@@ -55,21 +40,12 @@ pub async fn database(name: &str) -> (String, Sink) {
     )
     .await
     .expect("connect");
-    let guard = MIGRATING.lock().await;
     sink.migrate().await.expect("migrate");
-    drop(guard);
     (url, sink)
 }
 
 pub fn sql(db: &str, query: &str) -> String {
     cluster().psql(db, query).expect("psql")
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// `t` rounded down to a multiple of `step`.

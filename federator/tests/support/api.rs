@@ -2,10 +2,10 @@
 //! database per test, the API served on loopback, and a small HTTP client.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::cluster;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use pga_federator::app::api::Api;
@@ -14,41 +14,15 @@ use pga_federator::config::FederatorConfig;
 use pga_federator::db::sink::{Sink, SinkOptions};
 use pga_federator::http::ApiState;
 use pga_federator::http::metrics::ApiMetrics;
-use pga_lab::Cluster;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// The binary's cluster, started on first use (its watchdog stops it when the
-/// test process ends).
-pub fn cluster() -> &'static Cluster {
-    static PG: OnceLock<Cluster> = OnceLock::new();
-    PG.get_or_init(|| {
-        let pg = Cluster::builder()
-            .start()
-            .expect("start a throwaway cluster");
-        // The roles are cluster-wide: made once here, so that the migrations of
-        // concurrent tests do not race to create them.
-        pg.psql(
-            "postgres",
-            "CREATE ROLE pga_writer NOLOGIN; CREATE ROLE pga_reader NOLOGIN",
-        )
-        .expect("create the roles");
-        pg
-    })
-}
-
 /// A fresh, migrated database on the shared cluster.
 pub async fn database() -> (String, Sink) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "api_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
+    let name = super::fresh_database("api");
     let pg = cluster();
-    pg.create_database(&name).expect("create database");
     let sink = Sink::connect(
         &pg.url(&name),
         SinkOptions {

@@ -1,11 +1,9 @@
-//! Shared by the pull tests: agents (the agent's real ring store and mTLS endpoint,
-//! fed by a synthetic collector with short block windows), the federator as a
-//! process, a throwaway central database, and the comparison of what the central
-//! database holds with what an agent's store holds.
-#![allow(dead_code)]
+//! Pull tests: agents (the agent's real ring store and mTLS endpoint, fed by a
+//! synthetic collector with short block windows), the federator as a process, and
+//! the comparison of what the central database holds with what an agent's store
+//! holds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -13,37 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use super::{Central, central, central_alone, free_port, now_ms, sql, wait_until};
 use pga_agent::collect::Emitted;
 use pga_agent::endpoint::api::{ApiState, Inventory, router};
 use pga_agent::endpoint::certs::{DevCertsOptions, make_dev_certs};
 use pga_agent::endpoint::{Endpoint, EndpointSettings, Limits, TlsFiles};
 use pga_agent::store::{Store, StoreHandle, StoreOptions, StoreReader};
 use pga_format::MetricKind;
-use pga_lab::Cluster;
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// Waits until `f` is true, polling every 200 ms; panics naming `what` after `secs`.
-pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// A development CA with agent and federator certificates.
 pub fn certs(dir: &Path) -> PathBuf {
@@ -115,7 +89,7 @@ fn collection(series: usize, ts: i64) -> Vec<Emitted> {
 /// An agent: the real ring store and mTLS endpoint of pga-agent, with a synthetic
 /// collector. Stop and start it again on the same directory and port, as a
 /// restarted agent.
-pub struct SimAgent {
+pub struct StoreAgent {
     pub dir: PathBuf,
     pub port: u16,
     tls: PathBuf,
@@ -128,15 +102,20 @@ pub struct SimAgent {
     inventory: Inventory,
 }
 
-impl SimAgent {
-    pub fn start(dir: &Path, tls: &Path, opts: SimOptions) -> SimAgent {
+impl StoreAgent {
+    pub fn start(dir: &Path, tls: &Path, opts: SimOptions) -> StoreAgent {
         Self::start_with(dir, tls, opts, Inventory::default())
     }
 
     /// An agent whose `/v1/status` reports `inventory` (the agent's own reports of
     /// the PostgreSQL instances it watches).
-    pub fn start_with(dir: &Path, tls: &Path, opts: SimOptions, inventory: Inventory) -> SimAgent {
-        let mut a = SimAgent {
+    pub fn start_with(
+        dir: &Path,
+        tls: &Path,
+        opts: SimOptions,
+        inventory: Inventory,
+    ) -> StoreAgent {
+        let mut a = StoreAgent {
             dir: dir.to_owned(),
             port: 0,
             tls: tls.to_owned(),
@@ -275,29 +254,16 @@ impl SimAgent {
     }
 }
 
-impl Drop for SimAgent {
+impl Drop for StoreAgent {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// A throwaway central database `central`.
-pub fn central() -> Cluster {
-    let pg = Cluster::builder()
-        .start()
-        .expect("start a throwaway cluster");
-    pg.create_database("central").expect("create database");
-    pg
-}
-
-pub fn sql(pg: &Cluster, query: &str) -> String {
-    pg.psql("central", query).expect("psql")
-}
-
 /// The federator's configuration for tests: every agent pulled every second.
 pub fn federator_config(
     dir: &Path,
-    pg: &Cluster,
+    pg: &Central,
     tls: &Path,
     agents: &[(&str, String)],
     metrics_port: u16,
@@ -310,7 +276,7 @@ pub fn federator_config(
          request_timeout_secs = 3\nbackoff_initial_secs = 1\nbackoff_max_secs = 2\n\
          [backfill]\nrequest_bytes = 65536\npause_ms = 0\n\
          [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n{extra}\n",
-        pg.url("central"),
+        pg.url(),
         t = tls.display()
     );
     for (name, url) in agents {
@@ -415,11 +381,10 @@ impl Drop for Federator {
 
 /// `agent_status.last_sequence` of `agent`, if it has a cursor (and the schema
 /// and the database are there).
-pub fn cursor(pg: &Cluster, agent: &str) -> Option<u64> {
-    pg.psql(
-        "central",
-        &format!("SELECT last_sequence FROM agent_status WHERE agent = '{agent}'"),
-    )
+pub fn cursor(pg: &Central, agent: &str) -> Option<u64> {
+    pg.psql(&format!(
+        "SELECT last_sequence FROM agent_status WHERE agent = '{agent}'"
+    ))
     .ok()?
     .trim()
     .parse()
@@ -427,7 +392,7 @@ pub fn cursor(pg: &Cluster, agent: &str) -> Option<u64> {
 }
 
 /// `last_ts_ms` of `agent`'s cursor.
-pub fn cursor_ts(pg: &Cluster, agent: &str) -> i64 {
+pub fn cursor_ts(pg: &Central, agent: &str) -> i64 {
     sql(
         pg,
         &format!(
@@ -440,8 +405,8 @@ pub fn cursor_ts(pg: &Cluster, agent: &str) -> i64 {
     .expect("a cursor")
 }
 
-/// Every sample of `agent` in the central database, as [`SimAgent::samples`].
-pub fn central_samples(pg: &Cluster, agent: &str) -> BTreeMap<(String, String), Vec<(i64, u64)>> {
+/// Every sample of `agent` in the central database, as [`StoreAgent::samples`].
+pub fn central_samples(pg: &Central, agent: &str) -> BTreeMap<(String, String), Vec<(i64, u64)>> {
     let out = sql(
         pg,
         &format!(
@@ -464,7 +429,7 @@ pub fn central_samples(pg: &Cluster, agent: &str) -> BTreeMap<(String, String), 
 /// from `from_ms` on: every sample up to the cursor's `last_ts_ms` equal (same
 /// count, same values), nothing that the store does not hold, and no sample twice
 /// at all. Returns the number of samples compared.
-pub fn assert_same(pg: &Cluster, agent_name: &str, agent: &SimAgent, from_ms: i64) -> usize {
+pub fn assert_same(pg: &Central, agent_name: &str, agent: &StoreAgent, from_ms: i64) -> usize {
     let until = cursor_ts(pg, agent_name);
     let all_central = central_samples(pg, agent_name);
     let store_all = agent.samples(i64::MAX);
@@ -521,7 +486,7 @@ pub fn assert_same(pg: &Cluster, agent_name: &str, agent: &SimAgent, from_ms: i6
 
 /// Waits until the federator's cursor for `agent_name` reaches the agent's newest
 /// sealed block (with collection paused, so it stays put).
-pub fn wait_caught_up(pg: &Cluster, agent_name: &str, agent: &SimAgent, secs: u64) {
+pub fn wait_caught_up(pg: &Central, agent_name: &str, agent: &StoreAgent, secs: u64) {
     let newest = agent.sequences().expect("sealed blocks").1;
     wait_until(&format!("{agent_name} caught up to {newest}"), secs, || {
         cursor(pg, agent_name).is_some_and(|c| c >= newest)
