@@ -32,7 +32,7 @@ use pga_format::{AgentId, DecodedBlock};
 use crate::db::sink::SinkError;
 use crate::pull::batch::{Batch, Cursor, Gap};
 pub use client::{AgentClient, ClientError, ClientLimits, Response};
-pub use protocol::ProtocolError;
+pub use protocol::{FramesProblem, HeadersProblem, ProtocolError, SeriesProblem};
 pub use status::AgentStatus;
 
 /// Where pulled batches go: the database sink, in production.
@@ -365,7 +365,7 @@ async fn observe_status<D: Destination>(
     let status = match status::parse_status(&resp.body) {
         Ok(s) => s,
         Err(e) => {
-            memo.fail(agent, e.0);
+            memo.fail(agent, e.to_string());
             return Ok(reusable);
         }
     };
@@ -445,11 +445,10 @@ pub async fn pull<D: Destination>(
         }
         known_id = Some(h.agent_id);
         if c > 0 && c >= h.head_sequence {
-            return Err(ProtocolError(format!(
-                "the cursor {c} is ahead of the agent (its head is {}): was its store \
-                 restored from an older copy?",
-                h.head_sequence
-            ))
+            return Err(ProtocolError::Headers(HeadersProblem::CursorAhead {
+                cursor: c,
+                head: h.head_sequence,
+            })
             .into());
         }
         let mut after = c;
@@ -494,7 +493,7 @@ pub async fn pull<D: Destination>(
                 .into());
             }
             if protocol::identity(&sresp.headers)? != h.agent_id {
-                return Err(ProtocolError("/v1/series answered for another agent".into()).into());
+                return Err(ProtocolError::Headers(HeadersProblem::SeriesOfAnotherAgent).into());
             }
             for (id, meta) in protocol::read_series(&sresp.body, h.agent_id, series_count)? {
                 if id.0 != series_count {
@@ -504,11 +503,10 @@ pub async fn pull<D: Destination>(
                 series.push((id, meta));
             }
             if needed.is_some_and(|n| n >= series_count) {
-                return Err(ProtocolError(format!(
-                    "the blocks use series id {} but /v1/series describes ids only up to {}",
-                    needed.unwrap_or(0),
-                    series_count as i64 - 1
-                ))
+                return Err(ProtocolError::Series(SeriesProblem::Missing {
+                    needed: needed.unwrap_or(0),
+                    last: series_count as i64 - 1,
+                })
                 .into());
             }
         }
@@ -600,9 +598,9 @@ pub async fn pull<D: Destination>(
         let cut = resp.cut.is_some() || walk.stopped_early;
         if walk.stopped_early && resp.cut.is_none() {
             // The whole body arrived and still did not read: damaged data, not a cut.
-            return Err(ProtocolError(format!(
-                "the body of {path} holds bytes that do not read as a frame"
-            ))
+            return Err(ProtocolError::Frames(FramesProblem::Unreadable {
+                path: path.to_string(),
+            })
             .into());
         }
         if let Some(why) = &resp.cut {
