@@ -180,24 +180,34 @@ mod tests {
         assert_eq!(b.delay(), Duration::from_secs(1));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_run_is_retried_before_the_next_regular_one() {
+    /// An hourly job that fails its first `failures` runs; its run count.
+    fn hourly(
+        failures: u32,
+        wake: Option<Arc<Notify>>,
+        stop: watch::Receiver<bool>,
+    ) -> (Arc<AtomicU32>, tokio::task::JoinHandle<()>) {
         let runs = Arc::new(AtomicU32::new(0));
-        let (tx, rx) = watch::channel(false);
         let r = runs.clone();
         let task = tokio::spawn(run(
             Schedule {
                 name: "test job",
                 every: Every::Interval(Duration::from_secs(3600)),
                 backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-                wake: None,
+                wake,
             },
-            rx,
+            stop,
             move || {
                 let n = r.fetch_add(1, Ordering::SeqCst);
-                async move { if n < 2 { Err("not yet") } else { Ok(()) } }
+                async move { if n < failures { Err("not yet") } else { Ok(()) } }
             },
         ));
+        (runs, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_run_is_retried_before_the_next_regular_one() {
+        let (tx, rx) = watch::channel(false);
+        let (runs, task) = hourly(2, None, rx);
         // First run after an hour; it fails, then again 1 s and 2 s later.
         tokio::time::sleep(Duration::from_secs(3600 + 4)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
@@ -210,23 +220,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_wake_runs_the_job_at_once_and_stop_ends_it() {
-        let runs = Arc::new(AtomicU32::new(0));
         let wake = Arc::new(Notify::new());
         let (tx, rx) = watch::channel(false);
-        let r = runs.clone();
-        let task = tokio::spawn(run(
-            Schedule {
-                name: "test job",
-                every: Every::Interval(Duration::from_secs(3600)),
-                backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-                wake: Some(wake.clone()),
-            },
-            rx,
-            move || {
-                r.fetch_add(1, Ordering::SeqCst);
-                async { Ok::<(), &str>(()) }
-            },
-        ));
+        let (runs, task) = hourly(0, Some(wake.clone()), rx);
         tokio::task::yield_now().await;
         wake.notify_one();
         tokio::time::sleep(Duration::from_millis(10)).await;

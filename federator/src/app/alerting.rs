@@ -272,34 +272,34 @@ async fn cycle(evaluator: &mut Evaluator, wake: &Notify) -> Result<(), sqlx::Err
     if r.notifications > 0 {
         wake.notify_waiters();
     }
-    let level_info = r.fired + r.resolved > 0 || r.late_steps > 0;
-    if level_info {
-        tracing::info!(
-            agents = r.agents,
-            steps = r.steps,
-            late_steps = r.late_steps,
-            held_agents = r.held_agents,
-            fired = r.fired,
-            resolved = r.resolved,
-            firing = r.firing,
-            notifications = r.notifications,
-            errors = r.errors,
-            secs = format_args!("{:.2}", r.read_secs + r.eval_secs + r.write_secs),
-            "alert evaluation"
-        );
+    // Said at info when something happened, else at debug; the same fields.
+    macro_rules! said {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                agents = r.agents,
+                steps = r.steps,
+                late_steps = r.late_steps,
+                held_agents = r.held_agents,
+                fired = r.fired,
+                resolved = r.resolved,
+                firing = r.firing,
+                pending = r.pending,
+                notifications = r.notifications,
+                errors = r.errors,
+                series = r.series_read,
+                samples = r.samples_read,
+                read_secs = r.read_secs,
+                eval_secs = r.eval_secs,
+                write_secs = r.write_secs,
+                "alert evaluation"
+            )
+        };
+    }
+    if r.fired + r.resolved > 0 || r.late_steps > 0 {
+        said!(tracing::Level::INFO);
     } else {
-        tracing::debug!(
-            agents = r.agents,
-            steps = r.steps,
-            series = r.series_read,
-            samples = r.samples_read,
-            firing = r.firing,
-            pending = r.pending,
-            read_secs = r.read_secs,
-            eval_secs = r.eval_secs,
-            write_secs = r.write_secs,
-            "alert evaluation"
-        );
+        said!(tracing::Level::DEBUG);
     }
     Ok(())
 }

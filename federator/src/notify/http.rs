@@ -369,24 +369,14 @@ impl Client {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| connect(format!("TLS handshake: {e}")))?;
-            let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| connect(e.to_string()))?;
-            tokio::spawn(async move { conn.await.ok() });
-            sender
-                .send_request(req)
-                .await
-                .map_err(|e| request_err(e.to_string()))?
+            exchange(stream, req).await
         } else {
-            let (mut sender, conn) = http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| connect(e.to_string()))?;
-            tokio::spawn(async move { conn.await.ok() });
-            sender
-                .send_request(req)
-                .await
-                .map_err(|e| request_err(e.to_string()))?
-        };
+            exchange(tcp, req).await
+        }
+        .map_err(|(stage, e)| match stage {
+            Stage::Handshake => connect(e.to_string()),
+            Stage::Request => request_err(e.to_string()),
+        })?;
         let status = resp.status().as_u16();
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
@@ -395,6 +385,30 @@ impl Client {
             .unwrap_or_default();
         Ok(Answer { status, body })
     }
+}
+
+/// Where an HTTP/1.1 exchange failed.
+enum Stage {
+    Handshake,
+    Request,
+}
+
+/// Sends `req` over `io` (plain TCP or TLS) and reads the response head.
+async fn exchange<S>(
+    io: S,
+    req: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, (Stage, hyper::Error)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| (Stage::Handshake, e))?;
+    tokio::spawn(async move { conn.await.ok() });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| (Stage::Request, e))
 }
 
 #[cfg(test)]

@@ -165,15 +165,7 @@ pub async fn load_rules(
         std::fs::write(&p, text).unwrap();
         paths.push(p);
     }
-    let files = load_all(&paths).unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let files = load_or_panic(&paths);
     let mut conn = pool.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     rules::sync_files(&mut tx, &files).await.unwrap();
@@ -182,6 +174,20 @@ pub async fn load_rules(
 }
 
 /// The built-in pack's directory.
+/// The rule files at `paths`; every problem is said when one does not load.
+pub fn load_or_panic(paths: &[std::path::PathBuf]) -> Vec<RuleFile> {
+    load_all(paths).unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// The built-in rule pack's directory.
 pub fn pack() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
 }

@@ -16,6 +16,8 @@ pub mod api;
 pub mod pull;
 pub mod sink;
 
+use std::ffi::OsStr;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -140,4 +142,24 @@ impl Central {
 /// `psql` on the test's database; panics on an error.
 pub fn sql(pg: &Central, query: &str) -> String {
     pg.psql(query).expect("psql")
+}
+
+/// What a `pga-federator` command did.
+pub struct Cli {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `pga-federator ARGS` to its end.
+pub fn federator_cli(args: &[&dyn AsRef<OsStr>]) -> Cli {
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("run pga-federator");
+    Cli {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
