@@ -152,6 +152,22 @@ fn am_alerts(port: u16) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// The built-in availability rules with PgServerDown's `for_secs` set, written into
+/// `dir`; their path.
+fn server_down_rules(dir: &Path, for_secs: u32) -> PathBuf {
+    let rules = dir.join("availability.toml");
+    let for_secs = for_secs.to_string();
+    std::fs::write(
+        &rules,
+        scaled(
+            "availability.toml",
+            &[("PgServerDown", "for_secs", &for_secs)],
+        ),
+    )
+    .unwrap();
+    rules
+}
+
 /// The pack's rule file `file` with, in the rule named `rule`, `key = …` set to
 /// `value`.
 fn scaled(file: &str, edits: &[(&str, &str, &str)]) -> String {
@@ -234,12 +250,7 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
     let (_am, am_port) = alertmanager(dir.path());
     let port = free_port();
     let _agent = agent(dir.path(), &tls, &monitored, port);
-    let rules = dir.path().join("availability.toml");
-    std::fs::write(
-        &rules,
-        scaled("availability.toml", &[("PgServerDown", "for_secs", "5")]),
-    )
-    .unwrap();
+    let rules = server_down_rules(dir.path(), 5);
     let cfg = federator(
         dir.path(),
         &central,
@@ -561,12 +572,7 @@ fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
     let _agent = agent(dir.path(), &tls, &monitored, port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hook = rt.block_on(Receiver::start(Mode::Ok));
-    let rules = dir.path().join("availability.toml");
-    std::fs::write(
-        &rules,
-        scaled("availability.toml", &[("PgServerDown", "for_secs", "10")]),
-    )
-    .unwrap();
+    let rules = server_down_rules(dir.path(), 10);
     let cfg = federator(
         dir.path(),
         &central,

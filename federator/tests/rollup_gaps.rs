@@ -69,16 +69,7 @@ fn delivery(
     } else {
         vec![]
     };
-    Batch {
-        agent: name.to_owned(),
-        agent_id: agent,
-        series: series.into_iter().map(|m| (m.id, m)).collect(),
-        blocks,
-        head,
-        gap,
-        cursor,
-        complete_through_ms: None,
-    }
+    batch_of(name, agent, series, blocks, head, gap, cursor)
 }
 
 /// Per 1-minute bucket of `agent`'s counter: the rate computed from the raw samples

@@ -90,9 +90,22 @@ pub fn batch(
         last_ts_ms: blocks.last().map(|b| b.header.max_ts),
         series_count,
     };
+    batch_of(agent, AGENT, series, blocks, head, gap, cursor)
+}
+
+/// A batch of agent `agent_id` (configured as `agent`) with this cursor.
+pub fn batch_of(
+    agent: &str,
+    agent_id: AgentId,
+    series: Vec<SeriesMeta>,
+    blocks: Vec<DecodedBlock>,
+    head: Option<DecodedBlock>,
+    gap: Option<Gap>,
+    cursor: Cursor,
+) -> Batch {
     Batch {
         agent: agent.to_owned(),
-        agent_id: AGENT,
+        agent_id,
         series: series.into_iter().map(|m| (m.id, m)).collect(),
         blocks,
         head,
