@@ -2,7 +2,7 @@
 """Writes the pgAnalytics Grafana dashboards (docs/dashboards.md).
 
 The dashboards are plain Grafana JSON under dashboards/grafana/<folder>/; this file is
-their source, so that twelve dashboards share one set of variables, links and panel
+their source, so that thirteen dashboards share one set of variables, links and panel
 conventions. Edit here and run
 
     python3 dashboards/build.py           # rewrite the JSON files
@@ -300,7 +300,7 @@ def common_links(b, *uids):
         "pga-queries": "Query performance", "pga-replication": "Replication and slots",
         "pga-locks": "Locks and waits", "pga-vacuum": "Vacuum and wraparound",
         "pga-checkpoints": "Checkpointer, bgwriter, WAL and I/O", "pga-system": "System",
-        "pga-logs": "Log events", "pga-completeness": "Data completeness",
+        "pga-logs": "Log events", "pga-completeness": "Data completeness", "pga-alerts": "Alerts",
     }
     for uid in uids:
         b.link(names[uid], uid, f"Open {names[uid]} with the same agents and time range")
@@ -314,7 +314,7 @@ def fleet():
     b = Board("pga-fleet", "pgAnalytics / Fleet overview",
               "Every PostgreSQL instance of the fleet: up or down, role, version, load, lag and disk.",
               [ds_var(), agent_var(), cluster_var()])
-    common_links(b, "pga-instance", "pga-replication", "pga-logs", "pga-completeness")
+    common_links(b, "pga-instance", "pga-replication", "pga-logs", "pga-completeness", "pga-alerts")
     inst = "(SELECT array_agg(DISTINCT pg_instance) FROM pga_instances WHERE agent = ANY (ARRAY[$agent]::text[]) AND cluster = ANY (ARRAY[$cluster]::text[]))"
     stat(b, "Instances up", "Instances whose agent reported pg_up = 1 in the last 10 minutes before the end of the range.",
          f"SELECT count(*) FILTER (WHERE value = 1) AS up FROM {latest('pg_up', instances=inst)}", "none", w=6)
@@ -327,6 +327,9 @@ def fleet():
     stat(b, "Agents not writing", "Agents whose newest sample in the central database is more than 2 minutes old.",
          "SELECT count(*) FILTER (WHERE lag_seconds > 120 OR lag_seconds IS NULL) AS stale FROM pga_agent_ingest "
          "WHERE agent = ANY (ARRAY[$agent]::text[])", "none", w=6)
+    stat(b, "Alerts firing", "Alerts firing now on the selected agents (alerts_current); the Alerts dashboard lists them.",
+         "SELECT count(*) AS firing FROM alerts_current WHERE state = 'firing' AND agent = ANY (ARRAY[$agent]::text[])",
+         "none", w=6, links=[{"title": "Alerts", "url": "/d/pga-alerts?${__url_time_range}&var-datasource=${datasource}"}])
     q = f"""WITH i AS (
   SELECT agent, pg_instance, cluster, role, server_version, agent_host FROM pga_instances
   WHERE agent = ANY (ARRAY[$agent]::text[]) AND cluster = ANY (ARRAY[$cluster]::text[])),
@@ -344,7 +347,9 @@ SELECT i.agent, i.pg_instance, i.cluster, i.role, i.server_version AS version,
        CASE up.value WHEN 1 THEN 'up' WHEN 0 THEN 'down' ELSE 'unknown' END AS status,
        conn.value AS sessions, round(tps.value::numeric, 2) AS commits_per_s,
        round(lag.value::numeric, 3) AS standby_lag_s, sent.value AS replica_lag_bytes,
-       round((100 * disk.value)::numeric, 1) AS data_disk_used_pct
+       round((100 * disk.value)::numeric, 1) AS data_disk_used_pct,
+       (SELECT count(*) FROM alerts_current a WHERE a.state = 'firing' AND a.agent = i.agent
+          AND coalesce(a.labels->>'pg_instance', i.pg_instance) = i.pg_instance) AS firing_alerts
 FROM i
 LEFT JOIN up USING (agent, pg_instance)
 LEFT JOIN conn USING (agent, pg_instance)
@@ -355,7 +360,7 @@ LEFT JOIN disk USING (agent)
 ORDER BY i.cluster, i.role, i.agent, i.pg_instance"""
     table(b, "Instances", "One row per instance: status from pg_up, sessions, commits per second over the last 5 minutes "
           "of the range, replay lag seen from the standby (seconds) and from the primary (bytes), use of the data "
-          "directory's filesystem. Click an agent or instance for its overview.",
+          "directory's filesystem, alerts firing now on it. Click an agent or instance for its overview.",
           q, "none", h=10,
           overrides=[unit_override("tps", "ops"), unit_override("standby_lag_seconds", "s"),
                      unit_override("replica_lag_bytes", "bytes"), unit_override("data_disk_used", "percentunit"),
@@ -817,6 +822,51 @@ ORDER BY time DESC""", overrides=[unit_override("duration", "s")],
     return b
 
 
+def alerts():
+    b = Board("pga-alerts", "pgAnalytics / Alerts",
+              "Alerts of the federator's rules (docs/alerting.md): what is pending or firing now, and every alert that "
+              "fired in the range, late ones (found after a backfill, with their data-time start and end) included.",
+              [ds_var(), agent_var()])
+    common_links(b, "pga-fleet", "pga-completeness")
+    cur = "FROM alerts_current WHERE agent = ANY (ARRAY[$agent]::text[])"
+    hist = ("FROM alerts_history WHERE agent = ANY (ARRAY[$agent]::text[]) "
+            "AND time < $__timeTo() AND coalesce(timeend, now()) > $__timeFrom()")
+    stat(b, "Firing", "Alerts firing now.", f"SELECT count(*) FILTER (WHERE state = 'firing') AS firing {cur}", "none", w=6)
+    stat(b, "Pending", "Alerts whose condition holds but not yet for the rule's `for`.",
+         f"SELECT count(*) FILTER (WHERE state = 'pending') AS pending {cur}", "none", w=6)
+    stat(b, "Held", "Open alerts held because their agent is unreachable: neither resolved nor fired anew until its "
+         "data arrives again.", f"SELECT count(*) FILTER (WHERE held) AS held {cur}", "none", w=6)
+    stat(b, "Fired in range", "Alerts that fired and were open at some time in the range (late ones included).",
+         f"SELECT count(*) AS fired {hist}", "none", w=6)
+    table(b, "Current alerts", "Pending and firing alerts, most severe first: the rule (alertname), severity, agent, "
+          "the value that crossed the threshold, since when it holds (active_at) and fires, whether it is held, late or "
+          "muted by a maintenance window, and the rule's one-line runbook.",
+          f"""SELECT alertname, severity, agent, labels->>'pg_instance' AS pg_instance, state, round(value::numeric, 3) AS value,
+       summary, active_at, fired_at, held, late, muted, runbook
+{cur}
+ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, active_at""", h=9,
+          links=[{"title": "Instance overview", "url": instance_link_url("pga-instance")}])
+    ts(b, "Alerts fired per hour", "Alerts that started firing per hour of data time, per severity; late alerts count "
+       "at the hour their data says they fired.",
+       """SELECT date_trunc('hour', time) AS time, severity AS metric, count(*) AS value
+FROM alerts_history WHERE agent = ANY (ARRAY[$agent]::text[]) AND time BETWEEN $__timeFrom() AND $__timeTo()
+GROUP BY 1, 2 ORDER BY 1, 2""", "short", w=24)
+    table(b, "Alert history", "Every alert that fired and was open in the range, newest first: its firing span "
+          "(fired_at to resolved_at, data time), why it resolved (cleared, or no data), and whether it was found late, "
+          "after a backfill. Late alerts carry their true start and end.",
+          f"""SELECT alertname, severity, agent, labels->>'pg_instance' AS pg_instance, time AS fired_at, timeend AS resolved_at,
+       extract(epoch FROM coalesce(timeend, now()) - time) AS firing_s, resolved_reason, late, muted, text
+{hist}
+ORDER BY time DESC""", h=10)
+    table(b, "Late alerts", "Incidents that began (and maybe ended) while the federator could not reach the agent, "
+          "found when its data was backfilled, with their data-time start and end.",
+          f"""SELECT alertname, severity, agent, active_at, fired_at, resolved_at, text
+FROM alerts_history WHERE late AND agent = ANY (ARRAY[$agent]::text[])
+  AND time < $__timeTo() AND coalesce(timeend, now()) > $__timeFrom()
+ORDER BY time DESC""", h=8, expect_empty="no incident happened during a partition in the range")
+    return b
+
+
 # ---------------------------------------------------------------------------------
 # Prometheus variants: PromQL over the agents' /metrics, for users who scrape the
 # agents with their own Prometheus.
@@ -924,7 +974,7 @@ def prom_instance():
 
 
 BOARDS = [fleet, instance, database, tables, queries, replication, locks, vacuum, checkpoints, system, logs,
-          completeness, prom_fleet, prom_instance]
+          completeness, alerts, prom_fleet, prom_instance]
 
 
 def render():

@@ -252,6 +252,12 @@ dashboard_files() {
         sed 's|^|/usr/share/pganalytics/dashboards/|' | sort
 }
 
+# The pages of docs/ both packages ship beside README.md (its links point into docs/).
+doc_files() { # package name
+    (cd "$ROOT/docs" && find . -maxdepth 1 -type f -name '*.md') |
+        sed "s|^\./|/usr/share/doc/$1/docs/|" | sort
+}
+
 # The rpms: file lists, attributes, scriptlets.
 expect_rpm_files() { # rpm, expected list (sorted)
     local got
@@ -267,13 +273,15 @@ expect_rpm_files "$AGENT_RPM" "/etc/pganalytics/agent.toml
 /usr/share/man/man1/pga-agent.1.gz
 /usr/share/doc/$AGENT/README.md
 /usr/share/doc/$AGENT/copyright
-/usr/share/doc/$AGENT/monitoring-role.sql"
+/usr/share/doc/$AGENT/monitoring-role.sql
+$(doc_files "$AGENT")"
 expect_rpm_files "$FEDERATOR_RPM" "/etc/pganalytics/federator.toml
 /usr/bin/pga-federator
 /usr/lib/systemd/system/pga-federator.service
 /usr/share/man/man1/pga-federator.1.gz
 /usr/share/doc/$FEDERATOR/README.md
 /usr/share/doc/$FEDERATOR/copyright
+$(doc_files "$FEDERATOR")
 $(dashboard_files)
 /usr/share/pganalytics/rules/README.md
 $(cd federator/rules && printf '/usr/share/pganalytics/rules/%s\n' *.toml)"
@@ -360,6 +368,17 @@ for doc in README.md monitoring-role.sql copyright; do
     [[ -f /usr/share/doc/$AGENT/$doc ]] || fail "/usr/share/doc/$AGENT/$doc is missing"
 done
 pass "agent.toml and federator.toml 0640 root:pganalytics; state directories 0750 pganalytics; docs in /usr/share/doc/$AGENT"
+for pkg in "$AGENT" "$FEDERATOR"; do
+    while read -r f; do
+        cmp -s "$f" "$ROOT/docs/${f#/usr/share/doc/$pkg/docs/}" || fail "$f is missing or differs from the repository's"
+        expect_stat "$f" "644 root root"
+    done < <(doc_files "$pkg")
+    # Every docs/ page README.md links to is there.
+    while read -r link; do
+        [[ -f /usr/share/doc/$pkg/$link ]] || fail "README.md links to $link, not installed in /usr/share/doc/$pkg"
+    done < <(grep -oE '\(docs/[a-z0-9-]+\.md' /usr/share/doc/$pkg/README.md | tr -d '(' | sort -u)
+done
+pass "both packages ship docs/ ($(doc_files "$AGENT" | wc -l) pages) beside README.md, every page README.md links to"
 
 if getent group postgres >/dev/null; then
     id -nG pganalytics | tr ' ' '\n' | grep -qx postgres || fail "pganalytics did not join the postgres group"

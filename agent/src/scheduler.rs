@@ -1,4 +1,5 @@
-//! The collection scheduler.
+//! The collection scheduler: the second stage of the agent's pipeline, between the
+//! collectors (`crate::collect`) and the store writer (`crate::store::write_passes`).
 //!
 //! Each group (fast, slow, sizes) has one ticker, aligned to multiples of its interval
 //! on the wall clock. A tick carries one timestamp; every collector of the group stamps
@@ -14,29 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::collect::{CollectError, Emitted, Emitter, Group};
-use crate::store::{CollectorHealth, LogBatch, Store, now_ms};
+use crate::collect::{Collector, CollectorHealth, Emitter, Group, Pass};
+use crate::now_ms;
 use crate::telemetry::Telemetry;
-
-/// A collector the scheduler can run: synchronous, run on a blocking thread.
-pub trait Collector: Send + 'static {
-    /// Stable name, used as the `collector` label and in `pga-agent status`.
-    fn name(&self) -> &'static str;
-    fn group(&self) -> Group;
-    /// One pass; errors of parts of the collector do not stop the rest.
-    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError>;
-}
-
-/// One finished collector pass on its way to the store.
-#[derive(Debug)]
-pub struct Pass {
-    pub collector: &'static str,
-    pub ts: i64,
-    pub samples: Vec<Emitted>,
-    /// Log events and the cursor that produced them, stored with the samples.
-    pub logs: LogBatch,
-    pub health: CollectorHealth,
-}
 
 /// Tick intervals per group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,104 +131,6 @@ async fn run_collector(
     }
 }
 
-/// A store that keeps failing is reported at most this often ...
-const STORE_REPORT_EVERY: Duration = Duration::from_secs(60);
-/// ... and its cause named at ERROR level at most this often (a filesystem that
-/// stays nearly full makes writes fail and succeed by turns).
-const STORE_ERROR_EVERY: Duration = Duration::from_secs(600);
-
-/// What the store writer has said about failed writes, so that it says little.
-#[derive(Debug, Default)]
-struct StoreReport {
-    /// The last write failed.
-    failing: bool,
-    /// When the cause was last named (ERROR), and when anything was last said.
-    error_at: Option<Instant>,
-    said_at: Option<Instant>,
-    /// Collections lost since the last line.
-    lost: u64,
-}
-
-impl StoreReport {
-    fn due(at: Option<Instant>, every: Duration) -> bool {
-        at.is_none_or(|t| t.elapsed() >= every)
-    }
-
-    fn failed(&mut self, e: &crate::store::StoreError, store: &Store, collector: &str, ts: i64) {
-        self.lost += 1;
-        if !self.failing && Self::due(self.error_at, STORE_ERROR_EVERY) {
-            tracing::error!(collector, ts, error = %e, "could not store a collection; it is lost, and so is every collection until the store writes again");
-            self.error_at = Some(Instant::now());
-            self.said_at = self.error_at;
-            self.lost = 0;
-        } else if Self::due(self.said_at, STORE_REPORT_EVERY) {
-            let h = store.health();
-            tracing::warn!(
-                lost = self.lost,
-                lost_total = h.write_errors_total,
-                last_error = h.last_error.as_deref().unwrap_or("-"),
-                "the store still cannot write every collection"
-            );
-            self.said_at = Some(Instant::now());
-            self.lost = 0;
-        } else {
-            tracing::debug!(collector, ts, error = %e, "collection not stored");
-        }
-        self.failing = true;
-    }
-
-    fn stored(&mut self, store: &Store) {
-        if !self.failing {
-            return;
-        }
-        self.failing = false;
-        if Self::due(self.said_at, STORE_REPORT_EVERY) || self.said_at == self.error_at {
-            tracing::warn!(
-                store = %store.path().display(),
-                lost = self.lost,
-                reopens = store.health().reopens_total,
-                "the store writes again; the collections it could not write were lost (pga-agent status lists the failure among the store's events)"
-            );
-            self.said_at = Some(Instant::now());
-            self.lost = 0;
-        }
-    }
-}
-
-/// Writes passes into the store on the calling thread until the channel closes.
-///
-/// A store that cannot write is reported with its cause once (an ERROR naming the
-/// error and the file; again only after ten minutes), then at most once a minute
-/// with the collections lost, and when it writes again; the store reopens itself
-/// (see `store`).
-pub fn write_passes(store: &mut Store, mut rx: mpsc::Receiver<Pass>, telemetry: &Telemetry) {
-    let mut report = StoreReport::default();
-    while let Some(pass) = rx.blocking_recv() {
-        let health = Some((pass.collector, &pass.health));
-        match store.append_with_logs(pass.ts, &pass.samples, &pass.logs, health) {
-            Ok(r) => {
-                report.stored(store);
-                telemetry.store(store, r.evicted_blocks);
-                if let Some(seq) = r.sealed {
-                    tracing::debug!(sequence = seq, "block sealed");
-                }
-                // Tests and operators key on this line: the pass is durable now.
-                tracing::debug!(
-                    collector = pass.collector,
-                    ts = pass.ts,
-                    samples = pass.samples.len(),
-                    log_events = pass.logs.events.len(),
-                    "stored"
-                );
-            }
-            Err(e) => {
-                telemetry.store_write_failed();
-                report.failed(&e, store, pass.collector, pass.ts);
-            }
-        }
-    }
-}
-
 /// Starts the tickers and collectors; returns when `shutdown` resolves, after every
 /// collector has finished its current pass.
 pub async fn run(
@@ -278,59 +161,10 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
 }
 
-/// The agent's own health as a collector in the fast group.
-#[derive(Debug)]
-pub struct SelfCollector {
-    pub telemetry: Arc<Telemetry>,
-    pub collectors: Vec<&'static str>,
-}
-
-impl Collector for SelfCollector {
-    fn name(&self) -> &'static str {
-        "self"
-    }
-
-    fn group(&self) -> Group {
-        Group::Fast
-    }
-
-    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        self.telemetry.emit(&self.collectors, out);
-        Vec::new()
-    }
-}
-
-impl Collector for crate::collect::postgres::PostgresProbe {
-    fn name(&self) -> &'static str {
-        crate::collect::postgres::PostgresProbe::name(self)
-    }
-
-    fn group(&self) -> Group {
-        crate::collect::postgres::PostgresProbe::group(self)
-    }
-
-    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        crate::collect::postgres::PostgresProbe::collect(self, out)
-    }
-}
-
-impl Collector for crate::collect::system::SystemCollector {
-    fn name(&self) -> &'static str {
-        "system"
-    }
-
-    fn group(&self) -> Group {
-        Group::Fast
-    }
-
-    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        crate::collect::system::SystemCollector::collect(self, out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::CollectError;
 
     /// Emits one gauge per pass; sleeps `delay` first; fails every pass when `fail`.
     struct Probe {
@@ -352,7 +186,7 @@ mod tests {
             std::thread::sleep(self.delay);
             out.gauge("probe", "A probe.", "", &[("name", self.name)], 1.0);
             if self.fail {
-                vec![CollectError::Other("always fails".into())]
+                vec![CollectError::parse("/probe", "always fails")]
             } else {
                 Vec::new()
             }

@@ -6,7 +6,11 @@
 //! the bounded set of collector names, and `reason`, from [`Refusal::ALL`]. The
 //! store's write health is served live by `/metrics` from the store itself
 //! (`StoreHealth`), since a store that cannot write cannot store it either.
+//!
+//! [`SelfCollector`] stores the same figures as series every fast tick, like any
+//! other collector's.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
@@ -16,11 +20,22 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::collect::Emitter;
+use crate::collect::{CollectError, Collector, Emitter, Group};
 use crate::endpoint::admission::Refusal;
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The store's figures as the self-metrics report them (`crate::store::Store::figures`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreFigures {
+    pub file_bytes: u64,
+    pub logical_bytes: u64,
+    pub blocks: u64,
+    pub series: u64,
+    /// Oldest and newest sample held, ms since the epoch.
+    pub time_range: Option<(i64, i64)>,
+}
 
 /// Self-metrics shared by the scheduler, the store writer and (later) `/metrics`.
 #[derive(Debug)]
@@ -180,12 +195,12 @@ impl Telemetry {
     }
 
     /// Records the store's figures after a write.
-    pub fn store(&self, s: &crate::store::Store, evicted: u64) {
-        self.store_file_bytes.set(s.file_bytes() as i64);
-        self.store_logical_bytes.set(s.logical_bytes() as i64);
-        self.store_blocks.set(s.block_count() as i64);
-        self.store_series.set(s.series().len() as i64);
-        if let Some((lo, hi)) = s.time_range() {
+    pub fn store(&self, s: &StoreFigures, evicted: u64) {
+        self.store_file_bytes.set(s.file_bytes as i64);
+        self.store_logical_bytes.set(s.logical_bytes as i64);
+        self.store_blocks.set(s.blocks as i64);
+        self.store_series.set(s.series as i64);
+        if let Some((lo, hi)) = s.time_range {
             self.store_oldest.set(lo as f64 / 1000.0);
             self.store_newest.set(hi as f64 / 1000.0);
         }
@@ -283,5 +298,27 @@ impl Telemetry {
             &[],
             self.endpoint_connections.get() as f64,
         );
+    }
+}
+
+/// The agent's own health as a collector in the fast group.
+#[derive(Debug)]
+pub struct SelfCollector {
+    pub telemetry: Arc<Telemetry>,
+    pub collectors: Vec<&'static str>,
+}
+
+impl Collector for SelfCollector {
+    fn name(&self) -> &'static str {
+        "self"
+    }
+
+    fn group(&self) -> Group {
+        Group::Fast
+    }
+
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+        self.telemetry.emit(&self.collectors, out);
+        Vec::new()
     }
 }

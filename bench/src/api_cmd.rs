@@ -221,12 +221,6 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// `pga-bench api`.
 pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
     let federator = match &args.federator {
@@ -301,7 +295,7 @@ fn measure(args: &ApiArgs, federator: &std::path::Path) -> anyhow::Result<ApiRep
         .arg(&key)
         .status()?;
     ensure!(status.success(), "pga-federator keygen failed");
-    let (api_port, metrics_port) = (free_port()?, free_port()?);
+    let (api_port, metrics_port) = (pga_lab::free_port()?, pga_lab::free_port()?);
     let mut toml = format!(
         "[database]\nurl = \"{}\"\nmax_connections = 8\n[scrape]\nschedule = \"*/15 * * * * *\"\njitter_ms = 14000\n\
          [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\

@@ -346,12 +346,6 @@ fn value(s: &SimSeries, i: usize, a: u64, ts: i64) -> f64 {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn agent_id(a: u64) -> AgentId {
     let mut id = [0x5d; 16];
     id[..8].copy_from_slice(&a.to_le_bytes());
@@ -406,7 +400,7 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     )
     .await?;
 
-    let now = now_ms();
+    let now = pga_lab::now_ms();
     let end = now - now.rem_euclid(BLOCK_MS);
     let start = end - args.days as i64 * DAY_MS;
     println!(
@@ -550,7 +544,7 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     let boards = dashboard::load_dir(&crate::grafana::dashboards_dir().join("grafana"))
         .map_err(anyhow::Error::msg)?;
     let opts = RunOptions {
-        range: TimeRange::last(now_ms(), 7 * 86_400),
+        range: TimeRange::last(pga_lab::now_ms(), 7 * 86_400),
         pixels: 1000,
         min_interval_ms: 10_000,
         timescaledb: false,

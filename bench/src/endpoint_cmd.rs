@@ -67,12 +67,6 @@ pub struct RenderReport {
     pub ms_p99: f64,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The series of the synthetic host: families of `FAMILY_SIZE`, a third constant
 /// settings, a third counters with uneven increments, a third decimal gauges.
 fn series(n: usize) -> Vec<Emitted> {
@@ -139,7 +133,7 @@ fn build(dir: &Path, args: &EndpointArgs) -> anyhow::Result<Store> {
             dir.display()
         );
     }
-    let now = now_ms();
+    let now = pga_lab::now_ms();
     let first_window = now.div_euclid(BLOCK_MS) - args.blocks as i64;
     let interval = BLOCK_MS / i64::from(args.collections_per_block);
     let mut batch = series(args.series);

@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
-use pga_agent::collect::Emitter;
 use pga_agent::collect::logs::LogFormat;
 use pga_agent::collect::logs::collector::{LogCollector, LogOptions};
 use pga_agent::collect::logs::discover::Explicit;
+use pga_agent::collect::{Collector as _, Emitter};
 use pga_agent::store::{Store, StoreOptions};
 use serde::Serialize;
 

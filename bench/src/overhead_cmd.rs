@@ -140,12 +140,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn measure(args: &OverheadArgs, agent_bin: &Path) -> anyhow::Result<OverheadReport> {
     let cluster = Cluster::builder()
         .preload("pg_stat_statements")
@@ -224,7 +218,7 @@ fn run_tools(
         "pga-agent",
     );
     let extend = exporter_queries(cfg.parent().unwrap_or(Path::new(".")))?;
-    let pg_port = free_port()?;
+    let pg_port = pga_lab::free_port()?;
     let dsn = format!(
         "host={} port={} user=pga_exporter dbname=postgres sslmode=disable",
         cluster.socket_dir().display(),
@@ -246,7 +240,7 @@ fn run_tools(
             .context("starting prometheus-postgres-exporter")?,
         "postgres_exporter",
     );
-    let node_port = free_port()?;
+    let node_port = pga_lab::free_port()?;
     let mut node_exporter = Proc(
         Command::new(NODE_EXPORTER)
             .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))

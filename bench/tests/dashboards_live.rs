@@ -344,6 +344,20 @@ async fn every_dashboard_query_runs_against_real_agents() {
             "\n[[agents]]\nname = \"{name}\"\nurl = \"https://127.0.0.1:{port}\"\n"
         ));
     }
+    // One rule that holds on every healthy instance, so that the Alerts dashboard and
+    // the fleet's alert column have a real firing alert (from the real evaluator) to show.
+    let rules = root.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("live.toml"),
+        "[[rules]]\nname = \"PgUpInLiveTest\"\nquery = \"last(pg_up[5m])\"\ncomparison = \"==\"\n\
+         threshold = 1\nseverity = \"info\"\nannotations.summary = \"{{ $labels.agent }} is up\"\n",
+    )
+    .unwrap();
+    fed_cfg.push_str(&format!(
+        "\n[alerting]\nschedule = \"*/2 * * * * *\"\nrule_files = [\"{}\"]\n",
+        rules.display()
+    ));
     let fed_path = root.join("federator.toml");
     std::fs::write(&fed_path, fed_cfg).unwrap();
     let fed_s = fed_path.display().to_string();
@@ -435,7 +449,8 @@ async fn every_dashboard_query_runs_against_real_agents() {
                      AND (SELECT count(*) FROM pga_log_events WHERE kind = 'deadlock') > 0 \
                      AND (SELECT count(*) FROM pga_log_events WHERE severity = 'ERROR') > 0 \
                      AND (SELECT count(*) FROM pga_instances WHERE role = 'standby') = 1 \
-                     AND (SELECT count(*) FROM pga_databases WHERE datname = 'app') = 3";
+                     AND (SELECT count(*) FROM pga_databases WHERE datname = 'app') = 3 \
+                     AND (SELECT count(DISTINCT agent) FROM alerts_current WHERE state = 'firing') = 3";
         let deadline = Instant::now() + Duration::from_secs(150);
         loop {
             if central.psql("pganalytics", ready).is_ok_and(|r| r == "t") {
@@ -448,7 +463,8 @@ async fn every_dashboard_query_runs_against_real_agents() {
                     central.psql(
                         "pganalytics",
                         "SELECT agent, count(*) FROM pga_series GROUP BY 1; \
-                         SELECT kind, count(*) FROM pga_log_events GROUP BY 1"
+                         SELECT kind, count(*) FROM pga_log_events GROUP BY 1; \
+                         SELECT agent, alertname, state FROM alerts_current"
                     ),
                     std::fs::read_to_string(root.join("federator.log")).unwrap_or_default()
                 );

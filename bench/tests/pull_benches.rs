@@ -1,7 +1,7 @@
 //! The federator's benchmarks run end to end at a small size: each starts its
 //! throwaway PostgreSQL, checks its own stored counts (a shortfall fails the
 //! command) and prints its figures. Speed is not asserted here; the figures are
-//! in README.md.
+//! in docs/benchmarks.md.
 
 use std::process::Command;
 

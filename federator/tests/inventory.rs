@@ -10,6 +10,7 @@ mod support;
 
 use std::sync::{Arc, RwLock};
 
+use pga_agent::collect::Collector as _;
 use pga_agent::collect::postgres::PostgresProbe;
 use pga_agent::collect::server_facts::SharedInstanceReport;
 use pga_agent::config::PostgresInstance;

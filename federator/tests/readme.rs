@@ -1,5 +1,5 @@
-//! README.md says what the federator does: every self-metric and failure reason of
-//! "Federator self-metrics", every key of "Federator configuration", and no other.
+//! docs/federator.md says what the federator does: every self-metric and failure
+//! reason of "Self-metrics", every key of "Configuration", and no other.
 
 use std::collections::BTreeSet;
 
@@ -9,17 +9,17 @@ use pga_federator::pull::batch::Gap;
 use pga_federator::pull::{DestinationError, Round, ScrapeError};
 use pga_federator::telemetry::Telemetry;
 
-fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap()
+fn page() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/federator.md")).unwrap()
 }
 
 /// The rows of the first table under `heading`, as cells.
 fn table(heading: &str) -> Vec<Vec<String>> {
-    let text = readme();
+    let text = page();
     let section = text
         .split(&format!("\n{heading}\n"))
         .nth(1)
-        .unwrap_or_else(|| panic!("README.md has {heading}"));
+        .unwrap_or_else(|| panic!("docs/federator.md has {heading}"));
     section
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -46,7 +46,7 @@ fn spans(cell: &str) -> Vec<String> {
 #[test]
 fn every_self_metric_is_documented_and_exists() {
     let mut documented = BTreeSet::new();
-    for row in table("### Federator self-metrics") {
+    for row in table("## Self-metrics") {
         for name in spans(&row[0]) {
             let name = name.split('{').next().unwrap_or_default();
             let name = match name.strip_prefix('…') {
@@ -90,6 +90,14 @@ fn every_self_metric_is_documented_and_exists() {
         ))),
     );
     t.retention(false);
+    // Alert evaluation and notifications (`alerting/metrics.rs`).
+    t.alerting.cycle("ok", Some(0.5));
+    t.alerting.set_rules(1);
+    t.alerting.set_alerts(1, 1);
+    t.alerting.evaluation_errors(1);
+    t.alerting.notified("am1", "delivered", 1);
+    t.alerting.set_failures("am1", 0);
+    t.alerting.delay(0.1);
     let text = t.render();
     let mut served = BTreeSet::new();
     for line in text.lines() {
@@ -108,7 +116,7 @@ fn every_self_metric_is_documented_and_exists() {
 
 #[test]
 fn every_failure_reason_is_documented() {
-    let rows = table("### Federator self-metrics");
+    let rows = table("## Self-metrics");
     let row = rows
         .iter()
         .find(|r| r[0].contains("scrape_failures_total"))
@@ -121,7 +129,7 @@ fn every_failure_reason_is_documented() {
 #[test]
 fn every_configuration_key_is_documented() {
     let mut documented = BTreeSet::new();
-    for row in table("### Federator configuration") {
+    for row in table("## Configuration") {
         for key in spans(&row[0]) {
             documented.insert(key.replace("[]", ""));
         }

@@ -1,4 +1,4 @@
-//! Rollups across a recorded gap and across a long silence (README.md, "Rollups"):
+//! Rollups across a recorded gap and across a long silence (docs/central-database.md, "Rollups"):
 //! no bucket attributes a counter's increase across them, the gap's bounds are
 //! exact (a head written before the gap was known lies before it), and the rates
 //! read from the views on both sides equal those computed from the raw samples —

@@ -103,7 +103,7 @@ relocatable = false
 trusted = true
 ";
 
-/// The three roles of README.md, "Roles", on `pg`: an owner that may not create
+/// The three roles of docs/central-database.md, "Roles", on `pg`: an owner that may not create
 /// roles migrates, the writer starts (what `run` does) and ingests, the reader
 /// only reads. Returns what `migrate` and the writer's start reported.
 async fn roles_work(pg: &pga_lab::Cluster) -> (MigrateReport, MigrateReport) {

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::cli::LogsArgs;
 use crate::collect::logs::classify::{ClassDetails, classify, to_event};
 use crate::collect::logs::{LogEntry, LogFormat, LogParser};
+use crate::now_ms;
 use crate::query::{Zone, format_rfc3339, parse_time};
-use crate::store::now_ms;
 /// Bytes read from a file at a time.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Message column width when the terminal's is unknown.

@@ -11,8 +11,9 @@ use redb::ReadableDatabase;
 use crate::cli::{QueryArgs, SeriesArgs};
 
 use super::{open_store, read_store};
+use crate::now_ms;
 use crate::query::{self, Format, Function, RenderOptions, SeriesResult};
-use crate::store::{StoreError, StoreView, now_ms};
+use crate::store::{StoreError, StoreView};
 
 /// Points a chart or table gets when no --step is given.
 const AUTO_POINTS: usize = 60;

@@ -4,15 +4,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::collect::Collector;
 use crate::collect::logs::collector::{LogCollector, LogOptions, cursor_name};
 use crate::collect::postgres::PostgresProbe;
 use crate::collect::system::{SystemCollector, SystemOptions};
 use crate::config::{AgentConfig, Loaded};
 use crate::endpoint::api::{self, ApiState};
 use crate::endpoint::{self, Endpoint, EndpointSettings};
-use crate::scheduler::{self, Collector, Intervals, SelfCollector};
-use crate::store::{Store, StoreOptions};
-use crate::telemetry::Telemetry;
+use crate::scheduler::{self, Intervals};
+use crate::store::{self, Store, StoreOptions};
+use crate::telemetry::{SelfCollector, Telemetry};
 
 /// Store bounds from the configuration.
 pub fn store_options(cfg: &AgentConfig) -> StoreOptions {
@@ -70,7 +71,7 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
     );
 
     let telemetry = Arc::new(Telemetry::new());
-    telemetry.store(&store, 0);
+    telemetry.store(&store.figures(), 0);
     let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
     let mut names = Vec::new();
     let system = SystemOptions::new(data_dir.clone());
@@ -194,7 +195,7 @@ pub fn run(loaded: &Loaded) -> anyhow::Result<()> {
     let writer = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
-            scheduler::write_passes(&mut store, rx, &writer_telemetry);
+            store::write_passes(&mut store, rx, &writer_telemetry);
             store
         })
         .context("starting the store writer")?;

@@ -8,8 +8,10 @@ use anyhow::{Context, bail};
 
 use crate::cli::StatusArgs;
 use crate::config::{AgentConfig, format_bytes};
+use crate::now_ms;
+use crate::query::table::{Column, text_table};
 use crate::query::{Zone, format_rfc3339};
-use crate::store::{HealthState, StoreStatus, Verified, now_ms, read_health_file};
+use crate::store::{HealthState, StoreStatus, Verified, read_health_file};
 
 pub fn status(data_dir: &Path, cfg: &AgentConfig, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if !matches!(args.format.as_str(), "table" | "json") {
@@ -149,33 +151,32 @@ pub fn render(s: &StoreStatus, cfg: &AgentConfig, verified: &Verified) -> String
     if s.collectors.is_empty() {
         line!(o, "collectors  none has run yet");
     } else {
-        line!(
-            o,
-            "\n{:<12} {:<22} {:>10} {:>8} {:>8} {:>7}  last error",
-            "collector",
-            "last run",
-            "duration",
-            "samples",
-            "runs",
-            "errors"
-        );
-        for (name, h) in &s.collectors {
-            line!(
-                o,
-                "{:<12} {:<22} {:>8.1}ms {:>8} {:>8} {:>7}  {}",
-                name,
+        let columns = [
+            Column::left("collector"),
+            Column::left("last run"),
+            Column::right("duration"),
+            Column::right("samples"),
+            Column::right("runs"),
+            Column::right("errors"),
+            Column::left("last error"),
+        ];
+        let rows = s.collectors.iter().map(|(name, h)| {
+            [
+                name.clone(),
                 format!(
                     "{} ({})",
                     time(Some(h.last_run_ms)).get(11..19).unwrap_or(""),
                     ago(h.last_run_ms, now)
                 ),
-                h.last_duration_ms,
-                h.last_samples,
-                h.runs_total,
-                h.errors_total,
-                h.last_error.as_deref().unwrap_or("-")
-            );
-        }
+                format!("{:.1}ms", h.last_duration_ms),
+                h.last_samples.to_string(),
+                h.runs_total.to_string(),
+                h.errors_total.to_string(),
+                h.last_error.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        });
+        o.push('\n');
+        o.push_str(&text_table(&columns, rows));
     }
     if !s.events.is_empty() {
         line!(o, "\nevents");
@@ -184,4 +185,68 @@ pub fn render(s: &StoreStatus, cfg: &AgentConfig, verified: &Verified) -> String
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::CollectorHealth;
+
+    #[test]
+    fn the_collector_table_stays_aligned_with_long_names() {
+        let health = |errors: u64, error: Option<&str>| CollectorHealth {
+            last_run_ms: now_ms() - 5_000,
+            last_duration_ms: 12.25,
+            last_samples: 140,
+            last_error: error.map(str::to_owned),
+            runs_total: 3,
+            errors_total: errors,
+        };
+        let status = StoreStatus {
+            path: "/var/lib/pganalytics/agent/store.redb".into(),
+            agent_id: "0".repeat(32),
+            created_ms: None,
+            file_bytes: 1 << 20,
+            logical_bytes: 1 << 19,
+            blocks: 0,
+            oldest_sequence: None,
+            newest_sequence: None,
+            oldest_ms: None,
+            newest_ms: None,
+            series: 10,
+            head_collections: 1,
+            collectors: vec![
+                ("self".into(), health(0, None)),
+                (
+                    "postgres:orders-replica-eu-west:sizes".into(),
+                    health(12, Some("connection refused")),
+                ),
+            ],
+            events: Vec::new(),
+            health: None,
+        };
+        let text = render(&status, &AgentConfig::default(), &Verified::default());
+        let table: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("collector"))
+            .collect();
+        assert_eq!(table.len(), 3, "{text}");
+        // Every column starts where its header does, and numbers end where theirs do.
+        let start = |header: &str| table[0].find(header).unwrap();
+        let end = |header: &str| start(header) + header.len();
+        for row in &table[1..] {
+            assert_eq!(
+                row.find(" (").map(|i| i - 8),
+                Some(start("last run")),
+                "{text}"
+            );
+            assert_eq!(
+                row.find("ms ").map(|i| i + 2),
+                Some(end("duration")),
+                "{text}"
+            );
+            assert!(row[..end("errors")].ends_with(['0', '2']), "{text}");
+        }
+        assert!(table[2].ends_with("  connection refused"), "{text}");
+    }
 }

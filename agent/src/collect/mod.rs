@@ -1,9 +1,20 @@
-//! Collectors and what they hand to the scheduler.
+//! Collectors and what one pass of a collector hands on: the first stage of the
+//! agent's pipeline (see the crate documentation for the whole flow).
 //!
-//! A collector fills an [`Emitter`] with samples; the scheduler stamps every sample of
-//! one pass with the pass's timestamp and hands the batch to the store, which interns
-//! each distinct (name, labels) as a series id.
+//! A [`Collector`] runs one pass at a time on the ticks of its [`Group`]; it fills an
+//! [`Emitter`] with samples ([`Emitted`]) and, for the log collector, log events and
+//! the cursor that produced them ([`LogBatch`]). The scheduler (`crate::scheduler`)
+//! wraps the result with the pass's timestamp and the collector's health into a
+//! [`Pass`] and sends it to the store writer (`crate::store::write_passes`), which
+//! interns each distinct (name, labels) as a series id. These types flow one way,
+//! collect → scheduler → store: nothing here knows the store.
+//!
+//! The collectors: [`system`] (the host), [`postgres`] (each instance's statistics
+//! families), [`logs`] (each instance's server log); the agent's own health is
+//! `crate::telemetry::SelfCollector`.
 
+mod collector;
+mod emit;
 pub mod logs;
 pub mod postgres;
 pub mod server_facts;
@@ -11,7 +22,8 @@ pub mod system;
 
 use std::fmt;
 
-use pga_format::MetricKind;
+pub use collector::{Collector, CollectorHealth, Pass};
+pub use emit::{Emitted, Emitter, LogBatch};
 
 /// The label naming the PostgreSQL instance (the `[[postgres]]` name) on every series
 /// about it. Not `instance`: a Prometheus server sets that label on every scraped
@@ -49,124 +61,6 @@ impl fmt::Display for Group {
     }
 }
 
-/// One sample as a collector produces it, before it has a series id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Emitted {
-    /// Prometheus metric name, `_total` suffix on counters, base units.
-    pub name: String,
-    /// Label pairs sorted by name.
-    pub labels: Vec<(String, String)>,
-    pub kind: MetricKind,
-    /// Base unit (`seconds`, `bytes`) or empty.
-    pub unit: &'static str,
-    pub help: &'static str,
-    pub value: f64,
-}
-
-/// Collects the samples of one collector pass, and the log events and cursor of a
-/// collector that reads logs (stored in the same transaction as the samples).
-#[derive(Debug, Default)]
-pub struct Emitter {
-    samples: Vec<Emitted>,
-    logs: crate::store::LogBatch,
-}
-
-impl Emitter {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records a gauge sample. `labels` need not be sorted.
-    pub fn gauge(
-        &mut self,
-        name: &str,
-        help: &'static str,
-        unit: &'static str,
-        labels: &[(&str, &str)],
-        value: f64,
-    ) {
-        self.push(MetricKind::Gauge, name, help, unit, labels, value);
-    }
-
-    /// Records a counter sample (`name` should end in `_total`). `labels` need not be sorted.
-    pub fn counter(
-        &mut self,
-        name: &str,
-        help: &'static str,
-        unit: &'static str,
-        labels: &[(&str, &str)],
-        value: f64,
-    ) {
-        self.push(MetricKind::Counter, name, help, unit, labels, value);
-    }
-
-    fn push(
-        &mut self,
-        kind: MetricKind,
-        name: &str,
-        help: &'static str,
-        unit: &'static str,
-        labels: &[(&str, &str)],
-        value: f64,
-    ) {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        labels.sort();
-        self.samples.push(Emitted {
-            name: name.to_owned(),
-            labels,
-            kind,
-            unit,
-            help,
-            value,
-        });
-    }
-
-    pub fn samples(&self) -> &[Emitted] {
-        &self.samples
-    }
-
-    pub fn len(&self) -> usize {
-        self.samples.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-    }
-
-    /// Moves every sample of `other` to the end of this one.
-    pub fn append(&mut self, other: &mut Emitter) {
-        self.samples.append(&mut other.samples);
-    }
-
-    /// Takes the samples, leaving the emitter empty.
-    pub fn take(&mut self) -> Vec<Emitted> {
-        std::mem::take(&mut self.samples)
-    }
-
-    /// Records a log event of this pass.
-    pub fn log_event(&mut self, event: pga_format::LogEvent) {
-        self.logs.events.push(event);
-    }
-
-    /// Log events recorded so far in this pass.
-    pub fn log_events(&self) -> &[pga_format::LogEvent] {
-        &self.logs.events
-    }
-
-    /// Sets the cursor saved with this pass (replacing one set before).
-    pub fn set_cursor(&mut self, name: &str, value: Vec<u8>) {
-        self.logs.cursor = Some((name.to_owned(), value));
-    }
-
-    /// Takes the log events and cursor, leaving them empty.
-    pub fn take_logs(&mut self) -> crate::store::LogBatch {
-        std::mem::take(&mut self.logs)
-    }
-}
-
 /// Why a collector (or one part of it) failed in a pass.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -175,8 +69,47 @@ pub enum CollectError {
     Io { path: String, error: std::io::Error },
     #[error("parsing {path}: {detail}")]
     Parse { path: String, detail: String },
-    #[error("{0}")]
-    Other(String),
+    /// A subsystem this host lacks (a missing `/proc` file, PSI booted off); said
+    /// once, then the subsystem is not collected until the agent restarts.
+    #[error(
+        "{what} metrics are not available on this host ({}: {error}{hint}); not collecting them until the agent restarts",
+        path.display()
+    )]
+    Unavailable {
+        what: String,
+        path: std::path::PathBuf,
+        error: std::io::Error,
+        /// What the subsystem needs, starting with `; `, or empty.
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Postgres(Box<postgres::PostgresError>),
+    /// Where an instance's log is, or how to read it, is not known.
+    #[error("log of instance {instance}: {error}")]
+    LogLocation {
+        instance: String,
+        error: logs::discover::DiscoverError,
+    },
+    #[error("log of instance {instance}: {error}")]
+    LogPrefix {
+        instance: String,
+        error: logs::PrefixError,
+    },
+    #[error(
+        "cannot read {}: permission denied; set log_file_mode = 0640 on the server \
+         and add the agent's user to the group owning the log (e.g. postgres, or adm \
+         for /var/log/postgresql), then restart the agent",
+        path.display()
+    )]
+    LogUnreadable { path: std::path::PathBuf },
+    #[error("encoding the log cursor: {0}")]
+    LogCursor(postcard::Error),
+}
+
+impl From<postgres::PostgresError> for CollectError {
+    fn from(e: postgres::PostgresError) -> Self {
+        CollectError::Postgres(Box::new(e))
+    }
 }
 
 impl CollectError {

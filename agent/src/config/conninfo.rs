@@ -241,28 +241,22 @@ fn parse_url(rest: &str) -> Result<Vec<(String, String)>, ConninfoError> {
     Ok(out)
 }
 
+/// Decodes `%XX` escapes (`percent-encoding`); like libpq, refuses a `%` not followed
+/// by two hex digits (the crate passes those through) and bytes that are not UTF-8.
 fn percent_decode(s: &str) -> Result<String, ConninfoError> {
-    if !s.contains('%') {
-        return Ok(s.to_owned());
+    let malformed = s.split('%').skip(1).any(|rest| {
+        !rest
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(ConninfoError::BadPercentEncoding(s.to_owned()));
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ConninfoError::BadPercentEncoding(s.to_owned()))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ConninfoError::BadPercentEncoding(s.to_owned()))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| ConninfoError::BadPercentEncoding(s.to_owned()))
 }
 
 /// Quotes a value for a libpq `key=value` string: an empty value, or one with
@@ -418,6 +412,24 @@ mod tests {
             parse_conninfo("postgresql://h/db%zz"),
             Err(ConninfoError::BadPercentEncoding(_))
         ));
+        // Like libpq: an escape cut short or not UTF-8 is refused, UTF-8 is decoded.
+        for bad in [
+            "postgresql://h/db%4",
+            "postgresql://h/db%",
+            "postgresql://h/%ff",
+        ] {
+            assert!(
+                matches!(
+                    parse_conninfo(bad),
+                    Err(ConninfoError::BadPercentEncoding(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_conninfo("postgresql://h/caf%C3%A9").unwrap(),
+            kv(&[("host", "h"), ("dbname", "café")])
+        );
         assert!(matches!(
             parse_conninfo("postgresql://[::1/db"),
             Err(ConninfoError::BadUrl(_))

@@ -216,39 +216,14 @@ struct PasswdEntry {
     home: PathBuf,
 }
 
-/// The effective uid, from `/proc/self/status` (std has no `geteuid`).
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_effective_uid(&status)
-}
-
-/// The second number of the `Uid:` line (real, effective, saved, filesystem).
-fn parse_effective_uid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .and_then(|euid| euid.parse().ok())
-}
-
+/// The user database entry of the effective uid, as libpq looks it up
+/// (`getpwuid_r`: `/etc/passwd` and every other NSS source, such as LDAP, sssd or
+/// systemd's dynamic users).
 fn passwd_entry_of_euid() -> Option<PasswdEntry> {
-    let uid = effective_uid()?;
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd_lookup(&passwd, uid)
-}
-
-/// The `/etc/passwd` entry (`name:pw:uid:gid:gecos:home:shell`) of `uid`.
-fn passwd_lookup(passwd: &str, uid: u32) -> Option<PasswdEntry> {
-    passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 6 && !f[0].is_empty() && f[2].parse::<u32>().ok() == Some(uid) {
-            Some(PasswdEntry {
-                name: f[0].to_owned(),
-                home: PathBuf::from(f[5]),
-            })
-        } else {
-            None
-        }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::effective()).ok()??;
+    Some(PasswdEntry {
+        name: user.name,
+        home: user.dir,
     })
 }
 
@@ -410,20 +385,28 @@ mod tests {
     }
 
     #[test]
-    fn passwd_and_status_parsing() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
-                      # comment\n\
-                      postgres:x:114:120:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash\n";
-        assert_eq!(
-            passwd_lookup(passwd, 114),
-            Some(PasswdEntry {
-                name: "postgres".into(),
-                home: PathBuf::from("/var/lib/postgresql")
-            })
-        );
-        assert_eq!(passwd_lookup(passwd, 1000), None);
-        let status = "Name:\tcat\nUid:\t1000\t1001\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\n";
-        assert_eq!(parse_effective_uid(status), Some(1001));
+    fn the_effective_uid_is_looked_up_in_the_user_database() {
+        // What `id` (getpwuid through NSS, as libpq) says of this process's user.
+        let id = |arg: &str| {
+            let out = std::process::Command::new("id").arg(arg).output().unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        let entry = passwd_entry_of_euid();
+        assert_eq!(entry.as_ref().map(|e| e.name.clone()), id("-un"));
+        if let Some(e) = entry {
+            let getent = std::process::Command::new("getent")
+                .args(["passwd", &id("-u").unwrap()])
+                .output()
+                .unwrap();
+            let line = String::from_utf8_lossy(&getent.stdout).into_owned();
+            assert_eq!(
+                line.trim().split(':').nth(5).map(PathBuf::from),
+                Some(e.home),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use humansize::{BINARY, FormatSizeOptions};
+
 use super::conninfo::{redact_params, render_conninfo};
 use super::load::Loaded;
 use super::validate::Problem;
@@ -220,23 +222,13 @@ fn secs(s: u64) -> String {
     humantime::format_duration(Duration::from_secs(s)).to_string()
 }
 
-/// A byte count in binary units: `1 GiB`, `512 MiB`, `1.5 GiB`, `300 B`.
+/// A byte count in binary units: `1 GiB`, `512 MiB`, `1.5 GiB`, `300 B`: whole
+/// units without a decimal, else one decimal.
 pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    let mut whole = n;
-    while whole >= 1024 && unit + 1 < UNITS.len() {
-        whole /= 1024;
-        unit += 1;
-    }
-    let scale = 1u64 << (10 * unit);
-    if n.is_multiple_of(scale) {
-        format!("{} {}", n / scale, UNITS[unit])
-    } else {
-        // Display only: the precision lost converting to f64 does not show.
-        let value = n as f64 / scale as f64;
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    let options = FormatSizeOptions::from(BINARY)
+        .decimal_places(1)
+        .decimal_zeroes(0);
+    humansize::format_size(n, options)
 }
 
 #[cfg(test)]
@@ -261,6 +253,8 @@ mod tests {
         assert_eq!(format_bytes(1536 << 20), "1.5 GiB");
         assert_eq!(format_bytes(300), "300 B");
         assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes((1 << 20) + 1024), "1.0 MiB");
+        assert_eq!(format_bytes((1 << 30) - 1), "1024.0 MiB");
     }
 
     #[test]

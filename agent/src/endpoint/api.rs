@@ -19,7 +19,8 @@ use axum::routing::get;
 use pga_format::{FORMAT_VERSION, MetricKind, SeriesMeta};
 
 use crate::collect::server_facts::SharedInstanceReport;
-use crate::store::{StoreError, StoreHandle, now_ms};
+use crate::now_ms;
+use crate::store::{StoreError, StoreHandle};
 
 /// Content type of `/v1/blocks` and `/v1/series` bodies: pga-format frames back to back.
 pub const FRAMES_CONTENT_TYPE: &str = "application/vnd.pganalytics.frames; version=1";

@@ -75,7 +75,7 @@ struct TlsContext {
 
 /// What every connection task shares.
 #[derive(Debug)]
-struct Shared {
+struct ServerContext {
     tls: Option<TlsContext>,
     limits: Limits,
     router: Router,
@@ -85,7 +85,7 @@ struct Shared {
     telemetry: Option<Arc<Telemetry>>,
 }
 
-impl Shared {
+impl ServerContext {
     fn refuse(&self, peer: SocketAddr, reason: Refusal, detail: &str) {
         if let Some(t) = &self.telemetry {
             t.endpoint_refused(reason.as_str());
@@ -212,7 +212,7 @@ impl Endpoint {
                  (insecure_plaintext), loopback only"
             );
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerContext {
             tls,
             limits,
             router,
@@ -368,7 +368,7 @@ async fn plaintext(
     tcp: TcpStream,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
-    shared: Arc<Shared>,
+    shared: Arc<ServerContext>,
     stop: watch::Receiver<bool>,
 ) {
     serve_http(tcp, peer, None, &shared, stop).await;
@@ -380,7 +380,7 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     mut ticket: Ticket,
-    shared: Arc<Shared>,
+    shared: Arc<ServerContext>,
     stop: watch::Receiver<bool>,
 ) {
     let Some(tls) = &shared.tls else {
@@ -479,7 +479,7 @@ async fn serve_http<I>(
     io: I,
     peer: SocketAddr,
     client: Option<String>,
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerContext>,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -52,6 +52,7 @@
 pub mod chart;
 pub mod eval;
 pub mod output;
+pub mod table;
 pub mod time;
 
 use pga_format::{Sample, SeriesMeta};

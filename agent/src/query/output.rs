@@ -22,8 +22,10 @@ use std::io::{self, Write};
 use std::str::FromStr;
 
 use pga_format::SeriesMeta;
+use serde::Serialize;
 
 use super::chart;
+use super::table::{Column, text_table};
 use super::time::{Zone, format_rfc3339};
 use pga_selector::escape;
 
@@ -174,78 +176,96 @@ fn render_table(
             writeln!(out, "(no points in this range)")?;
             continue;
         }
-        let rows: Vec<(String, String)> = r
-            .points
-            .iter()
-            .map(|&(ts, v)| (time(ts), format_value(v)))
-            .collect();
-        let tw = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-        let vw = rows
-            .iter()
-            .map(|r| r.1.chars().count())
-            .chain([5])
-            .max()
-            .unwrap_or(5);
-        writeln!(out, "{:<tw$}  {:>vw$}", "time", "value")?;
-        for (t, v) in rows {
-            writeln!(out, "{t:<tw$}  {v:>vw$}")?;
-        }
+        let rows = r.points.iter().map(|&(ts, v)| [time(ts), format_value(v)]);
+        let table = text_table(&[Column::left("time"), Column::right("value")], rows);
+        out.write_all(table.as_bytes())?;
     }
     Ok(())
 }
 
 fn render_json(results: &[SeriesResult], out: &mut dyn Write) -> io::Result<()> {
-    if results.is_empty() {
+    json_lines(
+        results.iter().map(|r| JsonSeries {
+            points: Some(JsonPoints(&r.points)),
+            ..JsonSeries::of(&r.meta)
+        }),
+        out,
+    )
+}
+
+/// A JSON array with one element a line (`[`, `  {…},`, …, `]`); `[]` when empty.
+fn json_lines<T: Serialize>(
+    items: impl ExactSizeIterator<Item = T>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let n = items.len();
+    if n == 0 {
         return writeln!(out, "[]");
     }
     writeln!(out, "[")?;
-    for (i, r) in results.iter().enumerate() {
-        out.write_all(b"  {")?;
-        json_meta_fields(&r.meta, out)?;
-        out.write_all(b",\"points\":[")?;
-        for (j, &(ts, v)) in r.points.iter().enumerate() {
-            if j > 0 {
-                out.write_all(b",")?;
-            }
-            write!(out, "[{ts},")?;
-            json_value(v, out)?;
-            out.write_all(b"]")?;
-        }
-        let sep = if i + 1 < results.len() { "," } else { "" };
-        writeln!(out, "]}}{sep}")?;
+    for (i, item) in items.enumerate() {
+        out.write_all(b"  ")?;
+        serde_json::to_writer(&mut *out, &item).map_err(io::Error::from)?;
+        writeln!(out, "{}", if i + 1 < n { "," } else { "" })?;
     }
     writeln!(out, "]")
 }
 
-/// `"metric":…,"labels":{…},"kind":…,"unit":…` of one series.
-fn json_meta_fields(meta: &SeriesMeta, out: &mut dyn Write) -> io::Result<()> {
-    out.write_all(b"\"metric\":")?;
-    json_string(&meta.name, out)?;
-    out.write_all(b",\"labels\":{")?;
-    for (i, (name, value)) in meta.labels.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        json_string(name, out)?;
-        out.write_all(b":")?;
-        json_string(value, out)?;
-    }
-    out.write_all(b"},\"kind\":")?;
-    json_string(meta.kind.as_str(), out)?;
-    out.write_all(b",\"unit\":")?;
-    json_string(&meta.unit, out)
+/// One series in the JSON output: `metric`, `labels`, `kind`, `unit`, then `help`
+/// (series lists) or `points` (query results).
+#[derive(Serialize)]
+struct JsonSeries<'a> {
+    metric: &'a str,
+    labels: JsonLabels<'a>,
+    kind: &'a str,
+    unit: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    points: Option<JsonPoints<'a>>,
 }
 
-fn json_string(s: &str, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer(out, s).map_err(io::Error::from)
+impl<'a> JsonSeries<'a> {
+    fn of(meta: &'a SeriesMeta) -> Self {
+        JsonSeries {
+            metric: &meta.name,
+            labels: JsonLabels(&meta.labels),
+            kind: meta.kind.as_str(),
+            unit: &meta.unit,
+            help: None,
+            points: None,
+        }
+    }
+}
+
+/// Labels as a JSON object, in their (sorted) order.
+struct JsonLabels<'a>(&'a [(String, String)]);
+
+impl Serialize for JsonLabels<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// Points as `[[timestamp_ms, value], …]`.
+struct JsonPoints<'a>(&'a [(i64, f64)]);
+
+impl Serialize for JsonPoints<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&(ts, v)| (ts, JsonValue(v))))
+    }
 }
 
 /// A finite value as a JSON number; NaN and infinities as strings.
-fn json_value(v: f64, out: &mut dyn Write) -> io::Result<()> {
-    if v.is_finite() {
-        serde_json::to_writer(out, &v).map_err(io::Error::from)
-    } else {
-        write!(out, "\"{}\"", format_value(v))
+struct JsonValue(f64);
+
+impl Serialize for JsonValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            s.serialize_f64(self.0)
+        } else {
+            s.serialize_str(&format_value(self.0))
+        }
     }
 }
 
@@ -266,35 +286,16 @@ pub fn render_series_list(
             if metas.is_empty() {
                 return writeln!(out, "no series");
             }
-            let rows: Vec<[String; 4]> = metas
-                .iter()
-                .map(|m| {
-                    [
-                        m.name.clone(),
-                        labels_text(m),
-                        m.kind.as_str().to_owned(),
-                        m.unit.clone(),
-                    ]
-                })
-                .collect();
-            let header = ["metric", "labels", "kind", "unit"].map(str::to_owned);
-            let mut widths = [0usize; 4];
-            for row in std::iter::once(&header).chain(&rows) {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            for row in std::iter::once(&header).chain(&rows) {
-                let mut line = String::new();
-                for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-                    if i > 0 {
-                        line.push_str("  ");
-                    }
-                    line.push_str(&format!("{cell:<w$}"));
-                }
-                writeln!(out, "{}", line.trim_end())?;
-            }
-            Ok(())
+            let rows = metas.iter().map(|m| {
+                [
+                    m.name.clone(),
+                    labels_text(m),
+                    m.kind.as_str().to_owned(),
+                    m.unit.clone(),
+                ]
+            });
+            let columns = ["metric", "labels", "kind", "unit"].map(Column::left);
+            out.write_all(text_table(&columns, rows).as_bytes())
         }
         Format::Csv => {
             writeln!(out, "series,metric,kind,unit,help")?;
@@ -311,21 +312,13 @@ pub fn render_series_list(
             }
             Ok(())
         }
-        Format::Json => {
-            if metas.is_empty() {
-                return writeln!(out, "[]");
-            }
-            writeln!(out, "[")?;
-            for (i, m) in metas.iter().enumerate() {
-                out.write_all(b"  {")?;
-                json_meta_fields(m, out)?;
-                out.write_all(b",\"help\":")?;
-                json_string(&m.help, out)?;
-                let sep = if i + 1 < metas.len() { "," } else { "" };
-                writeln!(out, "}}{sep}")?;
-            }
-            writeln!(out, "]")
-        }
+        Format::Json => json_lines(
+            metas.iter().map(|m| JsonSeries {
+                help: Some(&m.help),
+                ..JsonSeries::of(m)
+            }),
+            out,
+        ),
     }
 }
 
@@ -624,6 +617,24 @@ pg_up                                    gauge
         );
         let text = to_string(|out| render_series_list(&[], Format::Json, out));
         assert_eq!(text, "[]\n");
+    }
+
+    #[test]
+    fn json_layout_is_one_series_a_line() {
+        let m = meta("m", &[("a", "x\"y"), ("b", "")], MetricKind::Gauge);
+        let results = [SeriesResult {
+            meta: m.clone(),
+            points: vec![(1, 1.0), (2, f64::NAN), (3, 0.25)],
+        }];
+        assert_eq!(
+            rendered(&results, Format::Json, &RenderOptions::default()),
+            "[\n  {\"metric\":\"m\",\"labels\":{\"a\":\"x\\\"y\",\"b\":\"\"},\"kind\":\"gauge\",\
+             \"unit\":\"\",\"points\":[[1,1.0],[2,\"NaN\"],[3,0.25]]}\n]\n"
+        );
+        let text = to_string(|out| render_series_list(&[m.clone(), m], Format::Json, out));
+        let line = "{\"metric\":\"m\",\"labels\":{\"a\":\"x\\\"y\",\"b\":\"\"},\"kind\":\"gauge\",\
+                    \"unit\":\"\",\"help\":\"\"}";
+        assert_eq!(text, format!("[\n  {line},\n  {line}\n]\n"));
     }
 
     #[test]

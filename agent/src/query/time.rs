@@ -23,6 +23,10 @@
 
 use std::time::Duration;
 
+use chrono::{
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, Offset, SecondsFormat, TimeZone, Utc,
+};
+
 const TIME_FORMS: &str = "use \"now\", a duration before now such as 90s, 15m, 2h, 1d or \
                           1h30m, an RFC 3339 time such as 2026-11-24T08:00:00Z or \
                           2026-11-24T09:00:00+01:00, or Unix seconds (1795507200) or \
@@ -111,7 +115,7 @@ fn parse_epoch(t: &str) -> Result<i64, String> {
     match int.len() {
         10 => {
             let secs: i64 = int.parse().map_err(|_| "not a number".to_owned())?;
-            Ok(secs * 1000 + frac_millis(frac))
+            Ok(secs * 1000 + i64::from(frac_millis(frac)))
         }
         13 if frac.is_empty() => int.parse().map_err(|_| "not a number".to_owned()),
         13 => Err("Unix milliseconds take no fraction".to_owned()),
@@ -124,14 +128,20 @@ fn parse_epoch(t: &str) -> Result<i64, String> {
 }
 
 /// The first three digits of a fraction of a second as milliseconds (truncated).
-fn frac_millis(frac: &str) -> i64 {
+fn frac_millis(frac: &str) -> u32 {
     frac.bytes()
         .chain(std::iter::repeat(b'0'))
         .take(3)
-        .fold(0, |acc, b| acc * 10 + i64::from(b - b'0'))
+        .fold(0, |acc, b| acc * 10 + u32::from(b - b'0'))
 }
 
-/// Parses `YYYY-MM-DD(T|t| )HH:MM[:SS[.frac]](Z|z|±HH:MM|±HHMM)`.
+/// Parses `YYYY-MM-DD(T|t| )HH:MM[:SS[.frac]](Z|z|±HH:MM|±HHMM)`: RFC 3339, and also
+/// without the seconds or the offset's colon.
+///
+/// The fields are read here, so that an error names the one that is wrong and how to
+/// fix it (chrono's RFC 3339 parser says only that the input is invalid, and refuses
+/// the two short forms); chrono checks the date and the time of day and places them
+/// on the time line.
 fn parse_rfc3339(t: &str) -> Result<i64, String> {
     let b = t.as_bytes();
     let mut p = Cursor { b, i: 0 };
@@ -185,7 +195,7 @@ fn parse_rfc3339(t: &str) -> Result<i64, String> {
             if oh > 23 || om > 59 {
                 return Err(format!("offset {oh:02}:{om:02} is out of range"));
             }
-            let secs = oh * 3600 + om * 60;
+            let secs = (oh * 3600 + om * 60) as i32;
             if sign == b'-' { -secs } else { secs }
         }
         Some(c) => {
@@ -198,21 +208,24 @@ fn parse_rfc3339(t: &str) -> Result<i64, String> {
     if !p.done() {
         return Err("unexpected text after the zone".to_owned());
     }
-    if !(1..=12).contains(&month) {
-        return Err(format!("month {month} is not between 1 and 12"));
-    }
-    let last_day = days_in_month(year, month);
-    if day < 1 || day > last_day {
-        return Err(format!("day {day} is not between 1 and {last_day}"));
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return Err(format!(
-            "{hour:02}:{minute:02}:{second:02} is not a valid time of day"
-        ));
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
-        - offset_secs;
-    Ok(secs * 1000 + millis)
+    let first = NaiveDate::from_ymd_opt(year as i32, month, 1)
+        .ok_or_else(|| format!("month {month} is not between 1 and 12"))?;
+    let last_day = first.num_days_in_month();
+    let date = first
+        .with_day(day)
+        .ok_or_else(|| format!("day {day} is not between 1 and {last_day}"))?;
+    // A leap second (`:60`) is, for chrono, the second 59 and 1000 ms more.
+    let (sec, leap_ms) = if second == 60 {
+        (59, 1000)
+    } else {
+        (second, 0)
+    };
+    let time = NaiveTime::from_hms_milli_opt(hour, minute, sec, millis + leap_ms)
+        .ok_or_else(|| format!("{hour:02}:{minute:02}:{second:02} is not a valid time of day"))?;
+    FixedOffset::east_opt(offset_secs)
+        .and_then(|offset| offset.from_local_datetime(&date.and_time(time)).single())
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| format!("{t} is out of range"))
 }
 
 struct Cursor<'a> {
@@ -243,7 +256,8 @@ impl Cursor<'_> {
         }
     }
 
-    fn digits(&mut self, n: usize, what: &str) -> Result<i64, String> {
+    /// `n` (at most 4) ASCII digits as a number.
+    fn digits(&mut self, n: usize, what: &str) -> Result<u32, String> {
         let digits = self
             .b
             .get(self.i..self.i + n)
@@ -252,46 +266,8 @@ impl Cursor<'_> {
         self.i += n;
         Ok(digits
             .iter()
-            .fold(0, |acc, d| acc * 10 + i64::from(d - b'0')))
+            .fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
     }
-}
-
-const fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-const fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date `(year, month, day)` of a day count since 1970-01-01.
-const fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    (year, month, day)
 }
 
 /// How to show times: in UTC with `Z`, or at a fixed offset from UTC.
@@ -306,48 +282,37 @@ pub enum Zone {
 /// Formats a timestamp as RFC 3339, with milliseconds when `millis` is set:
 /// `2026-11-24T08:00:00Z`, `2026-11-24T09:00:00.250+01:00`.
 pub fn format_rfc3339(ts_ms: i64, zone: Zone, millis: bool) -> String {
-    let (date, time, ms) = split(ts_ms, zone);
-    let mut s = format!("{date}T{time}");
-    if millis {
-        s.push_str(&format!(".{ms:03}"));
-    }
-    s.push_str(&zone_suffix(zone));
-    s
+    let seconds = if millis {
+        SecondsFormat::Millis
+    } else {
+        SecondsFormat::Secs
+    };
+    in_zone(ts_ms, zone).to_rfc3339_opts(seconds, zone == Zone::Utc)
 }
 
 /// Formats the time of day only (`08:00:00Z`), for tight chart labels.
 pub fn format_time_of_day(ts_ms: i64, zone: Zone) -> String {
-    let (_, time, _) = split(ts_ms, zone);
-    format!("{time}{}", zone_suffix(zone))
-}
-
-/// `("YYYY-MM-DD", "HH:MM:SS", millis)` of a timestamp in a zone.
-fn split(ts_ms: i64, zone: Zone) -> (String, String, i64) {
-    let offset = match zone {
-        Zone::Utc => 0,
-        Zone::Offset(secs) => i64::from(secs),
+    let format = match zone {
+        Zone::Utc => "%H:%M:%SZ",
+        Zone::Offset(_) => "%H:%M:%S%:z",
     };
-    let local_ms = ts_ms.saturating_add(offset * 1000);
-    let secs = local_ms.div_euclid(1000);
-    let ms = local_ms.rem_euclid(1000);
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!("{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60),
-        ms,
-    )
+    in_zone(ts_ms, zone).format(format).to_string()
 }
 
-fn zone_suffix(zone: Zone) -> String {
-    match zone {
-        Zone::Utc => "Z".to_owned(),
-        Zone::Offset(secs) => {
-            let sign = if secs < 0 { '-' } else { '+' };
-            let abs = secs.unsigned_abs();
-            format!("{sign}{:02}:{:02}", abs / 3600, abs / 60 % 60)
-        }
-    }
+/// A timestamp in a zone; one past the range of dates chrono holds (about 262 000
+/// years either side of 1970) is shown at the end of that range.
+fn in_zone(ts_ms: i64, zone: Zone) -> DateTime<FixedOffset> {
+    let utc = DateTime::from_timestamp_millis(ts_ms).unwrap_or(if ts_ms < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    });
+    let offset = match zone {
+        Zone::Utc => Utc.fix(),
+        // Offsets come from the local zone, always within a day.
+        Zone::Offset(secs) => FixedOffset::east_opt(secs).unwrap_or(Utc.fix()),
+    };
+    utc.with_timezone(&offset)
 }
 
 /// Parses a step: a duration (`10s`, `5m`, `1h30m`) or a bare number of seconds

@@ -9,11 +9,12 @@ use std::sync::{Arc, RwLock};
 use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesMeta};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::head::read_head;
+use super::reader::StoreView;
+use super::tables::meta_u64;
 use super::tables::{BLOCK_INDEX, BLOCKS, DICTIONARY, META};
-use super::{
-    BLOCK_ZSTD_LEVEL, CollectorHealth, StoreError, StoreHealth, StoreStatus, meta_u64, read_head,
-    reader::StoreView,
-};
+use super::{BLOCK_ZSTD_LEVEL, StoreError, StoreHealth, StoreStatus};
+use crate::collect::CollectorHealth;
 
 /// A series is left out of `/metrics` once its newest sample is older than this many
 /// of its own collection intervals ...
@@ -23,7 +24,7 @@ const STALE_GRACE_MS: i64 = 5_000;
 
 /// What the writer publishes after every commit.
 #[derive(Debug, Default)]
-pub(super) struct Shared {
+pub(super) struct Published {
     pub(super) metas: Vec<SeriesMeta>,
     /// `latest[id]`: the newest committed sample of series `id`.
     pub(super) latest: Vec<Option<(i64, f64)>>,
@@ -103,7 +104,7 @@ pub struct StoreHandle {
     slot: Arc<DbSlot>,
     path: PathBuf,
     agent_id: AgentId,
-    shared: Arc<RwLock<Shared>>,
+    shared: Arc<RwLock<Published>>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -119,7 +120,7 @@ impl StoreHandle {
         slot: Arc<DbSlot>,
         path: PathBuf,
         agent_id: AgentId,
-        shared: Arc<RwLock<Shared>>,
+        shared: Arc<RwLock<Published>>,
     ) -> Self {
         StoreHandle {
             slot,

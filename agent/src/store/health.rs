@@ -90,7 +90,7 @@ impl StoreHealth {
             last_write_ms: None,
             budget_bytes,
             pid: std::process::id(),
-            updated_ms: super::now_ms(),
+            updated_ms: crate::now_ms(),
             failure_recorded: false,
         }
     }

@@ -13,22 +13,6 @@ use super::StoreError;
 use super::reader::StoreView;
 use super::tables::{BLOCK_INDEX, BLOCKS, HEAD_LOGS};
 
-/// What a collector hands the store with a pass besides its samples: log events and
-/// the cursor (file offsets, running totals) that produced them. Both commit in the
-/// transaction of the pass's samples, so a crash keeps all of them or none.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LogBatch {
-    pub events: Vec<LogEvent>,
-    /// `(name, bytes)` saved into the `cursors` table.
-    pub cursor: Option<(String, Vec<u8>)>,
-}
-
-impl LogBatch {
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.cursor.is_none()
-    }
-}
-
 /// A [`LogEvent`] as a head row stores it.
 #[derive(Debug, Deserialize)]
 struct StoredEvent {
@@ -172,6 +156,7 @@ impl<D: ReadableDatabase + Sync> StoreView<'_, D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::LogBatch;
     use crate::store::{Store, StoreOptions};
 
     fn event(ts: i64, msg: &str) -> LogEvent {
@@ -237,7 +222,7 @@ mod tests {
             block_ms: 600_000,
         };
         let (mut store, _) = Store::open(dir.path(), opts).unwrap();
-        let half = crate::store::HEAD_LOG_EVENTS / 2 + 1;
+        let half = crate::store::seal::HEAD_LOG_EVENTS / 2 + 1;
         let batch = LogBatch {
             events: (0..half as i64).map(|i| event(i, "e")).collect(),
             cursor: None,

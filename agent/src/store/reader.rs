@@ -8,11 +8,12 @@ use pga_format::{AgentId, Sample, SeriesId, SeriesMeta};
 use redb::{ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 
+use super::head::{HeadRow, read_head};
+use super::open::{OpenFailure, builder, open_db};
 use super::tables::{BLOCK_INDEX, BLOCKS, COLLECTORS, DICTIONARY, EVENTS, HEAD, META};
-use super::{
-    CollectorHealth, HeadRow, OpenFailure, STORE_FILE, StoreError, StoreHealth, builder, migrate,
-    open_db, read_head,
-};
+use super::unwind::catch_quietly;
+use super::{STORE_FILE, StoreError, StoreHealth, migrate};
+use crate::collect::CollectorHealth;
 
 /// Fewer blocks than this per thread are not worth a thread of their own.
 const BLOCKS_PER_THREAD: usize = 8;
@@ -286,7 +287,7 @@ impl StoreReader {
         }
         // redb's debug builds assert on some states of a damaged file: a panic while
         // opening is reported like any damage.
-        let open = || match super::catch_quietly(|| builder().open_read_only(&path)) {
+        let open = || match catch_quietly(|| builder().open_read_only(&path)) {
             Ok(r) => r.map_err(|e| {
                 (
                     matches!(e, redb::DatabaseError::RepairAborted),

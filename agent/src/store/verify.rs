@@ -7,11 +7,13 @@ use pga_format::AgentId;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 
+use super::head::HeadRow;
 use super::reader::StoreView;
 use super::tables::{
     BLOCK_INDEX, BLOCKS, COLLECTORS, CURSORS, DICTIONARY, EVENTS, HEAD, HEAD_LOGS, META,
 };
-use super::{CollectorHealth, HeadRow, StoreError, logs};
+use super::{StoreError, logs};
+use crate::collect::CollectorHealth;
 
 /// What a verification read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -52,7 +54,7 @@ impl<D: ReadableDatabase + Sync> StoreView<'_, D> {
                 return Err(damaged(format!("meta has no {key}")));
             }
         }
-        let next_seq = super::meta_u64(&meta, "next_seq")?.unwrap_or(1);
+        let next_seq = super::tables::meta_u64(&meta, "next_seq")?.unwrap_or(1);
 
         let mut next_id = 0u64;
         for entry in txn.open_table(DICTIONARY)?.iter()? {

@@ -4,7 +4,6 @@ use std::{
     env,
     fs::{self, OpenOptions},
     io::Write,
-    net::TcpListener,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
@@ -388,14 +387,7 @@ impl Cluster {
     }
 
     fn connect_args(&self, cmd: &mut Command, db: &str) {
-        cmd.arg("-h").arg(&self.root).args([
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            SUPERUSER,
-            "-d",
-            db,
-        ]);
+        connect_args(cmd, &self.root, self.port, db);
     }
 
     fn initdb(&self, extra: &[String]) -> Result<(), LabError> {
@@ -523,6 +515,16 @@ impl Drop for Cluster {
     }
 }
 
+/// Where psql and pgbench connect: the socket directory, the port, the superuser,
+/// and the database as the last, positional argument. (`-d` names the database
+/// for psql, but for pgbench it is `--debug`, which prints every statement it sends
+/// on stderr.)
+fn connect_args(cmd: &mut Command, socket_dir: &Path, port: u16, db: &str) {
+    cmd.arg("-h")
+        .arg(socket_dir)
+        .args(["-p", &port.to_string(), "-U", SUPERUSER, db]);
+}
+
 /// A message on stderr that cannot panic.
 fn note(message: &str) {
     // Nothing sensible to do if stderr itself is gone.
@@ -535,10 +537,7 @@ fn keep_requested() -> bool {
 
 /// A port that was free a moment ago on 127.0.0.1.
 fn free_port() -> Result<u16, LabError> {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| LabError::io("finding a free port on 127.0.0.1", e))
+    crate::free_port().map_err(|e| LabError::io("finding a free port on 127.0.0.1", e))
 }
 
 /// Creates the cluster's directory: mode 0755 so that both the test process
@@ -580,5 +579,23 @@ fn give_to(path: &Path, run_as: Option<RunAs>) -> Result<(), LabError> {
         None => Ok(()),
         Some(who) => std::os::unix::fs::chown(path, Some(who.uid.as_raw()), Some(who.gid.as_raw()))
             .map_err(|e| LabError::io(format!("chown {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_named_positionally_never_with_d() {
+        // pgbench reads `-d` as --debug; psql and pgbench both take the database as
+        // their last argument.
+        let mut cmd = Command::new("pgbench");
+        cmd.args(["-c", "2", "-T", "3"]);
+        connect_args(&mut cmd, Path::new("/tmp/pga-lab-x"), 5433, "app");
+        assert_eq!(
+            process::describe(&cmd),
+            "pgbench -c 2 -T 3 -h /tmp/pga-lab-x -p 5433 -U postgres app"
+        );
     }
 }

@@ -58,7 +58,7 @@ pub struct Fault {
 }
 
 #[derive(Debug, Default)]
-struct ProxyShared {
+struct ProxyState {
     fault: Mutex<Option<Fault>>,
     stop: AtomicBool,
     connections: AtomicU64,
@@ -69,7 +69,7 @@ struct ProxyShared {
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
-    shared: Arc<ProxyShared>,
+    shared: Arc<ProxyState>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -83,7 +83,7 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(ProxyShared::default());
+        let shared = Arc::new(ProxyState::default());
         let s = shared.clone();
         let accept = std::thread::Builder::new()
             .name("fault-proxy".into())
@@ -125,7 +125,7 @@ impl Drop for FaultProxy {
     }
 }
 
-fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<ProxyShared>) {
+fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<ProxyState>) {
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((client, _)) => {
@@ -159,7 +159,7 @@ fn spawn_pipes(
     client: TcpStream,
     upstream: TcpStream,
     cut: Option<(Fault, u64)>,
-    shared: Arc<ProxyShared>,
+    shared: Arc<ProxyState>,
 ) {
     let (Ok(client_r), Ok(upstream_w)) = (client.try_clone(), upstream.try_clone()) else {
         return;

@@ -11,6 +11,7 @@
 //! (`target/release` after `cargo run --release --bin pga-demo`); when it was
 //! started by cargo, they are built (or brought up to date) first.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -97,18 +98,14 @@ fn binaries(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
             .to_owned(),
     };
     if args.bin_dir.is_none()
-        && let Ok(cargo) = std::env::var("CARGO")
+        && let Some(cargo) = std::env::var_os("CARGO")
     {
         let release = dir.file_name().is_some_and(|n| n == "release");
         println!(
             "building pga-agent and pga-federator ({})…",
             if release { "release" } else { "debug" }
         );
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "pga-agent", "-p", "pga-federator"]);
-        if release {
-            cmd.arg("--release");
-        }
+        let mut cmd = child_cargo_build(&cargo, release, std::env::vars_os().map(|(k, _)| k));
         let status = cmd.status().context("running cargo build")?;
         ensure!(
             status.success(),
@@ -126,6 +123,53 @@ fn binaries(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
         }
     }
     Ok((agent, federator))
+}
+
+/// Whether `name` is one of the variables cargo sets for the program it runs
+/// (`cargo run`): the package's manifest and metadata, the crate and binary
+/// names, the build script's output directory, and `CARGO` itself.
+fn set_by_cargo_run(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            name,
+            "CARGO"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "CARGO_TARGET_TMPDIR"
+                | "OUT_DIR"
+        )
+}
+
+/// `cargo build` of pga-agent and pga-federator, run from a program cargo started.
+///
+/// The variables `cargo run` gave this program (`inherited` names those of its
+/// environment) are removed: build scripts watch some of them (ring's
+/// `rerun-if-env-changed=CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …), so a child
+/// cargo that saw `CARGO_PKG_NAME=pga-bench` would rebuild ring and everything on
+/// top of it, and the next plain `cargo run` would rebuild them back. Cargo's own
+/// settings (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_BUILD_*`, …) stay.
+fn child_cargo_build(
+    cargo: &OsStr,
+    release: bool,
+    inherited: impl IntoIterator<Item = OsString>,
+) -> Command {
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "pga-agent", "-p", "pga-federator"]);
+    if release {
+        cmd.arg("--release");
+    }
+    for name in inherited {
+        if set_by_cargo_run(&name) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 fn agent_config(dir: &Path, name: &str, port: u16, tls: &Path, conninfo: &str) -> String {
@@ -213,11 +257,15 @@ fn main() -> anyhow::Result<()> {
 
     ensure_postgresql()?;
     println!("starting a throwaway PostgreSQL cluster…");
+    // The agents read statement statistics as on any production server: the
+    // library preloaded, the extension created in the database they connect to.
     let pg = Cluster::builder()
+        .preload("pg_stat_statements")
         .start()
         .context("starting PostgreSQL (apt-get install -y postgresql)")?;
     pg.create_database("pganalytics")?;
     pg.create_database("app")?;
+    pg.psql("app", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
     pg.pgbench_init("app", 1)?;
 
     let tls = root.join("tls");
@@ -337,8 +385,11 @@ fn main() -> anyhow::Result<()> {
                     extra_args: vec![],
                 };
                 if let Err(e) = pg.pgbench("app", &run) {
-                    eprintln!("pgbench: {e}");
-                    std::thread::sleep(Duration::from_secs(3));
+                    // Ctrl-C reaches pgbench too (it shares the terminal's process
+                    // group): a run cut short by the stop is no failure to report.
+                    if !wait_for_stop(&stop, Duration::from_secs(3)) {
+                        eprintln!("pgbench: {e}");
+                    }
                 }
             }
         });
@@ -368,6 +419,21 @@ fn main() -> anyhow::Result<()> {
         "central database at the end: {}",
         counts.trim().replace('\n', "; ")
     );
+    let mut errors = Vec::new();
+    for (name, _, cfg, _) in &agents {
+        match collector_errors(&agent_bin, cfg) {
+            Ok(found) => errors.extend(found.into_iter().map(|e| format!("{name}: {e}"))),
+            Err(e) => errors.push(format!("{name}: {e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        println!("collector errors at the end: none");
+    } else {
+        println!("collector errors at the end:");
+        for e in &errors {
+            println!("  {e}");
+        }
+    }
     let missing: Vec<&str> = agents
         .iter()
         .map(|(n, ..)| n.as_str())
@@ -381,7 +447,53 @@ fn main() -> anyhow::Result<()> {
             missing.join(", ")
         );
     }
+    if args.duration.is_some() && !errors.is_empty() {
+        bail!("the agents' collectors reported errors (above)");
+    }
     Ok(())
+}
+
+/// Waits up to `limit` for `stop`; true when it was set.
+fn wait_for_stop(stop: &AtomicBool, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.load(Ordering::SeqCst)
+}
+
+/// The collectors whose last pass failed, as `pga-agent status --format json` of
+/// the agent's store shows them: `collector NAME: ERROR`.
+fn collector_errors(agent_bin: &Path, cfg: &Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new(agent_bin)
+        .arg("--config")
+        .arg(cfg)
+        .args(["status", "--format", "json"])
+        .output()
+        .with_context(|| format!("running {} status", agent_bin.display()))?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "pga-agent status ({}) printed no JSON: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    let collectors = status["collectors"]
+        .as_array()
+        .context("pga-agent status: no collectors in its JSON")?;
+    Ok(collectors
+        .iter()
+        .filter_map(|c| {
+            let error = c[1]["last_error"].as_str()?;
+            Some(format!(
+                "collector {}: {error}",
+                c[0].as_str().unwrap_or("?")
+            ))
+        })
+        .collect())
 }
 
 /// Sets `stop` on SIGINT (Ctrl-C) or SIGTERM.
@@ -406,4 +518,62 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         });
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The child cargo sees the environment of a plain `cargo build`: what
+    /// `cargo run` added for this program is gone (ring's build script reruns when
+    /// `CARGO_PKG_NAME` or `CARGO_MANIFEST_DIR` change), cargo's settings stay.
+    #[test]
+    fn the_child_cargo_does_not_inherit_what_cargo_run_set() {
+        let inherited = [
+            "CARGO",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "OUT_DIR",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_JOBS",
+            "PATH",
+            "RUSTFLAGS",
+        ]
+        .map(OsString::from);
+        let cmd = child_cargo_build(OsStr::new("/usr/bin/cargo"), true, inherited);
+        let removed: Vec<&OsStr> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                "CARGO",
+                "CARGO_BIN_NAME",
+                "CARGO_CRATE_NAME",
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_PKG_NAME",
+                "CARGO_PKG_VERSION_MAJOR",
+                "OUT_DIR",
+            ]
+        );
+        assert_eq!(
+            cmd.get_args().collect::<Vec<_>>(),
+            [
+                "build",
+                "-p",
+                "pga-agent",
+                "-p",
+                "pga-federator",
+                "--release"
+            ]
+        );
+    }
 }

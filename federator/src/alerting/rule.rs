@@ -34,7 +34,7 @@ pub const FEDERATOR_METRICS: [(&str, &str); 3] = [
 ];
 
 /// A rule as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// The alert name (`alertname`): letters, digits and `_`, starting with a letter.
@@ -81,7 +81,7 @@ const fn yes() -> bool {
 
 /// A per-target threshold: applies to the alerts whose labels equal every pair of
 /// `match`. The first matching override wins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideSpec {
     #[serde(rename = "match")]

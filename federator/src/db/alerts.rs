@@ -17,7 +17,7 @@ use crate::alerting::labels::{Interner, Str};
 use crate::alerting::state::{AlertState, Phase, Resolution};
 
 /// An alert as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRow {
     pub id: i64,
     pub rule_id: i64,

@@ -13,7 +13,7 @@ use crate::alerting::labels::LabelSet;
 use crate::alerting::rule::RuleProblem;
 
 /// One matcher as written: `{"name": "agent", "op": "=", "value": "db1"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatcherSpec {
     pub name: String,
@@ -23,7 +23,7 @@ pub struct MatcherSpec {
 }
 
 /// A window as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
     pub matchers: Vec<MatcherSpec>,
@@ -34,7 +34,7 @@ pub struct WindowSpec {
 }
 
 /// A window as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StoredWindow {
     pub id: i64,
     pub spec: WindowSpec,

@@ -51,7 +51,7 @@ pub struct ReceiverRow {
 }
 
 /// What happened to one notification at one receiver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub outbox_id: i64,
     pub receiver: String,

@@ -15,7 +15,7 @@ use crate::alerting::rule::{OverrideSpec, Rule, RuleProblem, RuleSpec};
 use crate::alerting::rulefile::RuleFile;
 
 /// A rule as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredRule {
     pub id: i64,
     pub spec: RuleSpec,

@@ -1,5 +1,5 @@
 //! The federator's HTTP API (`[api]`): accounts, tokens, the fleet, the inventory,
-//! series and queries, the audit log, under `/api/v1`, described by the OpenAPI
+//! series and queries, alert rules, alerts and maintenance windows, the audit log, under `/api/v1`, described by the OpenAPI
 //! 3.1 document at `/api/v1/openapi.json`.
 //!
 //! - [`app`] merges the per-area routers (one file per area, thin handlers over
@@ -15,6 +15,7 @@
 //!   only, plain HTTP.
 
 mod agents;
+mod alerting;
 mod audit;
 mod auth;
 pub mod error;
@@ -90,6 +91,7 @@ pub fn app(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(tokens::router())
         .merge(users::router())
         .merge(agents::router())
+        .merge(alerting::router())
         .merge(inventory::router())
         .merge(query::router())
         .merge(audit::router());

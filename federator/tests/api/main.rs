@@ -1,6 +1,7 @@
 //! The HTTP API end to end, on one throwaway cluster with a database per test.
 
 mod accounts;
+mod alerting;
 mod attacks;
 mod audit;
 mod bad_input;

@@ -39,6 +39,16 @@ impl Callers {
     }
 }
 
+fn rule_body(tag: &str) -> Value {
+    json!({"name": format!("Rule{tag}"), "query": "last(pg_up[1m])", "comparison": "==",
+           "threshold": 0, "severity": "critical"})
+}
+
+fn window_body() -> Value {
+    json!({"matchers": [{"name": "agent", "op": "=", "value": "db1"}],
+           "starts_at_ms": 1_767_225_600_000_i64, "ends_at_ms": 1_767_232_800_000_i64})
+}
+
 /// One example request for a route: the path (parameters filled), the body, and
 /// the status a caller who may use the route gets.
 async fn example(
@@ -143,6 +153,59 @@ async fn example(
         | ("GET", "/api/v1/audit") => (r.path.into(), None, 200),
         ("GET", "/api/v1/series") => ("/api/v1/series?match=up".into(), None, 200),
         ("GET", "/api/v1/query") => ("/api/v1/query?selector=up".into(), None, 200),
+        ("GET", "/api/v1/rules")
+        | ("GET", "/api/v1/alerts")
+        | ("GET", "/api/v1/alerts/history")
+        | ("GET", "/api/v1/maintenance-windows") => (r.path.into(), None, 200),
+        ("POST", "/api/v1/rules") => (r.path.into(), Some(rule_body(&tag)), 201),
+        ("GET", "/api/v1/rules/{id}")
+        | ("PUT", "/api/v1/rules/{id}")
+        | ("DELETE", "/api/v1/rules/{id}")
+        | ("PUT", "/api/v1/rules/{id}/enabled") => {
+            let id = sql(
+                &api.db,
+                &format!(
+                    "INSERT INTO alert_rules (name, query, comparison, threshold, severity) \
+                     VALUES ('R{tag}', 'last(pg_up[1m])', '==', 0, 'critical') RETURNING id"
+                ),
+            );
+            let path = r.path.replace("{id}", &id);
+            match r.method {
+                "GET" => (path, None, 200),
+                "DELETE" => (path, None, 204),
+                _ if r.path.ends_with("enabled") => (path, Some(json!({"enabled": false})), 200),
+                _ => (path, Some(rule_body(&tag)), 200),
+            }
+        }
+        ("GET", "/api/v1/alerts/{id}") => {
+            let id = sql(
+                &api.db,
+                &format!(
+                    "WITH r AS (INSERT INTO alert_rules (name, query, comparison, threshold, severity) \
+                                VALUES ('A{tag}', 'last(pg_up[1m])', '==', 0, 'critical') RETURNING id) \
+                     INSERT INTO alerts (rule_id, state, started_at, fingerprint) \
+                     SELECT id, 'pending', now(), 'f' FROM r RETURNING id"
+                ),
+            );
+            (r.path.replace("{id}", &id), None, 200)
+        }
+        ("POST", "/api/v1/maintenance-windows") => (r.path.into(), Some(window_body()), 201),
+        ("GET", "/api/v1/maintenance-windows/{id}")
+        | ("PUT", "/api/v1/maintenance-windows/{id}")
+        | ("DELETE", "/api/v1/maintenance-windows/{id}") => {
+            let id = sql(
+                &api.db,
+                "INSERT INTO maintenance_windows (matchers, starts_at, ends_at) \
+                 VALUES ('[{\"name\": \"agent\", \"op\": \"=\", \"value\": \"db1\"}]', now(), \
+                         now() + interval '1 hour') RETURNING id",
+            );
+            let path = r.path.replace("{id}", &id);
+            match r.method {
+                "GET" => (path, None, 200),
+                "DELETE" => (path, None, 204),
+                _ => (path, Some(window_body()), 200),
+            }
+        }
         (m, p) => {
             panic!("no example request for {m} {p}: add its row to federator/tests/api/roles.rs")
         }

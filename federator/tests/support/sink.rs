@@ -132,7 +132,7 @@ pub fn stored(pg: &Central, metric: &str) -> Vec<(i64, f64)> {
         .collect()
 }
 
-/// Rows of the reference aggregate (README.md, "Rollups"), computed by a GROUP BY
+/// Rows of the reference aggregate (docs/central-database.md, "Rollups"), computed by a GROUP BY
 /// over the raw samples and the recorded gaps, that differ from the stored rollup,
 /// or exist on one side only, for `width` ('1 minute' or '1 hour') and rollup table
 /// `table`; `max_silence_secs` as the sink's. Empty when they all agree.

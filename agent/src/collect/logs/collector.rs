@@ -33,7 +33,7 @@ use super::tail::{FileCursor, Tailer};
 use super::{LogEntry, LogParser};
 use crate::collect::INSTANCE_LABEL;
 use crate::collect::server_facts::SharedServerFacts;
-use crate::collect::{CollectError, Emitter, Group};
+use crate::collect::{CollectError, Collector, Emitter, Group};
 use crate::config::LogsConfig;
 
 /// Upper bounds (seconds) of the slow-statement histogram; `+Inf` follows.
@@ -173,49 +173,9 @@ impl LogCollector {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    pub fn group(&self) -> Group {
-        Group::Fast
-    }
-
     /// The running totals (for tests and `status`).
     pub fn totals(&self) -> &Totals {
         &self.totals
-    }
-
-    /// One pass: read, classify, count; events and the cursor go into `out`.
-    pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        let mut errors = Vec::new();
-        let pass_ms = crate::store::now_ms();
-        match self.read(pass_ms, out) {
-            Ok(mut errs) => errors.append(&mut errs),
-            Err(e) => errors.push(e),
-        }
-        self.emit_counters(out);
-        let saved = Saved {
-            version: CURSOR_VERSION,
-            location: self
-                .tail
-                .as_ref()
-                .map(|t| location_key(&t.0))
-                .unwrap_or_default(),
-            files: self
-                .tail
-                .as_ref()
-                .map(|t| t.1.cursors())
-                .unwrap_or_default(),
-            totals: self.totals.clone(),
-        };
-        if self.tail.is_some() {
-            match postcard::to_allocvec(&saved) {
-                Ok(bytes) => out.set_cursor(&self.cursor_name, bytes),
-                Err(e) => errors.push(CollectError::Other(format!("encoding the log cursor: {e}"))),
-            }
-        }
-        errors
     }
 
     fn read(&mut self, pass_ms: i64, out: &mut Emitter) -> Result<Vec<CollectError>, CollectError> {
@@ -230,11 +190,11 @@ impl LogCollector {
                 tracing::debug!(instance = %self.instance, "log: waiting for the server's log settings");
                 return Ok(Vec::new());
             }
-            Err(e) => {
-                return Err(CollectError::Other(format!(
-                    "log of instance {}: {e}",
-                    self.instance
-                )));
+            Err(error) => {
+                return Err(CollectError::LogLocation {
+                    instance: self.instance.clone(),
+                    error,
+                });
             }
         };
         if self.tail.as_ref().map(|t| &t.0) != Some(&loc) {
@@ -243,18 +203,18 @@ impl LogCollector {
         let Some((loc, tailer)) = self.tail.as_mut() else {
             return Ok(Vec::new());
         };
-        let paths = loc
-            .list()
-            .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        let paths = loc.list().map_err(|error| CollectError::LogLocation {
+            instance: self.instance.clone(),
+            error,
+        })?;
         if paths.is_empty() {
-            let e = DiscoverError::NoFiles {
-                dir: loc.dir.clone(),
-                pattern: loc.pattern.clone(),
-            };
-            return Err(CollectError::Other(format!(
-                "log of instance {}: {e}",
-                self.instance
-            )));
+            return Err(CollectError::LogLocation {
+                instance: self.instance.clone(),
+                error: DiscoverError::NoFiles {
+                    dir: loc.dir.clone(),
+                    pattern: loc.pattern.clone(),
+                },
+            });
         }
         let mut entries = Vec::new();
         let report = tailer.pass(&paths, self.opts.read_bytes_per_pass, &mut entries);
@@ -290,8 +250,13 @@ impl LogCollector {
 
     fn start_tailer(&mut self, loc: LogLocation) -> Result<(), CollectError> {
         let prefix = usable_prefix(&loc.prefix, &self.instance);
-        let mut tailer = Tailer::new(loc.format, &prefix, self.opts.max_files)
-            .map_err(|e| CollectError::Other(format!("log of instance {}: {e}", self.instance)))?;
+        let mut tailer =
+            Tailer::new(loc.format, &prefix, self.opts.max_files).map_err(|error| {
+                CollectError::LogPrefix {
+                    instance: self.instance.clone(),
+                    error,
+                }
+            })?;
         let key = location_key(&loc);
         if let Some(saved) = self.saved.take().filter(|s| s.location == key) {
             tailer.restore(saved.files);
@@ -559,7 +524,7 @@ fn remove_escape(prefix: &str, escape: char) -> String {
     prefix.to_owned()
 }
 
-impl crate::scheduler::Collector for LogCollector {
+impl Collector for LogCollector {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -568,8 +533,36 @@ impl crate::scheduler::Collector for LogCollector {
         Group::Fast
     }
 
+    /// One pass: read, classify, count; events and the cursor go into `out`.
     fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        LogCollector::collect(self, out)
+        let mut errors = Vec::new();
+        let pass_ms = crate::now_ms();
+        match self.read(pass_ms, out) {
+            Ok(mut errs) => errors.append(&mut errs),
+            Err(e) => errors.push(e),
+        }
+        self.emit_counters(out);
+        let saved = Saved {
+            version: CURSOR_VERSION,
+            location: self
+                .tail
+                .as_ref()
+                .map(|t| location_key(&t.0))
+                .unwrap_or_default(),
+            files: self
+                .tail
+                .as_ref()
+                .map(|t| t.1.cursors())
+                .unwrap_or_default(),
+            totals: self.totals.clone(),
+        };
+        if self.tail.is_some() {
+            match postcard::to_allocvec(&saved) {
+                Ok(bytes) => out.set_cursor(&self.cursor_name, bytes),
+                Err(e) => errors.push(CollectError::LogCursor(e)),
+            }
+        }
+        errors
     }
 }
 

@@ -20,9 +20,8 @@ pub mod tail;
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::NaiveDate;
 use serde::Serialize;
-
-use crate::query::time::days_from_civil;
 
 pub use entry::LogEntry;
 pub use stderr::PrefixError;
@@ -386,7 +385,10 @@ pub(crate) fn parse_timestamp(s: &[u8]) -> Option<(i64, bool)> {
         return None;
     }
     let (offset_secs, unknown) = zone_offset(zone);
-    let days = days_from_civil(year, month, day);
+    // The fields are read by position above (this runs for every log line); chrono
+    // does the calendar.
+    let date = NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
+    let days = i64::from(date.to_epoch_days());
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_secs;
     Some((secs * 1000 + ms, unknown))
 }

@@ -261,12 +261,9 @@ impl Tailer {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                return Err(CollectError::Other(format!(
-                    "cannot read {}: permission denied; set log_file_mode = 0640 on the server \
-                     and add the agent's user to the group owning the log (e.g. postgres, or adm \
-                     for /var/log/postgresql), then restart the agent",
-                    f.path.display()
-                )));
+                return Err(CollectError::LogUnreadable {
+                    path: f.path.clone(),
+                });
             }
             Err(e) => return Err(CollectError::io(&f.path, e)),
         };

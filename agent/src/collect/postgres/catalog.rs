@@ -108,7 +108,7 @@ pub const fn between(from: u32, until: u32, sql: &'static str) -> Versioned {
 /// One statistics family.
 #[derive(Debug)]
 pub struct Family {
-    /// Its name in logs, in `families_exclude` and in the README.
+    /// Its name in logs, in `families_exclude` and in docs/families.md.
     pub name: &'static str,
     pub group: Group,
     pub scope: Scope,

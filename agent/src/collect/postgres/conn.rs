@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
 
+use super::PostgresError;
 use crate::config::PostgresInstance;
 
 /// One database's connection, `None` until opened or after it broke.
@@ -71,10 +72,13 @@ impl Pool {
 pub(crate) fn config(
     instance: &PostgresInstance,
     dbname_override: Option<&str>,
-) -> Result<Config, String> {
+) -> Result<Config, PostgresError> {
     let params = instance
         .conninfo_params()
-        .map_err(|e| format!("instance {}: {e}", instance.name))?;
+        .map_err(|error| PostgresError::Conninfo {
+            instance: instance.name.clone(),
+            error,
+        })?;
     let mut cfg = Config::new();
     let mut passfile = None;
     let (mut host, mut port, mut user, mut dbname) = (None, None, None, None);
@@ -94,10 +98,10 @@ pub(crate) fn config(
                 }
             }
             "sslmode" if v != "disable" && v != "prefer" && v != "allow" => {
-                return Err(format!(
-                    "instance {}: sslmode={v} is not supported by this build; connect over the unix socket or with sslmode=disable on a trusted network",
-                    instance.name
-                ));
+                return Err(PostgresError::SslMode {
+                    instance: instance.name.clone(),
+                    mode: v.clone(),
+                });
             }
             _ => {}
         }
@@ -110,11 +114,10 @@ pub(crate) fn config(
         None => 5432,
         Some(Ok(p)) => p,
         Some(Err(_)) => {
-            return Err(format!(
-                "instance {}: port {:?} is not a number",
-                instance.name,
-                port.unwrap_or_default()
-            ));
+            return Err(PostgresError::Port {
+                instance: instance.name.clone(),
+                port: port.unwrap_or_default(),
+            });
         }
     };
     cfg.host(&host).port(port);
@@ -126,7 +129,10 @@ pub(crate) fn config(
     }
     let from_file = instance
         .read_password()
-        .map_err(|e| format!("instance {}: {e}", instance.name))?;
+        .map_err(|error| PostgresError::PasswordFile {
+            instance: instance.name.clone(),
+            error: error.into(),
+        })?;
     let from_passfile = || {
         let text = std::fs::read_to_string(passfile.as_ref()?).ok()?;
         pgpass_lookup(
@@ -156,7 +162,7 @@ pub(crate) fn config(
 }
 
 /// Opens a session with `cfg`; the connection task runs on the agent's runtime.
-pub(crate) async fn connect(instance: &str, cfg: &Config) -> Result<Client, ConnectError> {
+pub(crate) async fn connect(instance: &str, cfg: &Config) -> Result<Client, PostgresError> {
     let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
         let whereto = cfg
             .get_hosts()
@@ -188,12 +194,13 @@ pub(crate) async fn connect(instance: &str, cfg: &Config) -> Result<Client, Conn
                 "is the server running there? Point the agent at it with [[postgres]] conninfo in the configuration, or PGHOST and PGPORT"
             }
         };
-        ConnectError {
+        PostgresError::Connect {
+            instance: instance.to_owned(),
+            target: whereto,
+            database: db.to_owned(),
+            cause: error_text(&e),
+            fix: fix.to_owned(),
             gone: code.as_deref() == Some("3D000"),
-            message: format!(
-                "instance {instance}: cannot connect to {whereto} database {db}: {}; {fix}",
-                error_text(&e)
-            ),
         }
     })?;
     let name = instance.to_owned();
@@ -244,17 +251,9 @@ fn auth_fix(message: &str) -> String {
     }
 }
 
-/// Why a session could not be opened.
-#[derive(Debug)]
-pub(crate) struct ConnectError {
-    /// The database does not exist (any more).
-    pub gone: bool,
-    pub message: String,
-}
-
 /// Why a query gave no rows.
 #[derive(Debug)]
-pub(crate) enum QueryError {
+pub enum QueryError {
     Pg(tokio_postgres::Error),
     /// The pass's deadline came first; the query was cancelled on the server.
     Deadline,
@@ -292,6 +291,8 @@ impl std::fmt::Display for QueryError {
         }
     }
 }
+
+impl std::error::Error for QueryError {}
 
 /// Runs `sql` unless `deadline` comes first; then the query is cancelled on the
 /// server so that it does not keep running (or waiting) there.

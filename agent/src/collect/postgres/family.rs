@@ -8,13 +8,15 @@
 //! scheduler says it once, not every pass. A family that does not exist on the
 //! server's version is skipped, said once at INFO.
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 use tokio_postgres::{Client, Row};
 
 use super::catalog::{Family, Reader};
 use super::conn::{QueryError, query_until};
 use super::statements::{self, TextCache};
-use super::{settings, sizes};
+use super::{PostgresError, settings, sizes};
 use crate::collect::{Emitter, INSTANCE_LABEL};
 
 /// What a family's reader needs to know about where it runs.
@@ -37,7 +39,7 @@ pub(crate) struct FamilyState {
     /// Passes left to sit out.
     sit_out: u32,
     /// The current error, reported every pass until the family recovers.
-    pub error: Option<String>,
+    pub error: Option<PostgresError>,
     /// The version it was last said to be missing on.
     said_missing: Option<u32>,
     /// Statement texts, for the statements family.
@@ -45,7 +47,7 @@ pub(crate) struct FamilyState {
 }
 
 impl FamilyState {
-    fn failed(&mut self, message: String) {
+    fn failed(&mut self, error: PostgresError) {
         self.failures = self.failures.saturating_add(1);
         self.sit_out = match self.failures {
             1 => 1,
@@ -53,7 +55,7 @@ impl FamilyState {
             3 => 7,
             _ => 15,
         };
-        self.error = Some(message);
+        self.error = Some(error);
     }
 
     fn succeeded(&mut self) {
@@ -131,15 +133,14 @@ pub(crate) async fn run(
             } else {
                 Outcome::Done
             };
-            let place = match ctx.datname {
-                Some(d) => format!("instance {} database {d}", ctx.instance),
-                None => format!("instance {}", ctx.instance),
-            };
-            state.failed(format!(
-                "{place}: family {} failed: {e}; {}; it is retried with backoff",
-                family.name,
-                fix_for(family, &e)
-            ));
+            let fix = fix_for(family, &e);
+            state.failed(PostgresError::Family {
+                instance: ctx.instance.to_owned(),
+                database: ctx.datname.map(str::to_owned),
+                family: family.name,
+                error: Arc::new(e),
+                fix,
+            });
             outcome
         }
     }
@@ -269,7 +270,7 @@ pub(crate) fn emit_columns(
 
 #[cfg(test)]
 mod tests {
-    use super::FamilyState;
+    use super::{FamilyState, PostgresError};
 
     #[test]
     fn a_failing_family_sits_out_more_passes_each_time_and_recovers_at_once() {
@@ -278,12 +279,17 @@ mod tests {
         for pass in 0..40 {
             if !st.backing_off() {
                 ran.push(pass);
-                st.failed("boom".into());
+                st.failed(PostgresError::Busy {
+                    instance: "boom".into(),
+                });
             }
         }
         // Runs at 0, then after sitting out 1, 3, 7, 15, 15 passes.
         assert_eq!(ran, [0, 2, 6, 14, 30]);
-        assert_eq!(st.error.as_deref(), Some("boom"));
+        assert_eq!(
+            st.error.as_ref().map(ToString::to_string).as_deref(),
+            Some("instance boom: the connection stayed busy past this pass's deadline")
+        );
         st.succeeded();
         assert!(!st.backing_off() && st.error.is_none());
     }

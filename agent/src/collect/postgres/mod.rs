@@ -20,6 +20,7 @@ pub mod activity;
 pub mod catalog;
 mod conn;
 pub mod database;
+mod error;
 mod family;
 pub mod replication;
 mod runner;
@@ -32,12 +33,13 @@ pub mod tables;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use conn::pgpass_lookup;
-use runner::{GroupRunner, Shared, UP_HELP};
+pub use conn::{QueryError, pgpass_lookup};
+pub use error::PostgresError;
+use runner::{GroupRunner, SharedInstance, UP_HELP};
 
 use super::server_facts::{SharedInstanceReport, SharedServerFacts};
 use super::system::SharedPaths;
-use super::{CollectError, Emitter, Group, INSTANCE_LABEL};
+use super::{CollectError, Collector, Emitter, Group, INSTANCE_LABEL};
 use crate::config::PostgresInstance;
 
 /// The fast-group collector of one instance; it answers `pg_up` and owns the
@@ -45,7 +47,7 @@ use crate::config::PostgresInstance;
 /// that share its connections.
 pub struct PostgresProbe {
     name: &'static str,
-    shared: Arc<Shared>,
+    shared: Arc<SharedInstance>,
     runner: GroupRunner,
 }
 
@@ -65,13 +67,9 @@ impl PostgresProbe {
         let runner = GroupRunner::new(Group::Fast, &instance);
         PostgresProbe {
             name,
-            shared: Arc::new(Shared::new(instance, paths)),
+            shared: Arc::new(SharedInstance::new(instance, paths)),
             runner,
         }
-    }
-
-    pub fn name(&self) -> &'static str {
-        self.name
     }
 
     /// Where this instance writes its log and how, refreshed on every (re)connect;
@@ -84,10 +82,6 @@ impl PostgresProbe {
     /// and each slow pass.
     pub fn instance_report(&self) -> SharedInstanceReport {
         self.shared.report.clone()
-    }
-
-    pub fn group(&self) -> Group {
-        Group::Fast
     }
 
     /// The slow and sizes collectors of this instance, sharing its connections.
@@ -103,9 +97,19 @@ impl PostgresProbe {
             })
             .collect()
     }
+}
+
+impl Collector for PostgresProbe {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn group(&self) -> Group {
+        Group::Fast
+    }
 
     /// One pass; runs on a blocking thread of the agent's runtime.
-    pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
         let (errors, overran) = run_pass(&mut self.runner, &self.shared, out);
         if overran && !out.samples().iter().any(|s| s.name == "pg_up") {
             out.gauge(
@@ -123,7 +127,7 @@ impl PostgresProbe {
 /// The slow or sizes collector of one instance.
 pub struct PostgresGroup {
     name: &'static str,
-    shared: Arc<Shared>,
+    shared: Arc<SharedInstance>,
     runner: GroupRunner,
 }
 
@@ -135,32 +139,18 @@ impl std::fmt::Debug for PostgresGroup {
     }
 }
 
-impl PostgresGroup {
-    pub fn name(&self) -> &'static str {
+impl Collector for PostgresGroup {
+    fn name(&self) -> &'static str {
         self.name
     }
 
-    pub fn group(&self) -> Group {
+    fn group(&self) -> Group {
         self.runner.group
     }
 
     /// One pass; runs on a blocking thread of the agent's runtime.
-    pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        run_pass(&mut self.runner, &self.shared, out).0
-    }
-}
-
-impl crate::scheduler::Collector for PostgresGroup {
-    fn name(&self) -> &'static str {
-        PostgresGroup::name(self)
-    }
-
-    fn group(&self) -> Group {
-        PostgresGroup::group(self)
-    }
-
     fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
-        PostgresGroup::collect(self, out)
+        run_pass(&mut self.runner, &self.shared, out).0
     }
 }
 
@@ -169,7 +159,7 @@ impl crate::scheduler::Collector for PostgresGroup {
 /// when that bound cut the pass short.
 fn run_pass(
     runner: &mut GroupRunner,
-    shared: &Arc<Shared>,
+    shared: &Arc<SharedInstance>,
     out: &mut Emitter,
 ) -> (Vec<CollectError>, bool) {
     let handle = tokio::runtime::Handle::current();
@@ -181,11 +171,13 @@ fn run_pass(
     match result {
         Ok(errors) => (errors, false),
         Err(_) => (
-            vec![CollectError::Other(format!(
-                "instance {}: the pass did not finish within {} ms",
-                shared.instance.name,
-                bound.as_millis()
-            ))],
+            vec![
+                PostgresError::Overran {
+                    instance: shared.instance.name.clone(),
+                    bound_ms: bound.as_millis(),
+                }
+                .into(),
+            ],
             true,
         ),
     }

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
+use super::PostgresError;
 use super::catalog::{FAMILIES, Family, Scope};
 use super::conn::{self, Pool, QueryError, query_until};
 use super::family::{self, Ctx, FamilyState, Outcome};
@@ -45,7 +46,7 @@ pub(crate) struct ServerState {
 }
 
 /// What the groups of one instance share: the connections and the server's state.
-pub(crate) struct Shared {
+pub(crate) struct SharedInstance {
     pub instance: PostgresInstance,
     pub paths: SharedPaths,
     pub facts: SharedServerFacts,
@@ -56,7 +57,7 @@ pub(crate) struct Shared {
     warned_settings: std::sync::atomic::AtomicBool,
 }
 
-impl Shared {
+impl SharedInstance {
     pub fn new(instance: PostgresInstance, paths: SharedPaths) -> Self {
         let target = conn::config(&instance, None).ok();
         let report = InstanceReport {
@@ -71,7 +72,7 @@ impl Shared {
             port: target.as_ref().and_then(|c| c.get_ports().first().copied()),
             ..InstanceReport::default()
         };
-        Shared {
+        SharedInstance {
             instance,
             paths,
             facts: SharedServerFacts::default(),
@@ -87,11 +88,9 @@ impl Shared {
     }
 
     /// Opens the main connection and learns the server's facts on it.
-    async fn open_main(&self) -> Result<Client, CollectError> {
-        let cfg = conn::config(&self.instance, None).map_err(CollectError::Other)?;
-        let client = conn::connect(&self.instance.name, &cfg)
-            .await
-            .map_err(|e| CollectError::Other(e.message))?;
+    async fn open_main(&self) -> Result<Client, PostgresError> {
+        let cfg = conn::config(&self.instance, None)?;
+        let client = conn::connect(&self.instance.name, &cfg).await?;
         self.learn(&client).await;
         Ok(client)
     }
@@ -114,7 +113,7 @@ impl Shared {
             r.system_identifier = row.try_get(2).ok();
             r.in_recovery = row.try_get(3).ok();
             r.databases = row.try_get(4).ok();
-            r.updated_ms = Some(crate::store::now_ms());
+            r.updated_ms = Some(crate::now_ms());
         }
     }
 
@@ -201,7 +200,7 @@ impl Shared {
 /// One database's families and connection trouble, owned by one group.
 #[derive(Debug, Default)]
 struct DbState {
-    connect_error: Option<String>,
+    connect_error: Option<PostgresError>,
     families: HashMap<&'static str, FamilyState>,
 }
 
@@ -252,15 +251,21 @@ impl GroupRunner {
     }
 
     /// One pass; the errors are those of every family currently failing.
-    pub async fn pass(&mut self, shared: &Arc<Shared>, out: &mut Emitter) -> Vec<CollectError> {
+    pub async fn pass(
+        &mut self,
+        shared: &Arc<SharedInstance>,
+        out: &mut Emitter,
+    ) -> Vec<CollectError> {
         let inst = &shared.instance;
         let deadline = Instant::now() + inst.statement_timeout() + Duration::from_millis(500);
         let main = shared.pool.main();
         let Ok(mut slot) = tokio::time::timeout_at(deadline, main.lock()).await else {
-            return vec![CollectError::Other(format!(
-                "instance {}: the connection stayed busy past this pass's deadline",
-                inst.name
-            ))];
+            return vec![
+                PostgresError::Busy {
+                    instance: inst.name.clone(),
+                }
+                .into(),
+            ];
         };
         if slot.live().is_none() {
             match tokio::time::timeout_at(deadline, shared.open_main()).await {
@@ -269,20 +274,25 @@ impl GroupRunner {
                     self.down(shared, out);
                     if self.group != Group::Fast {
                         // The fast collector says why, with the fix; once is enough.
-                        return vec![CollectError::Other(format!(
-                            "instance {}: not reachable (pg_up 0); the {} families wait for it",
-                            inst.name, self.group
-                        ))];
+                        return vec![
+                            PostgresError::Unreachable {
+                                instance: inst.name.clone(),
+                                group: self.group,
+                            }
+                            .into(),
+                        ];
                     }
-                    return vec![e];
+                    return vec![e.into()];
                 }
                 Err(_) => {
                     self.down(shared, out);
-                    return vec![CollectError::Other(format!(
-                        "instance {}: no connection within {} ms",
-                        inst.name,
-                        inst.statement_timeout_ms + 500
-                    ))];
+                    return vec![
+                        PostgresError::NoConnection {
+                            instance: inst.name.clone(),
+                            waited_ms: inst.statement_timeout_ms + 500,
+                        }
+                        .into(),
+                    ];
                 }
             }
         }
@@ -294,7 +304,13 @@ impl GroupRunner {
         {
             slot.client = None;
             self.down(shared, out);
-            return vec![CollectError::Other(format!("instance {}: {e}", inst.name))];
+            return vec![
+                PostgresError::NotAnswering {
+                    instance: inst.name.clone(),
+                    error: Arc::new(e),
+                }
+                .into(),
+            ];
         }
         if self.group == Group::Slow {
             shared.refresh_report(client, deadline).await;
@@ -323,7 +339,7 @@ impl GroupRunner {
             .instance_families
             .iter()
             .filter_map(|f| self.instance_states.get(f.name)?.error.clone())
-            .map(CollectError::Other)
+            .map(CollectError::from)
             .collect();
         if self.database_families.is_empty() {
             return errors;
@@ -336,10 +352,13 @@ impl GroupRunner {
                         self.databases.entry(d.clone()).or_default();
                     }
                 }
-                Err(e) => errors.push(CollectError::Other(format!(
-                    "instance {}: cannot list the databases: {e}",
-                    inst.name
-                ))),
+                Err(e) => errors.push(
+                    PostgresError::ListDatabases {
+                        instance: inst.name.clone(),
+                        error: Arc::new(e),
+                    }
+                    .into(),
+                ),
             }
         }
         drop(slot);
@@ -373,10 +392,10 @@ impl GroupRunner {
             self.databases.insert(datname, db);
         }
         for db in self.databases.values() {
-            errors.extend(db.connect_error.clone().map(CollectError::Other));
+            errors.extend(db.connect_error.clone().map(CollectError::from));
             for f in &self.database_families {
                 if let Some(e) = db.families.get(f.name).and_then(|s| s.error.clone()) {
-                    errors.push(CollectError::Other(e));
+                    errors.push(e.into());
                 }
             }
         }
@@ -384,7 +403,7 @@ impl GroupRunner {
     }
 
     /// The server is not answering: `pg_up 0` (from the fast group).
-    fn down(&self, shared: &Shared, out: &mut Emitter) {
+    fn down(&self, shared: &SharedInstance, out: &mut Emitter) {
         if self.group == Group::Fast {
             out.gauge(
                 "pg_up",
@@ -401,7 +420,7 @@ pub(crate) const UP_HELP: &str = "Whether the server answered the agent (1) or n
 
 /// `pg_up 1`, version, start time, uptime and role.
 async fn up(
-    shared: &Shared,
+    shared: &SharedInstance,
     client: &Client,
     deadline: Instant,
     out: &mut Emitter,
@@ -462,7 +481,7 @@ async fn up(
 /// The covered databases that accept connections; closes the connections of the
 /// others.
 async fn refresh_databases(
-    shared: &Shared,
+    shared: &SharedInstance,
     client: &Client,
     deadline: Instant,
 ) -> Result<Vec<String>, QueryError> {
@@ -488,7 +507,7 @@ async fn refresh_databases(
 /// The per-database families of one database; `true` when the database is gone.
 #[allow(clippy::too_many_arguments)]
 async fn database_pass(
-    shared: &Shared,
+    shared: &SharedInstance,
     datname: &str,
     main: bool,
     reports_connect_errors: bool,
@@ -512,12 +531,12 @@ async fn database_pass(
             Ok(cfg) => {
                 match tokio::time::timeout_at(deadline, conn::connect(&inst.name, &cfg)).await {
                     Ok(Ok(c)) => Ok(c),
-                    Ok(Err(e)) if e.gone => return true,
-                    Ok(Err(e)) => Err(e.message),
-                    Err(_) => Err(format!(
-                        "instance {} database {datname}: no connection before the pass's deadline",
-                        inst.name
-                    )),
+                    Ok(Err(PostgresError::Connect { gone: true, .. })) => return true,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(PostgresError::ConnectLate {
+                        instance: inst.name.clone(),
+                        database: datname.to_owned(),
+                    }),
                 }
             }
             Err(e) => Err(e),

@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 
 use pga_format::MetricKind;
 
-use super::{CollectError, Emitter};
+use super::{CollectError, Collector, Emitter, Group};
 
 /// Paths whose filesystems are watched, as `(role, path)` pairs.
 ///
@@ -115,10 +115,20 @@ impl SystemCollector {
             filesystem: filesystem::Filesystems::new(proc_root, opts.filesystems),
         }
     }
+}
+
+impl Collector for SystemCollector {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+
+    fn group(&self) -> Group {
+        Group::Fast
+    }
 
     /// Runs one pass. Every subsystem that can emits; the errors of the others come back
     /// (a subsystem this host lacks reports once, on the first pass that finds it missing).
-    pub fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
+    fn collect(&mut self, out: &mut Emitter) -> Vec<CollectError> {
         let mut errors = Vec::new();
         let buf = &mut self.buf;
         self.cpu.collect(buf, out, &mut errors);
@@ -334,7 +344,7 @@ impl Source {
         match self.read(buf) {
             Ok(text) => text,
             Err(ReadError::NewlyAbsent(e)) => {
-                errors.push(absent_error(what, &self.path, &e, ""));
+                errors.push(absent_error(what, &self.path, e, ""));
                 None
             }
             Err(ReadError::Failed(e)) => {
@@ -354,11 +364,13 @@ fn means_absent(e: &io::Error) -> bool {
 }
 
 /// The one-time report that a subsystem is missing on this host.
-fn absent_error(what: &str, path: &Path, err: &io::Error, hint: &str) -> CollectError {
-    CollectError::Other(format!(
-        "{what} metrics are not available on this host ({}: {err}{hint}); not collecting them until the agent restarts",
-        path.display()
-    ))
+fn absent_error(what: &str, path: &Path, error: io::Error, hint: &'static str) -> CollectError {
+    CollectError::Unavailable {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        error,
+        hint,
+    }
 }
 
 /// Undoes the octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash)

@@ -147,7 +147,7 @@ impl Pressure {
         // One report for the whole subsystem, however many of its files are missing.
         if let Some((path, e)) = newly_absent {
             let hint = "; PSI needs Linux 4.20+ built with CONFIG_PSI, not booted with psi=0";
-            errors.push(absent_error("Pressure stall (PSI)", &path, &e, hint));
+            errors.push(absent_error("Pressure stall (PSI)", &path, e, hint));
         }
     }
 }

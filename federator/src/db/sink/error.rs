@@ -148,7 +148,7 @@ impl SinkError {
             Some("42501") => {
                 "the role lacks a right: the federator's role must be a member of \
                  pga_writer, and `pga-federator migrate` must run as the owner \
-                 (README.md, \"Roles\")"
+                 (docs/central-database.md, \"Roles\")"
             }
             Some("42P01" | "42883") => {
                 "the schema is missing or older than this federator: run `pga-federator \

@@ -17,7 +17,7 @@
 //!   next ones.
 //!
 //! Errors say whether the whole database is unavailable ([`SinkError::is_unavailable`])
-//! or only this batch failed. README.md, "Central database", documents the schema.
+//! or only this batch failed. docs/central-database.md documents the schema.
 
 mod copy;
 mod error;
@@ -61,7 +61,7 @@ pub struct SinkOptions {
     /// Use TimescaleDB hypertables where the extension is created in the database.
     pub timescaledb: bool,
     /// A counter's increase between two consecutive samples further apart than this
-    /// is not attributed to any rollup bucket (README.md, "Rollups").
+    /// is not attributed to any rollup bucket (docs/central-database.md, "Rollups").
     pub max_silence: Duration,
     /// Retention ages and partitions created ahead.
     pub retention: RetentionOptions,

@@ -1,6 +1,6 @@
 //! Exact rollups of the buckets a write touched.
 //!
-//! Definitions (README.md, "Rollups"), per series and bucket `[b, b + width)`
+//! Definitions (docs/central-database.md, "Rollups"), per series and bucket `[b, b + width)`
 //! (buckets aligned on the Unix epoch, UTC; widths 1 minute and 1 hour):
 //!
 //! * `count`, `sum`, `min`, `max` of the values of the samples in the bucket;

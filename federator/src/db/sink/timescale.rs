@@ -5,7 +5,7 @@
 //! in this database (`pg_extension`) and whether the server has it installed
 //! (`pg_available_extensions`, which lists the control files of the server's
 //! extension directory). No setting that needs `pg_read_all_settings` is read, so the
-//! owner, the writer and the reader roles of README.md, "Roles", work unchanged on
+//! owner, the writer and the reader roles of docs/central-database.md, "Roles", work unchanged on
 //! plain PostgreSQL, on a server where TimescaleDB is installed but not created in
 //! this database, and on a TimescaleDB database.
 //!
