@@ -22,7 +22,12 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use pga_lab::{Cluster, LabError};
-pub use pga_lab::{free_port, now_ms, wait_until};
+pub use pga_lab::{now_ms, wait_until};
+
+/// A port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    pga_lab::free_port().expect("a free port")
+}
 
 /// The binary's cluster, started on first use (its watchdog stops and removes it
 /// when the test process ends). The run-time roles are cluster-wide: they are made
