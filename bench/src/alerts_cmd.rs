@@ -36,8 +36,7 @@ use pga_federator::db::sink::{Sink, SinkOptions};
 use pga_federator::db::{outbox, rules};
 use pga_federator::notify::http::{Auth, Client};
 use pga_federator::notify::worker::{DeliverySettings, Kind, Receiver, Worker};
-use pga_federator::pull::Pacing;
-use pga_federator::pull::scheduler::{self, SchedulerSettings};
+use pga_federator::pull::scheduler;
 use pga_federator::telemetry::Telemetry;
 use pga_format::{MetricKind, SeriesId, SeriesMeta};
 use pga_lab::Cluster;
@@ -489,18 +488,7 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
             jobs,
             sink.clone(),
             telemetry.clone(),
-            SchedulerSettings {
-                jitter: Duration::from_millis(14_000),
-                max_concurrent: args.max_concurrent,
-                backoff_initial: Duration::from_secs(15),
-                backoff_max: Duration::from_secs(60),
-                pacing: Pacing {
-                    request_bytes: 8 << 20,
-                    max_requests: 64,
-                    pause: Duration::from_millis(50),
-                    max_samples: 1_000_000,
-                },
-            },
+            crate::pull_cmd::sim_fleet_settings(args.max_concurrent),
             stop.clone(),
         ));
         // Notifications to an Alertmanager endpoint.

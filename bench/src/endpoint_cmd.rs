@@ -295,14 +295,7 @@ async fn measure(
 }
 
 pub fn run(args: &EndpointArgs) -> anyhow::Result<()> {
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().context("creating a temporary directory")?;
-            tmp.path().to_owned()
-        }
-    };
+    let (dir, _tmp) = crate::store_cmd::dir_or_temp(args.dir.as_deref())?;
     eprintln!(
         "writing {} blocks of {} collections of {} series into {}",
         args.blocks,

@@ -233,29 +233,42 @@ fn batch(series: Vec<SeriesMeta>, blocks: Vec<DecodedBlock>) -> Batch {
     }
 }
 
-/// The dictionary and the decoded blocks: windows aligned on 10 minutes, the last
-/// one ending before now.
-fn build_blocks(args: &IngestArgs) -> anyhow::Result<(Vec<SeriesMeta>, Vec<DecodedBlock>)> {
-    let series: Vec<SeriesMeta> = (0..args.series)
+/// `n` series `{prefix}_metric_{i / 50}{labels…, n="{i % 50}"}`, every third a
+/// counter, ids `0..n`.
+pub fn synthetic_series(
+    n: usize,
+    prefix: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<Vec<SeriesMeta>> {
+    (0..n)
         .map(|i| {
             let kind = if i % 3 == 0 {
                 MetricKind::Counter
             } else {
                 MetricKind::Gauge
             };
+            let mut l: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            l.push(("n".into(), (i % 50).to_string()));
             SeriesMeta::new(
                 SeriesId(i as u64),
-                format!("bench_metric_{}", i / 50),
-                vec![
-                    ("pg_instance".into(), "db1:5432".into()),
-                    ("n".into(), (i % 50).to_string()),
-                ],
+                format!("{prefix}_metric_{}", i / 50),
+                l,
                 kind,
                 "",
                 "",
             )
+            .map_err(anyhow::Error::from)
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// The dictionary and the decoded blocks: windows aligned on 10 minutes, the last
+/// one ending before now.
+fn build_blocks(args: &IngestArgs) -> anyhow::Result<(Vec<SeriesMeta>, Vec<DecodedBlock>)> {
+    let series = synthetic_series(args.series, "bench", &[("pg_instance", "db1:5432")])?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let end = now - now.rem_euclid(BLOCK_MS);
     let step = i64::from(args.interval_secs) * 1000;

@@ -10,8 +10,8 @@ use clap::Args;
 use pga_federator::db::sink::{Sink, SinkOptions};
 use pga_federator::pull::batch::{Batch, Cursor};
 use pga_format::{
-    AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, FrameMeta, MetricKind, SeriesId,
-    SeriesMeta, decode_block,
+    AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, FrameMeta, SeriesId, SeriesMeta,
+    decode_block,
 };
 use pga_lab::Cluster;
 use serde::Serialize;
@@ -86,24 +86,7 @@ pub fn run(args: &LockwaitArgs) -> anyhow::Result<()> {
 }
 
 fn series(n: usize, prefix: &str) -> anyhow::Result<Vec<SeriesMeta>> {
-    (0..n)
-        .map(|i| {
-            let kind = if i % 3 == 0 {
-                MetricKind::Counter
-            } else {
-                MetricKind::Gauge
-            };
-            SeriesMeta::new(
-                SeriesId(i as u64),
-                format!("{prefix}_metric_{}", i / 50),
-                vec![("n".into(), (i % 50).to_string())],
-                kind,
-                "",
-                "",
-            )
-            .map_err(anyhow::Error::from)
-        })
-        .collect()
+    crate::ingest_cmd::synthetic_series(n, prefix, &[])
 }
 
 /// One block of `n` series, collections every 10 s from `from` (ms) until `until`.

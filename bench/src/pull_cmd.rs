@@ -256,6 +256,23 @@ pub async fn sim_fleet(
     Ok(jobs)
 }
 
+/// How the benches schedule a simulated fleet on a 15 s schedule: up to 14 s of
+/// jitter, `max_concurrent` pulls at once, the default pacing of `[backfill]`.
+pub fn sim_fleet_settings(max_concurrent: usize) -> SchedulerSettings {
+    SchedulerSettings {
+        jitter: Duration::from_millis(14_000),
+        max_concurrent,
+        backoff_initial: Duration::from_secs(15),
+        backoff_max: Duration::from_secs(60),
+        pacing: Pacing {
+            request_bytes: 8 << 20,
+            max_requests: 64,
+            pause: Duration::from_millis(50),
+            max_samples: 1_000_000,
+        },
+    }
+}
+
 /// Figures read from the federator's rendered self-metrics at one moment.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -355,18 +372,7 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
         );
         let telemetry = Arc::new(Telemetry::new());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let settings = SchedulerSettings {
-            jitter: Duration::from_millis(14_000),
-            max_concurrent: args.max_concurrent,
-            backoff_initial: Duration::from_secs(15),
-            backoff_max: Duration::from_secs(60),
-            pacing: Pacing {
-                request_bytes: 8 << 20,
-                max_requests: 64,
-                pause: Duration::from_millis(50),
-                max_samples: 1_000_000,
-            },
-        };
+        let settings = sim_fleet_settings(args.max_concurrent);
         let run = tokio::spawn(scheduler::run(
             jobs,
             sink.clone(),

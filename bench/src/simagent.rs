@@ -21,7 +21,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use pga_format::{AgentId, BlockBuilder, FrameMeta, MetricKind, SeriesId, SeriesMeta};
+use pga_format::protocol::{headers as H, routes};
+use pga_format::{
+    AgentId, BlockBuilder, FORMAT_VERSION, FrameMeta, MetricKind, SeriesId, SeriesMeta,
+};
 
 /// Frames shared by every simulated agent.
 #[derive(Debug)]
@@ -220,11 +223,17 @@ fn header(h: &mut HeaderMap, name: &'static str, v: String) {
     }
 }
 
-async fn series(State(a): State<Arc<SimAgent>>) -> impl IntoResponse {
+/// The headers of every answer: the agent's identity and the format version.
+fn identity(a: &SimAgent) -> HeaderMap {
     let mut h = HeaderMap::new();
-    header(&mut h, "pga-agent-id", a.agent_id.to_string());
-    header(&mut h, "pga-format-version", "1".into());
-    header(&mut h, "pga-series-count", a.templates.series.to_string());
+    header(&mut h, H::AGENT_ID, a.agent_id.to_string());
+    header(&mut h, H::FORMAT_VERSION, FORMAT_VERSION.to_string());
+    h
+}
+
+async fn series(State(a): State<Arc<SimAgent>>) -> impl IntoResponse {
+    let mut h = identity(&a);
+    header(&mut h, H::SERIES_COUNT, a.templates.series.to_string());
     let mut body = Vec::new();
     for f in &a.templates.dictionary {
         body.extend(stamp(f, a.agent_id, None));
@@ -245,13 +254,11 @@ async fn blocks(
         .unwrap_or(8 << 20);
     let t = &a.templates;
     let newest = t.sealed.len() as u64;
-    let mut h = HeaderMap::new();
-    header(&mut h, "pga-agent-id", a.agent_id.to_string());
-    header(&mut h, "pga-format-version", "1".into());
-    header(&mut h, "pga-head-sequence", (newest + 1).to_string());
+    let mut h = identity(&a);
+    header(&mut h, H::HEAD_SEQUENCE, (newest + 1).to_string());
     if newest > 0 {
-        header(&mut h, "pga-oldest-sequence", "1".into());
-        header(&mut h, "pga-newest-sequence", newest.to_string());
+        header(&mut h, H::OLDEST_SEQUENCE, "1".into());
+        header(&mut h, H::NEWEST_SEQUENCE, newest.to_string());
     }
     let mut body = Vec::new();
     let mut last = None;
@@ -274,12 +281,12 @@ async fn blocks(
     }
     header(
         &mut h,
-        "pga-head",
+        H::HEAD,
         if head { "present" } else { "absent" }.into(),
     );
-    header(&mut h, "pga-more", more.to_string());
+    header(&mut h, H::MORE, more.to_string());
     if let Some(l) = last {
-        header(&mut h, "pga-last-sequence", l.to_string());
+        header(&mut h, H::LAST_SEQUENCE, l.to_string());
     }
     (h, body).into_response()
 }
@@ -304,18 +311,16 @@ async fn status(State(a): State<Arc<SimAgent>>) -> impl IntoResponse {
             "in_recovery": false, "databases": ["app", "postgres"],
         }],
     });
-    let mut h = HeaderMap::new();
-    header(&mut h, "pga-agent-id", a.agent_id.to_string());
-    header(&mut h, "pga-format-version", "1".into());
+    let h = identity(&a);
     (h, axum::Json(body))
 }
 
 /// The agent's routes.
 pub fn router(agent: SimAgent) -> Router {
     Router::new()
-        .route("/v1/series", get(series))
-        .route("/v1/blocks", get(blocks))
-        .route("/v1/status", get(status))
+        .route(routes::SERIES, get(series))
+        .route(routes::BLOCKS, get(blocks))
+        .route(routes::STATUS, get(status))
         .with_state(Arc::new(agent))
 }
 

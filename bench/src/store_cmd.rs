@@ -92,15 +92,21 @@ fn query_once(
     Ok(points)
 }
 
-pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
+/// `dir`, or a new temporary directory (removed when the returned guard drops).
+pub fn dir_or_temp(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<(std::path::PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(d) => Ok((d.to_owned(), None)),
         None => {
-            tmp = tempfile::tempdir().context("creating a temporary directory")?;
-            tmp.path().to_owned()
+            let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+            Ok((tmp.path().to_owned(), Some(tmp)))
         }
-    };
+    }
+}
+
+pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
+    let (dir, _tmp) = crate::store_cmd::dir_or_temp(args.dir.as_deref())?;
     let interval_ms = i64::from(args.interval_secs) * 1000;
     let collections = (u64::from(args.hours) * 3600 / u64::from(args.interval_secs)) as usize;
     let opts = StoreOptions {

@@ -153,16 +153,7 @@ impl fmt::Display for Matcher {
 /// value needs.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
+    pga_format::text::push_escaped(&mut out, s, &['"', '\\', '\n', '\t', '\r']);
     out
 }
 

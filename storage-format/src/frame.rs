@@ -262,42 +262,10 @@ pub fn read_frame(bytes: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
     if min_ts > max_ts {
         return Err(r.invalid_at(32, "time range", format!("min {min_ts} > max {max_ts}")));
     }
-    let series_count = u64::from(r.u32("series count")?);
-    if series_count > MAX_SERIES_PER_FRAME as u64 {
-        return Err(r.limit_at(
-            48,
-            "series count",
-            series_count,
-            MAX_SERIES_PER_FRAME as u64,
-        ));
-    }
-    let ranges_len = r.u32("series ranges length")? as usize;
-    if ranges_len > MAX_RANGES_LEN {
-        return Err(r.limit_at(
-            52,
-            "series ranges length",
-            ranges_len as u64,
-            MAX_RANGES_LEN as u64,
-        ));
-    }
-    let payload_len = r.u32("payload length")? as usize;
-    if payload_len > MAX_PAYLOAD_LEN {
-        return Err(r.limit_at(
-            56,
-            "payload length",
-            payload_len as u64,
-            MAX_PAYLOAD_LEN as u64,
-        ));
-    }
-    let raw_len = r.u32("raw payload length")?;
-    if raw_len as usize > MAX_RAW_LEN {
-        return Err(r.limit_at(
-            60,
-            "raw payload length",
-            u64::from(raw_len),
-            MAX_RAW_LEN as u64,
-        ));
-    }
+    let series_count = r.u32_at_most("series count", MAX_SERIES_PER_FRAME)? as u64;
+    let ranges_len = r.u32_at_most("series ranges length", MAX_RANGES_LEN)?;
+    let payload_len = r.u32_at_most("payload length", MAX_PAYLOAD_LEN)?;
+    let raw_len = r.u32_at_most("raw payload length", MAX_RAW_LEN)? as u32;
     if compression == Compression::None && raw_len as usize != payload_len {
         return Err(r.invalid_at(
             60,

@@ -2,7 +2,9 @@
 //!
 //! The pgAnalytics v3 sample model, the columnar block codec and the wire frames
 //! that agent and federator share. Every byte is specified in `FORMAT.md` beside
-//! this crate. Encoding and decoding are pure functions: no I/O happens here.
+//! this crate. Encoding and decoding are pure functions: no I/O happens here. The
+//! pull protocol's names ([`protocol`], specified in `PROTOCOL.md`) and the text
+//! forms of values and label values ([`text`]) are defined here once too.
 //!
 //! ```
 //! use pga_format::{AgentId, BlockBuilder, FrameMeta, SeriesId, decode_block};
@@ -20,14 +22,14 @@
 //! ```
 
 mod block;
-#[cfg(feature = "config-text")]
-pub mod config_text;
 pub mod dictionary;
 mod error;
 pub mod frame;
 mod info;
 mod logs;
 mod model;
+pub mod protocol;
+pub mod text;
 mod values;
 mod wire;
 

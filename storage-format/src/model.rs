@@ -252,14 +252,6 @@ impl Severity {
         Severity::Panic,
     ];
 
-    pub(crate) fn code(self) -> u8 {
-        self as u8
-    }
-
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(code)).copied()
-    }
-
     /// The word PostgreSQL prints (`ERROR`, `LOG`, …).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -314,14 +306,6 @@ impl LogEventKind {
         LogEventKind::AuthFailure,
         LogEventKind::Other,
     ];
-
-    pub(crate) fn code(self) -> u8 {
-        self as u8
-    }
-
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(code)).copied()
-    }
 
     /// A stable snake_case name, used in labels and output.
     pub const fn as_str(self) -> &'static str {
@@ -413,6 +397,24 @@ pub(crate) fn is_valid_sqlstate(code: &[u8; 5]) -> bool {
     code.iter()
         .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
+
+/// `code()` and `from_code()` of a fieldless enum whose `ALL` lists every variant
+/// in code order (the code is the variant's index, as FORMAT.md numbers them).
+macro_rules! codes_in_order {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub(crate) fn code(self) -> u8 {
+                self as u8
+            }
+
+            pub(crate) fn from_code(code: u8) -> Option<Self> {
+                Self::ALL.get(usize::from(code)).copied()
+            }
+        }
+    )*};
+}
+
+codes_in_order!(Severity, LogEventKind);
 
 #[cfg(test)]
 mod tests {

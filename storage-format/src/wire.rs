@@ -135,6 +135,21 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
+    /// A `u32` that must be at most `max`; a larger one is a limit error at the
+    /// field's offset.
+    pub(crate) fn u32_at_most(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<usize, DecodeError> {
+        let offset = self.offset();
+        let v = self.u32(what)?;
+        if v as usize > max {
+            return Err(self.limit_at(offset, what, u64::from(v), max as u64));
+        }
+        Ok(v as usize)
+    }
+
     pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }

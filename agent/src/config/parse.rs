@@ -3,12 +3,9 @@
 
 use std::path::Path;
 
-pub use pga_format::config_text::{ConfigError, Location, UnknownKey};
-use pga_format::config_text::{
-    edit_distance, fields_of, join_key, key_at, location, snippet, syntax_message,
-    table_header_before,
-};
-use toml::de::{DeTable, DeValue};
+use pga_config::fields_of;
+use pga_config::units::Unit;
+pub use pga_config::{ConfigError, Location, UnknownKey};
 
 use super::{
     AgentConfig, AgentSection, Collectors, EndpointConfig, Intervals, LogsConfig, PostgresInstance,
@@ -20,53 +17,7 @@ impl AgentConfig {
     /// Reports TOML syntax errors, then every unknown key, then the first mistyped
     /// value, each with line and column. Does not validate.
     pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
-        let doc = DeTable::parse(text).map_err(|e| {
-            let span = e.span();
-            ConfigError::Syntax {
-                path: path.to_owned(),
-                at: span.as_ref().map(|s| location(text, s.start)),
-                table: span
-                    .as_ref()
-                    .and_then(|s| table_header_before(text, s.start)),
-                message: syntax_message(e.message(), text, span.clone()),
-                snippet: span.map(|s| snippet(text, s)).unwrap_or_default(),
-            }
-        })?;
-
-        let mut unknown = Vec::new();
-        find_unknown_keys(doc.get_ref(), &Schema::Root, "", text, &mut unknown);
-        if !unknown.is_empty() {
-            unknown.sort_by_key(|k| k.at.map(|l| (l.line, l.column)));
-            return Err(ConfigError::UnknownKeys {
-                path: path.to_owned(),
-                keys: unknown,
-            });
-        }
-
-        toml::from_str::<AgentConfig>(text).map_err(|e| {
-            let span = e.span();
-            let key = span
-                .as_ref()
-                .and_then(|s| key_at(doc.get_ref(), "", s.start));
-            let mut message = e.message().trim().to_owned();
-            if key.as_deref() == Some("postgres") && message.contains("expected a sequence") {
-                message.push_str(
-                    "; write [[postgres]] with double brackets: each instance is one entry \
-                     of an array of tables",
-                );
-            }
-            if let Some(hint) = key.as_deref().and_then(number_hint) {
-                message.push_str("; ");
-                message.push_str(&hint);
-            }
-            ConfigError::InvalidValue {
-                path: path.to_owned(),
-                at: span.as_ref().map(|s| location(text, s.start)),
-                key,
-                message,
-                snippet: span.map(|s| snippet(text, s)).unwrap_or_default(),
-            }
-        })
+        pga_config::parse::<AgentConfig, Schema>(text, path, |key, _| number_hint(key))
     }
 }
 
@@ -91,15 +42,7 @@ fn number_hint(key: &str) -> Option<String> {
         v => v,
     };
     let default = section.get(field)?.as_integer()?;
-    let unit = if field.ends_with("_secs") {
-        "a whole number of seconds"
-    } else if field.ends_with("_ms") {
-        "a whole number of milliseconds"
-    } else if field.ends_with("_bytes") {
-        "a whole number of bytes"
-    } else {
-        "a whole number"
-    };
+    let unit = Unit::of_key(field).map_or("a whole number", Unit::describe);
     let header = if array {
         format!("[[{table}]]\nname = \"x\"\n")
     } else {
@@ -135,10 +78,7 @@ fn number_hint(key: &str) -> Option<String> {
 /// `postgres.name` for the keys of each `[[postgres]]` table), in schema order.
 /// Read from the serde derives, so it always matches what the parser accepts.
 pub fn schema_keys() -> Vec<String> {
-    Schema::TABLES
-        .into_iter()
-        .flat_map(|t| t.fields().iter().map(move |f| join_key(t.name(), f)))
-        .collect()
+    pga_config::schema_keys::<Schema>()
 }
 
 /// The tables of the schema, for unknown-key reports.
@@ -154,8 +94,9 @@ enum Schema {
     Postgres,
 }
 
-impl Schema {
-    const TABLES: [Schema; 7] = [
+impl pga_config::Schema for Schema {
+    const ROOT: Schema = Schema::Root;
+    const TABLES: &'static [Schema] = &[
         Schema::Agent,
         Schema::Intervals,
         Schema::Store,
@@ -193,92 +134,15 @@ impl Schema {
         }
     }
 
-    fn header(self) -> String {
-        match self {
-            Schema::Root => "the top level".to_owned(),
-            Schema::Postgres => "[[postgres]]".to_owned(),
-            s => format!("[{}]", s.name()),
-        }
+    fn is_array(self) -> bool {
+        self == Schema::Postgres
     }
-
-    fn child(key: &str) -> Option<Schema> {
-        Self::TABLES.into_iter().find(|t| t.name() == key)
-    }
-}
-
-fn find_unknown_keys(
-    table: &DeTable<'_>,
-    schema: &Schema,
-    prefix: &str,
-    text: &str,
-    out: &mut Vec<UnknownKey>,
-) {
-    let valid = schema.fields();
-    for (key, value) in table.iter() {
-        let name: &str = key.get_ref();
-        let path = join_key(prefix, name);
-        if !valid.contains(&name) {
-            out.push(UnknownKey {
-                key: path,
-                table: schema.header(),
-                valid: valid.to_vec(),
-                suggestion: suggest(name, *schema),
-                at: Some(location(text, key.span().start)),
-            });
-            continue;
-        }
-        if *schema != Schema::Root {
-            continue;
-        }
-        let Some(child) = Schema::child(name) else {
-            continue;
-        };
-        match value.get_ref() {
-            DeValue::Table(t) => find_unknown_keys(t, &child, &path, text, out),
-            DeValue::Array(items) if child == Schema::Postgres => {
-                for (i, item) in items.iter().enumerate() {
-                    if let DeValue::Table(t) = item.get_ref() {
-                        find_unknown_keys(t, &child, &format!("{path}[{i}]"), text, out);
-                    }
-                }
-            }
-            // A wrong type is reported by the typed parse that follows.
-            _ => {}
-        }
-    }
-}
-
-/// The key probably meant by `unknown` in `schema`: a key of the same table one or
-/// two edits away or that only adds the unit suffix (`fast` → `fast_secs`), else
-/// the same key in another table (`intervals.fast_secs`).
-fn suggest(unknown: &str, schema: Schema) -> Option<String> {
-    let lower = unknown.to_ascii_lowercase().replace('-', "_");
-    let same_table = schema
-        .fields()
-        .iter()
-        .filter_map(|&f| {
-            let d = edit_distance(&lower, f);
-            let suffix = f
-                .strip_prefix(lower.as_str())
-                .is_some_and(|r| r.starts_with('_'));
-            let limit = if f.len() <= 4 { 1 } else { 2 };
-            (d <= limit || suffix).then_some((d, f))
-        })
-        .min();
-    if let Some((_, f)) = same_table {
-        return Some(f.to_owned());
-    }
-    Schema::TABLES
-        .into_iter()
-        .chain([Schema::Root])
-        .filter(|t| *t != schema)
-        .find(|t| t.fields().contains(&lower.as_str()))
-        .map(|t| join_key(t.name(), &lower))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pga_config::Schema as _;
 
     fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
         AgentConfig::parse(text, Path::new("agent.toml"))
@@ -462,18 +326,12 @@ mod tests {
     }
 
     #[test]
-    fn edit_distance_basics() {
-        assert_eq!(edit_distance("max_byte", "max_bytes"), 1);
-        assert_eq!(edit_distance("hots", "host"), 1);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
-    }
-
-    #[test]
     fn location_counts_characters() {
         let text = "a = 1\nbé = 2\n";
         let off = text.find('2').unwrap();
-        assert_eq!(location(text, off), Location { line: 2, column: 6 });
+        assert_eq!(
+            pga_config::location(text, off),
+            Location { line: 2, column: 6 }
+        );
     }
 }

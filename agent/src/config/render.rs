@@ -77,29 +77,7 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
         render_instance(inst, &mut line);
     }
 
-    let errors = problems.iter().filter(|p| p.is_error()).count();
-    let warnings = problems.len() - errors;
-    if !problems.is_empty() {
-        out.push('\n');
-    }
-    let mut sorted: Vec<&Problem> = problems.iter().collect();
-    // Errors first, each group in the order validate() found them.
-    sorted.sort_by_key(|p| std::cmp::Reverse(p.severity));
-    for p in sorted {
-        out.push_str(&p.to_string());
-        out.push('\n');
-    }
-    if !problems.is_empty() {
-        out.push('\n');
-    }
-    let summary = match (errors, warnings) {
-        (0, 0) => "configuration OK".to_owned(),
-        (0, w) => format!("configuration OK, {w} warning(s)"),
-        (e, 0) => format!("{e} problem(s)"),
-        (e, w) => format!("{} problem(s): {e} error(s), {w} warning(s)", e + w),
-    };
-    out.push_str(&summary);
-    out.push('\n');
+    pga_config::push_problems(&mut out, problems);
     out
 }
 

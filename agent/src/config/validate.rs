@@ -1,7 +1,6 @@
 //! `validate()`: every rule a parsed configuration must follow, each broken rule
 //! reported as a [`Problem`] naming the key and the fix.
 
-use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -28,99 +27,7 @@ pub const STATEMENT_TIMEOUT_MS_MAX: u64 = 60_000;
 pub const STATEMENTS_TOP_N_MAX: u32 = 1000;
 /// Largest `postgres[].relations_top_n`: bounds the per-relation series count.
 pub const RELATIONS_TOP_N_MAX: u32 = 10_000;
-/// Longest `agent.name` and `postgres[].name`.
-pub const MAX_NAME_LEN: usize = 128;
-
-/// How bad a [`Problem`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    /// Works, but probably not as intended; the agent starts.
-    Warning,
-    /// The agent refuses to start with this configuration.
-    Error,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        })
-    }
-}
-
-/// One broken rule of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Error or warning.
-    pub severity: Severity,
-    /// The key at fault as a path: `store.block_secs`, `postgres[1].name` (indexes
-    /// count `[[postgres]]` tables from 0), or an environment variable (`PGPORT`).
-    pub key: String,
-    /// What is wrong, with the offending value.
-    pub message: String,
-    /// What to change.
-    pub fix: String,
-}
-
-impl Problem {
-    /// An error-level problem.
-    pub fn error(
-        key: impl Into<String>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Self {
-            severity: Severity::Error,
-            key: key.into(),
-            message: message.into(),
-            fix: fix.into(),
-        }
-    }
-
-    /// A warning-level problem.
-    pub fn warning(
-        key: impl Into<String>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Self {
-            severity: Severity::Warning,
-            ..Self::error(key, message, fix)
-        }
-    }
-
-    /// Whether this problem stops the agent.
-    pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
-    }
-}
-
-impl fmt::Display for Problem {
-    /// `error: <key>: <message>` and, on the next line, `  fix: <fix>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}\n  fix: {}",
-            self.severity, self.key, self.message, self.fix
-        )
-    }
-}
-
-/// Whether any of `problems` is an error (warnings alone let the agent run).
-pub fn has_errors(problems: &[Problem]) -> bool {
-    problems.iter().any(Problem::is_error)
-}
-
-/// Whether `name` is a valid agent or instance name: 1..=128 characters out of
-/// `[a-zA-Z0-9_.-]`.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
+pub use pga_config::{MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name};
 
 impl AgentConfig {
     /// Checks every rule the parser cannot: ranges, relations between keys, files

@@ -7,8 +7,6 @@
 //! compression of the head and a 10 000-series render must not hold up the workers
 //! that serve the other connections.
 
-use std::fmt::Write as _;
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -16,6 +14,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use pga_format::protocol::{content_types, routes};
+use pga_format::text::{EXPOSITION_PLAIN_BELOW, LABEL_ESCAPES, push_escaped, push_value};
 use pga_format::{FORMAT_VERSION, MetricKind, SeriesMeta};
 
 use crate::collect::server_facts::SharedInstanceReport;
@@ -23,12 +23,11 @@ use crate::now_ms;
 use crate::store::{StoreError, StoreHandle};
 
 /// Content type of `/v1/blocks` and `/v1/series` bodies: pga-format frames back to back.
-pub const FRAMES_CONTENT_TYPE: &str = "application/vnd.pganalytics.frames; version=1";
+pub const FRAMES_CONTENT_TYPE: &str = content_types::FRAMES;
 /// The Prometheus text exposition format.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const TEXT_CONTENT_TYPE: &str = content_types::TEXT;
 /// OpenMetrics 1.0, served when the `Accept` header asks for it.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str = content_types::OPENMETRICS;
 /// The frame budget of a `/v1/blocks` response without `max_bytes` (capped by
 /// [`ApiState::max_response_bytes`]).
 pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
@@ -41,30 +40,32 @@ const ECHO_CHARS: usize = 64;
 /// `Retry-After` of a 503 while the store is closed after a failed write.
 const RETRY_AFTER_SECS: &str = "10";
 
-/// Response headers of the pull protocol (PROTOCOL.md, "Headers").
+/// Response headers of the pull protocol (PROTOCOL.md, "Headers"), named once in
+/// [`pga_format::protocol::headers`].
 pub mod headers {
     use axum::http::HeaderName;
+    use pga_format::protocol::headers as name;
 
     /// The agent's identity, a UUID; the same as in every frame's `agent_id`.
-    pub const AGENT_ID: HeaderName = HeaderName::from_static("pga-agent-id");
+    pub const AGENT_ID: HeaderName = HeaderName::from_static(name::AGENT_ID);
     /// The frame format version of the body.
-    pub const FORMAT_VERSION: HeaderName = HeaderName::from_static("pga-format-version");
+    pub const FORMAT_VERSION: HeaderName = HeaderName::from_static(name::FORMAT_VERSION);
     /// The oldest sealed block sequence held; absent when none is.
-    pub const OLDEST_SEQUENCE: HeaderName = HeaderName::from_static("pga-oldest-sequence");
+    pub const OLDEST_SEQUENCE: HeaderName = HeaderName::from_static(name::OLDEST_SEQUENCE);
     /// The newest sealed block sequence held; absent when none is.
-    pub const NEWEST_SEQUENCE: HeaderName = HeaderName::from_static("pga-newest-sequence");
+    pub const NEWEST_SEQUENCE: HeaderName = HeaderName::from_static(name::NEWEST_SEQUENCE);
     /// The sequence the open head will have once sealed.
-    pub const HEAD_SEQUENCE: HeaderName = HeaderName::from_static("pga-head-sequence");
+    pub const HEAD_SEQUENCE: HeaderName = HeaderName::from_static(name::HEAD_SEQUENCE);
     /// `present` when the body ends with the head frame, else `absent`.
-    pub const HEAD: HeaderName = HeaderName::from_static("pga-head");
+    pub const HEAD: HeaderName = HeaderName::from_static(name::HEAD);
     /// `true` when sealed blocks after the last one in the body remain.
-    pub const MORE: HeaderName = HeaderName::from_static("pga-more");
+    pub const MORE: HeaderName = HeaderName::from_static(name::MORE);
     /// `FIRST-LAST`: blocks after `after` that were evicted before they were pulled.
-    pub const GAP: HeaderName = HeaderName::from_static("pga-gap");
+    pub const GAP: HeaderName = HeaderName::from_static(name::GAP);
     /// The last sealed sequence in the body; absent when it holds no sealed block.
-    pub const LAST_SEQUENCE: HeaderName = HeaderName::from_static("pga-last-sequence");
+    pub const LAST_SEQUENCE: HeaderName = HeaderName::from_static(name::LAST_SEQUENCE);
     /// Series in the agent's dictionary (on `/v1/series`).
-    pub const SERIES_COUNT: HeaderName = HeaderName::from_static("pga-series-count");
+    pub const SERIES_COUNT: HeaderName = HeaderName::from_static(name::SERIES_COUNT);
 }
 
 /// What the handlers share.
@@ -110,10 +111,10 @@ impl Default for Inventory {
 /// The API's routes; unknown paths get 404 with the list of routes, other methods 405.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
-        .route("/v1/blocks", get(blocks))
-        .route("/v1/series", get(series))
-        .route("/v1/status", get(status))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::BLOCKS, get(blocks))
+        .route(routes::SERIES, get(series))
+        .route(routes::STATUS, get(status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -422,7 +423,7 @@ async fn status(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let mut body =
         serde_json::to_vec_pretty(&value).map_err(|e| ApiError::internal("encoding status", e))?;
     body.push(b'\n');
-    let h = identity_headers(&state, "application/json")?;
+    let h = identity_headers(&state, content_types::JSON)?;
     Ok((h, Body::from(body)).into_response())
 }
 
@@ -612,97 +613,19 @@ fn write_sample(out: &mut String, meta: &SeriesMeta, value: f64) {
             }
             out.push_str(name);
             out.push_str("=\"");
-            push_escaped(out, value, &['\\', '"', '\n']);
+            push_escaped(out, value, LABEL_ESCAPES);
             out.push('"');
         }
         out.push('}');
     }
     out.push(' ');
-    push_value(out, value);
+    push_value(out, value, EXPOSITION_PLAIN_BELOW);
     out.push('\n');
-}
-
-/// Appends `s` with each of `escapes` written as a backslash escape (`\\`, `\"`, `\n`).
-fn push_escaped(out: &mut String, s: &str, escapes: &[char]) {
-    if !s.contains(escapes) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '\n' if escapes.contains(&c) => out.push_str("\\n"),
-            '\\' | '"' if escapes.contains(&c) => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-}
-
-/// Appends a sample value as Prometheus writes it: `NaN`, `+Inf`, `-Inf`; integers
-/// in full without an exponent; other values in the shortest form that reads back to
-/// the same bits, with an exponent only when tiny or huge.
-pub fn push_value(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else if v == 0.0 {
-        out.push('0');
-    } else if (1e-4..1e21).contains(&v.abs()) {
-        // Writing into a String cannot fail.
-        let _infallible = write!(out, "{v}");
-    } else {
-        let _infallible = write!(out, "{v:e}");
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn value(v: f64) -> String {
-        let mut s = String::new();
-        push_value(&mut s, v);
-        s
-    }
-
-    #[test]
-    fn values_read_back_exactly() {
-        assert_eq!(value(f64::NAN), "NaN");
-        assert_eq!(value(f64::INFINITY), "+Inf");
-        assert_eq!(value(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(value(-0.0), "0");
-        assert_eq!(value(1e6), "1000000");
-        assert_eq!(value(123_456_789_012.0), "123456789012");
-        assert_eq!(value(-42.0), "-42");
-        assert_eq!(value(0.1), "0.1");
-        assert_eq!(value(1.5e-7), "1.5e-7");
-        assert_eq!(value(1e300), "1e300");
-        for v in [
-            0.1,
-            1.0 / 3.0,
-            1e-5,
-            2.5e20,
-            9.007_199_254_740_993e15,
-            1e-300,
-        ] {
-            assert_eq!(value(v).parse::<f64>().unwrap().to_bits(), v.to_bits());
-        }
-    }
-
-    #[test]
-    fn escapes() {
-        let mut s = String::new();
-        push_escaped(&mut s, "a\\b\"c\nd", &['\\', '"', '\n']);
-        assert_eq!(s, r#"a\\b\"c\nd"#);
-        s.clear();
-        push_escaped(&mut s, "say \"hi\"\n\\", &['\\', '\n']);
-        assert_eq!(s, "say \"hi\"\\n\\\\");
-    }
 
     #[tokio::test]
     async fn internal_errors_are_a_bare_500() {

@@ -181,6 +181,17 @@ pub enum EndpointError {
     },
 }
 
+impl From<pga_config::pem::FileError> for EndpointError {
+    fn from(e: pga_config::pem::FileError) -> Self {
+        EndpointError::File {
+            key: e.key,
+            path: e.path,
+            problem: e.problem,
+            fix: e.fix,
+        }
+    }
+}
+
 impl EndpointError {
     /// The configuration key at fault.
     pub fn key(&self) -> String {

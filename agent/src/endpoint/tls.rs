@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use pga_config::pem::{read_certs, read_private_key};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
@@ -57,82 +57,6 @@ fn file_error(
         problem: problem.into(),
         fix: fix.into(),
     }
-}
-
-/// Reads a whole file, with the error naming the key and the file.
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, EndpointError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => file_error(
-            key,
-            path,
-            "does not exist",
-            "create the file, or correct the path",
-        ),
-        std::io::ErrorKind::PermissionDenied => file_error(
-            key,
-            path,
-            "cannot be read: permission denied",
-            "make it readable by the user the agent runs as (e.g. chgrp pganalytics FILE \
-             and chmod 0640 FILE)",
-        ),
-        _ => file_error(key, path, format!("cannot be read: {e}"), "check the path"),
-    })
-}
-
-/// Every certificate (PEM `CERTIFICATE` block) of a file; at least one.
-fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, EndpointError> {
-    let bytes = read(key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            file_error(
-                key,
-                path,
-                format!("is not valid PEM: {e}"),
-                "point it at a PEM file of -----BEGIN CERTIFICATE----- blocks",
-            )
-        })?;
-    if certs.is_empty() {
-        return Err(file_error(
-            key,
-            path,
-            "holds no certificate (no -----BEGIN CERTIFICATE----- block)",
-            "point it at a PEM certificate file; convert a DER one with \
-             `openssl x509 -inform der -in FILE -out FILE.pem`",
-        ));
-    }
-    Ok(certs)
-}
-
-/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-fn read_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, EndpointError> {
-    let bytes = read(key, path)?;
-    if bytes
-        .windows(b"ENCRYPTED PRIVATE KEY".len())
-        .any(|w| w == b"ENCRYPTED PRIVATE KEY")
-    {
-        return Err(file_error(
-            key,
-            path,
-            "is encrypted, and the agent cannot ask for a passphrase",
-            "store it unencrypted, readable only by the agent: \
-             `openssl pkey -in FILE -out FILE.plain`, then chmod 0600",
-        ));
-    }
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-        let problem = match e {
-            rustls_pki_types::pem::Error::NoItemsFound => "holds no private key (no -----BEGIN \
-                 PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY block)"
-                .to_owned(),
-            e => format!("is not valid PEM: {e}"),
-        };
-        file_error(
-            key,
-            path,
-            problem,
-            "point it at the PEM private key of endpoint.cert_file",
-        )
-    })
 }
 
 /// A name for logs: the subject as `CN=..., O=...`.
@@ -197,7 +121,7 @@ pub fn load(files: &TlsFiles) -> Result<LoadedTls, EndpointError> {
             "issue the agent's certificate with extendedKeyUsage = serverAuth",
         ));
     }
-    let key = read_key("endpoint.key_file", &files.key_file)?;
+    let key = read_private_key("endpoint.key_file", &files.key_file)?;
 
     // The clients' CA bundle.
     let ca_key = "endpoint.client_ca_file";
@@ -300,32 +224,7 @@ fn read_crls(
     now: &ASN1Time,
     warnings: &mut Vec<Problem>,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, EndpointError> {
-    let bytes = read(key, path)?;
-    let is_pem = bytes
-        .windows(b"-----BEGIN".len())
-        .any(|w| w == b"-----BEGIN");
-    let crls: Vec<CertificateRevocationListDer<'static>> = if is_pem {
-        CertificateRevocationListDer::pem_slice_iter(&bytes)
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                file_error(
-                    key,
-                    path,
-                    format!("is not valid PEM: {e}"),
-                    "point it at a PEM file of -----BEGIN X509 CRL----- blocks, or a DER CRL",
-                )
-            })?
-    } else {
-        vec![CertificateRevocationListDer::from(bytes)]
-    };
-    if crls.is_empty() {
-        return Err(file_error(
-            key,
-            path,
-            "holds no revocation list (no -----BEGIN X509 CRL----- block)",
-            "point it at the CRL the CA publishes (PEM or DER)",
-        ));
-    }
+    let crls = pga_config::pem::read_crls(key, path)?;
     for (j, der) in crls.iter().enumerate() {
         let (_, crl) = CertificateRevocationList::from_der(der).map_err(|e| {
             file_error(
@@ -437,6 +336,7 @@ mod tests {
         ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
         SerialNumber,
     };
+    use rustls_pki_types::pem::PemObject;
     use std::path::PathBuf;
 
     struct Ca {

@@ -359,17 +359,7 @@ fn csv_field(s: &str) -> String {
 /// The shortest text that reads back as `v`: `0.1`, `1234.5`, `1e-7`, `1.5e20`;
 /// `NaN`, `+Inf`, `-Inf` for the non-finite values.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_owned()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else if v == 0.0 {
-        "0".to_owned()
-    } else if (1e-4..1e15).contains(&v.abs()) {
-        format!("{v}")
-    } else {
-        format!("{v:e}")
-    }
+    pga_format::text::format_value(v, pga_format::text::READABLE_PLAIN_BELOW)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use pga_format::config_text::{Location, edit_distance, key_at, location};
+use pga_config::{Location, key_at, location};
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
@@ -391,14 +391,7 @@ fn fix_for(key: &str, message: &str) -> String {
                     .collect()
             })
             .unwrap_or_default();
-        if let Some(best) = valid
-            .iter()
-            .filter(|v| {
-                edit_distance(unknown, v) <= 2
-                    || v.strip_prefix(unknown).is_some_and(|r| r.starts_with('_'))
-            })
-            .min_by_key(|v| edit_distance(unknown, v))
-        {
+        if let Some(best) = pga_config::closest(unknown, &valid) {
             return format!("did you mean `{best}`?");
         }
         return "remove it, or move it to the table it belongs to".into();

@@ -3,12 +3,8 @@
 
 use std::path::Path;
 
-pub use pga_format::config_text::{ConfigError, Location, UnknownKey};
-use pga_format::config_text::{
-    edit_distance, fields_of, join_key, key_at, location, snippet, syntax_message,
-    table_header_before,
-};
-use toml::de::{DeTable, DeValue};
+use pga_config::fields_of;
+pub use pga_config::{ConfigError, Location, UnknownKey};
 
 use super::{
     AgentEntry, AlertingConfig, AlertmanagerEntry, ApiConfig, BackfillConfig, DatabaseConfig,
@@ -21,49 +17,7 @@ impl FederatorConfig {
     /// Reports TOML syntax errors, then every unknown key, then the first mistyped
     /// value, each with line and column. Does not validate.
     pub fn parse(text: &str, path: &Path) -> Result<FederatorConfig, ConfigError> {
-        let doc = DeTable::parse(text).map_err(|e| {
-            let span = e.span();
-            ConfigError::Syntax {
-                path: path.to_owned(),
-                at: span.as_ref().map(|s| location(text, s.start)),
-                table: span
-                    .as_ref()
-                    .and_then(|s| table_header_before(text, s.start)),
-                message: syntax_message(e.message(), text, span.clone()),
-                snippet: span.map(|s| snippet(text, s)).unwrap_or_default(),
-            }
-        })?;
-
-        let mut unknown = Vec::new();
-        find_unknown_keys(doc.get_ref(), Schema::Root, "", text, &mut unknown);
-        if !unknown.is_empty() {
-            unknown.sort_by_key(|k| k.at.map(|l| (l.line, l.column)));
-            return Err(ConfigError::UnknownKeys {
-                path: path.to_owned(),
-                keys: unknown,
-            });
-        }
-
-        toml::from_str::<FederatorConfig>(text).map_err(|e| {
-            let span = e.span();
-            let key = span
-                .as_ref()
-                .and_then(|s| key_at(doc.get_ref(), "", s.start));
-            let mut message = e.message().trim().to_owned();
-            if key.as_deref() == Some("agents") && message.contains("expected a sequence") {
-                message.push_str(
-                    "; write [[agents]] with double brackets: each agent is one entry \
-                     of an array of tables",
-                );
-            }
-            ConfigError::InvalidValue {
-                path: path.to_owned(),
-                at: span.as_ref().map(|s| location(text, s.start)),
-                key,
-                message,
-                snippet: span.map(|s| snippet(text, s)).unwrap_or_default(),
-            }
-        })
+        pga_config::parse::<FederatorConfig, Schema>(text, path, |_, _| None)
     }
 }
 
@@ -71,10 +25,7 @@ impl FederatorConfig {
 /// `agents.name` for the keys of each `[[agents]]` table), in schema order. Read
 /// from the serde derives, so it always matches what the parser accepts.
 pub fn schema_keys() -> Vec<String> {
-    Schema::TABLES
-        .into_iter()
-        .flat_map(|t| t.fields().iter().map(move |f| join_key(t.name(), f)))
-        .collect()
+    pga_config::schema_keys::<Schema>()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +45,9 @@ enum Schema {
     Agents,
 }
 
-impl Schema {
-    const TABLES: [Schema; 12] = [
+impl pga_config::Schema for Schema {
+    const ROOT: Schema = Schema::Root;
+    const TABLES: &'static [Schema] = &[
         Schema::Database,
         Schema::Tls,
         Schema::Scrape,
@@ -128,6 +80,8 @@ impl Schema {
         }
     }
 
+    /// The table's path; `[alerting]`'s receivers are sub-tables of it (and
+    /// `agents.labels` is free).
     fn name(self) -> &'static str {
         match self {
             Schema::Root => "",
@@ -146,29 +100,6 @@ impl Schema {
         }
     }
 
-    fn header(self) -> String {
-        match self {
-            Schema::Root => "the top level".to_owned(),
-            Schema::Agents => "[[agents]]".to_owned(),
-            Schema::Alertmanagers => "[[alerting.alertmanagers]]".to_owned(),
-            Schema::Webhooks => "[[alerting.webhooks]]".to_owned(),
-            s => format!("[{}]", s.name()),
-        }
-    }
-
-    /// The sub-table `key` of this table, if it has a schema.
-    fn child(self, key: &str) -> Option<Schema> {
-        match (self, key) {
-            (Schema::Root, _) => Self::TABLES
-                .into_iter()
-                .find(|t| t.name() == key && !t.name().contains('.')),
-            (Schema::Alerting, "alertmanagers") => Some(Schema::Alertmanagers),
-            (Schema::Alerting, "webhooks") => Some(Schema::Webhooks),
-            _ => None,
-        }
-    }
-
-    /// Whether the table is an array of tables (`[[…]]`).
     fn is_array(self) -> bool {
         matches!(
             self,
@@ -177,78 +108,10 @@ impl Schema {
     }
 }
 
-fn find_unknown_keys(
-    table: &DeTable<'_>,
-    schema: Schema,
-    prefix: &str,
-    text: &str,
-    out: &mut Vec<UnknownKey>,
-) {
-    let valid = schema.fields();
-    for (key, value) in table.iter() {
-        let name: &str = key.get_ref();
-        let path = join_key(prefix, name);
-        if !valid.contains(&name) {
-            out.push(UnknownKey {
-                key: path,
-                table: schema.header(),
-                valid: valid.to_vec(),
-                suggestion: suggest(name, schema),
-                at: Some(location(text, key.span().start)),
-            });
-            continue;
-        }
-        // Sub-tables with a schema: the top level's, and [alerting]'s receivers
-        // (`agents.labels` is free).
-        let Some(child) = schema.child(name) else {
-            continue;
-        };
-        match value.get_ref() {
-            DeValue::Table(t) => find_unknown_keys(t, child, &path, text, out),
-            DeValue::Array(items) if child.is_array() => {
-                for (i, item) in items.iter().enumerate() {
-                    if let DeValue::Table(t) = item.get_ref() {
-                        find_unknown_keys(t, child, &format!("{path}[{i}]"), text, out);
-                    }
-                }
-            }
-            // A wrong type is reported by the typed parse that follows.
-            _ => {}
-        }
-    }
-}
-
-/// The key probably meant by `unknown` in `schema`: a key of the same table one or
-/// two edits away or that only adds the unit suffix (`jitter` → `jitter_ms`), else
-/// the same key in another table (`retention.raw_secs`).
-fn suggest(unknown: &str, schema: Schema) -> Option<String> {
-    let lower = unknown.to_ascii_lowercase().replace('-', "_");
-    let same_table = schema
-        .fields()
-        .iter()
-        .filter_map(|&f| {
-            let d = edit_distance(&lower, f);
-            let suffix = f
-                .strip_prefix(lower.as_str())
-                .is_some_and(|r| r.starts_with('_'));
-            let limit = if f.len() <= 4 { 1 } else { 2 };
-            (d <= limit || suffix).then_some((d, f))
-        })
-        .min();
-    if let Some((_, f)) = same_table {
-        return Some(f.to_owned());
-    }
-    Schema::TABLES
-        .into_iter()
-        .chain([Schema::Root])
-        .filter(|t| *t != schema)
-        .find(|t| t.fields().contains(&lower.as_str()))
-        .map(|t| join_key(t.name(), &lower))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pga_config::Schema as _;
 
     fn parse(text: &str) -> Result<FederatorConfig, ConfigError> {
         FederatorConfig::parse(text, Path::new("federator.toml"))

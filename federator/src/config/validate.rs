@@ -3,83 +3,14 @@
 //! `pga-federator check-config`.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
 use super::{FederatorConfig, Loaded};
 use crate::pull::url::AgentUrl;
 
-/// Longest agent name.
-pub const MAX_NAME_LEN: usize = 128;
-
-/// How bad a [`Problem`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    /// Works, but probably not as intended; the federator starts.
-    Warning,
-    /// The federator refuses to start with this configuration.
-    Error,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        })
-    }
-}
-
-/// One broken rule of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Error or warning.
-    pub severity: Severity,
-    /// The key at fault as a path: `scrape.schedule`, `agents[1].url` (indexes
-    /// count `[[agents]]` tables from 0).
-    pub key: String,
-    /// What is wrong, with the offending value.
-    pub message: String,
-    /// What to change.
-    pub fix: String,
-}
-
-impl Problem {
-    fn new(severity: Severity, key: impl Into<String>, message: String, fix: String) -> Self {
-        Self {
-            severity,
-            key: key.into(),
-            message,
-            fix,
-        }
-    }
-
-    /// Whether this problem stops the federator.
-    pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
-    }
-}
-
-impl fmt::Display for Problem {
-    /// `error: <key>: <message>` and, on the next line, `  fix: <fix>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}\n  fix: {}",
-            self.severity, self.key, self.message, self.fix
-        )
-    }
-}
-
-/// Whether any of `problems` is an error (warnings alone let the federator run).
-pub fn has_errors(problems: &[Problem]) -> bool {
-    problems.iter().any(Problem::is_error)
-}
+pub use pga_config::{MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name};
 
 /// A schedule that is not a cron expression with seconds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -289,8 +220,8 @@ impl FederatorConfig {
                     if let Err(e) = check_pem(key, path) {
                         c.error(
                             key,
-                            format!("{}: {e}", path.display()),
-                            format!("name {what}"),
+                            format!("{}: {}", path.display(), e.problem),
+                            format!("{}; name {what}", e.fix),
                         );
                     }
                 }
@@ -448,30 +379,13 @@ impl FederatorConfig {
     }
 }
 
-/// Whether `name` is a valid agent name: 1..=128 characters out of `[a-zA-Z0-9_.-]`.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
 /// Reads a PEM file the way the TLS client will.
-fn check_pem(key: &str, path: &Path) -> Result<(), String> {
+fn check_pem(key: &str, path: &Path) -> Result<(), pga_config::pem::FileError> {
     if key == "tls.key_file" {
-        return PrivateKeyDer::from_pem_file(path)
-            .map(drop)
-            .map_err(|e| format!("no readable private key: {e}"));
+        pga_config::pem::read_private_key(key, path).map(drop)
+    } else {
+        pga_config::pem::read_certs(key, path).map(drop)
     }
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| e.to_string())?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no certificate".to_owned());
-    }
-    Ok(())
 }
 
 /// Whether a URL has `user:password@`.
@@ -496,7 +410,8 @@ pub fn redact_url(url: &str) -> String {
 
 /// Renders the report of `pga-federator check-config`: the file, the effective
 /// settings (never a password), every problem as `error: <key>: <message>` /
-/// `  fix: <fix>`, and a last line `configuration OK` or `N problem(s)`.
+/// `  fix: <fix>`, and a last line `configuration OK` or `N problem(s)`
+/// ([`pga_config::push_problems`]).
 pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
     let c = &loaded.config;
     let mut out = String::new();
@@ -593,26 +508,7 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
             }
         ));
     }
-    let errors = problems.iter().filter(|p| p.is_error()).count();
-    let mut sorted: Vec<&Problem> = problems.iter().collect();
-    sorted.sort_by_key(|p| std::cmp::Reverse(p.severity));
-    if !sorted.is_empty() {
-        out.push('\n');
-    }
-    for p in sorted {
-        out.push_str(&p.to_string());
-        out.push('\n');
-    }
-    if errors == 0 {
-        let w = problems.len();
-        out.push_str(&if w == 0 {
-            "\nconfiguration OK\n".to_owned()
-        } else {
-            format!("\nconfiguration OK, with {w} warning(s)\n")
-        });
-    } else {
-        out.push_str(&format!("\n{} problem(s)\n", problems.len()));
-    }
+    pga_config::push_problems(&mut out, problems);
     out
 }
 

@@ -12,7 +12,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -24,8 +24,7 @@ use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -55,18 +54,9 @@ pub struct ServerSettings {
 }
 
 /// Loads the server certificate and key into a rustls configuration.
-pub fn load_tls(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<Arc<ServerConfig>> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("api.cert_file {}: cannot be read", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("api.cert_file {}: not PEM certificates", cert.display()))?;
-    anyhow::ensure!(
-        !chain.is_empty(),
-        "api.cert_file {}: holds no certificate",
-        cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("api.key_file {}: no readable private key", key.display()))?;
+pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+    let chain = pga_config::pem::read_certs("api.cert_file", cert)?;
+    let key = pga_config::pem::read_private_key("api.key_file", key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

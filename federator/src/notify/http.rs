@@ -15,8 +15,7 @@ use hyper::client::conn::http1;
 use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -150,16 +149,7 @@ pub fn tls_config(
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(ca) => {
-            let certs = CertificateDer::pem_file_iter(ca)
-                .with_context(|| format!("ca_file {}", ca.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("ca_file {}", ca.display()))?;
-            anyhow::ensure!(
-                !certs.is_empty(),
-                "ca_file {} holds no certificate",
-                ca.display()
-            );
-            for c in certs {
+            for c in pga_config::pem::read_certs("ca_file", ca)? {
                 roots.add(c).context("a CA certificate is unusable")?;
             }
         }
@@ -181,12 +171,8 @@ pub fn tls_config(
             .with_root_certificates(roots);
     let mut config = match client {
         Some((cert, key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .with_context(|| format!("cert_file {}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("cert_file {}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .with_context(|| format!("key_file {}", key.display()))?;
+            let certs = pga_config::pem::read_certs("cert_file", cert)?;
+            let key = pga_config::pem::read_private_key("key_file", key)?;
             builder
                 .with_client_auth_cert(certs, key)
                 .context("cert_file and key_file do not form a usable client identity")?

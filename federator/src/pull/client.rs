@@ -8,7 +8,6 @@
 //! [`Response::cut`] set, because the pull protocol keeps the whole frames of a cut
 //! body.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +16,9 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{HeaderMap, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use pga_config::pem;
 use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsConnector;
@@ -88,11 +87,10 @@ pub fn tls_config(tls: &TlsConfig) -> anyhow::Result<Arc<ClientConfig>> {
         need(&tls.key_file, "tls.key_file")?,
         need(&tls.ca_file, "tls.ca_file")?,
     );
-    let certs = read_certs(&cert).with_context(|| format!("tls.cert_file {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&key)
-        .with_context(|| format!("tls.key_file {}", key.display()))?;
+    let certs = pem::read_certs("tls.cert_file", &cert)?;
+    let key = pem::read_private_key("tls.key_file", &key)?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in read_certs(&ca).with_context(|| format!("tls.ca_file {}", ca.display()))? {
+    for c in pem::read_certs("tls.ca_file", &ca)? {
         roots
             .add(c)
             .with_context(|| format!("tls.ca_file {}: a certificate is unusable", ca.display()))?;
@@ -105,12 +103,6 @@ pub fn tls_config(tls: &TlsConfig) -> anyhow::Result<Arc<ClientConfig>> {
             .with_client_auth_cert(certs, key)
             .context("tls.cert_file and tls.key_file do not form a usable client identity")?;
     Ok(Arc::new(config))
-}
-
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)?.collect::<Result<Vec<_>, _>>()?;
-    anyhow::ensure!(!certs.is_empty(), "holds no PEM certificate");
-    Ok(certs)
 }
 
 /// A client for one agent. Each [`AgentClient::session`] opens one connection and

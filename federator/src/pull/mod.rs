@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use pga_format::protocol::routes;
 use pga_format::{AgentId, DecodedBlock};
 
 use crate::db::sink::SinkError;
@@ -224,9 +225,9 @@ pub struct PullReport {
 
 fn series_path(count: u64) -> String {
     if count == 0 {
-        "/v1/series".to_owned()
+        routes::SERIES.to_owned()
     } else {
-        format!("/v1/series?after={}", count - 1)
+        format!("{}?after={}", routes::SERIES, count - 1)
     }
 }
 
@@ -337,7 +338,7 @@ async fn observe_status<D: Destination>(
     dest: &D,
     memo: &mut InventoryMemo,
 ) -> Result<bool, ScrapeError> {
-    let resp = match session.get("/v1/status").await {
+    let resp = match session.get(routes::STATUS).await {
         Ok(r) => r,
         Err(e) => {
             memo.fail(agent, e.to_string());
@@ -424,7 +425,11 @@ pub async fn pull<D: Destination>(
     };
     loop {
         let c = cursor.last_sequence.unwrap_or(0);
-        let path = format!("/v1/blocks?after={c}&max_bytes={}", pacing.request_bytes);
+        let path = format!(
+            "{}?after={c}&max_bytes={}",
+            routes::BLOCKS,
+            pacing.request_bytes
+        );
         let resp = session.get(&path).await?;
         report.requests += 1;
         if resp.status != hyper::StatusCode::OK {

@@ -15,77 +15,37 @@ DROP VIEW IF EXISTS pga_log_events;
 DROP VIEW metric_series, metric_samples, metric_rollups_1m, metric_rollups_1h,
           agent_log_events, agent_status, agent_gaps;
 
-DROP TABLE samples, samples_1m, samples_1h, log_events;
-
-CREATE TABLE samples (
-    series_id bigint NOT NULL,
-    ts        timestamptz NOT NULL,
-    value     double precision NOT NULL,
-    PRIMARY KEY (series_id, ts)
-);
-SELECT create_hypertable('samples', by_range('ts', INTERVAL '1 day'));
-ALTER TABLE samples SET (timescaledb.compress,
-                         timescaledb.compress_segmentby = 'series_id',
-                         timescaledb.compress_orderby = 'ts');
-
-CREATE TABLE samples_1m (
-    series_id bigint NOT NULL,
-    bucket    timestamptz NOT NULL,
-    count     bigint NOT NULL,
-    sum       double precision NOT NULL,
-    min       double precision NOT NULL,
-    max       double precision NOT NULL,
-    last      double precision NOT NULL,
-    increase  double precision,
-    increase_secs double precision,
-    after_gap     boolean,
-    PRIMARY KEY (series_id, bucket)
-);
-SELECT create_hypertable('samples_1m', by_range('bucket', INTERVAL '1 day'));
-ALTER TABLE samples_1m SET (timescaledb.compress,
-                            timescaledb.compress_segmentby = 'series_id',
-                            timescaledb.compress_orderby = 'bucket');
-
-CREATE TABLE samples_1h (
-    series_id bigint NOT NULL,
-    bucket    timestamptz NOT NULL,
-    count     bigint NOT NULL,
-    sum       double precision NOT NULL,
-    min       double precision NOT NULL,
-    max       double precision NOT NULL,
-    last      double precision NOT NULL,
-    increase  double precision,
-    increase_secs double precision,
-    after_gap     boolean,
-    PRIMARY KEY (series_id, bucket)
-);
-SELECT create_hypertable('samples_1h', by_range('bucket', INTERVAL '30 days'));
-ALTER TABLE samples_1h SET (timescaledb.compress,
-                            timescaledb.compress_segmentby = 'series_id',
-                            timescaledb.compress_orderby = 'bucket');
-
-CREATE TABLE log_events (
-    agent_id       bigint NOT NULL,
-    ts             timestamptz NOT NULL,
-    block_sequence bigint NOT NULL,
-    event_index    integer NOT NULL,
-    severity       text NOT NULL,
-    kind           text NOT NULL,
-    sqlstate       text,
-    pid            bigint,
-    instance       text,
-    user_name      text,
-    database_name  text,
-    application    text,
-    message        text NOT NULL,
-    duration_ms    double precision,
-    PRIMARY KEY (agent_id, ts, block_sequence, event_index)
-);
-CREATE INDEX log_events_kind ON log_events (kind, ts);
-SELECT create_hypertable('log_events', by_range('ts', INTERVAL '1 day'));
-ALTER TABLE log_events SET (timescaledb.compress,
-                            timescaledb.compress_segmentby = 'agent_id',
-                            timescaledb.compress_orderby = 'ts, block_sequence, event_index');
+-- Each time-series table is created again from the native one, LIKE it (the same
+-- columns, defaults, NOT NULL and CHECK constraints, primary key and indexes, so the
+-- columns later migrations added come along), and the native one with its
+-- partitions is dropped. Then the new table becomes a hypertable of `chunk`-long
+-- chunks on `time_column`, compressed by `segment_by` in `order_by` order.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES
+        ('samples',    'ts',     INTERVAL '1 day',   'series_id', 'ts'),
+        ('samples_1m', 'bucket', INTERVAL '1 day',   'series_id', 'bucket'),
+        ('samples_1h', 'bucket', INTERVAL '30 days', 'series_id', 'bucket'),
+        ('log_events', 'ts',     INTERVAL '1 day',   'agent_id',
+         'ts, block_sequence, event_index')
+    ) AS v (name, time_column, chunk, segment_by, order_by)
+    LOOP
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', t.name, t.name || '_native');
+        EXECUTE format('ALTER INDEX %I RENAME TO %I', t.name || '_pkey', t.name || '_native_pkey');
+        EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+                       'INCLUDING INDEXES)', t.name, t.name || '_native');
+        EXECUTE format('DROP TABLE %I', t.name || '_native');
+        PERFORM create_hypertable(t.name::regclass, by_range(t.time_column::name, t.chunk));
+        EXECUTE format('ALTER TABLE %I SET (timescaledb.compress, '
+                       'timescaledb.compress_segmentby = %L, timescaledb.compress_orderby = %L)',
+                       t.name, t.segment_by, t.order_by);
+    END LOOP;
+END
+$$;
+-- LIKE names the copied index after its columns.
+ALTER INDEX log_events_kind_ts_idx RENAME TO log_events_kind;
 
 -- Hypertables manage their own chunks: native partition upkeep stops here.
 DELETE FROM pga_partitioned;

@@ -1,7 +1,6 @@
-//! Configuration files as both binaries read them (`agent.toml`, `federator.toml`):
-//! errors that say where (line, column, key, the table header above), unknown keys
-//! with the valid ones and the one probably meant, and the helpers each binary's
-//! schema walk uses. Enabled by the `config-text` feature.
+//! Where in a configuration file: errors that say where (line, column, key, the
+//! table header above), and the helpers that find a key, a line and a table header
+//! from a byte offset the TOML parser reports.
 
 use std::cell::Cell;
 use std::fmt;
@@ -10,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, DeserializeOwned, Visitor};
 use toml::de::{DeTable, DeValue};
 
+/// A line and column in the configuration file, both counted from 1 (columns in
 /// characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
@@ -173,41 +173,13 @@ pub fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
     fields.get()
 }
 
+/// `prefix.key`, or `key` at the top level (`prefix` empty).
 pub fn join_key(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
     } else {
         format!("{prefix}.{key}")
     }
-}
-
-/// Edit distance over characters counting insertions, deletions, substitutions
-/// and swaps of two neighbours (`hots` → `host` is 1), the optimal-string-alignment
-/// variant of Damerau–Levenshtein.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance between a[..i] and b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// The deepest key whose value contains byte `offset`, as a path.

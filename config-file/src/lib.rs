@@ -1,0 +1,21 @@
+//! # pga-config
+//!
+//! Configuration files as `pga-agent` and `pga-federator` read them
+//! (`agent.toml`, `federator.toml`): the parse against a [`Schema`] with errors that
+//! say where (line, column, key, the table above) and every unknown key with the
+//! valid ones and the one probably meant; the [`Problem`]s of `validate()`, each
+//! naming the key and the fix; quantities with a unit suffix ([`units`]); and the
+//! PEM certificates, keys and revocation lists that keys name ([`pem`]).
+
+pub mod pem;
+mod problem;
+mod schema;
+mod text;
+pub mod units;
+
+pub use problem::{MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name, push_problems};
+pub use schema::{Schema, closest, parse, schema_keys};
+pub use text::{
+    ConfigError, Location, UnknownKey, fields_of, join_key, key_at, location, snippet,
+    syntax_message, table_header_before,
+};
