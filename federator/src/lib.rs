@@ -37,3 +37,4 @@ pub mod listener;
 pub mod notify;
 pub mod pull;
 pub mod telemetry;
+pub mod tls;
