@@ -32,11 +32,11 @@ use pga_federator::alerting::evaluator::{CycleReport, Evaluator, EvaluatorSettin
 use pga_federator::alerting::metrics::AlertingMetrics;
 use pga_federator::alerting::rulefile::load_all;
 use pga_federator::config::parse_schedule;
+use pga_federator::db::sink::{Sink, SinkOptions};
 use pga_federator::db::{outbox, rules};
 use pga_federator::notify::http::{Auth, Client};
 use pga_federator::notify::worker::{DeliverySettings, Kind, Receiver, Worker};
-use pga_federator::scheduler;
-use pga_federator::sink::{Sink, SinkOptions};
+use pga_federator::pull::scheduler;
 use pga_federator::telemetry::Telemetry;
 use pga_format::{MetricKind, SeriesId, SeriesMeta};
 use pga_lab::Cluster;
@@ -476,7 +476,7 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
         }
         // The fleet, pulled every 15 s for the whole run.
         let started = Instant::now();
-        let schedule = parse_schedule("*/15 * * * * *").map_err(anyhow::Error::msg)?;
+        let schedule = parse_schedule("*/15 * * * * *")?;
         let jobs = crate::pull_cmd::sim_fleet(args.agents, &templates, started, &schedule).await?;
         println!(
             "{} agents × {} series ({used} of them read by the pack's {n_rules} rules), collected at the {:?} cadence, pulled every 15 s…",
@@ -569,7 +569,7 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
         );
         // Timed cycles every 30 s, on the schedule's instants, until the flip has been
         // notified for every agent (or given up on).
-        let cron = parse_schedule("*/30 * * * * *").map_err(anyhow::Error::msg)?;
+        let cron = parse_schedule("*/30 * * * * *")?;
         let mut timed: Vec<(f64, CycleReport)> = Vec::new();
         let flip_visible = started + Duration::from_millis((flip_ms - head_start).max(0) as u64);
         let give_up = flip_visible + Duration::from_secs(300);

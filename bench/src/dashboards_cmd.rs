@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use pga_federator::batch::{Batch, Cursor};
-use pga_federator::scrape::status::{AgentStatus, InstanceStatus};
-use pga_federator::sink::{RetentionOptions, Sink, SinkOptions};
+use pga_federator::db::sink::{RetentionOptions, Sink, SinkOptions};
+use pga_federator::pull::batch::{Batch, Cursor};
+use pga_federator::pull::status::{AgentStatus, InstanceStatus};
 use pga_format::{
     AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, FrameMeta, MetricKind, SeriesId, SeriesMeta,
     decode_block,

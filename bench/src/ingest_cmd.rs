@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use pga_federator::batch::{Batch, Cursor};
-use pga_federator::sink::{SampleCopy, Sink, SinkOptions};
+use pga_federator::db::sink::{SampleCopy, Sink, SinkOptions};
+use pga_federator::pull::batch::{Batch, Cursor};
 use pga_format::{
     AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, FrameMeta, MetricKind, SeriesId,
     SeriesMeta, decode_block,

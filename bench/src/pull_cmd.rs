@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use clap::Args;
 use pga_federator::config::{BackfillConfig, parse_schedule};
-use pga_federator::scheduler::{self, AgentJob, SchedulerSettings};
-use pga_federator::scrape::{AgentClient, ClientLimits, Pacing, PullMemo, pull};
-use pga_federator::sink::{Sink, SinkOptions};
+use pga_federator::db::sink::{Sink, SinkOptions};
+use pga_federator::pull::scheduler::{self, AgentJob, SchedulerSettings};
+use pga_federator::pull::url::AgentUrl;
+use pga_federator::pull::{AgentClient, ClientLimits, Pacing, PullMemo, pull};
 use pga_federator::telemetry::Telemetry;
-use pga_federator::url::AgentUrl;
 use pga_format::AgentId;
 use pga_lab::Cluster;
 
@@ -356,7 +356,7 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
     let outcome = rt.block_on(async {
         let sink = Arc::new(Sink::connect(&pg.url("central"), options).await?);
         sink.migrate().await?;
-        let schedule = parse_schedule("*/15 * * * * *").map_err(anyhow::Error::msg)?;
+        let schedule = parse_schedule("*/15 * * * * *")?;
         let started = Instant::now();
         // The simulated heads start at the window's start, not now: their clock is
         // behind the wall clock by this much, which the lag figures leave out.

@@ -1,36 +1,40 @@
 //! # pga-federator
 //!
 //! The pgAnalytics v3 federator: the central puller. On a schedule it pulls sealed
-//! blocks from every agent over mutually authenticated TLS ([`scrape`]), backfills
+//! blocks from every agent over mutually authenticated TLS ([`pull`]), backfills
 //! whatever it missed while an agent or the network was down, and writes raw samples
 //! and rollups into PostgreSQL (TimescaleDB when installed) for alerting and Grafana.
 //!
+//! Where things are:
+//! - [`cmd`]: the command line, one module per subcommand (`main.rs` only calls it);
+//! - [`app`]: the composition root: configuration → database → sink → pulls → jobs →
+//!   HTTP, built in one place and stopped together;
 //! - [`config`]: `federator.toml`, its validation and `check-config`;
-//! - [`scrape`]: the pull protocol's client, one pull of one agent;
-//! - [`scheduler`]: a job per agent on its cron schedule, concurrency, backoff;
-//! - [`batch`]: what one pull hands to the database sink;
-//! - [`sink`]: the PostgreSQL sink (migrations, ingest, rollups, retention);
+//! - [`pull`]: the pull protocol's client, one pull of one agent ([`pull::pull`]),
+//!   the scheduler of the agents' pulls and the fleet it follows;
+//! - [`db`]: the central database: the sink ([`db::sink`]: migrations, ingest,
+//!   rollups, retention) and the repositories the API, alerting and the command line
+//!   use;
+//! - [`jobs`]: the runner of everything that runs on a cron schedule, with backoff;
 //! - [`telemetry`] and [`listener`]: self-metrics on `/metrics`, `/healthz`, `/readyz`;
-//! - [`http`], [`auth`] and [`db`]: the HTTP API (`[api]`), its authentication and
-//!   its repositories; [`api`] starts it; [`fleet`] keeps the pulled agents in step
-//!   with the `agents` table.
+//! - [`http`] and [`auth`]: the HTTP API (`[api]`) and its authentication
+//!   ([`app::api`] starts it);
+//! - [`alerting`] and [`notify`]: rules evaluated at each agent's watermark, and the
+//!   notifications they send.
+//!
+//! Errors are typed ([`thiserror`]) in the library; `anyhow` is used only in [`cmd`]
+//! and [`app`], where errors are said to the operator.
 
-pub mod admin;
 pub mod alerting;
-pub mod api;
+pub mod app;
 pub mod auth;
-pub mod batch;
-pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod db;
-pub mod destination;
-pub mod fleet;
 pub mod http;
+pub mod jobs;
 pub mod listener;
 pub mod notify;
-pub mod run;
-pub mod scheduler;
-pub mod scrape;
-pub mod sink;
+pub mod pull;
 pub mod telemetry;
-pub mod url;
+pub mod tls;

@@ -45,16 +45,12 @@ pub async fn serve(
     listen: &str,
     telemetry: Arc<Telemetry>,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("metrics.listen = \"{listen}\": cannot listen"))?;
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "self-metrics on /metrics, /healthz, /readyz");
     axum::serve(listener, router(telemetry))
         .with_graceful_shutdown(async move {
             let _stopped = stop.wait_for(|s| *s).await;
         })
         .await
-        .context("self-metrics listener")
 }

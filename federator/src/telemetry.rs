@@ -3,7 +3,7 @@
 //!
 //! Names follow `pga_federator_<what>_<unit>[_total]`. Labels come from bounded
 //! sets only: `agent` (the configured agents) and `reason` (the fixed failure kinds
-//! of [`crate::scrape::ScrapeError::reason`]).
+//! of [`crate::pull::ScrapeError::reason`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::scrape::{PullReport, Round, ScrapeError};
+use crate::pull::{PullReport, Round, ScrapeError};
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -309,9 +309,10 @@ mod tests {
 
     #[test]
     fn a_paused_pull_counts_as_database_unavailable_for_its_agent() {
-        use crate::scrape::DestinationError;
+        use crate::db::sink::SinkError;
+        use crate::pull::DestinationError;
         let t = Telemetry::new();
-        let err = ScrapeError::Destination(DestinationError::Unavailable("down".into()));
+        let err = ScrapeError::Destination(DestinationError::Unavailable(SinkError::ReadOnly));
         t.scrape_ended("db-1", 0.1, &Err(err));
         let text = t.render();
         assert!(

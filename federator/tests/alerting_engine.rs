@@ -3,16 +3,16 @@
 //! Flapping, per-target overrides, restarts mid-`for`, late alerts after a backfill,
 //! a single evaluator across federators, the rule repository, and the Grafana views.
 
-mod alert_support;
+mod support;
 
 use std::time::Duration;
 
-use alert_support::*;
 use pga_federator::alerting::engine::Settings;
 use pga_federator::alerting::rule::RuleSpec;
 use pga_federator::db::rules::{self, RuleError};
 use pga_format::MetricKind::Gauge;
 use sqlx::Connection;
+use support::alerting::*;
 
 const STEP: i64 = 10_000;
 

@@ -7,12 +7,11 @@
 //! (default 3) with retries from 100 ms doubling to 1 s: the same behaviour (failed
 //! attempts, backoff, the queue waiting in order, delivery once it answers) in seconds.
 
-mod alert_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alert_support::*;
 use pga_federator::alerting::engine::Settings;
 use pga_federator::alerting::metrics::AlertingMetrics;
 use pga_federator::db::{maintenance, outbox};
@@ -20,6 +19,7 @@ use pga_federator::notify::http::{Auth, Client};
 use pga_federator::notify::worker::{DeliverySettings, Kind, Receiver as Target, Worker};
 use pga_format::MetricKind::Gauge;
 use sqlx::Connection;
+use support::alerting::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 

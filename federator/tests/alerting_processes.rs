@@ -12,16 +12,16 @@
 //! minutes of partition → 30 s, a transaction open 6 minutes → 18 s, and
 //! PgLongTransaction's threshold (an `[[overrides]]` for the agent) 6 s.
 
-mod alert_support;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alert_support::{Mode, Receiver};
 use pga_lab::{Cluster, Fault, FaultKind, FaultProxy};
-use support::{Federator, certs, free_port, now_ms, sql, wait_until};
+use support::Central;
+use support::alerting::{Mode, Receiver};
+use support::pull::{Federator, certs, free_port, now_ms, sql, wait_until};
 
 /// The `pga-agent` binary of this workspace, built when missing.
 fn agent_bin() -> PathBuf {
@@ -152,10 +152,26 @@ fn am_alerts(port: u16) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// The built-in availability rules with PgServerDown's `for_secs` set, written into
+/// `dir`; their path.
+fn server_down_rules(dir: &Path, for_secs: u32) -> PathBuf {
+    let rules = dir.join("availability.toml");
+    let for_secs = for_secs.to_string();
+    std::fs::write(
+        &rules,
+        scaled(
+            "availability.toml",
+            &[("PgServerDown", "for_secs", &for_secs)],
+        ),
+    )
+    .unwrap();
+    rules
+}
+
 /// The pack's rule file `file` with, in the rule named `rule`, `key = …` set to
 /// `value`.
 fn scaled(file: &str, edits: &[(&str, &str, &str)]) -> String {
-    let text = std::fs::read_to_string(alert_support::pack().join(file)).unwrap();
+    let text = std::fs::read_to_string(support::alerting::pack().join(file)).unwrap();
     let mut out = String::new();
     for (i, block) in text.split("[[rules]]").enumerate() {
         if i > 0 {
@@ -184,12 +200,12 @@ fn scaled(file: &str, edits: &[(&str, &str, &str)]) -> String {
 /// The federator's configuration: the agent at `agent_url`, alerting every second.
 fn federator(
     dir: &Path,
-    central: &Cluster,
+    central: &Central,
     tls: &Path,
     agent_url: &str,
     alerting: &str,
 ) -> PathBuf {
-    support::federator_config(
+    support::pull::federator_config(
         dir,
         central,
         tls,
@@ -204,7 +220,7 @@ fn federator(
 }
 
 /// `SELECT {cols} FROM alerts` of the rule `rule`.
-fn of_rule(central: &Cluster, cols: &str, rule: &str) -> String {
+fn of_rule(central: &Central, cols: &str, rule: &str) -> String {
     sql(
         central,
         &format!(
@@ -217,13 +233,10 @@ fn of_rule(central: &Cluster, cols: &str, rule: &str) -> String {
 }
 
 /// Waits until the federator evaluates the agent's data.
-fn wait_evaluating(central: &Cluster) {
+fn wait_evaluating(central: &Central) {
     wait_until("the agent's data evaluated", 90, || {
         central
-            .psql(
-                "central",
-                "SELECT count(*) FROM alert_positions WHERE evaluated_through_ms > 0",
-            )
+            .psql("SELECT count(*) FROM alert_positions WHERE evaluated_through_ms > 0")
             .is_ok_and(|s| s.trim() == "1")
     });
 }
@@ -237,12 +250,7 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
     let (_am, am_port) = alertmanager(dir.path());
     let port = free_port();
     let _agent = agent(dir.path(), &tls, &monitored, port);
-    let rules = dir.path().join("availability.toml");
-    std::fs::write(
-        &rules,
-        scaled("availability.toml", &[("PgServerDown", "for_secs", "5")]),
-    )
-    .unwrap();
+    let rules = server_down_rules(dir.path(), 5);
     let cfg = federator(
         dir.path(),
         &central,
@@ -564,12 +572,7 @@ fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
     let _agent = agent(dir.path(), &tls, &monitored, port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hook = rt.block_on(Receiver::start(Mode::Ok));
-    let rules = dir.path().join("availability.toml");
-    std::fs::write(
-        &rules,
-        scaled("availability.toml", &[("PgServerDown", "for_secs", "10")]),
-    )
-    .unwrap();
+    let rules = server_down_rules(dir.path(), 10);
     let cfg = federator(
         dir.path(),
         &central,
@@ -593,8 +596,9 @@ fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
     assert_eq!(of_rule(&central, "a.state", "PgServerDown"), "pending");
     std::thread::sleep(Duration::from_secs(3));
     fed.start_again();
-    let down =
-        |r: &alert_support::Received| r.json["alerts"][0]["labels"]["alertname"] == "PgServerDown";
+    let down = |r: &support::alerting::Received| {
+        r.json["alerts"][0]["labels"]["alertname"] == "PgServerDown"
+    };
     wait_until("the firing notification", 60, || {
         hook.delivered().iter().any(down)
     });

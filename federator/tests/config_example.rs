@@ -2,11 +2,13 @@
 //! `check-config` as shipped, states the real defaults, and documents every key of
 //! the schema and no other.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use pga_federator::config::{FederatorConfig, load, schema_keys};
+use support::{Cli, federator_cli};
 
 fn example_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/federator.toml")
@@ -64,17 +66,9 @@ fn the_example_as_shipped_states_the_defaults_and_passes_check_config() {
     let loaded = load(Some(&example_path())).expect("the example loads");
     let defaults = FederatorConfig::default();
     assert_eq!(loaded.config, defaults, "the set values are the defaults");
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
-        .args(["check-config", "--config"])
-        .arg(example_path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Cli { ok, stdout, stderr } =
+        federator_cli(&[&"check-config", &"--config", &example_path()]);
+    assert!(ok, "{stdout}{}", stderr);
     assert!(stdout.contains("configuration OK"), "{stdout}");
     assert!(stdout.contains("no [[agents]] configured"), "{stdout}");
 }
@@ -99,25 +93,15 @@ fn check_config_names_the_key_and_the_fix_and_fails() {
         "[scrape]\nschedule = \"*/15 * * * *\"\n[[agents]]\nname = \"db1\"\nurl = \"https://db1:9187\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let Cli { ok, stdout, .. } = federator_cli(&[&"check-config", &"--config", &path]);
+    assert!(!ok, "{stdout}");
     assert!(stdout.contains("error: scrape.schedule:"), "{stdout}");
     assert!(stdout.contains("error: tls.cert_file: missing"), "{stdout}");
     assert!(stdout.contains("fix: "), "{stdout}");
 
     std::fs::write(&path, "[scrape]\nshedule = \"* * * * * *\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-federator"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let Cli { ok, stderr, .. } = federator_cli(&[&"check-config", &"--config", &path]);
+    assert!(!ok);
     assert!(stderr.contains("unknown key `scrape.shedule`"), "{stderr}");
     assert!(stderr.contains("did you mean `schedule`?"), "{stderr}");
 }

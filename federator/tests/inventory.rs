@@ -16,7 +16,7 @@ use pga_agent::collect::server_facts::SharedInstanceReport;
 use pga_agent::config::PostgresInstance;
 use pga_agent::endpoint::api::Inventory;
 use pga_lab::Cluster;
-use support::*;
+use support::pull::*;
 
 /// One pass of the agent's PostgreSQL collector on `instance` of `cluster`; its
 /// report for `/v1/status`.
@@ -50,24 +50,25 @@ fn the_inventory_shows_what_the_agents_report_and_one_cluster_as_one() {
     let tls = certs(dir.path());
     // Cluster A holds the central database and is watched by two agents; cluster B
     // by a third.
-    let a = central();
+    // A watched cluster lists its databases: it is this test's alone.
+    let a = central_alone();
     let b = Cluster::builder().start().unwrap();
     b.create_database("app").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let r1 = learn(&rt, "main", &a);
-    let r2 = learn(&rt, "replica-watch", &a);
+    let r1 = learn(&rt, "main", a.cluster());
+    let r2 = learn(&rt, "replica-watch", a.cluster());
     let r3 = learn(&rt, "main", &b);
     let opts = SimOptions {
         series: 6,
         ..SimOptions::default()
     };
-    let agents: Vec<(&str, SimAgent)> = [("a1", &r1), ("a2", &r2), ("b1", &r3)]
+    let agents: Vec<(&str, StoreAgent)> = [("a1", &r1), ("a2", &r2), ("b1", &r3)]
         .into_iter()
         .map(|(n, r)| {
             let inv = Inventory::new(vec![r.clone()]);
             (
                 n,
-                SimAgent::start_with(&dir.path().join(n), &tls, opts, inv),
+                StoreAgent::start_with(&dir.path().join(n), &tls, opts, inv),
             )
         })
         .collect();
@@ -84,7 +85,7 @@ fn the_inventory_shows_what_the_agents_report_and_one_cluster_as_one() {
     std::fs::write(&cfg, text).unwrap();
     let mut fed = Federator::start(&cfg);
     wait_until("three instances recorded", 60, || {
-        a.psql("central", "SELECT count(*) FROM postgresql_instances")
+        a.psql("SELECT count(*) FROM postgresql_instances")
             .is_ok_and(|n| n.trim() == "3")
     });
 
@@ -95,7 +96,7 @@ fn the_inventory_shows_what_the_agents_report_and_one_cluster_as_one() {
             "SELECT system_identifier FROM pg_control_system()",
         )
     };
-    let (id_a, id_b) = (sysid(&a), sysid(&b));
+    let (id_a, id_b) = (sysid(a.cluster()), sysid(&b));
     assert_ne!(id_a, id_b);
     let host = pga_agent::config::host_name();
     // servers: the one host every agent runs on.
@@ -140,8 +141,8 @@ fn the_inventory_shows_what_the_agents_report_and_one_cluster_as_one() {
          FROM fleet_instances ORDER BY agent",
     );
     let want = [
-        ("a1", "main", &a, &id_a),
-        ("a2", "replica-watch", &a, &id_a),
+        ("a1", "main", a.cluster(), &id_a),
+        ("a2", "replica-watch", a.cluster(), &id_a),
         ("b1", "main", &b, &id_b),
     ]
     .map(|(agent, instance, pg, id)| {
@@ -162,7 +163,7 @@ fn the_inventory_shows_what_the_agents_report_and_one_cluster_as_one() {
     );
     assert_eq!(clusters, format!("{id_a}|2|2|a1,a2|2|0\n{id_b}|1|1|b1|1|0"));
     // databases: each instance's, as its server lists them.
-    for (agent, pg) in [("a1", &a), ("a2", &a), ("b1", &b)] {
+    for (agent, pg) in [("a1", a.cluster()), ("a2", a.cluster()), ("b1", &b)] {
         let recorded = sql(
             &a,
             &format!(
@@ -221,10 +222,10 @@ fn the_inventory_shows_what_the_agents_report_and_one_cluster_as_one() {
 /// they go, without error; what was known stays.
 #[tokio::test]
 async fn a_status_with_missing_fields_is_recorded_as_far_as_it_goes() {
-    use pga_federator::scrape::status::parse_status;
-    use pga_federator::sink::{Sink, SinkOptions};
+    use pga_federator::db::sink::{Sink, SinkOptions};
+    use pga_federator::pull::status::parse_status;
     let pg = central();
-    let sink = Sink::connect(&pg.url("central"), SinkOptions::default())
+    let sink = Sink::connect(&pg.url(), SinkOptions::default())
         .await
         .unwrap();
     sink.migrate().await.unwrap();

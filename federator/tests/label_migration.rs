@@ -2,19 +2,19 @@
 //! migration 0004 renames it in the series written before, keeping their ids, and
 //! an agent not yet upgraded, still sending `instance`, continues the same series.
 
-mod common;
+mod support;
 
 use std::path::Path;
 
-use common::*;
 use pga_format::{MetricKind, SeriesId};
+use support::sink::*;
 
 #[tokio::test]
 async fn series_written_with_the_old_instance_label_keep_their_identity() {
     let pg = central();
     // The central database as it was before migration 0004, with two series of an
     // older agent.
-    let pool = sqlx::PgPool::connect(&pg.url("central")).await.unwrap();
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
     let mut before = sqlx::migrate::Migrator::new(dir).await.unwrap();
     before.migrations = before

@@ -5,7 +5,8 @@ mod support;
 
 use std::process::{Command, Output};
 
-use support::*;
+use support::central_on;
+use support::pull::*;
 
 fn federator(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pga-federator"))
@@ -56,11 +57,12 @@ fn check_config_without_a_file_says_what_to_do() {
 fn a_wrong_password_is_one_message_with_the_fix_and_logs_have_no_colours() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
-    let pg = pga_lab::Cluster::builder()
-        .superuser_password("right")
-        .start()
-        .unwrap();
-    pg.create_database("central").unwrap();
+    let pg = central_on(
+        pga_lab::Cluster::builder()
+            .superuser_password("right")
+            .start()
+            .unwrap(),
+    );
     let cfg = federator_config(dir.path(), &pg, &tls, &[], free_port(), "");
     // The URL without its password, and a password file with the wrong one.
     let password = dir.path().join("password");

@@ -11,15 +11,15 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::*;
+use support::pull::*;
 
 #[test]
 fn two_agents_arrive_exactly_and_the_federator_reports_itself() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let pg = central();
-    let a1 = SimAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
-    let a2 = SimAgent::start(
+    let a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
+    let a2 = StoreAgent::start(
         &dir.path().join("a2"),
         &tls,
         SimOptions {
@@ -69,7 +69,7 @@ fn a_federator_outage_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let pg = central();
-    let a1 = SimAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
+    let a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
     let cfg = federator_config(dir.path(), &pg, &tls, &[("a1", a1.url())], free_port(), "");
     let mut fed = Federator::start(&cfg);
     wait_until("first blocks pulled", 60, || {
@@ -100,8 +100,8 @@ fn a_federator_outage_loses_and_doubles_nothing() {
 fn an_agent_restart_and_a_database_outage_converge() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
-    let mut pg = central();
-    let mut a1 = SimAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
+    let mut pg = central_alone();
+    let mut a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
     let mport = free_port();
     let cfg = federator_config(dir.path(), &pg, &tls, &[("a1", a1.url())], mport, "");
     let mut fed = Federator::start(&cfg);
@@ -154,7 +154,7 @@ fn connections_cut_mid_response_converge_to_the_same_contents() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let pg = central();
-    let a1 = SimAgent::start(
+    let a1 = StoreAgent::start(
         &dir.path().join("a1"),
         &tls,
         SimOptions {
@@ -205,7 +205,7 @@ fn blocks_evicted_before_the_pull_are_a_gap_covering_exactly_them() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let pg = central();
-    let a1 = SimAgent::start(
+    let a1 = StoreAgent::start(
         &dir.path().join("a1"),
         &tls,
         SimOptions {
@@ -328,7 +328,7 @@ fn a_malformed_agent_is_rejected_alone() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let pg = central();
-    let good = SimAgent::start(&dir.path().join("good"), &tls, SimOptions::default());
+    let good = StoreAgent::start(&dir.path().join("good"), &tls, SimOptions::default());
     let bad = garbage_agent();
     let mport = free_port();
     let cfg = federator_config(

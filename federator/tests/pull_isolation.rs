@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::*;
+use support::pull::*;
 
 /// Refuses every sample of agent `bad` with the error TimescaleDB raises when late
 /// data into compressed chunks decompresses more than its per-transaction limit
@@ -44,9 +44,9 @@ fn a_statement_error_in_one_agents_batch_is_that_agents_failure() {
         series: 12,
         ..SimOptions::default()
     };
-    let agents: Vec<(&str, SimAgent)> = ["good1", "bad", "good2"]
+    let agents: Vec<(&str, StoreAgent)> = ["good1", "bad", "good2"]
         .into_iter()
-        .map(|n| (n, SimAgent::start(&dir.path().join(n), &tls, opts)))
+        .map(|n| (n, StoreAgent::start(&dir.path().join(n), &tls, opts)))
         .collect();
     let list: Vec<(&str, String)> = agents.iter().map(|(n, a)| (*n, a.url())).collect();
     let mport = free_port();

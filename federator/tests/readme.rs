@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use pga_federator::batch::Gap;
 use pga_federator::config::schema_keys;
-use pga_federator::scrape::{DestinationError, Round, ScrapeError};
+use pga_federator::db::sink::SinkError;
+use pga_federator::pull::batch::Gap;
+use pga_federator::pull::{DestinationError, Round, ScrapeError};
 use pga_federator::telemetry::Telemetry;
 
 fn page() -> String {
@@ -85,7 +86,7 @@ fn every_self_metric_is_documented_and_exists() {
         "a",
         0.1,
         &Err(ScrapeError::Destination(DestinationError::Unavailable(
-            "down".into(),
+            SinkError::ReadOnly,
         ))),
     );
     t.retention(false);

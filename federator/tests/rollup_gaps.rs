@@ -5,11 +5,11 @@
 //! whether the sink computed the rollups from the batch (a live agent) or
 //! recomputed them in SQL (overlapping deliveries).
 
-mod common;
+mod support;
 
-use common::*;
-use pga_federator::batch::{Batch, Cursor, Gap};
+use pga_federator::pull::batch::{Batch, Cursor, Gap};
 use pga_format::{DecodedBlock, MetricKind, SeriesId};
+use support::sink::*;
 
 /// One collection pass: a timestamp and its samples.
 type Collection = (i64, Vec<(SeriesId, f64)>);
@@ -69,22 +69,13 @@ fn delivery(
     } else {
         vec![]
     };
-    Batch {
-        agent: name.to_owned(),
-        agent_id: agent,
-        series: series.into_iter().map(|m| (m.id, m)).collect(),
-        blocks,
-        head,
-        gap,
-        cursor,
-        complete_through_ms: None,
-    }
+    batch_of(name, agent, series, blocks, head, gap, cursor)
 }
 
 /// Per 1-minute bucket of `agent`'s counter: the rate computed from the raw samples
 /// (the increase of the pairs that neither span a recorded gap nor a silence of
 /// more than 180 s, over the time they span) and the view's `rate`, side by side.
-fn rates(pg: &pga_lab::Cluster, agent: &str, width: &str, view: &str) -> Vec<(String, f64, f64)> {
+fn rates(pg: &Central, agent: &str, width: &str, view: &str) -> Vec<(String, f64, f64)> {
     let out = sql(
         pg,
         &format!(

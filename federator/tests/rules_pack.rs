@@ -3,27 +3,17 @@
 //! and the pack covers what a DBA expects to be told.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+
+mod support;
 
 use pga_federator::alerting::engine::Settings;
-use pga_federator::alerting::rulefile::load_all;
 use pga_federator::alerting::testing::run_file;
-
-fn pack() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
-}
+use support::alerting::{load_or_panic, pack};
+use support::{Cli, federator_cli};
 
 #[test]
 fn every_built_in_rule_is_tested_sourced_and_passes() {
-    let files = load_all(&[pack()]).unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let files = load_or_panic(&[pack()]);
     assert!(files.len() >= 7, "{} files", files.len());
     let mut names = BTreeSet::new();
     for f in &files {
@@ -113,17 +103,8 @@ fn every_built_in_rule_is_tested_sourced_and_passes() {
 
 #[test]
 fn the_rules_test_command_runs_the_whole_pack() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pga-federator"))
-        .args(["rules", "test"])
-        .arg(pack())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Cli { ok, stdout, stderr } = federator_cli(&[&"rules", &"test", &pack()]);
+    assert!(ok, "{stdout}{}", stderr);
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
     // A broken expectation makes the command fail and say where.
@@ -136,13 +117,8 @@ fn the_rules_test_command_runs_the_whole_pack() {
         );
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pga-federator"))
-        .args(["rules", "test"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let Cli { ok, stdout, .. } = federator_cli(&[&"rules", &"test", &bad]);
+    assert!(!ok, "{stdout}");
     assert!(
         stdout.contains("FAIL  pg_up 0 for a minute is server down"),
         "{stdout}"
@@ -163,13 +139,8 @@ fn a_bad_rule_is_refused_with_its_position_and_fix() {
          threshold = \"80%\"\nseverity = \"warning\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pga-federator"))
-        .args(["rules", "check"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let Cli { ok, stdout, .. } = federator_cli(&[&"rules", &"check", &f]);
+    assert!(!ok, "{stdout}");
     assert!(
         stdout.contains("mine.toml:5:13: rules[0].threshold"),
         "{stdout}"
@@ -181,13 +152,8 @@ fn a_bad_rule_is_refused_with_its_position_and_fix() {
          threshold = 0.8\nseverity = \"warning\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pga-federator"))
-        .args(["rules", "check"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let Cli { ok, stdout, .. } = federator_cli(&[&"rules", &"check", &f]);
+    assert!(!ok, "{stdout}");
     assert!(
         stdout.contains("mine.toml:3:10: rules[0].query: unknown function `avg_over_time`"),
         "{stdout}"

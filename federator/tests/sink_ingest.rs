@@ -1,12 +1,12 @@
 //! The sink against a real throwaway PostgreSQL: migrations, exact ingest of real
 //! decoded blocks, the head's overlap, gaps, failed transactions, roles.
 
-mod common;
+mod support;
 
-use common::*;
-use pga_federator::batch::Gap;
-use pga_federator::sink::Sink;
+use pga_federator::db::sink::Sink;
+use pga_federator::pull::batch::Gap;
 use pga_format::{LogEvent, LogEventKind, MetricKind, SeriesId, Severity};
+use support::sink::*;
 
 const MIN: i64 = 60_000;
 
@@ -46,7 +46,7 @@ fn collections(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f6
 #[tokio::test]
 async fn migrations_apply_on_an_empty_database_and_again_as_a_no_op() {
     let pg = central();
-    let sink = Sink::connect(&pg.url("central"), options()).await.unwrap();
+    let sink = Sink::connect(&pg.url(), options()).await.unwrap();
     let first = sink.migrate().await.unwrap();
     assert_eq!(first.applied.len(), first.known, "{first:?}");
     assert!(first.known >= 3);
@@ -208,7 +208,7 @@ async fn the_heads_overlap_is_dropped_never_doubled() {
     assert_eq!(stored(&pg, "pg_stat_database_xact_commit_total"), want);
     assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "44");
     // A second sink (a restarted federator) knows the series from the database.
-    let other = common::sink(&pg).await;
+    let other = support::sink::sink(&pg).await;
     let b3 = block(AGENT, 3, &collections(start, 22, 3), &[]);
     let third = batch("db1", vec![], vec![b3], None, None, 2);
     assert_eq!(other.ingest(&third).await.unwrap().samples_inserted, 6);

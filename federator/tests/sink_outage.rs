@@ -2,11 +2,11 @@
 //! the cursor stays, nothing is half-written, and the same batch goes in once the
 //! database is back. Also: the three roles (owner, writer, reader) work as documented.
 
-mod common;
+mod support;
 
-use common::*;
-use pga_federator::sink::{MigrateReport, Sink, TimescaleState};
+use pga_federator::db::sink::{MigrateReport, Sink, TimescaleState};
 use pga_format::{MetricKind, SeriesId};
+use support::sink::*;
 
 fn rows(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f64)>)> {
     (from..from + n)
@@ -20,7 +20,7 @@ fn up() -> pga_format::SeriesMeta {
 
 #[tokio::test]
 async fn read_only_or_stopped_database_pauses_without_advancing_the_cursor() {
-    let mut pg = central();
+    let mut pg = central_alone();
     let sink = sink(&pg).await;
     let start = base_ms(1);
     let first = batch(
@@ -159,8 +159,8 @@ async fn roles_work(pg: &pga_lab::Cluster) -> (MigrateReport, MigrateReport) {
 #[tokio::test]
 async fn owner_migrates_writer_ingests_reader_only_reads() {
     // Plain PostgreSQL, TimescaleDB not installed.
-    let pg = central();
-    let (migrated, started) = roles_work(&pg).await;
+    let pg = central_alone();
+    let (migrated, started) = roles_work(pg.cluster()).await;
     assert_eq!(migrated.timescaledb, TimescaleState::Unavailable);
     assert_eq!(started.timescaledb, TimescaleState::Unavailable);
     assert!(migrated.notes.is_empty() && started.notes.is_empty());

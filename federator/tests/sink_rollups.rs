@@ -4,12 +4,12 @@
 //! and 1-hour row equals the same aggregate computed by a GROUP BY over the raw
 //! samples, counter increases with resets and silences included.
 
-mod common;
+mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::*;
 use pga_format::{MetricKind, SeriesId};
+use support::sink::*;
 
 /// One collection pass: a timestamp and its samples.
 type Collection = (i64, Vec<(SeriesId, f64)>);
@@ -30,7 +30,7 @@ impl Rng {
     }
 }
 
-fn mismatches(pg: &pga_lab::Cluster, width: &str, table: &str) -> String {
+fn mismatches(pg: &Central, width: &str, table: &str) -> String {
     rollup_mismatches(pg, width, table, 180)
 }
 
@@ -140,7 +140,7 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
     // sink continues series from the newest samples it remembers), then sealed. One
     // window goes through a second sink, as a second federator would: the first must
     // notice and not trust what it remembers.
-    let other = common::sink(&pg).await;
+    let other = support::sink::sink(&pg).await;
     for (j, rows) in live.iter().enumerate() {
         let sequence = (blocks.len() + j) as u64 + 1;
         let mut shown = 0;

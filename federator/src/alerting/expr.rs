@@ -38,71 +38,53 @@ use std::fmt;
 
 use regex::Regex;
 
-/// A window function: applied to each selected series over `[range]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WindowFn {
-    Avg,
-    Min,
-    Max,
-    Last,
-    Rate,
-    Increase,
-    Absent,
-}
-
-impl WindowFn {
-    pub const ALL: [WindowFn; 7] = [
-        WindowFn::Avg,
-        WindowFn::Min,
-        WindowFn::Max,
-        WindowFn::Last,
-        WindowFn::Rate,
-        WindowFn::Increase,
-        WindowFn::Absent,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            WindowFn::Avg => "avg",
-            WindowFn::Min => "min",
-            WindowFn::Max => "max",
-            WindowFn::Last => "last",
-            WindowFn::Rate => "rate",
-            WindowFn::Increase => "increase",
-            WindowFn::Absent => "absent",
+/// An enum of named functions: the variants, `ALL`, `as_str` and `parse`, from one
+/// list of `Variant => "name"`.
+macro_rules! named_functions {
+    ($(#[$m:meta])* $name:ident { $($v:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($v),+
         }
-    }
 
-    fn parse(name: &str) -> Option<WindowFn> {
-        WindowFn::ALL.into_iter().find(|f| f.as_str() == name)
-    }
-}
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
 
-/// An aggregation across series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AggOp {
-    Sum,
-    Min,
-    Max,
-    Avg,
-    Count,
-}
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s),+
+                }
+            }
 
-impl AggOp {
-    const ALL: [AggOp; 5] = [AggOp::Sum, AggOp::Min, AggOp::Max, AggOp::Avg, AggOp::Count];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AggOp::Sum => "sum",
-            AggOp::Min => "min",
-            AggOp::Max => "max",
-            AggOp::Avg => "avg",
-            AggOp::Count => "count",
+            fn parse(name: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|f| f.as_str() == name)
+            }
         }
-    }
+    };
+}
 
-    fn parse(name: &str) -> Option<AggOp> {
-        AggOp::ALL.into_iter().find(|f| f.as_str() == name)
+named_functions! {
+    /// A window function: applied to each selected series over `[range]`.
+    WindowFn {
+        Avg => "avg",
+        Min => "min",
+        Max => "max",
+        Last => "last",
+        Rate => "rate",
+        Increase => "increase",
+        Absent => "absent",
+    }
+}
+
+named_functions! {
+    /// An aggregation across series.
+    AggOp {
+        Sum => "sum",
+        Min => "min",
+        Max => "max",
+        Avg => "avg",
+        Count => "count",
     }
 }
 

@@ -9,17 +9,15 @@
 //!   steps, what an evaluation does to alerts) shared by the evaluator and
 //!   [`testing`] (`pga-federator rules test`);
 //! - [`data`]: reading windows of samples and rollups from the central database;
-//!   [`evaluator`]: one evaluation cycle against the database; [`job`]: the cycle on
-//!   its cron schedule.
+//!   [`evaluator`]: one evaluation cycle against the database; the cycle runs on
+//!   its cron schedule in [`crate::app::alerting`]. `pga-federator rules …` is [`crate::cmd::rules`].
 
 pub mod cache;
-pub mod commands;
 pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod evaluator;
 pub mod expr;
-pub mod job;
 pub mod labels;
 pub mod metrics;
 pub mod rule;

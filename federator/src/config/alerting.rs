@@ -151,7 +151,7 @@ impl AlertingConfig {
         if let Err(e) = parse_schedule(&self.schedule) {
             err(
                 "alerting.schedule".into(),
-                e,
+                e.to_string(),
                 "write six or seven fields, seconds first, e.g. \"*/30 * * * * *\"",
             );
         }

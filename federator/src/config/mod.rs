@@ -32,7 +32,8 @@ pub use alerting::{AlertingConfig, AlertmanagerEntry, BUILTIN_RULES_DIR, Webhook
 pub use api::{ApiConfig, MIN_JWT_KEY_BYTES, read_jwt_key};
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
 pub use validate::{
-    MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name, parse_schedule, render_check,
+    MAX_NAME_LEN, Problem, ScheduleError, Severity, has_errors, is_valid_name, parse_schedule,
+    render_check,
 };
 
 /// Where the federator looks for its configuration without `--config`.
@@ -40,37 +41,27 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pganalytics/federator.toml";
 
 impl FederatorConfig {
     /// The database password from `database.password_file` (its first line), if set.
-    pub fn database_password(&self) -> anyhow::Result<Option<String>> {
-        use anyhow::Context;
+    pub fn database_password(&self) -> Result<Option<String>, SecretFileError> {
         let Some(f) = &self.database.password_file else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("database.password_file {}", f.display()))?;
+        let text = std::fs::read_to_string(f).map_err(|source| SecretFileError {
+            key: "database.password_file",
+            path: f.clone(),
+            source,
+        })?;
         Ok(Some(text.lines().next().unwrap_or("").to_owned()))
     }
+}
 
-    /// What the sink is given: pool, timeouts, TimescaleDB use and retention ages.
-    pub fn sink_options(&self) -> anyhow::Result<crate::sink::SinkOptions> {
-        let d = &self.database;
-        let r = &self.retention;
-        Ok(crate::sink::SinkOptions {
-            password: self.database_password()?,
-            max_connections: d.max_connections,
-            acquire_timeout: Duration::from_secs(d.connect_timeout_secs),
-            statement_timeout: (d.statement_timeout_secs > 0)
-                .then(|| Duration::from_secs(d.statement_timeout_secs)),
-            timescaledb: d.timescaledb,
-            max_silence: Duration::from_secs(self.rollups.max_silence_secs),
-            retention: crate::sink::RetentionOptions {
-                raw: Duration::from_secs(r.raw_secs),
-                rollup_1m: Duration::from_secs(r.rollup_1m_secs),
-                rollup_1h: Duration::from_secs(r.rollup_1h_secs),
-                log_events: Duration::from_secs(r.log_events_secs),
-                ..Default::default()
-            },
-        })
-    }
+/// A file named by a key (a password, a secret) cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} {}: {source}", path.display())]
+pub struct SecretFileError {
+    pub key: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// The whole `federator.toml`.

@@ -8,22 +8,37 @@ use std::path::Path;
 use std::str::FromStr;
 
 use super::{FederatorConfig, Loaded};
-use crate::url::AgentUrl;
+use crate::pull::url::AgentUrl;
 
 pub use pga_config::{MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name};
 
+/// A schedule that is not a cron expression with seconds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// Five fields: a crontab line, without the seconds a schedule starts with.
+    #[error(
+        "\"{expr}\" has 5 fields; a schedule starts with seconds \
+         (sec min hour day-of-month month day-of-week): e.g. \"0 {expr}\""
+    )]
+    NoSeconds { expr: String },
+    /// Anything else the `cron` crate refuses; its own message is kept.
+    #[error("\"{expr}\" is not a cron expression: {reason}")]
+    Invalid { expr: String, reason: String },
+}
+
 /// Parses a cron expression with seconds (`sec min hour dom month dow [year]`).
 /// The `cron` crate's own message is kept; a five-field expression gets a hint.
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, ScheduleError> {
     cron::Schedule::from_str(expr).map_err(|e| {
-        let fields = expr.split_whitespace().count();
-        if fields == 5 {
-            format!(
-                "\"{expr}\" has 5 fields; a schedule starts with seconds \
-                 (sec min hour day-of-month month day-of-week): e.g. \"0 {expr}\""
-            )
+        if expr.split_whitespace().count() == 5 {
+            ScheduleError::NoSeconds {
+                expr: expr.to_owned(),
+            }
         } else {
-            format!("\"{expr}\" is not a cron expression: {e}")
+            ScheduleError::Invalid {
+                expr: expr.to_owned(),
+                reason: e.to_string(),
+            }
         }
     })
 }
@@ -52,7 +67,7 @@ impl Check {
         if let Err(e) = parse_schedule(expr) {
             self.error(
                 key,
-                e,
+                e.to_string(),
                 "write six or seven fields, seconds first, e.g. \"*/15 * * * * *\" for every 15 s",
             );
         }
@@ -585,6 +600,6 @@ mod tests {
         assert!(parse_schedule("*/15 * * * * *").is_ok());
         assert!(parse_schedule("0 0 * * * * 2030").is_ok());
         let e = parse_schedule("*/5 * * * *").unwrap_err();
-        assert!(e.contains("starts with seconds"), "{e}");
+        assert!(e.to_string().contains("starts with seconds"), "{e}");
     }
 }

@@ -181,28 +181,43 @@ pub struct Definition {
     pub enabled: bool,
 }
 
+/// Runs `sql`, whose parameters are an agent's name and definition: `$1` name,
+/// `$2` url, `$3` labels, `$4` schedule, `$5` enabled.
+async fn execute_definition(
+    sql: &'static str,
+    conn: &mut PgConnection,
+    name: &str,
+    d: &Definition,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sql)
+        .bind(name)
+        .bind(&d.url)
+        .bind(sqlx::types::Json(&d.labels))
+        .bind(&d.schedule)
+        .bind(d.enabled)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Adds an API agent, or brings a removed one back with its history.
 pub async fn create(
     conn: &mut PgConnection,
     name: &str,
     d: &Definition,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    execute_definition(
         "INSERT INTO agents (name, url, labels, schedule, enabled, source) \
          VALUES ($1, $2, $3, $4, $5, 'api') \
          ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, labels = EXCLUDED.labels, \
              schedule = EXCLUDED.schedule, enabled = EXCLUDED.enabled, source = 'api', \
              removed_at = NULL \
          WHERE agents.removed_at IS NOT NULL",
+        conn,
+        name,
+        d,
     )
-    .bind(name)
-    .bind(&d.url)
-    .bind(sqlx::types::Json(&d.labels))
-    .bind(&d.schedule)
-    .bind(d.enabled)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Changes an API agent.
@@ -211,18 +226,14 @@ pub async fn update(
     name: &str,
     d: &Definition,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    execute_definition(
         "UPDATE agents SET url = $2, labels = $3, schedule = $4, enabled = $5 \
          WHERE name = $1 AND source = 'api' AND removed_at IS NULL",
+        conn,
+        name,
+        d,
     )
-    .bind(name)
-    .bind(&d.url)
-    .bind(sqlx::types::Json(&d.labels))
-    .bind(&d.schedule)
-    .bind(d.enabled)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Removes an API agent (its data stays).

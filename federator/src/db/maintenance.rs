@@ -193,6 +193,11 @@ pub async fn update(
     .bind(&spec.comment)
     .fetch_optional(&mut *tx)
     .await?;
+    found(row, id)
+}
+
+/// The window a statement returned, or [`WindowError::NotFound`].
+fn found(row: Option<sqlx::postgres::PgRow>, id: i64) -> Result<StoredWindow, WindowError> {
     row.as_ref()
         .map(from_row)
         .transpose()?
@@ -207,10 +212,7 @@ pub async fn delete(tx: &mut PgConnection, id: i64) -> Result<StoredWindow, Wind
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()?
-        .ok_or(WindowError::NotFound(id))
+    found(row, id)
 }
 
 /// One window.

@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod outbox;
 pub mod query;
 pub mod rules;
+pub mod sink;
 pub mod tokens;
 pub mod users;
 

@@ -268,11 +268,7 @@ pub async fn range(
         }
         (source, _) if w.step_ms == source.resolution_ms() => {
             // One rollup row per window: read the rows as they are, in index order.
-            let table = if source == DataSource::Rollup1h {
-                "samples_1h"
-            } else {
-                "samples_1m"
-            };
+            let table = rollup_table(source);
             let value = match f {
                 Function::Avg => "sum / nullif(count, 0)".to_owned(),
                 Function::Min => "min".to_owned(),
@@ -293,11 +289,7 @@ pub async fn range(
             .await?
         }
         (source, _) => {
-            let table = if source == DataSource::Rollup1h {
-                "samples_1h"
-            } else {
-                "samples_1m"
-            };
+            let table = rollup_table(source);
             let agg = match f {
                 Function::Avg => "sum(sum) / nullif(sum(count), 0)".to_owned(),
                 Function::Min => "min(min)".to_owned(),
@@ -331,6 +323,15 @@ pub async fn range(
         out.entry(id).or_default().extend(points);
     }
     Ok(out)
+}
+
+/// The rollup table a source reads.
+fn rollup_table(source: DataSource) -> &'static str {
+    if source == DataSource::Rollup1h {
+        "samples_1h"
+    } else {
+        "samples_1m"
+    }
 }
 
 #[cfg(test)]

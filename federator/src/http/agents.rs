@@ -16,7 +16,7 @@ use super::state::ApiState;
 use crate::config::{MAX_NAME_LEN, is_valid_name, parse_schedule};
 use crate::db::agents::{self as repo, Agent, AgentStatus, Definition, Gap};
 use crate::db::audit::{self, Entry, Outcome};
-use crate::url::AgentUrl;
+use crate::pull::url::AgentUrl;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()

@@ -156,11 +156,7 @@ async fn login(
         username: Some(req.username.clone()),
         ..Actor::default()
     };
-    let wait = state
-        .throttle
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .check(&keys, Instant::now());
+    let wait = state.throttle().check(&keys, Instant::now());
     if let Some(wait) = wait {
         state.metrics.login("throttled");
         let entry = Entry::new("auth.login", Outcome::Failure)
@@ -192,11 +188,7 @@ async fn login(
     };
     let active = creds.as_ref().is_some_and(|c| c.is_active);
     let Some(user) = creds.filter(|_| ok && active) else {
-        state
-            .throttle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .failed(&keys, Instant::now());
+        state.throttle().failed(&keys, Instant::now());
         state.metrics.login("bad_credentials");
         let detail = if !ok {
             "bad_credentials"
@@ -209,11 +201,7 @@ async fn login(
         audit::append_alone(&state.pool, &client.0, &entry).await?;
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.to_owned()));
     };
-    state
-        .throttle
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .succeeded(&keys);
+    state.throttle().succeeded(&keys);
     let mut tx = state.pool.begin().await?;
     users::record_login(&mut tx, user.id, new_hash.as_deref()).await?;
     let pair = issue(&state, &mut tx, user.id, None).await?;

@@ -59,11 +59,7 @@ async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     password::check_strength(&req.new_password, &caller.username).map_err(ApiError::BadRequest)?;
     let keys = [Key::Account(caller.username.to_lowercase())];
-    let wait = state
-        .throttle
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .check(&keys, Instant::now());
+    let wait = state.throttle().check(&keys, Instant::now());
     if let Some(wait) = wait {
         let secs = wait.as_secs_f64().ceil() as u64;
         return Err(ApiError::TooManyRequests {
@@ -82,11 +78,7 @@ async fn change_password(
         })
         .await?;
     let Some(hash) = hash.filter(|_| ok) else {
-        state
-            .throttle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .failed(&keys, Instant::now());
+        state.throttle().failed(&keys, Instant::now());
         let entry = Entry::new("user.change_password", Outcome::Failure)
             .actor(caller.actor())
             .resource("user", caller.user_id)

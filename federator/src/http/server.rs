@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
@@ -33,6 +32,7 @@ use tower::ServiceExt;
 
 use super::error::ApiError;
 use super::extract::Peer;
+use crate::tls::{TlsError, unusable};
 
 /// How often the certificate files are looked at.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -54,18 +54,38 @@ pub struct ServerSettings {
 }
 
 /// Loads the server certificate and key into a rustls configuration.
-pub fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = pga_config::pem::read_certs("api.cert_file", cert)?;
     let key = pga_config::pem::read_private_key("api.key_file", key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
+        .map_err(unusable("TLS protocol versions"))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .context("api.cert_file and api.key_file do not make a usable pair")?;
+        .map_err(unusable(
+            "api.cert_file and api.key_file do not make a usable pair",
+        ))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Why the API cannot start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("api.listen = \"{listen}\": cannot listen: {source}")]
+    Listen {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "api.listen = \"{listen}\": plain HTTP is allowed on a loopback address only; set \
+         api.cert_file and api.key_file for HTTPS"
+    )]
+    PlainNotLoopback { listen: String },
 }
 
 type FileStamp = Option<(SystemTime, u64, u64)>;
@@ -164,7 +184,7 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Loads the certificate and binds: what can fail at start-up fails here.
-    pub async fn bind(settings: ServerSettings) -> anyhow::Result<ApiServer> {
+    pub async fn bind(settings: ServerSettings) -> Result<ApiServer, BindError> {
         let tls = match &settings.tls {
             Some((cert, key)) => Some(Arc::new(TlsState {
                 current: RwLock::new(load_tls(cert, key)?),
@@ -173,16 +193,19 @@ impl ApiServer {
             })),
             None => None,
         };
+        let cannot_listen = |source| BindError::Listen {
+            listen: settings.listen.clone(),
+            source,
+        };
         let listener = TcpListener::bind(&settings.listen)
             .await
-            .with_context(|| format!("api.listen = \"{}\": cannot listen", settings.listen))?;
-        let local_addr = listener.local_addr()?;
-        anyhow::ensure!(
-            tls.is_some() || local_addr.ip().is_loopback(),
-            "api.listen = \"{}\": plain HTTP is allowed on a loopback address only; set \
-             api.cert_file and api.key_file for HTTPS",
-            settings.listen
-        );
+            .map_err(cannot_listen)?;
+        let local_addr = listener.local_addr().map_err(cannot_listen)?;
+        if tls.is_none() && !local_addr.ip().is_loopback() {
+            return Err(BindError::PlainNotLoopback {
+                listen: settings.listen.clone(),
+            });
+        }
         Ok(ApiServer {
             listener,
             local_addr,

@@ -58,6 +58,14 @@ impl std::ops::Deref for ApiState {
 }
 
 impl ApiState {
+    /// The login throttle (a panic elsewhere while it was held leaves it usable).
+    pub fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.0
+            .throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Runs a password hash or check on the blocking pool, under the hashing
     /// bound; answers 503 when no slot frees up within `hash_wait`.
     pub async fn hashing<T: Send + 'static>(

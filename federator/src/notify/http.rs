@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::client::conn::http1;
@@ -18,6 +17,8 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::tls::{TlsError, unusable};
 
 /// Largest answer body read.
 const MAX_ANSWER_BYTES: usize = 64 << 10;
@@ -134,9 +135,31 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Why a receiver cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A secret file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Secret {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The receiver's URL cannot be used.
+    #[error("{0}")]
+    Url(String),
+    #[error("an https:// URL needs a TLS configuration")]
+    NoTls,
+}
+
 /// The first line of a secret file.
-pub fn read_secret(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+pub fn read_secret(path: &Path) -> Result<String, SetupError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SetupError::Secret {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(text.lines().next().unwrap_or("").to_owned())
 }
 
@@ -145,12 +168,14 @@ pub fn read_secret(path: &Path) -> anyhow::Result<String> {
 pub fn tls_config(
     ca_file: Option<&Path>,
     client: Option<(&Path, &Path)>,
-) -> anyhow::Result<Arc<ClientConfig>> {
+) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(ca) => {
             for c in pga_config::pem::read_certs("ca_file", ca)? {
-                roots.add(c).context("a CA certificate is unusable")?;
+                roots
+                    .add(c)
+                    .map_err(unusable("a CA certificate is unusable"))?;
             }
         }
         None => {
@@ -158,24 +183,23 @@ pub fn tls_config(
             for c in found.certs {
                 roots.add(c).ok();
             }
-            anyhow::ensure!(
-                !roots.is_empty(),
-                "no system CA certificates found (install ca-certificates, or set ca_file)"
-            );
+            if roots.is_empty() {
+                return Err(TlsError::NoSystemRoots);
+            }
         }
     }
     let builder =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .context("TLS with the ring provider")?
+            .map_err(unusable("TLS with the ring provider"))?
             .with_root_certificates(roots);
     let mut config = match client {
         Some((cert, key)) => {
             let certs = pga_config::pem::read_certs("cert_file", cert)?;
             let key = pga_config::pem::read_private_key("key_file", key)?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .context("cert_file and key_file do not form a usable client identity")?
+            builder.with_client_auth_cert(certs, key).map_err(unusable(
+                "cert_file and key_file do not form a usable client identity",
+            ))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -267,12 +291,10 @@ impl Client {
         tls: Option<Arc<ClientConfig>>,
         auth: Auth,
         timeout: Duration,
-    ) -> anyhow::Result<Client> {
-        let target = Target::parse(url).map_err(anyhow::Error::msg)?;
+    ) -> Result<Client, SetupError> {
+        let target = Target::parse(url).map_err(SetupError::Url)?;
         let tls = if target.tls {
-            Some(TlsConnector::from(
-                tls.context("an https:// URL needs a TLS configuration")?,
-            ))
+            Some(TlsConnector::from(tls.ok_or(SetupError::NoTls)?))
         } else {
             None
         };
@@ -355,24 +377,14 @@ impl Client {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| connect(format!("TLS handshake: {e}")))?;
-            let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| connect(e.to_string()))?;
-            tokio::spawn(async move { conn.await.ok() });
-            sender
-                .send_request(req)
-                .await
-                .map_err(|e| request_err(e.to_string()))?
+            exchange(stream, req).await
         } else {
-            let (mut sender, conn) = http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| connect(e.to_string()))?;
-            tokio::spawn(async move { conn.await.ok() });
-            sender
-                .send_request(req)
-                .await
-                .map_err(|e| request_err(e.to_string()))?
-        };
+            exchange(tcp, req).await
+        }
+        .map_err(|(stage, e)| match stage {
+            Stage::Handshake => connect(e.to_string()),
+            Stage::Request => request_err(e.to_string()),
+        })?;
         let status = resp.status().as_u16();
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
@@ -381,6 +393,30 @@ impl Client {
             .unwrap_or_default();
         Ok(Answer { status, body })
     }
+}
+
+/// Where an HTTP/1.1 exchange failed.
+enum Stage {
+    Handshake,
+    Request,
+}
+
+/// Sends `req` over `io` (plain TCP or TLS) and reads the response head.
+async fn exchange<S>(
+    io: S,
+    req: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, (Stage, hyper::Error)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| (Stage::Handshake, e))?;
+    tokio::spawn(async move { conn.await.ok() });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| (Stage::Request, e))
 }
 
 #[cfg(test)]

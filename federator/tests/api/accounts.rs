@@ -5,7 +5,7 @@ use pga_federator::auth::Role;
 use pga_federator::auth::password::{HashParams, Hasher};
 use serde_json::json;
 
-use crate::support::{PASSWORD, TestApi, sql};
+use crate::support::api::{PASSWORD, TestApi, sql};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weaker_hash_is_replaced_at_sign_in() {
@@ -133,7 +133,7 @@ async fn sign_ins_wait_for_a_hashing_slot() {
             json!({"username": "u", "password": PASSWORD}).to_string(),
         );
         tasks.spawn(async move {
-            crate::support::request(
+            crate::support::api::request(
                 &base,
                 "POST",
                 "/api/v1/auth/login",

@@ -7,7 +7,7 @@
 use pga_federator::auth::Role;
 use serde_json::json;
 
-use crate::support::{TestApi, sql};
+use crate::support::api::{TestApi, sql};
 
 fn rule(name: &str, threshold: f64) -> serde_json::Value {
     json!({

@@ -9,7 +9,7 @@ use pga_federator::auth::jwt::{ACCESS_TYP, Claims, JwtKeys, REFRESH_TYP};
 use pga_federator::config::read_jwt_key;
 use serde_json::json;
 
-use crate::support::TestApi;
+use crate::support::api::TestApi;
 
 fn keys(api: &TestApi) -> JwtKeys {
     let key = read_jwt_key(api.config.api.jwt_key_file.as_ref().unwrap()).unwrap();
@@ -175,7 +175,7 @@ async fn forged_stale_and_misused_tokens_are_refused_and_audited() {
     // Garbage and an unknown scheme.
     refused(&api, "garbage", "not.a.jwt", "malformed").await;
     let before = api.audit("auth.token_refused").len();
-    let r = crate::support::request(
+    let r = crate::support::api::request(
         &api.base,
         "GET",
         "/api/v1/agents",
@@ -294,7 +294,7 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
     let (tid, token) = api.api_token(&ops, "ci", &["write"], Some(30)).await;
     assert!(token.starts_with("pga_") && token.len() == 42, "{token}");
     // Only a hash is stored.
-    let stored = crate::support::sql(
+    let stored = crate::support::api::sql(
         &api.db,
         "SELECT encode(token_hash, 'hex') || ' ' || prefix FROM api_tokens",
     );
@@ -306,7 +306,7 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
         .call("POST", "/api/v1/agents", Some(&token), Some(agent))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let used = crate::support::sql(
+    let used = crate::support::api::sql(
         &api.db,
         &format!("SELECT last_used_at IS NOT NULL FROM api_tokens WHERE id = {tid}"),
     );
@@ -380,7 +380,7 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
             "POST",
             "/api/v1/auth/login",
             None,
-            Some(json!({"username": "ops", "password": crate::support::PASSWORD})),
+            Some(json!({"username": "ops", "password": crate::support::api::PASSWORD})),
         )
         .await;
     assert_eq!(r.status, 401);
@@ -418,7 +418,7 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
             .status,
         200
     );
-    crate::support::sql(
+    crate::support::api::sql(
         &api.db,
         &format!("UPDATE api_tokens SET expires_at = now() - interval '1 s' WHERE id = {tid2}"),
     );

@@ -8,7 +8,7 @@ use std::process::Command;
 use pga_federator::auth::Role;
 use serde_json::{Value, json};
 
-use crate::support::{TestApi, cluster, sql};
+use crate::support::api::{TestApi, cluster, sql};
 
 fn verify(api: &TestApi) -> (bool, String) {
     let cfg = api.dir.path().join("federator.toml");

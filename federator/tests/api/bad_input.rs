@@ -6,7 +6,7 @@
 use pga_federator::auth::Role;
 use serde_json::json;
 
-use crate::support::{TestApi, request, sql};
+use crate::support::api::{TestApi, request, sql};
 
 const INJECTION: &str = "x'; DROP TABLE users; --";
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use pga_federator::auth::Role;
 use serde_json::json;
 
-use crate::pull::{SimAgent, SimOptions, certs};
-use crate::support::{PASSWORD, TestApi, pull_settings, sql, start_pulling, stored_samples};
+use crate::support::api::{PASSWORD, TestApi, pull_settings, sql, start_pulling, stored_samples};
+use crate::support::pull::{SimOptions, StoreAgent, certs};
 
 const INITIAL_MS: u64 = 10;
 const MAX_MS: u64 = 640;
@@ -24,7 +24,7 @@ async fn a_thousand_wrong_passwords_are_slowed_down_and_ingest_keeps_its_schedul
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let agent = tokio::task::block_in_place(|| {
-        SimAgent::start(&dir.path().join("a"), &tls, SimOptions::default())
+        StoreAgent::start(&dir.path().join("a"), &tls, SimOptions::default())
     });
     let api = TestApi::start_with(|c| {
         pull_settings(c, &tls);

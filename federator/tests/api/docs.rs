@@ -4,7 +4,7 @@
 use pga_federator::auth::Role;
 use serde_json::Value;
 
-use crate::support::{PASSWORD, TestApi, request};
+use crate::support::api::{PASSWORD, TestApi, request};
 
 /// `(method, path with query, body)` of every ```http block.
 fn examples(doc: &str) -> Vec<(String, String, Option<Value>)> {

@@ -7,18 +7,18 @@ use std::time::{Duration, Instant};
 use pga_federator::auth::Role;
 use serde_json::json;
 
-use crate::pull::{SimAgent, SimOptions, certs};
-use crate::support::{TestApi, pull_settings, start_pulling, stored_samples};
+use crate::support::api::{TestApi, pull_settings, start_pulling, stored_samples};
+use crate::support::pull::{SimOptions, StoreAgent, certs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_added_through_the_api_is_pulled_without_a_restart_and_stops_when_removed() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let agent = tokio::task::block_in_place(|| {
-        SimAgent::start(&dir.path().join("a1"), &tls, SimOptions::default())
+        StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default())
     });
     let configured = tokio::task::block_in_place(|| {
-        SimAgent::start(&dir.path().join("a2"), &tls, SimOptions::default())
+        StoreAgent::start(&dir.path().join("a2"), &tls, SimOptions::default())
     });
     let api = TestApi::start_with(|c| {
         pull_settings(c, &tls);

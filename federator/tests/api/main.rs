@@ -6,14 +6,11 @@ mod attacks;
 mod audit;
 mod bad_input;
 mod bruteforce;
-#[path = "../common/mod.rs"]
-mod common;
 mod docs;
 mod fleet;
-#[path = "../support/mod.rs"]
-mod pull;
 mod query;
 mod roles;
 mod schemathesis;
+#[path = "../support/mod.rs"]
 mod support;
 mod tls;

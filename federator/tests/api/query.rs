@@ -6,8 +6,8 @@ use pga_federator::auth::Role;
 use pga_format::{MetricKind, SeriesId};
 use serde_json::Value;
 
-use crate::common::{AGENT, batch, block, meta};
-use crate::support::TestApi;
+use crate::support::api::TestApi;
+use crate::support::sink::{AGENT, batch, block, meta};
 
 const STEP_MS: i64 = 10_000;
 /// Two hours of samples every 10 s.

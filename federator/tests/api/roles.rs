@@ -7,7 +7,7 @@ use pga_federator::auth::Role;
 use pga_federator::http::routes::{ROUTES, RouteSpec, Who};
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestApi, sql};
+use crate::support::api::{PASSWORD, TestApi, sql};
 
 /// Who calls, and the session of the user behind the credential.
 struct Callers {

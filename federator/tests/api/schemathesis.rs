@@ -10,7 +10,7 @@ use std::process::Command;
 
 use pga_federator::auth::Role;
 
-use crate::support::TestApi;
+use crate::support::api::TestApi;
 
 /// Where Schemathesis is: `PGA_SCHEMATHESIS`, the run-tests virtual environment,
 /// or `PATH`.

@@ -13,8 +13,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::pull::{Federator, free_port, metrics, wait_until};
-use crate::support::{cluster, database};
+use crate::support::api::{cluster, database};
+use crate::support::pull::{Federator, free_port, metrics, wait_until};
 
 fn dev_certs(dir: &Path) {
     make_dev_certs(&DevCertsOptions {

@@ -13,11 +13,12 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 
-use super::evaluator::{Evaluator, EvaluatorSettings};
-use super::metrics::AlertingMetrics;
-use super::rulefile::{self, RuleFile};
+use crate::alerting::evaluator::{Evaluator, EvaluatorSettings};
+use crate::alerting::metrics::AlertingMetrics;
+use crate::alerting::rulefile::{self, RuleFile};
 use crate::config::{AlertingConfig, FederatorConfig, parse_schedule};
 use crate::db::{outbox, rules};
+use crate::jobs::{Backoff, Every, Schedule};
 use crate::notify::http::{self, Auth, Client};
 use crate::notify::worker::{DeliverySettings, Kind, Receiver, Worker};
 
@@ -121,7 +122,7 @@ pub fn interval_of(schedule: &cron::Schedule) -> Duration {
 
 /// The delivery settings of `[alerting]`.
 pub fn delivery_settings(cfg: &AlertingConfig) -> anyhow::Result<DeliverySettings> {
-    let schedule = parse_schedule(&cfg.schedule).map_err(anyhow::Error::msg)?;
+    let schedule = parse_schedule(&cfg.schedule)?;
     let resend = Duration::from_secs(cfg.resend_secs);
     Ok(DeliverySettings {
         retry_initial: Duration::from_millis(cfg.retry_initial_ms),
@@ -168,10 +169,10 @@ pub async fn load_rule_files(
 pub async fn run(
     cfg: FederatorConfig,
     metrics: AlertingMetrics,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let a = &cfg.alerting;
-    let schedule = parse_schedule(&a.schedule).map_err(anyhow::Error::msg)?;
+    let schedule = parse_schedule(&a.schedule)?;
     let receivers = receivers(a)?;
     let delivery = delivery_settings(a)?;
     let pool = pool(&cfg).await?;
@@ -203,7 +204,7 @@ pub async fn run(
         workers.spawn(w.run(wake.clone(), stop.clone()));
     }
     let only: HashSet<String> = cfg.agents.iter().map(|a| a.name.clone()).collect();
-    let mut evaluator = Evaluator::new(
+    let evaluator = Evaluator::new(
         pool.clone(),
         connect_options(&cfg)?,
         EvaluatorSettings {
@@ -215,65 +216,90 @@ pub async fn run(
         Some(metrics.clone()),
     );
     tracing::info!(schedule = %a.schedule, step_secs = a.step_secs, "alert evaluation scheduled");
-    let mut last_purge = std::time::Instant::now();
-    while let Some(next) = schedule.upcoming(Utc).next() {
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
-        let now = Utc::now().timestamp_millis();
-        match evaluator.cycle(now).await {
-            Ok(r) if r.ran => {
-                if r.notifications > 0 {
-                    wake.notify_waiters();
+    let evaluator = Arc::new(tokio::sync::Mutex::new(evaluator));
+    let cycles = crate::jobs::run(
+        Schedule {
+            name: "alert evaluation",
+            every: Every::Cron(Box::new(schedule)),
+            backoff: Backoff::new(Duration::from_secs(1), interval_of_secs(a)),
+            wake: None,
+        },
+        stop.clone(),
+        || {
+            let (evaluator, wake) = (evaluator.clone(), wake.clone());
+            async move { cycle(&mut *evaluator.lock().await, &wake).await }
+        },
+    );
+    let purge = crate::jobs::run(
+        Schedule {
+            name: "outbox purge",
+            every: Every::Interval(Duration::from_secs(3600)),
+            backoff: Backoff::new(Duration::from_secs(60), Duration::from_secs(3600)),
+            wake: None,
+        },
+        stop,
+        || {
+            let pool = pool.clone();
+            async move {
+                let n = outbox::purge(&pool, OUTBOX_KEEP_MS).await?;
+                if n > 0 {
+                    tracing::info!(notifications = n, "old delivered notifications purged");
                 }
-                let level_info = r.fired + r.resolved > 0 || r.late_steps > 0;
-                if level_info {
-                    tracing::info!(
-                        agents = r.agents,
-                        steps = r.steps,
-                        late_steps = r.late_steps,
-                        held_agents = r.held_agents,
-                        fired = r.fired,
-                        resolved = r.resolved,
-                        firing = r.firing,
-                        notifications = r.notifications,
-                        errors = r.errors,
-                        secs = format_args!("{:.2}", r.read_secs + r.eval_secs + r.write_secs),
-                        "alert evaluation"
-                    );
-                } else {
-                    tracing::debug!(
-                        agents = r.agents,
-                        steps = r.steps,
-                        series = r.series_read,
-                        samples = r.samples_read,
-                        firing = r.firing,
-                        pending = r.pending,
-                        read_secs = r.read_secs,
-                        eval_secs = r.eval_secs,
-                        write_secs = r.write_secs,
-                        "alert evaluation"
-                    );
-                }
+                Ok::<(), sqlx::Error>(())
             }
-            Ok(_) => tracing::debug!("another federator evaluates the rules now"),
-            Err(e) => {
-                tracing::warn!(error = %e, "alert evaluation failed; it runs again at the next instant of alerting.schedule")
-            }
-        }
-        if last_purge.elapsed() > Duration::from_secs(3600) {
-            last_purge = std::time::Instant::now();
-            match outbox::purge(&pool, OUTBOX_KEEP_MS).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(notifications = n, "old delivered notifications purged")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purging old notifications failed"),
-            }
-        }
-    }
+        },
+    );
+    tokio::join!(cycles, purge);
     while workers.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// The longest wait before a failed evaluation is tried again: the schedule's
+/// interval.
+fn interval_of_secs(a: &AlertingConfig) -> Duration {
+    parse_schedule(&a.schedule).map_or(Duration::from_secs(30), |s| interval_of(&s))
+}
+
+/// One evaluation cycle, logged; wakes the delivery workers when it queued
+/// notifications.
+async fn cycle(evaluator: &mut Evaluator, wake: &Notify) -> Result<(), sqlx::Error> {
+    let now = Utc::now().timestamp_millis();
+    let r = evaluator.cycle(now).await?;
+    if !r.ran {
+        tracing::debug!("another federator evaluates the rules now");
+        return Ok(());
+    }
+    if r.notifications > 0 {
+        wake.notify_waiters();
+    }
+    // Said at info when something happened, else at debug; the same fields.
+    macro_rules! said {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                agents = r.agents,
+                steps = r.steps,
+                late_steps = r.late_steps,
+                held_agents = r.held_agents,
+                fired = r.fired,
+                resolved = r.resolved,
+                firing = r.firing,
+                pending = r.pending,
+                notifications = r.notifications,
+                errors = r.errors,
+                series = r.series_read,
+                samples = r.samples_read,
+                read_secs = r.read_secs,
+                eval_secs = r.eval_secs,
+                write_secs = r.write_secs,
+                "alert evaluation"
+            )
+        };
+    }
+    if r.fired + r.resolved > 0 || r.late_steps > 0 {
+        said!(tracing::Level::INFO);
+    } else {
+        said!(tracing::Level::DEBUG);
+    }
     Ok(())
 }

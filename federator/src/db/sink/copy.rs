@@ -20,21 +20,41 @@ const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Bytes per `(bigint, timestamptz, float8)` tuple: field count + 3 × (length + 8).
 const ROW_LEN: usize = 2 + 3 * (4 + 8);
 
+/// A binary `COPY` payload being written: the header, then rows, then the trailer.
+#[derive(Debug)]
+struct Payload {
+    buf: Vec<u8>,
+    rows: usize,
+}
+
+impl Payload {
+    /// The header, with room for `bytes` bytes of rows.
+    fn with_capacity(bytes: usize) -> Payload {
+        let mut buf = Vec::with_capacity(SIGNATURE.len() + 8 + bytes + 2);
+        buf.extend_from_slice(SIGNATURE);
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        Payload { buf, rows: 0 }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+}
+
 /// A binary `COPY` payload of `(series_id bigint, ts timestamptz, value float8)` rows.
 #[derive(Debug)]
 pub struct SampleCopy {
-    buf: Vec<u8>,
-    rows: usize,
+    p: Payload,
 }
 
 impl SampleCopy {
     /// An empty payload with room for `rows` rows.
     pub fn with_capacity(rows: usize) -> Self {
-        let mut buf = Vec::with_capacity(SIGNATURE.len() + 8 + rows * ROW_LEN + 2);
-        buf.extend_from_slice(SIGNATURE);
-        buf.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
-        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        SampleCopy { buf, rows: 0 }
+        SampleCopy {
+            p: Payload::with_capacity(rows * ROW_LEN),
+        }
     }
 
     /// Appends one row. `ts_ms` is milliseconds since the Unix epoch; every `i64`
@@ -42,25 +62,24 @@ impl SampleCopy {
     /// saturate (PostgreSQL rejects them as out of range).
     pub fn push(&mut self, series_id: i64, ts_ms: i64, value: f64) {
         let micros = ts_ms.saturating_sub(PG_EPOCH_UNIX_MS).saturating_mul(1000);
-        self.buf.extend_from_slice(&3i16.to_be_bytes());
-        self.buf.extend_from_slice(&8i32.to_be_bytes());
-        self.buf.extend_from_slice(&series_id.to_be_bytes());
-        self.buf.extend_from_slice(&8i32.to_be_bytes());
-        self.buf.extend_from_slice(&micros.to_be_bytes());
-        self.buf.extend_from_slice(&8i32.to_be_bytes());
-        self.buf.extend_from_slice(&value.to_bits().to_be_bytes());
-        self.rows += 1;
+        self.p.buf.extend_from_slice(&3i16.to_be_bytes());
+        self.p.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.p.buf.extend_from_slice(&series_id.to_be_bytes());
+        self.p.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.p.buf.extend_from_slice(&micros.to_be_bytes());
+        self.p.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.p.buf.extend_from_slice(&value.to_bits().to_be_bytes());
+        self.p.rows += 1;
     }
 
     /// Rows appended so far.
     pub fn rows(&self) -> usize {
-        self.rows
+        self.p.rows
     }
 
     /// The complete payload, trailer included.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        self.buf
+    pub fn finish(self) -> Vec<u8> {
+        self.p.finish()
     }
 }
 
@@ -89,17 +108,14 @@ pub struct RollupRow {
 /// increase_secs, after_gap)`.
 #[derive(Debug)]
 pub struct RollupCopy {
-    buf: Vec<u8>,
-    rows: usize,
+    p: Payload,
 }
 
 impl RollupCopy {
     pub fn new() -> Self {
-        let mut buf = Vec::new();
-        buf.extend_from_slice(SIGNATURE);
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        RollupCopy { buf, rows: 0 }
+        RollupCopy {
+            p: Payload::with_capacity(0),
+        }
     }
 
     pub fn push(&mut self, r: &RollupRow) {
@@ -107,41 +123,40 @@ impl RollupCopy {
             .bucket_ms
             .saturating_sub(PG_EPOCH_UNIX_MS)
             .saturating_mul(1000);
-        self.buf.extend_from_slice(&10i16.to_be_bytes());
+        self.p.buf.extend_from_slice(&10i16.to_be_bytes());
         for field in [
             r.series_id.to_be_bytes(),
             micros.to_be_bytes(),
             r.count.to_be_bytes(),
         ] {
-            self.buf.extend_from_slice(&8i32.to_be_bytes());
-            self.buf.extend_from_slice(&field);
+            self.p.buf.extend_from_slice(&8i32.to_be_bytes());
+            self.p.buf.extend_from_slice(&field);
         }
         for v in [r.sum, r.min, r.max, r.last] {
-            self.buf.extend_from_slice(&8i32.to_be_bytes());
-            self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+            self.p.buf.extend_from_slice(&8i32.to_be_bytes());
+            self.p.buf.extend_from_slice(&v.to_bits().to_be_bytes());
         }
         for v in [r.increase, r.increase_secs] {
             match v {
                 Some(v) => {
-                    self.buf.extend_from_slice(&8i32.to_be_bytes());
-                    self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+                    self.p.buf.extend_from_slice(&8i32.to_be_bytes());
+                    self.p.buf.extend_from_slice(&v.to_bits().to_be_bytes());
                 }
-                None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+                None => self.p.buf.extend_from_slice(&(-1i32).to_be_bytes()),
             }
         }
         // boolean: 1 byte.
-        self.buf.extend_from_slice(&1i32.to_be_bytes());
-        self.buf.push(u8::from(r.after_gap));
-        self.rows += 1;
+        self.p.buf.extend_from_slice(&1i32.to_be_bytes());
+        self.p.buf.push(u8::from(r.after_gap));
+        self.p.rows += 1;
     }
 
     pub fn rows(&self) -> usize {
-        self.rows
+        self.p.rows
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        self.buf
+    pub fn finish(self) -> Vec<u8> {
+        self.p.finish()
     }
 }
 

@@ -1,8 +1,7 @@
-//! Shared by the alerting tests: one throwaway PostgreSQL per test binary (a database
-//! per test), agent data written through the real sink, the real evaluator and
-//! delivery workers, and webhook receivers that record what they are given (and can
-//! fail, hang or answer garbage on demand).
-#![allow(dead_code)]
+//! Alerting tests: a database per test on the binary's cluster, agent data written
+//! through the real sink, the real evaluator and delivery workers, and webhook
+//! receivers that record what they are given (and can fail, hang or answer garbage
+//! on demand).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,35 +9,21 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use super::{cluster, free_port, now_ms, wait_until};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use pga_federator::alerting::engine::Settings;
 use pga_federator::alerting::evaluator::{CycleReport, Evaluator, EvaluatorSettings};
 use pga_federator::alerting::rulefile::{RuleFile, load_all};
-use pga_federator::batch::{Batch, Cursor};
 use pga_federator::db::rules;
-use pga_federator::sink::{Sink, SinkOptions};
+use pga_federator::db::sink::{Sink, SinkOptions};
+use pga_federator::pull::batch::{Batch, Cursor};
 use pga_format::{
     AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, FrameMeta, MetricKind, SeriesId, SeriesMeta,
     decode_block,
 };
-use pga_lab::Cluster;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{Connection, PgConnection};
-
-static PG: OnceLock<Cluster> = OnceLock::new();
-
-/// The binary's cluster (its watchdog removes it when the test process ends).
-pub fn cluster() -> &'static Cluster {
-    PG.get_or_init(|| {
-        Cluster::builder()
-            .start()
-            .expect("start a throwaway cluster")
-    })
-}
-
-/// Migrations create cluster-wide roles: one at a time.
-static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A fresh, migrated database for one test: its URL and a sink on it.
 pub async fn database(name: &str) -> (String, Sink) {
@@ -55,21 +40,12 @@ pub async fn database(name: &str) -> (String, Sink) {
     )
     .await
     .expect("connect");
-    let guard = MIGRATING.lock().await;
     sink.migrate().await.expect("migrate");
-    drop(guard);
     (url, sink)
 }
 
 pub fn sql(db: &str, query: &str) -> String {
     cluster().psql(db, query).expect("psql")
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// `t` rounded down to a multiple of `step`.
@@ -189,15 +165,7 @@ pub async fn load_rules(
         std::fs::write(&p, text).unwrap();
         paths.push(p);
     }
-    let files = load_all(&paths).unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
+    let files = load_or_panic(&paths);
     let mut conn = pool.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     rules::sync_files(&mut tx, &files).await.unwrap();
@@ -206,6 +174,20 @@ pub async fn load_rules(
 }
 
 /// The built-in pack's directory.
+/// The rule files at `paths`; every problem is said when one does not load.
+pub fn load_or_panic(paths: &[std::path::PathBuf]) -> Vec<RuleFile> {
+    load_all(paths).unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// The built-in rule pack's directory.
 pub fn pack() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
 }

@@ -39,7 +39,7 @@ use std::time::Duration;
 use pga_format::AgentId;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::batch::{Batch, Cursor};
+use crate::pull::batch::{Batch, Cursor};
 
 pub use copy::{PG_EPOCH_UNIX_MS, SampleCopy};
 pub use error::SinkError;
@@ -173,6 +173,21 @@ impl Sink {
             .await
             .map(drop)
             .map_err(SinkError::db("checking the database"))
+    }
+
+    /// Whether the database answers and takes writes: not a standby, not
+    /// read-only ([`SinkError::ReadOnly`]).
+    pub async fn ping_writable(&self) -> Result<(), SinkError> {
+        let read_only: bool = sqlx::query_scalar(
+            "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(SinkError::db("checking that the database takes writes"))?;
+        if read_only {
+            return Err(SinkError::ReadOnly);
+        }
+        Ok(())
     }
 
     /// The identity of the agent's store and the cursor stored for the agent named

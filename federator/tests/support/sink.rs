@@ -1,27 +1,17 @@
-//! Shared by the sink tests: a throwaway central database and batches built from
-//! real encoded blocks.
-#![allow(dead_code)]
+//! Sink tests: a migrated sink on the test's database, and batches built from real
+//! encoded blocks.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use pga_federator::batch::{Batch, Cursor, Gap};
-use pga_federator::sink::{Sink, SinkOptions};
+pub use super::{Central, central, central_alone, now_ms, sql};
+use pga_federator::db::sink::{Sink, SinkOptions};
+use pga_federator::pull::batch::{Batch, Cursor, Gap};
 use pga_format::{
     AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, DecodedBlock, FrameMeta, LogEvent, MetricKind,
     SeriesId, SeriesMeta, decode_block,
 };
-use pga_lab::Cluster;
 
 pub const AGENT: AgentId = AgentId([7; 16]);
-
-/// A fresh cluster with database `central`.
-pub fn central() -> Cluster {
-    let pg = Cluster::builder()
-        .start()
-        .expect("start a throwaway cluster");
-    pg.create_database("central").expect("create database");
-    pg
-}
 
 /// Options for tests: short waits so an unavailable database fails fast.
 pub fn options() -> SinkOptions {
@@ -32,25 +22,11 @@ pub fn options() -> SinkOptions {
     }
 }
 
-/// A sink on `central`, migrated.
-pub async fn sink(pg: &Cluster) -> Sink {
-    let sink = Sink::connect(&pg.url("central"), options())
-        .await
-        .expect("connect");
+/// A sink on the test's database, migrated.
+pub async fn sink(pg: &Central) -> Sink {
+    let sink = Sink::connect(&pg.url(), options()).await.expect("connect");
     sink.migrate().await.expect("migrate");
     sink
-}
-
-/// `psql` on `central`.
-pub fn sql(pg: &Cluster, query: &str) -> String {
-    pg.psql("central", query).expect("psql")
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A round minute about `hours_ago` hours before now.
@@ -114,9 +90,22 @@ pub fn batch(
         last_ts_ms: blocks.last().map(|b| b.header.max_ts),
         series_count,
     };
+    batch_of(agent, AGENT, series, blocks, head, gap, cursor)
+}
+
+/// A batch of agent `agent_id` (configured as `agent`) with this cursor.
+pub fn batch_of(
+    agent: &str,
+    agent_id: AgentId,
+    series: Vec<SeriesMeta>,
+    blocks: Vec<DecodedBlock>,
+    head: Option<DecodedBlock>,
+    gap: Option<Gap>,
+    cursor: Cursor,
+) -> Batch {
     Batch {
         agent: agent.to_owned(),
-        agent_id: AGENT,
+        agent_id,
         series: series.into_iter().map(|m| (m.id, m)).collect(),
         blocks,
         head,
@@ -127,7 +116,7 @@ pub fn batch(
 }
 
 /// Every stored sample of the series `metric` as `(ts_ms, value)`, oldest first.
-pub fn stored(pg: &Cluster, metric: &str) -> Vec<(i64, f64)> {
+pub fn stored(pg: &Central, metric: &str) -> Vec<(i64, f64)> {
     let out = sql(
         pg,
         &format!(
@@ -147,7 +136,7 @@ pub fn stored(pg: &Cluster, metric: &str) -> Vec<(i64, f64)> {
 /// over the raw samples and the recorded gaps, that differ from the stored rollup,
 /// or exist on one side only, for `width` ('1 minute' or '1 hour') and rollup table
 /// `table`; `max_silence_secs` as the sink's. Empty when they all agree.
-pub fn rollup_mismatches(pg: &Cluster, width: &str, table: &str, max_silence_secs: u64) -> String {
+pub fn rollup_mismatches(pg: &Central, width: &str, table: &str, max_silence_secs: u64) -> String {
     sql(
         pg,
         &format!(

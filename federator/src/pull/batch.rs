@@ -1,7 +1,7 @@
 //! What one pull from one agent hands to the sink.
 //!
-//! The scraper (`crate::scrape`) builds a [`Batch`] from the agent's `/v1/series` and
-//! `/v1/blocks` answers (storage-format/PROTOCOL.md); the sink (`crate::sink`) writes
+//! The scraper (`crate::pull`) builds a [`Batch`] from the agent's `/v1/series` and
+//! `/v1/blocks` answers (storage-format/PROTOCOL.md); the sink (`crate::db::sink`) writes
 //! all of it — series, samples, log events, the recorded gap and the cursor advance —
 //! in **one** database transaction, so a failure anywhere leaves the cursor where it
 //! was and the next pull fetches the same sealed blocks again.

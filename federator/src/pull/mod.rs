@@ -14,9 +14,14 @@
 //! asks for at most `backfill.request_bytes` of sealed frames, which bounds one
 //! transaction.
 
+pub mod batch;
 pub mod client;
+pub mod destination;
+pub mod fleet;
 pub mod protocol;
+pub mod scheduler;
 pub mod status;
+pub mod url;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,9 +30,10 @@ use std::time::{Duration, Instant};
 use pga_format::protocol::routes;
 use pga_format::{AgentId, DecodedBlock};
 
-use crate::batch::{Batch, Cursor, Gap};
+use crate::db::sink::SinkError;
+use crate::pull::batch::{Batch, Cursor, Gap};
 pub use client::{AgentClient, ClientError, ClientLimits, Response};
-pub use protocol::ProtocolError;
+pub use protocol::{FramesProblem, HeadersProblem, ProtocolError, SeriesProblem};
 pub use status::AgentStatus;
 
 /// Where pulled batches go: the database sink, in production.
@@ -54,30 +60,27 @@ pub trait Destination: Send + Sync {
     fn ping(&self) -> impl Future<Output = Result<(), DestinationError>> + Send;
 }
 
-/// Why the destination did not take a batch.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why the destination did not take a batch. Each keeps the sink's error, with its
+/// SQLSTATE.
+#[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
     /// The database cannot be reached or takes no writes at all (unreachable,
     /// shutting down, read-only): nothing was written, the cursor did not move;
     /// every agent pauses until it answers again.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(SinkError),
     /// A statement of this agent's batch failed (a constraint, a trigger, an
     /// impossible value, a deadlock, a timeout, a limit): that agent is reported
     /// and retried with its backoff; the others continue.
-    #[error("the database refused this agent's batch: {message}")]
-    Rejected {
-        /// The SQLSTATE, when the database gave one.
-        sqlstate: Option<String>,
-        message: String,
-    },
+    #[error("the database refused this agent's batch: {0}")]
+    Rejected(SinkError),
 }
 
 impl DestinationError {
     /// The SQLSTATE of a refused batch.
-    pub fn sqlstate(&self) -> Option<&str> {
+    pub fn sqlstate(&self) -> Option<String> {
         match self {
-            DestinationError::Rejected { sqlstate, .. } => sqlstate.as_deref(),
+            DestinationError::Rejected(e) => e.sqlstate(),
             DestinationError::Unavailable(_) => None,
         }
     }
@@ -157,7 +160,7 @@ impl ScrapeError {
             ScrapeError::Status { .. } => "http_status",
             ScrapeError::Protocol(_) => "malformed",
             ScrapeError::Destination(DestinationError::Unavailable(_)) => "database_unavailable",
-            ScrapeError::Destination(DestinationError::Rejected { .. }) => "database_rejected",
+            ScrapeError::Destination(DestinationError::Rejected(_)) => "database_rejected",
         }
     }
 
@@ -170,7 +173,7 @@ impl ScrapeError {
     }
 
     /// The SQLSTATE of a batch the database refused.
-    pub fn sqlstate(&self) -> Option<&str> {
+    pub fn sqlstate(&self) -> Option<String> {
         match self {
             ScrapeError::Destination(d) => d.sqlstate(),
             _ => None,
@@ -363,7 +366,7 @@ async fn observe_status<D: Destination>(
     let status = match status::parse_status(&resp.body) {
         Ok(s) => s,
         Err(e) => {
-            memo.fail(agent, e.0);
+            memo.fail(agent, e.to_string());
             return Ok(reusable);
         }
     };
@@ -447,11 +450,10 @@ pub async fn pull<D: Destination>(
         }
         known_id = Some(h.agent_id);
         if c > 0 && c >= h.head_sequence {
-            return Err(ProtocolError(format!(
-                "the cursor {c} is ahead of the agent (its head is {}): was its store \
-                 restored from an older copy?",
-                h.head_sequence
-            ))
+            return Err(ProtocolError::Headers(HeadersProblem::CursorAhead {
+                cursor: c,
+                head: h.head_sequence,
+            })
             .into());
         }
         let mut after = c;
@@ -496,7 +498,7 @@ pub async fn pull<D: Destination>(
                 .into());
             }
             if protocol::identity(&sresp.headers)? != h.agent_id {
-                return Err(ProtocolError("/v1/series answered for another agent".into()).into());
+                return Err(ProtocolError::Headers(HeadersProblem::SeriesOfAnotherAgent).into());
             }
             for (id, meta) in protocol::read_series(&sresp.body, h.agent_id, series_count)? {
                 if id.0 != series_count {
@@ -506,11 +508,10 @@ pub async fn pull<D: Destination>(
                 series.push((id, meta));
             }
             if needed.is_some_and(|n| n >= series_count) {
-                return Err(ProtocolError(format!(
-                    "the blocks use series id {} but /v1/series describes ids only up to {}",
-                    needed.unwrap_or(0),
-                    series_count as i64 - 1
-                ))
+                return Err(ProtocolError::Series(SeriesProblem::Missing {
+                    needed: needed.unwrap_or(0),
+                    last: series_count as i64 - 1,
+                })
                 .into());
             }
         }
@@ -602,9 +603,9 @@ pub async fn pull<D: Destination>(
         let cut = resp.cut.is_some() || walk.stopped_early;
         if walk.stopped_early && resp.cut.is_none() {
             // The whole body arrived and still did not read: damaged data, not a cut.
-            return Err(ProtocolError(format!(
-                "the body of {path} holds bytes that do not read as a frame"
-            ))
+            return Err(ProtocolError::Frames(FramesProblem::Unreadable {
+                path: path.to_string(),
+            })
             .into());
         }
         if let Some(why) = &resp.cut {

@@ -60,10 +60,10 @@ const INSTANCE_FIELDS: [&str; 7] = [
 
 /// Reads a `/v1/status` body. Only a body that is not a JSON object is an error.
 pub fn parse_status(body: &[u8]) -> Result<AgentStatus, ProtocolError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ProtocolError(format!("/v1/status is not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ProtocolError::StatusNotJson(e.to_string()))?;
     let Value::Object(top) = value else {
-        return Err(ProtocolError("/v1/status is not a JSON object".to_owned()));
+        return Err(ProtocolError::StatusNotObject);
     };
     let mut r = Reader {
         missing: Vec::new(),

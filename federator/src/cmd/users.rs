@@ -1,59 +1,18 @@
-//! Commands that administer the API from the host: `users add|list|set-password`,
-//! `audit verify`, `keygen`.
+//! `pga-federator users add|list|set-password`: the API's accounts, administered
+//! from the host (the first admin is made this way).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use sqlx::PgPool;
 
-use crate::api::{hasher, pool_options};
+use super::{UsersCommand, admin_pool as pool, cli_actor, cli_origin, print};
+use crate::app::api::hasher;
 use crate::auth::{Role, password};
-use crate::config::FederatorConfig;
-use crate::db::audit::{self, Actor, Entry, Origin, Outcome, Verification};
+use crate::config::{self, FederatorConfig};
+use crate::db::audit::{self, Entry, Outcome};
 use crate::db::users::{self, NewUser, User};
 use crate::db::{self, tokens};
-
-/// The actor of commands run on the host.
-fn cli_actor() -> Actor {
-    let who = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    Actor {
-        username: Some(format!("cli:{who}")),
-        ..Actor::default()
-    }
-}
-
-fn cli_origin() -> Origin {
-    Origin {
-        source: None,
-        user_agent: Some(format!(
-            "pga-federator/{} (command line)",
-            env!("CARGO_PKG_VERSION")
-        )),
-        request_id: None,
-    }
-}
-
-async fn pool(cfg: &FederatorConfig) -> anyhow::Result<PgPool> {
-    let pool = db::connect(&cfg.database.url, &pool_options(cfg, 2)?)
-        .await
-        .context("connecting to the database (database.url)")?;
-    let ready: bool = sqlx::query_scalar(
-        "SELECT to_regclass('audit_log') IS NOT NULL AND EXISTS \
-         (SELECT FROM information_schema.columns WHERE table_name = 'audit_log' AND column_name = 'hash')",
-    )
-    .fetch_one(&pool)
-    .await
-    .context("reading the schema")?;
-    anyhow::ensure!(
-        ready,
-        "the database schema is not up to date: run `pga-federator migrate` first"
-    );
-    Ok(pool)
-}
 
 /// The hash of the given password (checked for strength), or of a generated one,
 /// which is returned to be printed once.
@@ -163,30 +122,91 @@ pub async fn users_list(cfg: &FederatorConfig) -> anyhow::Result<Vec<User>> {
     Ok(all)
 }
 
-/// `audit verify`.
-pub async fn audit_verify(cfg: &FederatorConfig) -> anyhow::Result<Verification> {
-    let pool = pool(cfg).await?;
-    Ok(audit::verify(&pool).await?)
+/// Reads one line (the password) from standard input.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(!pw.is_empty(), "no password on standard input");
+    Ok(pw)
 }
 
-/// `keygen`: 64 random bytes, hex, into a new file readable by its owner only.
-pub fn keygen(out: &Path, force: bool) -> anyhow::Result<()> {
-    let mut key = [0u8; 64];
-    getrandom::getrandom(&mut key).context("the OS random source")?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if force {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
+pub(super) fn main(cmd: UsersCommand, path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(path)?;
+    super::runtime()?.block_on(users(cmd, &loaded.config))
+}
+
+async fn users(cmd: UsersCommand, cfg: &FederatorConfig) -> anyhow::Result<ExitCode> {
+    match cmd {
+        UsersCommand::Add {
+            name,
+            role,
+            email,
+            full_name,
+            password_stdin,
+        } => {
+            let role = role.parse().map_err(anyhow::Error::msg)?;
+            let given = if password_stdin {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
+            let (user, generated) = users_add(
+                cfg,
+                &name,
+                role,
+                email.as_deref(),
+                full_name.as_deref(),
+                given,
+            )
+            .await?;
+            print(&format!(
+                "created user {} (id {}, role {})\n",
+                user.username, user.id, user.role
+            ))?;
+            if let Some(p) = generated {
+                print(&format!(
+                    "password: {p}\n(shown once; change it with PUT /api/v1/me/password)\n"
+                ))?;
+            }
+        }
+        UsersCommand::List => {
+            let users = users_list(cfg).await?;
+            let mut out = format!(
+                "{:<6} {:<24} {:<7} {:<8} last login\n",
+                "id", "name", "role", "active"
+            );
+            for u in users {
+                out.push_str(&format!(
+                    "{:<6} {:<24} {:<7} {:<8} {}\n",
+                    u.id,
+                    u.username,
+                    u.role,
+                    u.is_active,
+                    u.last_login_at.as_deref().unwrap_or("never")
+                ));
+            }
+            print(&out)?;
+        }
+        UsersCommand::SetPassword {
+            name,
+            password_stdin,
+        } => {
+            let given = if password_stdin {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
+            let generated = users_set_password(cfg, &name, given).await?;
+            print(&format!(
+                "password of {name} set; their sessions are signed out\n"
+            ))?;
+            if let Some(p) = generated {
+                print(&format!("password: {p}\n(shown once)\n"))?;
+            }
+        }
     }
-    let mut f = opts.open(out).with_context(|| {
-        format!(
-            "{}: cannot create it{}",
-            out.display(),
-            if force { "" } else { " (an existing key is never overwritten without --force: every token signed with it would stop working)" }
-        )
-    })?;
-    writeln!(f, "{}", audit::hex(&key)).with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

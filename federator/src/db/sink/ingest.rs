@@ -34,7 +34,7 @@ use pga_format::DecodedBlock;
 use sqlx::PgConnection;
 
 use super::{IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uuid_text};
-use crate::batch::Batch;
+use crate::pull::batch::Batch;
 use std::sync::atomic::Ordering;
 
 const DAY_MS: i64 = 86_400_000;

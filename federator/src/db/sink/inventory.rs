@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::{Sink, SinkError, pg_text};
-use crate::scrape::status::AgentStatus;
+use crate::pull::status::AgentStatus;
 
 /// What recording a status found worth saying.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

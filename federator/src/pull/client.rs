@@ -24,7 +24,8 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsConnector;
 
 use crate::config::TlsConfig;
-use crate::url::AgentUrl;
+use crate::pull::url::AgentUrl;
+use crate::tls::{TlsError, unusable};
 
 /// Why a request to an agent failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,12 +76,9 @@ pub struct Response {
 
 /// Loads `[tls]` into a rustls client configuration: TLS 1.3 only, the agents'
 /// certificates verified against `ca_file`, `cert_file`/`key_file` presented.
-pub fn tls_config(tls: &TlsConfig) -> anyhow::Result<Arc<ClientConfig>> {
-    use anyhow::Context;
-    let need = |f: &Option<std::path::PathBuf>, key: &str| {
-        f.clone().with_context(|| {
-            format!("{key} is not set, and an agent URL is https:// (run check-config)")
-        })
+pub fn tls_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
+    let need = |f: &Option<std::path::PathBuf>, key: &'static str| {
+        f.clone().ok_or(TlsError::NotSet { key })
     };
     let (cert, key, ca) = (
         need(&tls.cert_file, "tls.cert_file")?,
@@ -91,17 +89,20 @@ pub fn tls_config(tls: &TlsConfig) -> anyhow::Result<Arc<ClientConfig>> {
     let key = pem::read_private_key("tls.key_file", &key)?;
     let mut roots = rustls::RootCertStore::empty();
     for c in pem::read_certs("tls.ca_file", &ca)? {
-        roots
-            .add(c)
-            .with_context(|| format!("tls.ca_file {}: a certificate is unusable", ca.display()))?;
+        roots.add(c).map_err(unusable(format!(
+            "tls.ca_file {}: a certificate is unusable",
+            ca.display()
+        )))?;
     }
     let config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .context("TLS 1.3 with the ring provider")?
+            .map_err(unusable("TLS 1.3 with the ring provider"))?
             .with_root_certificates(roots)
             .with_client_auth_cert(certs, key)
-            .context("tls.cert_file and tls.key_file do not form a usable client identity")?;
+            .map_err(unusable(
+                "tls.cert_file and tls.key_file do not form a usable client identity",
+            ))?;
     Ok(Arc::new(config))
 }
 

@@ -2,53 +2,27 @@
 //! database per test, the API served on loopback, and a small HTTP client.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::cluster;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use pga_federator::api::Api;
+use pga_federator::app::api::Api;
 use pga_federator::auth::Role;
 use pga_federator::config::FederatorConfig;
+use pga_federator::db::sink::{Sink, SinkOptions};
 use pga_federator::http::ApiState;
 use pga_federator::http::metrics::ApiMetrics;
-use pga_federator::sink::{Sink, SinkOptions};
-use pga_lab::Cluster;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// The binary's cluster, started on first use (its watchdog stops it when the
-/// test process ends).
-pub fn cluster() -> &'static Cluster {
-    static PG: OnceLock<Cluster> = OnceLock::new();
-    PG.get_or_init(|| {
-        let pg = Cluster::builder()
-            .start()
-            .expect("start a throwaway cluster");
-        // The roles are cluster-wide: made once here, so that the migrations of
-        // concurrent tests do not race to create them.
-        pg.psql(
-            "postgres",
-            "CREATE ROLE pga_writer NOLOGIN; CREATE ROLE pga_reader NOLOGIN",
-        )
-        .expect("create the roles");
-        pg
-    })
-}
-
 /// A fresh, migrated database on the shared cluster.
 pub async fn database() -> (String, Sink) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "api_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
+    let name = super::fresh_database("api");
     let pg = cluster();
-    pg.create_database(&name).expect("create database");
     let sink = Sink::connect(
         &pg.url(&name),
         SinkOptions {
@@ -92,7 +66,7 @@ pub fn config(
     tweak: impl FnOnce(&mut FederatorConfig),
 ) -> FederatorConfig {
     let key = dir.join("jwt.key");
-    pga_federator::admin::keygen(&key, true).expect("keygen");
+    pga_federator::cmd::keygen::keygen(&key, true).expect("keygen");
     let mut c = FederatorConfig::default();
     c.database.url = cluster().url(db);
     c.api.listen = "127.0.0.1:0".to_owned();
@@ -139,7 +113,7 @@ impl TestApi {
 
     /// Creates a user with [`PASSWORD`]; returns its id.
     pub async fn user(&self, name: &str, role: Role) -> i64 {
-        let (u, _) = pga_federator::admin::users_add(
+        let (u, _) = pga_federator::cmd::users::users_add(
             &self.config,
             name,
             role,
@@ -300,8 +274,8 @@ impl Drop for Pulling {
 }
 
 pub async fn start_pulling(api: &TestApi) -> Pulling {
-    use pga_federator::fleet;
-    let builder = fleet::JobBuilder::new(&api.config, false).expect("job builder");
+    use pga_federator::pull::fleet;
+    let builder = pga_federator::app::job_builder(&api.config, false).expect("job builder");
     let config_jobs = fleet::config_jobs(&api.config, &builder).expect("config jobs");
     pga_federator::db::agents::sync_config(api.sink.pool(), &api.config.agents)
         .await
@@ -320,11 +294,11 @@ pub async fn start_pulling(api: &TestApi) -> Pulling {
         Duration::from_secs(1),
         stop_rx.clone(),
     ));
-    tokio::spawn(pga_federator::scheduler::run_fleet(
+    tokio::spawn(pga_federator::pull::scheduler::run_fleet(
         rx,
         api.sink.clone(),
         Arc::new(pga_federator::telemetry::Telemetry::new()),
-        pga_federator::run::settings(&api.config),
+        pga_federator::app::settings(&api.config),
         stop_rx,
     ));
     Pulling { stop }

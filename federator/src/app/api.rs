@@ -11,7 +11,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::{HashParams, Hasher};
 use crate::auth::throttle::Throttle;
 use crate::config::{ApiConfig, FederatorConfig, read_jwt_key};
-use crate::db::{self, PoolOptions};
+use crate::db;
 use crate::http::metrics::ApiMetrics;
 use crate::http::server::{ApiServer, ServerSettings};
 use crate::http::{self, ApiSettings, ApiState, Inner};
@@ -27,18 +27,6 @@ pub fn hasher(api: &ApiConfig) -> anyhow::Result<Hasher> {
         parallelism: api.argon2_parallelism,
     })
     .context("api.argon2_*")
-}
-
-/// The database pool options of `cfg` with `max_connections` connections.
-pub fn pool_options(cfg: &FederatorConfig, max_connections: u32) -> anyhow::Result<PoolOptions> {
-    let d = &cfg.database;
-    Ok(PoolOptions {
-        password: cfg.database_password()?,
-        max_connections,
-        acquire_timeout: Duration::from_secs(d.connect_timeout_secs),
-        statement_timeout: (d.statement_timeout_secs > 0)
-            .then(|| Duration::from_secs(d.statement_timeout_secs)),
-    })
 }
 
 /// The API's shared state from the configuration. `fleet_changed` is notified
@@ -57,7 +45,7 @@ pub fn state(
     let jwt = JwtKeys::new(&key, &api.jwt_issuer, &api.jwt_audience).map_err(anyhow::Error::msg)?;
     let pool = db::connect_lazy(
         &cfg.database.url,
-        &pool_options(cfg, api.max_db_connections)?,
+        &super::pool_options(cfg, api.max_db_connections)?,
     )
     .context("database.url")?;
     let t = &cfg.tls;
@@ -122,22 +110,28 @@ impl Api {
     pub async fn serve(self, stop: watch::Receiver<bool>) {
         let (router, _) = http::app(self.state.clone());
         let pool = self.state.pool.clone();
-        let mut purge_stop = stop.clone();
-        let purge = tokio::spawn(async move {
-            loop {
-                match crate::db::tokens::purge_expired_refresh(&pool).await {
-                    Ok(n) if n > 0 => tracing::debug!(purged = n, "expired refresh tokens removed"),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "refresh-token purge failed; it runs again in an hour")
+        let purge = tokio::spawn(crate::jobs::run(
+            crate::jobs::Schedule {
+                name: "refresh-token purge",
+                every: crate::jobs::Every::Interval(Duration::from_secs(3600)),
+                backoff: crate::jobs::Backoff::new(
+                    Duration::from_secs(60),
+                    Duration::from_secs(3600),
+                ),
+                wake: None,
+            },
+            stop.clone(),
+            move || {
+                let pool = pool.clone();
+                async move {
+                    let n = crate::db::tokens::purge_expired_refresh(&pool).await?;
+                    if n > 0 {
+                        tracing::debug!(purged = n, "expired refresh tokens removed");
                     }
+                    Ok::<(), sqlx::Error>(())
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                    _ = purge_stop.wait_for(|s| *s) => return,
-                }
-            }
-        });
+            },
+        ));
         self.server.serve(router, stop).await;
         purge.abort();
     }

@@ -27,8 +27,116 @@ pub struct BlocksHeaders {
 
 /// An answer that breaks the protocol: it is rejected for that agent and reported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ProtocolError(pub String);
+pub enum ProtocolError {
+    /// A header's value is not ASCII.
+    #[error("header {header} is not ASCII")]
+    NotAscii { header: String },
+    /// A header the answer must carry is missing.
+    #[error("header {header} is missing")]
+    Missing { header: String },
+    /// A header's value does not read as what it must be.
+    #[error("header {header}: \"{value}\"{}", expected_text(expected))]
+    BadValue {
+        header: String,
+        value: String,
+        /// What it must be ("a decimal u64", "a UUID"), when that says more.
+        expected: Option<&'static str>,
+    },
+    /// The agent serves another version of the frame format.
+    #[error(
+        "the agent serves frame format version {served}; this federator reads version \
+         {FORMAT_VERSION}: upgrade the federator"
+    )]
+    FormatVersion { served: String },
+    /// The headers contradict each other or the cursor.
+    #[error("{0}")]
+    Headers(HeadersProblem),
+    /// The body's frames break the protocol.
+    #[error("{0}")]
+    Frames(FramesProblem),
+    /// The `/v1/series` answer does not describe the series the blocks use.
+    #[error("{0}")]
+    Series(SeriesProblem),
+    /// The `/v1/status` answer is not a JSON object.
+    #[error("/v1/status is not JSON: {0}")]
+    StatusNotJson(String),
+    #[error("/v1/status is not a JSON object")]
+    StatusNotObject,
+}
+
+fn expected_text(expected: &Option<&'static str>) -> String {
+    expected.map_or_else(String::new, |e| format!(" is not {e}"))
+}
+
+/// Headers that contradict each other or the federator's cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadersProblem {
+    #[error(
+        "pga-oldest-sequence {oldest:?} and pga-newest-sequence {newest:?} do not \
+         describe a run of sealed blocks"
+    )]
+    SealedRun {
+        oldest: Option<u64>,
+        newest: Option<u64>,
+    },
+    #[error("header pga-gap: {first}-{last} does not start right after the cursor {after}")]
+    GapNotAfterCursor { first: u64, last: u64, after: u64 },
+    #[error("pga-head-sequence {head} does not follow the newest sealed block {held:?}")]
+    HeadNotNext { head: u64, held: Option<(u64, u64)> },
+    #[error(
+        "the cursor {cursor} is ahead of the agent (its head is {head}): was its store \
+         restored from an older copy?"
+    )]
+    CursorAhead { cursor: u64, head: u64 },
+    #[error("/v1/series answered for another agent")]
+    SeriesOfAnotherAgent,
+}
+
+/// Frames of a `/v1/blocks` body that break the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramesProblem {
+    #[error("a frame follows the head frame; the head must be the last")]
+    AfterHead,
+    #[error("a frame after sequence {after} verifies but does not decode as a block: {reason}")]
+    Undecodable { after: u64, reason: String },
+    #[error("frame {sequence} carries agent id {found}, the answer says {expected}")]
+    OtherAgent {
+        sequence: u64,
+        found: AgentId,
+        expected: AgentId,
+    },
+    #[error("sealed frame {sequence} where {due} was due: a block would be skipped")]
+    Skipped { sequence: u64, due: u64 },
+    #[error("the body of {path} holds bytes that do not read as a frame")]
+    Unreadable { path: String },
+}
+
+/// A `/v1/series` answer that does not describe what the blocks need.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeriesProblem {
+    #[error("series body at byte {at}: {reason}")]
+    Body { at: usize, reason: String },
+    #[error("series frame at byte {at}: {reason}")]
+    Frame { at: usize, reason: String },
+    #[error("series frame at byte {at} carries agent id {found}, expected {expected}")]
+    OtherAgent {
+        at: usize,
+        found: AgentId,
+        expected: AgentId,
+    },
+    #[error("series {id} is not a valid series: {reason}")]
+    Invalid { id: u64, reason: String },
+    #[error("the blocks use series id {needed} but /v1/series describes ids only up to {last}")]
+    Missing { needed: u64, last: i64 },
+}
+
+fn bad_value(header: &str, value: &str, expected: Option<&'static str>) -> ProtocolError {
+    ProtocolError::BadValue {
+        header: header.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ProtocolError> {
     match h.get(name) {
@@ -36,17 +144,21 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ProtocolE
         Some(v) => v
             .to_str()
             .map(|s| Some(s.trim()))
-            .map_err(|_| ProtocolError(format!("header {name} is not ASCII"))),
+            .map_err(|_| ProtocolError::NotAscii {
+                header: name.to_owned(),
+            }),
     }
 }
 
 fn required<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ProtocolError> {
-    header(h, name)?.ok_or_else(|| ProtocolError(format!("header {name} is missing")))
+    header(h, name)?.ok_or_else(|| ProtocolError::Missing {
+        header: name.to_owned(),
+    })
 }
 
 fn number(name: &str, v: &str) -> Result<u64, ProtocolError> {
     v.parse()
-        .map_err(|_| ProtocolError(format!("header {name}: \"{v}\" is not a decimal u64")))
+        .map_err(|_| bad_value(name, v, Some("a decimal u64")))
 }
 
 fn optional_number(h: &HeaderMap, name: &str) -> Result<Option<u64>, ProtocolError> {
@@ -71,14 +183,12 @@ pub fn parse_agent_id(s: &str) -> Option<AgentId> {
 pub fn identity(h: &HeaderMap) -> Result<AgentId, ProtocolError> {
     let version = required(h, "pga-format-version")?;
     if version != FORMAT_VERSION.to_string() {
-        return Err(ProtocolError(format!(
-            "the agent serves frame format version {version}; this federator reads version \
-             {FORMAT_VERSION}: upgrade the federator"
-        )));
+        return Err(ProtocolError::FormatVersion {
+            served: version.to_owned(),
+        });
     }
     let id = required(h, "pga-agent-id")?;
-    parse_agent_id(id)
-        .ok_or_else(|| ProtocolError(format!("header pga-agent-id: \"{id}\" is not a UUID")))
+    parse_agent_id(id).ok_or_else(|| bad_value("pga-agent-id", id, Some("a UUID")))
 }
 
 /// Reads the headers of a `/v1/blocks?after=after` answer and checks them against
@@ -91,43 +201,46 @@ pub fn blocks_headers(h: &HeaderMap, after: u64) -> Result<BlocksHeaders, Protoc
         (Some(o), Some(n)) if 1 <= o && o <= n => Some((o, n)),
         (None, None) => None,
         _ => {
-            return Err(ProtocolError(format!(
-                "pga-oldest-sequence {oldest:?} and pga-newest-sequence {newest:?} do not \
-                 describe a run of sealed blocks"
-            )));
+            return Err(ProtocolError::Headers(HeadersProblem::SealedRun {
+                oldest,
+                newest,
+            }));
         }
     };
     let head_sequence = number("pga-head-sequence", required(h, "pga-head-sequence")?)?;
     let head_present = match required(h, "pga-head")? {
         "present" => true,
         "absent" => false,
-        v => return Err(ProtocolError(format!("header pga-head: \"{v}\""))),
+        v => return Err(bad_value("pga-head", v, None)),
     };
     let more = match required(h, "pga-more")? {
         "true" => true,
         "false" => false,
-        v => return Err(ProtocolError(format!("header pga-more: \"{v}\""))),
+        v => return Err(bad_value("pga-more", v, None)),
     };
     let gap = match header(h, "pga-gap")? {
         None => None,
         Some(v) => {
             let (a, b) = v
                 .split_once('-')
-                .ok_or_else(|| ProtocolError(format!("header pga-gap: \"{v}\"")))?;
+                .ok_or_else(|| bad_value("pga-gap", v, None))?;
             let (first, last) = (number("pga-gap", a)?, number("pga-gap", b)?);
             if first != after.saturating_add(1) || last < first {
-                return Err(ProtocolError(format!(
-                    "header pga-gap: {first}-{last} does not start right after the cursor {after}"
-                )));
+                return Err(ProtocolError::Headers(HeadersProblem::GapNotAfterCursor {
+                    first,
+                    last,
+                    after,
+                }));
             }
             Some((first, last))
         }
     };
     let last_sequence = optional_number(h, "pga-last-sequence")?;
     if held.is_some_and(|(_, n)| head_sequence != n + 1) || (held.is_none() && head_sequence == 0) {
-        return Err(ProtocolError(format!(
-            "pga-head-sequence {head_sequence} does not follow the newest sealed block {held:?}"
-        )));
+        return Err(ProtocolError::Headers(HeadersProblem::HeadNotNext {
+            head: head_sequence,
+            held,
+        }));
     }
     Ok(BlocksHeaders {
         agent_id,
@@ -170,26 +283,26 @@ pub fn walk_blocks(body: &[u8], h: &BlocksHeaders, cursor: u64) -> Walk {
             }
         };
         if walk.head.is_some() {
-            walk.violation = Some(ProtocolError(
-                "a frame follows the head frame; the head must be the last".to_owned(),
-            ));
+            walk.violation = Some(ProtocolError::Frames(FramesProblem::AfterHead));
             break;
         }
         let block = match pga_format::decode_block(bytes) {
             Ok(b) => b,
             Err(e) => {
-                walk.violation = Some(ProtocolError(format!(
-                    "a frame after sequence {c} verifies but does not decode as a block: {e}"
-                )));
+                walk.violation = Some(ProtocolError::Frames(FramesProblem::Undecodable {
+                    after: c,
+                    reason: e.to_string(),
+                }));
                 break;
             }
         };
         let hd = &block.header;
         if hd.agent_id != h.agent_id {
-            walk.violation = Some(ProtocolError(format!(
-                "frame {} carries agent id {}, the answer says {}",
-                hd.sequence, hd.agent_id, h.agent_id
-            )));
+            walk.violation = Some(ProtocolError::Frames(FramesProblem::OtherAgent {
+                sequence: hd.sequence,
+                found: hd.agent_id,
+                expected: h.agent_id,
+            }));
             break;
         }
         if h.head_present && hd.sequence == h.head_sequence {
@@ -197,11 +310,10 @@ pub fn walk_blocks(body: &[u8], h: &BlocksHeaders, cursor: u64) -> Walk {
             continue;
         }
         if hd.sequence != c.saturating_add(1) {
-            walk.violation = Some(ProtocolError(format!(
-                "sealed frame {} where {} was due: a block would be skipped",
-                hd.sequence,
-                c.saturating_add(1)
-            )));
+            walk.violation = Some(ProtocolError::Frames(FramesProblem::Skipped {
+                sequence: hd.sequence,
+                due: c.saturating_add(1),
+            }));
             break;
         }
         c = hd.sequence;
@@ -221,22 +333,34 @@ pub fn read_series(
 ) -> Result<Vec<(SeriesId, SeriesMeta)>, ProtocolError> {
     let mut out: Vec<(SeriesId, SeriesMeta)> = Vec::new();
     for item in pga_format::frame::frames(body) {
-        let (at, bytes) =
-            item.map_err(|(at, e)| ProtocolError(format!("series body at byte {at}: {e}")))?;
-        let (header, entries) = pga_format::dictionary::decode(bytes)
-            .map_err(|e| ProtocolError(format!("series frame at byte {at}: {e}")))?;
+        let (at, bytes) = item.map_err(|(at, e)| {
+            ProtocolError::Series(SeriesProblem::Body {
+                at,
+                reason: e.to_string(),
+            })
+        })?;
+        let (header, entries) = pga_format::dictionary::decode(bytes).map_err(|e| {
+            ProtocolError::Series(SeriesProblem::Frame {
+                at,
+                reason: e.to_string(),
+            })
+        })?;
         if header.agent_id != agent_id {
-            return Err(ProtocolError(format!(
-                "series frame at byte {at} carries agent id {}, expected {agent_id}",
-                header.agent_id
-            )));
+            return Err(ProtocolError::Series(SeriesProblem::OtherAgent {
+                at,
+                found: header.agent_id,
+                expected: agent_id,
+            }));
         }
         for meta in entries {
             if meta.id.0 < from || out.last().is_some_and(|(id, _)| *id >= meta.id) {
                 continue;
             }
             meta.validate().map_err(|e| {
-                ProtocolError(format!("series {} is not a valid series: {e}", meta.id.0))
+                ProtocolError::Series(SeriesProblem::Invalid {
+                    id: meta.id.0,
+                    reason: e.to_string(),
+                })
             })?;
             out.push((meta.id, meta));
         }
@@ -304,7 +428,7 @@ mod tests {
         let mut bad = base;
         bad[1] = ("pga-format-version", "2");
         let e = blocks_headers(&headers(&bad), 3).unwrap_err();
-        assert!(e.0.contains("upgrade the federator"), "{e}");
+        assert!(e.to_string().contains("upgrade the federator"), "{e}");
         let mut bad = base;
         bad[4] = ("pga-head-sequence", "20");
         assert!(blocks_headers(&headers(&bad), 3).is_err());

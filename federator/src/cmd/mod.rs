@@ -1,8 +1,26 @@
-//! The `pga-federator` command line.
+//! The `pga-federator` command line: [`Cli`] and one module per subcommand.
+//! `main.rs` parses the arguments and calls [`main`]; errors become one message
+//! with its fix here ([`error_text`]), the only place besides [`crate::app`] that
+//! uses `anyhow`.
 
+mod audit;
+mod check_config;
+pub mod keygen;
+mod migrate;
+pub mod rules;
+mod run;
+pub mod users;
+
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+
+use crate::config::{self, FederatorConfig, has_errors};
+use crate::db::audit::{Actor, Origin};
 
 const ABOUT: &str = "pgAnalytics v3 federator: pulls metrics from agents into PostgreSQL";
 
@@ -155,6 +173,124 @@ pub enum AuditCommand {
     /// Recompute the audit log's hash chain; name the first entry that was altered,
     /// deleted or inserted out of order. Exits 1 when the chain is broken.
     Verify,
+}
+
+/// Runs the command line: the exit code; an error is printed as one message.
+pub fn main(cli: Cli) -> ExitCode {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One message, with its fix where one is known; never a Debug dump or a
+            // backtrace, whatever RUST_BACKTRACE says.
+            eprintln!("error: {}", error_text(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let path = cli.config.as_deref();
+    match cli.command {
+        Command::FormatInfo => {
+            print(&pga_format::describe())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules { command } => rules::main(&command, path),
+        Command::CheckConfig => check_config::main(path),
+        Command::Keygen { out, force } => keygen::main(&out, force),
+        Command::Users(cmd) => users::main(cmd, path),
+        Command::Audit(AuditCommand::Verify) => audit::main(path),
+        Command::Migrate => migrate::main(path),
+        Command::Run => run::main(path),
+    }
+}
+
+/// Writes `text` to standard output.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to standard output")
+}
+
+/// A Tokio runtime for a command that talks to the database.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the async runtime")
+}
+
+/// Logs to standard error, at the level of `RUST_LOG` (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Loads the configuration for `run` and `migrate`: every problem is logged, and an
+/// error stops the start.
+fn load_for_service(path: Option<&std::path::Path>) -> anyhow::Result<config::Loaded> {
+    let loaded = config::load(path)?;
+    let problems = loaded.config.validate();
+    for p in &problems {
+        if p.is_error() {
+            tracing::error!(key = %p.key, fix = %p.fix, "{}", p.message);
+        } else {
+            tracing::warn!(key = %p.key, fix = %p.fix, "{}", p.message);
+        }
+    }
+    anyhow::ensure!(
+        !has_errors(&problems),
+        "{}: the configuration has errors; `pga-federator check-config` lists them",
+        loaded.path.display()
+    );
+    Ok(loaded)
+}
+
+/// The actor of commands run on the host, as the audit log names it.
+fn cli_actor() -> Actor {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    Actor {
+        username: Some(format!("cli:{who}")),
+        ..Actor::default()
+    }
+}
+
+/// Where commands run on the host come from, as the audit log records it.
+fn cli_origin() -> Origin {
+    Origin {
+        source: None,
+        user_agent: Some(format!(
+            "pga-federator/{} (command line)",
+            env!("CARGO_PKG_VERSION")
+        )),
+        request_id: None,
+    }
+}
+
+/// A small pool for the administration commands; fails unless the schema is
+/// migrated.
+async fn admin_pool(cfg: &FederatorConfig) -> anyhow::Result<PgPool> {
+    let pool = crate::db::connect(&cfg.database.url, &crate::app::pool_options(cfg, 2)?)
+        .await
+        .context("connecting to the database (database.url)")?;
+    let ready: bool = sqlx::query_scalar(
+        "SELECT to_regclass('audit_log') IS NOT NULL AND EXISTS \
+         (SELECT FROM information_schema.columns WHERE table_name = 'audit_log' AND column_name = 'hash')",
+    )
+    .fetch_one(&pool)
+    .await
+    .context("reading the schema")?;
+    anyhow::ensure!(
+        ready,
+        "the database schema is not up to date: run `pga-federator migrate` first"
+    );
+    Ok(pool)
 }
 
 /// An error as the one message `pga-federator` prints: each cause once (a cause

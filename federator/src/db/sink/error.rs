@@ -35,6 +35,10 @@ pub enum SinkError {
     /// The role may not do what was asked; the message says which role to use.
     #[error("{0}")]
     Privilege(String),
+    /// The database answers but takes no writes (a standby, or
+    /// `default_transaction_read_only`).
+    #[error("the database is read-only")]
+    ReadOnly,
     /// The batch cannot be stored as it is; the agent's data must be looked at.
     #[error("rejected batch from agent {agent:?}: {reason}")]
     BadBatch { agent: String, reason: String },
@@ -92,16 +96,17 @@ impl SinkError {
     /// shutting down, read-only, refusing connections. Pause every pull, keep the
     /// cursors and try again once it answers.
     pub fn is_unavailable(&self) -> bool {
-        self.sqlx().is_some_and(is_unavailable_sqlx)
+        matches!(self, SinkError::ReadOnly) || self.sqlx().is_some_and(is_unavailable_sqlx)
     }
 
     /// The same work may succeed later: the database is unavailable, or the
     /// statement met a passing condition (a deadlock, a serialization failure, a
     /// lock or statement timeout, memory, disk, a configured limit).
     pub fn is_transient(&self) -> bool {
-        self.sqlx().is_some_and(|e| {
-            is_unavailable_sqlx(e) || sqlstate_of(e).is_some_and(|c| is_passing_sqlstate(&c))
-        })
+        matches!(self, SinkError::ReadOnly)
+            || self.sqlx().is_some_and(|e| {
+                is_unavailable_sqlx(e) || sqlstate_of(e).is_some_and(|c| is_passing_sqlstate(&c))
+            })
     }
 
     /// The batch itself was refused (invalid values, an unknown series id, a

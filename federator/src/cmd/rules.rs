@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::engine::Settings;
-use super::rulefile;
-use super::testing::run_file;
-use crate::cli::RulesCommand;
+use super::RulesCommand;
+use crate::alerting::engine::Settings;
+use crate::alerting::rulefile;
+use crate::alerting::testing::run_file;
 use crate::config::{self, BUILTIN_RULES_DIR, DEFAULT_CONFIG_PATH};
 
 /// Appends one formatted line to a `String`.
@@ -49,6 +49,12 @@ fn missing(paths: &[PathBuf]) -> Option<String> {
             gone.join(", ")
         )
     })
+}
+
+pub(super) fn main(cmd: &RulesCommand, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (text, code) = run(cmd, config_path)?;
+    super::print(&text)?;
+    Ok(code)
 }
 
 /// Runs a `rules` subcommand; the text to print and the exit code.
@@ -146,8 +152,9 @@ pub fn run(cmd: &RulesCommand, config_path: Option<&Path>) -> anyhow::Result<(St
             let cfg = loaded.config;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
-                let pool = super::job::pool(&cfg).await?;
-                let (files, r) = super::job::load_rule_files(&pool, &cfg.alerting).await?;
+                let pool = crate::app::alerting::pool(&cfg).await?;
+                let (files, r) =
+                    crate::app::alerting::load_rule_files(&pool, &cfg.alerting).await?;
                 let mut out = String::new();
                 let n: usize = files.iter().map(|f| f.rules.len()).sum();
                 push_line!(out, "{n} rules from {} files", files.len());
@@ -168,7 +175,7 @@ pub fn run(cmd: &RulesCommand, config_path: Option<&Path>) -> anyhow::Result<(St
             let cfg = loaded.config;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async {
-                let pool = super::job::pool(&cfg).await?;
+                let pool = crate::app::alerting::pool(&cfg).await?;
                 let rules = crate::db::rules::list(&pool).await?;
                 let mut out = String::new();
                 for r in &rules {

@@ -1,35 +1,37 @@
-//! The database sink as the scraper's [`Destination`]: the sink's errors sorted into
-//! "the database is unavailable, pause everything" and "this agent's batch failed".
+//! The database sink as the puller's [`Destination`]: the sink's errors sorted into
+//! "the database is unavailable, pause everything" and "this agent's batch failed",
+//! each keeping the [`SinkError`] (and its SQLSTATE). No SQL here: the sink runs it.
 
 use std::collections::BTreeMap;
 
 use pga_format::AgentId;
 
-use crate::batch::{Batch, Cursor};
-use crate::scrape::{AgentStatus, Destination, DestinationError};
-use crate::sink::{Sink, SinkError};
+use crate::db::sink::{Sink, SinkError};
+use crate::pull::batch::{Batch, Cursor};
+use crate::pull::{AgentStatus, Destination, DestinationError};
 
-fn sort(e: SinkError) -> DestinationError {
-    if e.is_unavailable() {
-        DestinationError::Unavailable(e.to_string())
-    } else {
-        DestinationError::Rejected {
-            sqlstate: e.sqlstate(),
-            message: e.to_string(),
+impl From<SinkError> for DestinationError {
+    fn from(e: SinkError) -> Self {
+        if e.is_unavailable() {
+            DestinationError::Unavailable(e)
+        } else {
+            DestinationError::Rejected(e)
         }
     }
 }
 
 impl Destination for Sink {
     async fn cursor(&self, agent: &str) -> Result<Option<(AgentId, Cursor)>, DestinationError> {
-        Sink::cursor(self, agent).await.map_err(sort)
+        Sink::cursor(self, agent)
+            .await
+            .map_err(DestinationError::from)
     }
 
     async fn ingest(&self, batch: &Batch) -> Result<u64, DestinationError> {
         Sink::ingest(self, batch)
             .await
             .map(|r| r.samples_inserted)
-            .map_err(sort)
+            .map_err(DestinationError::from)
     }
 
     async fn record_status(
@@ -41,7 +43,7 @@ impl Destination for Sink {
     ) -> Result<Vec<String>, DestinationError> {
         let report = Sink::record_status(self, agent, url, labels, status)
             .await
-            .map_err(sort)?;
+            .map_err(DestinationError::from)?;
         Ok(report
             .identity_changes
             .into_iter()
@@ -55,19 +57,7 @@ impl Destination for Sink {
             .collect())
     }
 
-    /// The database answers and takes writes: not a standby, not read-only.
     async fn ping(&self) -> Result<(), DestinationError> {
-        let read_only: bool = sqlx::query_scalar(
-            "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean",
-        )
-        .fetch_one(self.pool())
-        .await
-        .map_err(|e| DestinationError::Unavailable(e.to_string()))?;
-        if read_only {
-            return Err(DestinationError::Unavailable(
-                "the database is read-only".to_owned(),
-            ));
-        }
-        Ok(())
+        Ok(Sink::ping_writable(self).await?)
     }
 }

@@ -30,7 +30,7 @@ use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::scrape::{AgentClient, Destination, Pacing, PullMemo, pull};
+use crate::pull::{AgentClient, Destination, Pacing, PullMemo, pull};
 use crate::telemetry::Telemetry;
 
 /// One agent's job.
@@ -322,7 +322,7 @@ async fn agent_loop<D: Destination>(
                 tracing::warn!(
                     agent = %job.name,
                     reason = %e.reason(),
-                    sqlstate = %e.sqlstate().unwrap_or("-"),
+                    sqlstate = %e.sqlstate().as_deref().unwrap_or("-"),
                     error = %e,
                     failures,
                     retry_in_secs = delay.as_secs(),
@@ -348,7 +348,7 @@ async fn observe_while_paused(job: &AgentJob, telemetry: &Telemetry, cursor: Opt
     if resp.status != hyper::StatusCode::OK || resp.cut.is_some() {
         return;
     }
-    if let Some(newest) = crate::scrape::status::parse_status(&resp.body)
+    if let Some(newest) = crate::pull::status::parse_status(&resp.body)
         .ok()
         .and_then(|s| s.newest_sequence)
     {

@@ -1,0 +1,341 @@
+//! The composition root: the one place where the federator is built from its
+//! configuration and run. `pga-federator run` ([`run`]) builds, in order:
+//!
+//! 1. the stop signal (SIGTERM, SIGINT) and the self-metrics ([`Telemetry`]);
+//! 2. the HTTP API ([`api`]: bound first, so a wrong address or certificate fails
+//!    the start) and the self-metrics listener;
+//! 3. the database sink ([`Sink`]: connected, then its schema checked, both waiting
+//!    while the database is unavailable; pending migrations applied when the role
+//!    may; TimescaleDB only read);
+//! 4. the fleet (configured agents written to the `agents` table, the API's ones
+//!    read) and its pull jobs ([`crate::pull`]);
+//! 5. the scheduled jobs ([`crate::jobs`]): retention, the fleet's upkeep, alerting;
+//!
+//! then runs until the signal and stops them together: no pull starts after the
+//! signal, a transaction in flight is rolled back (its cursor did not move) and the
+//! process exits 0. `migrate` ([`migrate`]) is the owner's: it also converts to
+//! TimescaleDB hypertables and sets their policies.
+//!
+//! Configuration values become the options of the parts here ([`sink_options`],
+//! [`pool_options`], [`settings`]), so `config` depends on no part it configures.
+//! Errors are `anyhow` from here on up: this is an edge, where they are said to the
+//! operator.
+
+pub mod alerting;
+pub mod api;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::config::{FederatorConfig, parse_schedule};
+use crate::db::PoolOptions;
+use crate::db::sink::{RetentionOptions, Sink, SinkError, SinkOptions};
+use crate::jobs::{self, Backoff, Every};
+use crate::pull::fleet::JobBuilder;
+use crate::pull::scheduler::{self, AgentJob, SchedulerSettings};
+use crate::pull::url::AgentUrl;
+use crate::pull::{ClientLimits, Pacing};
+use crate::telemetry::Telemetry;
+
+/// What builds the agents' pull jobs: the client limits and default schedule of
+/// `[scrape]`, and `[tls]` (loaded when it is set or `need_tls`).
+pub fn job_builder(cfg: &FederatorConfig, need_tls: bool) -> anyhow::Result<JobBuilder> {
+    let t = &cfg.tls;
+    let configured = t.cert_file.is_some() && t.key_file.is_some() && t.ca_file.is_some();
+    let tls = if configured || need_tls {
+        Some(crate::pull::client::tls_config(&cfg.tls)?)
+    } else {
+        None
+    };
+    let limits = ClientLimits {
+        connect_timeout: cfg.scrape.connect_timeout(),
+        request_timeout: cfg.scrape.request_timeout(),
+        max_response_bytes: cfg.scrape.max_response_bytes,
+    };
+    Ok(JobBuilder::new(limits, cfg.scrape.schedule.clone(), tls))
+}
+
+/// Builds one job per configured agent. Assumes the configuration validated.
+pub fn jobs(cfg: &FederatorConfig) -> anyhow::Result<Vec<AgentJob>> {
+    let builder = job_builder(cfg, needs_tls(cfg))?;
+    Ok(crate::pull::fleet::config_jobs(cfg, &builder)?
+        .into_iter()
+        .map(|f| f.job)
+        .collect())
+}
+
+/// Whether a configured agent is https://.
+fn needs_tls(cfg: &FederatorConfig) -> bool {
+    cfg.agents
+        .iter()
+        .any(|a| AgentUrl::parse(&a.url).is_ok_and(|u| u.tls))
+}
+
+/// The scheduler's settings from the configuration.
+pub fn settings(cfg: &FederatorConfig) -> SchedulerSettings {
+    SchedulerSettings {
+        jitter: Duration::from_millis(cfg.scrape.jitter_ms),
+        max_concurrent: cfg.scrape.max_concurrent as usize,
+        backoff_initial: Duration::from_secs(cfg.scrape.backoff_initial_secs),
+        backoff_max: Duration::from_secs(cfg.scrape.backoff_max_secs),
+        pacing: Pacing {
+            request_bytes: cfg.backfill.request_bytes,
+            max_requests: cfg.backfill.max_requests_per_scrape,
+            pause: Duration::from_millis(cfg.backfill.pause_ms),
+            max_samples: cfg.backfill.max_samples_per_transaction,
+        },
+    }
+}
+
+/// What the sink is given: pool, timeouts, TimescaleDB use and retention ages.
+pub fn sink_options(cfg: &FederatorConfig) -> anyhow::Result<SinkOptions> {
+    let d = &cfg.database;
+    let r = &cfg.retention;
+    Ok(SinkOptions {
+        password: cfg.database_password()?,
+        max_connections: d.max_connections,
+        acquire_timeout: Duration::from_secs(d.connect_timeout_secs),
+        statement_timeout: (d.statement_timeout_secs > 0)
+            .then(|| Duration::from_secs(d.statement_timeout_secs)),
+        timescaledb: d.timescaledb,
+        max_silence: Duration::from_secs(cfg.rollups.max_silence_secs),
+        retention: RetentionOptions {
+            raw: Duration::from_secs(r.raw_secs),
+            rollup_1m: Duration::from_secs(r.rollup_1m_secs),
+            rollup_1h: Duration::from_secs(r.rollup_1h_secs),
+            log_events: Duration::from_secs(r.log_events_secs),
+            ..Default::default()
+        },
+    })
+}
+
+/// The database pool options of `cfg` with `max_connections` connections (the API's
+/// pool, the administration commands' pool).
+pub fn pool_options(cfg: &FederatorConfig, max_connections: u32) -> anyhow::Result<PoolOptions> {
+    let d = &cfg.database;
+    Ok(PoolOptions {
+        password: cfg.database_password()?,
+        max_connections,
+        acquire_timeout: Duration::from_secs(d.connect_timeout_secs),
+        statement_timeout: (d.statement_timeout_secs > 0)
+            .then(|| Duration::from_secs(d.statement_timeout_secs)),
+    })
+}
+
+/// How long the start waits between attempts while the database is unavailable.
+fn database_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// A sink error with the fix, when there is a known one.
+fn with_hint(e: SinkError) -> anyhow::Error {
+    match e.hint() {
+        Some(hint) => anyhow::anyhow!("{e}\n  fix: {hint}"),
+        None => anyhow::Error::new(e),
+    }
+}
+
+/// Connects the sink and checks the schema ([`Sink::start`]), waiting while the
+/// database is unavailable; `None` when stopped first.
+async fn start_sink(
+    cfg: &FederatorConfig,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<Sink>> {
+    let options = sink_options(cfg)?;
+    let connected = jobs::retry(
+        "database unavailable; waiting for it",
+        database_backoff(),
+        stop,
+        SinkError::is_transient,
+        || Sink::connect(&cfg.database.url, options.clone()),
+    )
+    .await
+    .map_err(with_hint)?;
+    let Some(sink) = connected else {
+        return Ok(None);
+    };
+    let started = jobs::retry(
+        "the start waits for the database",
+        database_backoff(),
+        stop,
+        SinkError::is_transient,
+        || sink.start(),
+    )
+    .await
+    .map_err(with_hint)?;
+    let Some(report) = started else {
+        return Ok(None);
+    };
+    tracing::info!(schema = %report, "database ready");
+    for note in &report.notes {
+        tracing::warn!("{note}");
+    }
+    Ok(Some(sink))
+}
+
+/// `pga-federator migrate`: what it did, then what the operator should know.
+pub async fn migrate(cfg: &FederatorConfig) -> anyhow::Result<String> {
+    let sink = Sink::connect(&cfg.database.url, sink_options(cfg)?)
+        .await
+        .map_err(with_hint)?;
+    let report = sink.migrate().await.map_err(with_hint)?;
+    let mut out = format!("migrated: {report}\n");
+    for note in &report.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    Ok(out)
+}
+
+/// Turns true on SIGTERM or SIGINT.
+fn stop_on_signals() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = which,
+            "stopping: no new pulls; in-flight transactions roll back"
+        );
+        tx.send_replace(true);
+    });
+    Ok(rx)
+}
+
+/// The retention job: drops what is older than the `[retention]` ages at each
+/// instant of `retention.schedule`.
+fn retention_job(
+    sink: Arc<Sink>,
+    schedule: cron::Schedule,
+    telemetry: Arc<Telemetry>,
+    stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> {
+    jobs::run(
+        jobs::Schedule {
+            name: "retention",
+            every: Every::Cron(Box::new(schedule)),
+            backoff: Backoff::new(Duration::from_secs(60), Duration::from_secs(3600)),
+            wake: None,
+        },
+        stop,
+        move || {
+            let (sink, telemetry) = (sink.clone(), telemetry.clone());
+            async move {
+                let r = sink.retention(Utc::now().timestamp_millis()).await;
+                telemetry.retention(r.is_ok());
+                let r = r?;
+                tracing::info!(dropped = ?r.dropped, partitions_created = r.partitions_created, "retention done");
+                Ok::<(), SinkError>(())
+            }
+        },
+    )
+}
+
+/// `pga-federator run`.
+pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
+    let builder = job_builder(&cfg, needs_tls(&cfg))?;
+    let config_jobs = crate::pull::fleet::config_jobs(&cfg, &builder)?;
+    let retention_schedule = parse_schedule(&cfg.retention.schedule)?;
+    let mut stop = stop_on_signals()?;
+    let mut telemetry = Telemetry::new();
+    let api_metrics = Arc::new(crate::http::metrics::ApiMetrics::default());
+    api_metrics.register(telemetry.registry_mut());
+    let telemetry = Arc::new(telemetry);
+    let fleet_changed = Arc::new(tokio::sync::Notify::new());
+    // Bind before anything else, so a wrong address or certificate fails the start.
+    let api = api::Api::bind(&cfg, api_metrics, fleet_changed.clone()).await?;
+    let listener = if cfg.metrics.listen.is_empty() {
+        None
+    } else {
+        let (listen, t, s) = (cfg.metrics.listen.clone(), telemetry.clone(), stop.clone());
+        let l = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("metrics.listen = \"{listen}\": cannot listen"))?;
+        drop(l);
+        Some(tokio::spawn(async move {
+            crate::listener::serve(&listen, t, s)
+                .await
+                .with_context(|| format!("metrics.listen = \"{listen}\""))
+        }))
+    };
+    let Some(sink) = start_sink(&cfg, &mut stop).await? else {
+        return Ok(());
+    };
+    let sink = Arc::new(sink);
+    crate::db::agents::sync_config(sink.pool(), &cfg.agents)
+        .await
+        .context("writing the configured agents to the agents table")?;
+    telemetry.set_database_up(true);
+    telemetry.set_ready(true);
+    let api = api.map(|a| tokio::spawn(a.serve(stop.clone())));
+    let fleet = match crate::pull::fleet::load(sink.pool(), &config_jobs, &builder).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the agents added through the API yet; pulling the configured ones");
+            config_jobs.clone()
+        }
+    };
+    tracing::info!(
+        agents = fleet.len(),
+        from_config = cfg.agents.len(),
+        schedule = %cfg.scrape.schedule,
+        max_concurrent = cfg.scrape.max_concurrent,
+        "scheduling pulls"
+    );
+    let (fleet_tx, fleet_rx) = watch::channel(fleet);
+    let maintain = tokio::spawn(crate::pull::fleet::maintain(
+        sink.pool().clone(),
+        config_jobs,
+        builder,
+        fleet_changed,
+        fleet_tx,
+        Duration::from_secs(cfg.api.agents_poll_secs),
+        stop.clone(),
+    ));
+    let alerting = cfg.alerting.enabled.then(|| {
+        let (c, m, s) = (cfg.clone(), telemetry.alerting.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::app::alerting::run(c, m, s).await {
+                tracing::error!(error = %format!("{e:#}"), "alerting stopped: no rule is evaluated, no notification sent");
+            }
+        })
+    });
+    let retention = tokio::spawn(retention_job(
+        sink.clone(),
+        retention_schedule,
+        telemetry.clone(),
+        stop.clone(),
+    ));
+    scheduler::run_fleet(
+        fleet_rx,
+        sink.clone(),
+        telemetry.clone(),
+        settings(&cfg),
+        stop.clone(),
+    )
+    .await;
+    retention.await.ok();
+    maintain.await.ok();
+    if let Some(a) = alerting {
+        a.await.ok();
+    }
+    if let Some(a) = api {
+        a.await.ok();
+    }
+    if let Some(l) = listener {
+        match l.await {
+            Ok(r) => r?,
+            Err(e) => tracing::warn!(error = %e, "self-metrics listener task"),
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
