@@ -102,8 +102,42 @@ impl From<WindowError> for ApiError {
     }
 }
 
-fn audit_rule(r: &StoredRule) -> serde_json::Value {
-    serde_json::to_value(r).unwrap_or(serde_json::Value::Null)
+/// What a change is audited as.
+struct Change {
+    action: &'static str,
+    kind: &'static str,
+    id: i64,
+}
+
+/// Appends the audit entry of a successful change (`before` and `after` as JSON)
+/// and commits it with the change.
+async fn commit_audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    caller: &Caller,
+    client: &Client,
+    change: Change,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    let entry = Entry::new(change.action, Outcome::Success)
+        .actor(caller.actor())
+        .resource(change.kind, change.id)
+        .change(before, after);
+    audit::append(&mut tx, &client.0, &entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn json<T: Serialize>(v: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
+
+fn no_rule(id: i64) -> ApiError {
+    ApiError::not_found(format!("no rule with id {id}"))
+}
+
+fn no_window(id: i64) -> ApiError {
+    ApiError::not_found(format!("no maintenance window with id {id}"))
 }
 
 // ---------------------------------------------------------------------------------
@@ -140,19 +174,26 @@ async fn create_rule(
     check_body(&spec)?;
     let mut tx = state.pool.begin().await?;
     let rule = rules::create(&mut tx, &spec, "api", Some(caller.user_id)).await?;
-    let entry = Entry::new("rule.create", Outcome::Success)
-        .actor(caller.actor())
-        .resource("rule", rule.id)
-        .change(None, Some(audit_rule(&rule)));
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
+    commit_audited(
+        tx,
+        &caller,
+        &client,
+        Change {
+            action: "rule.create",
+            kind: "rule",
+            id: rule.id,
+        },
+        None,
+        json(&rule),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
 async fn find_rule(state: &ApiState, id: i64) -> Result<StoredRule, ApiError> {
     rules::get(&state.pool, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no rule with id {id}")))
+        .ok_or_else(|| no_rule(id))
 }
 
 /// One rule.
@@ -183,16 +224,21 @@ async fn replace_rule(
 ) -> Result<Json<StoredRule>, ApiError> {
     check_body(&spec)?;
     let mut tx = state.pool.begin().await?;
-    let before = rules::get(&mut *tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no rule with id {id}")))?;
+    let before = rules::get(&mut *tx, id).await?.ok_or_else(|| no_rule(id))?;
     let after = rules::update(&mut tx, id, &spec).await?;
-    let entry = Entry::new("rule.update", Outcome::Success)
-        .actor(caller.actor())
-        .resource("rule", id)
-        .change(Some(audit_rule(&before)), Some(audit_rule(&after)));
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
+    commit_audited(
+        tx,
+        &caller,
+        &client,
+        Change {
+            action: "rule.update",
+            kind: "rule",
+            id,
+        },
+        json(&before),
+        json(&after),
+    )
+    .await?;
     Ok(Json(after))
 }
 
@@ -211,12 +257,19 @@ async fn delete_rule(
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
     let before = rules::delete(&mut tx, id).await?;
-    let entry = Entry::new("rule.delete", Outcome::Success)
-        .actor(caller.actor())
-        .resource("rule", id)
-        .change(Some(audit_rule(&before)), None);
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
+    commit_audited(
+        tx,
+        &caller,
+        &client,
+        Change {
+            action: "rule.delete",
+            kind: "rule",
+            id,
+        },
+        json(&before),
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -241,24 +294,26 @@ async fn set_rule_enabled(
     Json(req): Json<RuleEnabled>,
 ) -> Result<Json<StoredRule>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let before = rules::get(&mut *tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no rule with id {id}")))?;
+    let before = rules::get(&mut *tx, id).await?.ok_or_else(|| no_rule(id))?;
     let after = rules::set_enabled(&mut tx, id, req.enabled).await?;
     let action = if req.enabled {
         "rule.enable"
     } else {
         "rule.disable"
     };
-    let entry = Entry::new(action, Outcome::Success)
-        .actor(caller.actor())
-        .resource("rule", id)
-        .change(
-            Some(serde_json::json!({"enabled": before.spec.enabled})),
-            Some(serde_json::json!({"enabled": after.spec.enabled})),
-        );
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
+    commit_audited(
+        tx,
+        &caller,
+        &client,
+        Change {
+            action,
+            kind: "rule",
+            id,
+        },
+        Some(serde_json::json!({"enabled": before.spec.enabled})),
+        Some(serde_json::json!({"enabled": after.spec.enabled})),
+    )
+    .await?;
     Ok(Json(after))
 }
 
@@ -483,12 +538,19 @@ async fn create_window(
     check_window(&spec)?;
     let mut tx = state.pool.begin().await?;
     let w = maintenance::create(&mut tx, &spec, Some(caller.user_id)).await?;
-    let entry = Entry::new("maintenance.create", Outcome::Success)
-        .actor(caller.actor())
-        .resource("maintenance_window", w.id)
-        .change(None, serde_json::to_value(&w).ok());
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
+    commit_audited(
+        tx,
+        &caller,
+        &client,
+        Change {
+            action: "maintenance.create",
+            kind: "maintenance_window",
+            id: w.id,
+        },
+        None,
+        json(&w),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(w)))
 }
 
@@ -504,7 +566,7 @@ async fn get_window(
     maintenance::get(&state.pool, id)
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no maintenance window with id {id}")))
+        .ok_or_else(|| no_window(id))
 }
 
 /// Replaces a maintenance window; to end one early, set `ends_at_ms` to now.
@@ -523,17 +585,21 @@ async fn replace_window(
     let mut tx = state.pool.begin().await?;
     let before = maintenance::get(&mut *tx, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no maintenance window with id {id}")))?;
+        .ok_or_else(|| no_window(id))?;
     let after = maintenance::update(&mut tx, id, &spec).await?;
-    let entry = Entry::new("maintenance.update", Outcome::Success)
-        .actor(caller.actor())
-        .resource("maintenance_window", id)
-        .change(
-            serde_json::to_value(&before).ok(),
-            serde_json::to_value(&after).ok(),
-        );
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
+    commit_audited(
+        tx,
+        &caller,
+        &client,
+        Change {
+            action: "maintenance.update",
+            kind: "maintenance_window",
+            id,
+        },
+        json(&before),
+        json(&after),
+    )
+    .await?;
     Ok(Json(after))
 }
 
@@ -550,12 +616,19 @@ async fn delete_window(
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
     let before = maintenance::delete(&mut tx, id).await?;
-    let entry = Entry::new("maintenance.delete", Outcome::Success)
-        .actor(caller.actor())
-        .resource("maintenance_window", id)
-        .change(serde_json::to_value(&before).ok(), None);
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
+    commit_audited(
+        tx,
+        &caller,
+        &client,
+        Change {
+            action: "maintenance.delete",
+            kind: "maintenance_window",
+            id,
+        },
+        json(&before),
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
