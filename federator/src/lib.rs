@@ -20,7 +20,9 @@
 //! - [`http`] and [`auth`]: the HTTP API (`[api]`) and its authentication
 //!   ([`app::api`] starts it);
 //! - [`alerting`] and [`notify`]: rules evaluated at each agent's watermark, and the
-//!   notifications they send.
+//!   notifications they send;
+//! - [`remote_write`]: raw samples to Prometheus remote-write destinations, each
+//!   from its own cursors.
 //!
 //! Errors are typed ([`thiserror`]) in the library; `anyhow` is used only in [`cmd`]
 //! and [`app`], where errors are said to the operator.
@@ -36,5 +38,6 @@ pub mod jobs;
 pub mod listener;
 pub mod notify;
 pub mod pull;
+pub mod remote_write;
 pub mod telemetry;
 pub mod tls;

@@ -99,7 +99,7 @@ pub fn receivers(cfg: &AlertingConfig) -> anyhow::Result<Vec<Receiver>> {
     Ok(out)
 }
 
-fn tls_for(
+pub(crate) fn tls_for(
     url: &str,
     ca: Option<&std::path::Path>,
     client: Option<(&std::path::Path, &std::path::Path)>,

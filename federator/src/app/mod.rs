@@ -23,6 +23,7 @@
 
 pub mod alerting;
 pub mod api;
+pub mod remote_write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,6 +249,8 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     let mut telemetry = Telemetry::new();
     let api_metrics = Arc::new(crate::http::metrics::ApiMetrics::default());
     api_metrics.register(telemetry.registry_mut());
+    let remote_write_metrics = crate::remote_write::RemoteWriteMetrics::default();
+    remote_write_metrics.register(telemetry.registry_mut());
     let telemetry = Arc::new(telemetry);
     let fleet_changed = Arc::new(tokio::sync::Notify::new());
     // Bind before anything else, so a wrong address or certificate fails the start.
@@ -308,6 +311,8 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
             }
         })
     });
+    let remote_writes =
+        remote_write::start(&cfg, sink.pool(), &remote_write_metrics, &fleet_rx, &stop).await?;
     let retention = tokio::spawn(retention_job(
         sink.clone(),
         retention_schedule,
@@ -324,6 +329,9 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     .await;
     retention.await.ok();
     maintain.await.ok();
+    for r in remote_writes {
+        r.await.ok();
+    }
     if let Some(a) = alerting {
         a.await.ok();
     }

@@ -20,6 +20,7 @@
 mod alerting;
 mod api;
 mod parse;
+mod remote_write;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use alerting::{AlertingConfig, AlertmanagerEntry, BUILTIN_RULES_DIR, WebhookEntry};
 pub use api::{ApiConfig, MIN_JWT_KEY_BYTES, read_jwt_key};
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
+pub use remote_write::RemoteWriteEntry;
 pub use validate::{
     MAX_NAME_LEN, Problem, ScheduleError, Severity, has_errors, is_valid_name, parse_schedule,
     render_check,
@@ -89,6 +91,9 @@ pub struct FederatorConfig {
     pub alerting: AlertingConfig,
     /// `[[agents]]`: the agents to pull, one table each.
     pub agents: Vec<AgentEntry>,
+    /// `[[remote_write]]`: Prometheus remote-write destinations given every agent's
+    /// raw samples besides the central database, one table each.
+    pub remote_write: Vec<RemoteWriteEntry>,
 }
 
 /// `[database]`: the central PostgreSQL.

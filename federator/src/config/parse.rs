@@ -8,8 +8,8 @@ pub use pga_config::{ConfigError, Location, UnknownKey};
 
 use super::{
     AgentEntry, AlertingConfig, AlertmanagerEntry, ApiConfig, BackfillConfig, DatabaseConfig,
-    FederatorConfig, MetricsConfig, RetentionConfig, RollupsConfig, ScrapeConfig, TlsConfig,
-    WebhookEntry,
+    FederatorConfig, MetricsConfig, RemoteWriteEntry, RetentionConfig, RollupsConfig, ScrapeConfig,
+    TlsConfig, WebhookEntry,
 };
 
 impl FederatorConfig {
@@ -43,6 +43,7 @@ enum Schema {
     Alertmanagers,
     Webhooks,
     Agents,
+    RemoteWrite,
 }
 
 impl pga_config::Schema for Schema {
@@ -60,6 +61,7 @@ impl pga_config::Schema for Schema {
         Schema::Alertmanagers,
         Schema::Webhooks,
         Schema::Agents,
+        Schema::RemoteWrite,
     ];
 
     fn fields(self) -> &'static [&'static str] {
@@ -77,6 +79,7 @@ impl pga_config::Schema for Schema {
             Schema::Alertmanagers => fields_of::<AlertmanagerEntry>(),
             Schema::Webhooks => fields_of::<WebhookEntry>(),
             Schema::Agents => fields_of::<AgentEntry>(),
+            Schema::RemoteWrite => fields_of::<RemoteWriteEntry>(),
         }
     }
 
@@ -97,13 +100,14 @@ impl pga_config::Schema for Schema {
             Schema::Alertmanagers => "alerting.alertmanagers",
             Schema::Webhooks => "alerting.webhooks",
             Schema::Agents => "agents",
+            Schema::RemoteWrite => "remote_write",
         }
     }
 
     fn is_array(self) -> bool {
         matches!(
             self,
-            Schema::Agents | Schema::Alertmanagers | Schema::Webhooks
+            Schema::Agents | Schema::Alertmanagers | Schema::Webhooks | Schema::RemoteWrite
         )
     }
 }
@@ -131,7 +135,8 @@ mod tests {
                 "metrics",
                 "api",
                 "alerting",
-                "agents"
+                "agents",
+                "remote_write"
             ]
         );
         assert_eq!(

@@ -94,6 +94,7 @@ impl FederatorConfig {
         self.validate_agents(&mut c);
         c.0.extend(self.api.problems());
         c.0.extend(self.alerting.problems());
+        c.0.extend(super::remote_write::problems(&self.remote_write));
         let m = &self.metrics.listen;
         if !m.is_empty() && std::net::SocketAddr::from_str(m).is_err() {
             c.error(
@@ -492,6 +493,13 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
                 ", unsigned"
             }
         ));
+    }
+    line(format!(
+        "remote-write:   {} destination(s)",
+        c.remote_write.len()
+    ));
+    for d in &c.remote_write {
+        line(format!("  {}", d.describe()));
     }
     line(format!("agents:         {}", c.agents.len()));
     for a in &c.agents {

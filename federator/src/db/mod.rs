@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod maintenance;
 pub mod outbox;
 pub mod query;
+pub mod remote_write;
 pub mod rules;
 pub mod sink;
 pub mod tokens;

@@ -219,11 +219,17 @@ pub enum SendError {
     Request { url: String, detail: String },
 }
 
-/// An answer: status and the start of the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An answer: status, the start of the body, and the headers a sender acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
     pub body: String,
+    /// `Retry-After`, as sent.
+    pub retry_after: Option<String>,
+    /// `Content-Type`, as sent.
+    pub content_type: Option<String>,
+    /// `Location` (of a redirect), as sent.
+    pub location: Option<String>,
 }
 
 /// What a delivery attempt came to. Decided here, in one place.
@@ -317,8 +323,20 @@ impl Client {
         body: Vec<u8>,
         headers: &[(&'static str, String)],
     ) -> Result<Answer, SendError> {
+        self.post(path, "application/json", body, headers).await
+    }
+
+    /// POSTs a body of `content_type` to `path` with extra headers.
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&'static str, String)],
+    ) -> Result<Answer, SendError> {
         let url = format!("{}", self.target);
-        match tokio::time::timeout(self.timeout, self.send(path, body, headers)).await {
+        match tokio::time::timeout(self.timeout, self.send(path, content_type, body, headers)).await
+        {
             Ok(r) => r,
             Err(_) => Err(SendError::Timeout {
                 url,
@@ -330,6 +348,7 @@ impl Client {
     async fn send(
         &self,
         path: &str,
+        content_type: &str,
         body: Vec<u8>,
         headers: &[(&'static str, String)],
     ) -> Result<Answer, SendError> {
@@ -348,7 +367,7 @@ impl Client {
         tcp.set_nodelay(true).ok();
         let mut req = Request::post(path)
             .header(header::HOST, self.target.authority())
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, content_type)
             .header(
                 header::USER_AGENT,
                 concat!("pga-federator/", env!("CARGO_PKG_VERSION")),
@@ -386,12 +405,29 @@ impl Client {
             Stage::Request => request_err(e.to_string()),
         })?;
         let status = resp.status().as_u16();
+        let head = |name: header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (retry_after, content_type, location) = (
+            head(header::RETRY_AFTER),
+            head(header::CONTENT_TYPE),
+            head(header::LOCATION),
+        );
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
             .unwrap_or_default();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+            content_type,
+            location,
+        })
     }
 }
 
@@ -454,6 +490,7 @@ mod tests {
             Ok(Answer {
                 status,
                 body: "boom\nmore".into(),
+                ..Answer::default()
             })
         };
         assert_eq!(classify(a(200)), Outcome::Delivered);

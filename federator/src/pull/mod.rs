@@ -74,6 +74,10 @@ pub enum DestinationError {
     /// and retried with its backoff; the others continue.
     #[error("the database refused this agent's batch: {0}")]
     Rejected(SinkError),
+    /// A destination other than the database (a remote-write receiver) did not take
+    /// the batch; its own error says why. Nothing advanced for that destination.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl DestinationError {
@@ -81,7 +85,7 @@ impl DestinationError {
     pub fn sqlstate(&self) -> Option<String> {
         match self {
             DestinationError::Rejected(e) => e.sqlstate(),
-            DestinationError::Unavailable(_) => None,
+            DestinationError::Unavailable(_) | DestinationError::Other(_) => None,
         }
     }
 }
@@ -141,7 +145,7 @@ pub enum ScrapeError {
 
 impl ScrapeError {
     /// Every value [`ScrapeError::reason`] gives.
-    pub const REASONS: [&'static str; 7] = [
+    pub const REASONS: [&'static str; 8] = [
         "connect",
         "request",
         "oversized",
@@ -149,6 +153,7 @@ impl ScrapeError {
         "malformed",
         "database_unavailable",
         "database_rejected",
+        "destination",
     ];
 
     /// A bounded name for the `reason` label of the failure counter.
@@ -161,6 +166,7 @@ impl ScrapeError {
             ScrapeError::Protocol(_) => "malformed",
             ScrapeError::Destination(DestinationError::Unavailable(_)) => "database_unavailable",
             ScrapeError::Destination(DestinationError::Rejected(_)) => "database_rejected",
+            ScrapeError::Destination(DestinationError::Other(_)) => "destination",
         }
     }
 

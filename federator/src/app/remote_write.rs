@@ -1,0 +1,78 @@
+//! `[[remote_write]]` built from the configuration: one [`RemoteWrite`] per
+//! destination (its HTTP client, auth and TLS read from their files now, so a wrong
+//! file fails the start), each run by its own loop over the fleet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{FederatorConfig, parse_schedule};
+use crate::notify::http::{self, Auth, Client};
+use crate::pull::scheduler::FleetJob;
+use crate::remote_write::send::Retry;
+use crate::remote_write::{self, RemoteWrite, RemoteWriteMetrics};
+
+/// Builds every destination, records them in the database and starts their loops.
+pub async fn start(
+    cfg: &FederatorConfig,
+    pool: &PgPool,
+    metrics: &RemoteWriteMetrics,
+    fleet: &watch::Receiver<Vec<FleetJob>>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let listed: Vec<(String, String, bool)> = cfg
+        .remote_write
+        .iter()
+        .map(|d| (d.name.clone(), d.url.clone(), d.raw_home))
+        .collect();
+    crate::db::remote_write::sync_destinations(pool, &listed)
+        .await
+        .context("recording the remote-write destinations")?;
+    let pacing = crate::app::settings(cfg).pacing;
+    let mut tasks = Vec::new();
+    for d in &cfg.remote_write {
+        let ctx = || format!("remote_write {}", d.name);
+        let tls = crate::app::alerting::tls_for(
+            &d.url,
+            d.ca_file.as_deref(),
+            d.cert_file.as_deref().zip(d.key_file.as_deref()),
+        )
+        .with_context(ctx)?;
+        let auth = match (&d.username, &d.password_file, &d.bearer_token_file) {
+            (Some(user), Some(pw), _) => Auth::Basic {
+                user: user.clone(),
+                password: http::read_secret(pw).with_context(ctx)?,
+            },
+            (_, _, Some(t)) => Auth::Bearer(http::read_secret(t).with_context(ctx)?),
+            _ => Auth::None,
+        };
+        let client = Client::new(&d.url, tls, auth, d.timeout()).with_context(ctx)?;
+        let schedule = parse_schedule(d.schedule.as_deref().unwrap_or(&cfg.scrape.schedule))
+            .with_context(ctx)?;
+        let dest = Arc::new(RemoteWrite::new(
+            d.name.clone(),
+            client,
+            pool.clone(),
+            d.max_samples_per_request,
+            Retry {
+                initial: Duration::from_millis(d.retry_initial_ms),
+                max: Duration::from_secs(d.retry_max_secs),
+            },
+            metrics.clone(),
+        ));
+        tracing::info!(destination = %d.name, url = %d.url, shards = d.max_shards, "remote-write destination");
+        tasks.push(tokio::spawn(remote_write::run(
+            dest,
+            fleet.clone(),
+            schedule,
+            pacing,
+            d.max_shards as usize,
+            stop.clone(),
+        )));
+    }
+    Ok(tasks)
+}

@@ -1,0 +1,192 @@
+//! Remote-write destinations in the central database (migration 0060): each
+//! destination's cursor per agent, its gaps, and the requests it refused.
+//! The sender is `crate::remote_write`; no HTTP here.
+
+use chrono::{DateTime, Utc};
+use pga_format::AgentId;
+use sqlx::PgPool;
+
+use crate::db::sink::{SinkError, parse_uuid, uuid_text};
+use crate::pull::batch::{Cursor, Gap};
+
+/// Where a destination stands for one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteCursor {
+    pub agent_uid: AgentId,
+    pub last_sequence: Option<u64>,
+    pub last_ts_ms: Option<i64>,
+}
+
+/// A request the receiver refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub block_sequence: u64,
+    pub samples: u64,
+    pub min_ts_ms: i64,
+    pub max_ts_ms: i64,
+    pub status: u16,
+    pub detail: String,
+}
+
+fn ts(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+/// Records the configured destinations (what the query layer reads to say where raw
+/// samples live); destinations no longer configured are removed from the list, their
+/// cursors stay (configured again, they continue).
+pub async fn sync_destinations(
+    pool: &PgPool,
+    destinations: &[(String, String, bool)],
+) -> Result<(), SinkError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(SinkError::db("recording the remote-write destinations"))?;
+    let names: Vec<&str> = destinations.iter().map(|(n, _, _)| n.as_str()).collect();
+    sqlx::query("DELETE FROM remote_write_destinations WHERE NOT (name = ANY($1))")
+        .bind(&names)
+        .execute(&mut *tx)
+        .await
+        .map_err(SinkError::db("recording the remote-write destinations"))?;
+    // Clear the flag first: at most one row holds it (a unique index).
+    sqlx::query("UPDATE remote_write_destinations SET raw_home = false WHERE raw_home")
+        .execute(&mut *tx)
+        .await
+        .map_err(SinkError::db("recording the remote-write destinations"))?;
+    for (name, url, raw_home) in destinations {
+        sqlx::query(
+            "INSERT INTO remote_write_destinations (name, url, raw_home) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, raw_home = EXCLUDED.raw_home, \
+             updated_at = now()",
+        )
+        .bind(name)
+        .bind(url)
+        .bind(raw_home)
+        .execute(&mut *tx)
+        .await
+        .map_err(SinkError::db("recording the remote-write destinations"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(SinkError::db("recording the remote-write destinations"))
+}
+
+/// The destination's cursor for the agent named `agent`, `None` before its first
+/// acknowledged block.
+pub async fn cursor(
+    pool: &PgPool,
+    destination: &str,
+    agent: &str,
+) -> Result<Option<RemoteCursor>, SinkError> {
+    let row: Option<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT c.agent_uid::text, c.last_sequence, c.last_ts_ms \
+         FROM remote_write_cursors c JOIN agents a ON a.id = c.agent_id \
+         WHERE c.destination = $1 AND a.name = $2",
+    )
+    .bind(destination)
+    .bind(agent)
+    .fetch_optional(pool)
+    .await
+    .map_err(SinkError::db("reading a remote-write cursor"))?;
+    let Some((uid, last_sequence, last_ts_ms)) = row else {
+        return Ok(None);
+    };
+    let agent_uid = parse_uuid(&uid).ok_or_else(|| {
+        SinkError::bad(
+            agent,
+            format!("remote_write_cursors holds a malformed agent_uid {uid:?}"),
+        )
+    })?;
+    Ok(Some(RemoteCursor {
+        agent_uid,
+        last_sequence: last_sequence.map(|s| s as u64),
+        last_ts_ms,
+    }))
+}
+
+/// What one acknowledged batch moves: the cursor, the samples counted, the gap and
+/// the refused requests recorded, in one transaction.
+#[derive(Debug)]
+pub struct Advance<'a> {
+    pub destination: &'a str,
+    pub agent: &'a str,
+    pub agent_uid: AgentId,
+    pub cursor: Cursor,
+    pub sent: u64,
+    pub rejected: &'a [Rejection],
+    pub gap: Option<Gap>,
+}
+
+/// Commits `a`. The agent must be in the `agents` table (every pulled agent is).
+pub async fn advance(pool: &PgPool, a: &Advance<'_>) -> Result<(), SinkError> {
+    let what = "advancing a remote-write cursor";
+    let mut tx = pool.begin().await.map_err(SinkError::db(what))?;
+    let agent_id: Option<(i64,)> = sqlx::query_as("SELECT id FROM agents WHERE name = $1")
+        .bind(a.agent)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(SinkError::db(what))?;
+    let Some((agent_id,)) = agent_id else {
+        return Err(SinkError::bad(a.agent, "not in the agents table"));
+    };
+    let uid = uuid_text(&a.agent_uid);
+    let rejected: u64 = a.rejected.iter().map(|r| r.samples).sum();
+    sqlx::query(
+        "INSERT INTO remote_write_cursors \
+           (destination, agent_id, agent_uid, last_sequence, last_ts_ms, samples_sent, samples_rejected) \
+         VALUES ($1, $2, $3::uuid, $4, $5, $6, $7) \
+         ON CONFLICT (destination, agent_id) DO UPDATE SET \
+           agent_uid = EXCLUDED.agent_uid, last_sequence = EXCLUDED.last_sequence, \
+           last_ts_ms = EXCLUDED.last_ts_ms, \
+           samples_sent = remote_write_cursors.samples_sent + EXCLUDED.samples_sent, \
+           samples_rejected = remote_write_cursors.samples_rejected + EXCLUDED.samples_rejected",
+    )
+    .bind(a.destination)
+    .bind(agent_id)
+    .bind(&uid)
+    .bind(a.cursor.last_sequence.map(|s| s as i64))
+    .bind(a.cursor.last_ts_ms)
+    .bind(a.sent as i64)
+    .bind(rejected as i64)
+    .execute(&mut *tx)
+    .await
+    .map_err(SinkError::db(what))?;
+    if let Some(g) = a.gap {
+        sqlx::query(
+            "INSERT INTO remote_write_gaps \
+               (destination, agent_id, agent_uid, first_sequence, last_sequence, after_ts, before_ts) \
+             VALUES ($1, $2, $3::uuid, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(a.destination)
+        .bind(agent_id)
+        .bind(&uid)
+        .bind(g.first_sequence as i64)
+        .bind(g.last_sequence as i64)
+        .bind(g.after_ts_ms.and_then(ts))
+        .bind(g.before_ts_ms.and_then(ts))
+        .execute(&mut *tx)
+        .await
+        .map_err(SinkError::db(what))?;
+    }
+    for r in a.rejected {
+        sqlx::query(
+            "INSERT INTO remote_write_rejections \
+               (destination, agent_id, agent_uid, block_sequence, samples, min_ts, max_ts, status, detail) \
+             VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(a.destination)
+        .bind(agent_id)
+        .bind(&uid)
+        .bind(r.block_sequence as i64)
+        .bind(r.samples as i64)
+        .bind(ts(r.min_ts_ms))
+        .bind(ts(r.max_ts_ms))
+        .bind(i32::from(r.status))
+        .bind(crate::db::sink::pg_text(&r.detail).as_ref())
+        .execute(&mut *tx)
+        .await
+        .map_err(SinkError::db(what))?;
+    }
+    tx.commit().await.map_err(SinkError::db(what))
+}
