@@ -30,6 +30,7 @@ pub enum Command {
     Api(crate::api_cmd::ApiArgs),
     Dashboards(crate::dashboards_cmd::DashboardsArgs),
     Alerts(crate::alerts_cmd::AlertsArgs),
+    RemoteWrite(crate::remote_write_cmd::RemoteWriteArgs),
 }
 
 /// Measure what monitoring a PostgreSQL host costs: pga-agent side by side with

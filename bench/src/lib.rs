@@ -16,7 +16,8 @@
 //! `pga-bench dashboards` times every panel query of the Grafana dashboards over 7 days of a
 //! simulated fleet ([`grafana`]). `pga-bench alerts` measures an evaluation cycle of the
 //! built-in alert rules over a simulated fleet while it is ingested, and the notification
-//! latency. `pga-bench codec` measures the block format of `pga-format` on
+//! latency. `pga-bench remote-write` measures the encoding of
+//! the federator's Prometheus remote-write requests. `pga-bench codec` measures the block format of `pga-format` on
 //! a recorded scrape corpus: bytes per sample, encode and decode speed, the cost of each
 //! data shape, and baselines to compare with. The binary is a thin shell over these
 //! modules so that tests drive the same code.
@@ -37,6 +38,7 @@ pub mod logparse_cmd;
 pub mod logtail_cmd;
 pub mod overhead_cmd;
 pub mod pull_cmd;
+pub mod remote_write_cmd;
 pub mod report;
 pub mod simagent;
 pub mod store_cmd;

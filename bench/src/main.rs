@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Api(args) => pga_bench::api_cmd::run(&args),
         Command::Dashboards(args) => pga_bench::dashboards_cmd::run(&args),
         Command::Alerts(args) => pga_bench::alerts_cmd::run(&args),
+        Command::RemoteWrite(args) => pga_bench::remote_write_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

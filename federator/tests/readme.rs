@@ -64,6 +64,14 @@ fn every_self_metric_is_documented_and_exists() {
     api.request("/api/v1/agents", "GET", 200, 0.01);
     api.login("success");
     api.auth_refused("expired");
+    // Remote-write's, likewise (`app/remote_write.rs`).
+    let rw = pga_federator::remote_write::RemoteWriteMetrics::default();
+    rw.register(t.registry_mut());
+    rw.acknowledged("vm", 1, 1);
+    rw.rejected("vm", 1);
+    rw.gap("vm", 1);
+    rw.set_up("vm", true);
+    rw.cursor("vm", "a", 1);
     t.agent_configured("a");
     t.round(
         "a",

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use support::pull::*;
 
 type Samples = BTreeMap<(String, String), Vec<(i64, u64)>>;
+/// Request bodies received, each with the status answered.
+type Seen = Arc<Mutex<Vec<(Vec<u8>, u16)>>>;
 
 /// A receiver process (VictoriaMetrics or Prometheus) on a port of its own, with
 /// its data in a directory that outlives a restart; killed when dropped.
@@ -428,7 +430,7 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
 struct Picky {
     port: u16,
     /// Every request body received, with the status answered.
-    seen: Arc<Mutex<Vec<(Vec<u8>, u16)>>>,
+    seen: Seen,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -439,7 +441,7 @@ fn picky() -> Picky {
     use axum::response::IntoResponse;
     use axum::routing::post;
 
-    let seen: Arc<Mutex<Vec<(Vec<u8>, u16)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

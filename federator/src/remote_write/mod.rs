@@ -13,10 +13,10 @@
 //! and is caught up from the agents' stores, which keep days. Blocks the agents
 //! evicted meanwhile are this destination's gaps (`remote_write_gaps`).
 //!
-//! - [`encode`]: the wire format (protobuf `WriteRequest`, snappy);
-//! - [`send`]: one request, its retries, and what an answer means;
-//! - [`destination`]: a batch → requests → acknowledgements → the cursor;
-//! - [`metrics`]: `pga_federator_remote_write_*`.
+//! - [`encode`] holds the wire format (protobuf `WriteRequest`, snappy);
+//! - [`send`] one request, its retries, and what an answer means;
+//! - [`destination`] a batch → requests → acknowledgements → the cursor;
+//! - [`metrics`] the self-metrics, `pga_federator_remote_write_*`.
 
 pub mod destination;
 pub mod encode;
