@@ -425,12 +425,14 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
     );
 }
 
-/// A receiver that refuses every third request with 400 (as Mimir refuses samples
-/// out of its window), and a URL that is a web page's 404.
+/// A receiver that wants the bearer token `secret-token` and refuses every third
+/// request with 400 (as Mimir refuses samples out of its window), or answers 503 to
+/// everything while `down`; any other path is a web page's 404.
 struct Picky {
     port: u16,
     /// Every request body received, with the status answered.
     seen: Seen,
+    down: Arc<std::sync::atomic::AtomicBool>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -448,12 +450,24 @@ fn picky() -> Picky {
         .build()
         .unwrap();
     let s = seen.clone();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = down.clone();
     let app = Router::new()
         .route(
             "/api/v1/write",
             post(move |headers: HeaderMap, body: Bytes| {
-                let s = s.clone();
+                let (s, d) = (s.clone(), d.clone());
                 async move {
+                    if headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        != Some("Bearer secret-token")
+                    {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    if d.load(std::sync::atomic::Ordering::SeqCst) {
+                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
                     assert_eq!(headers["content-encoding"], "snappy");
                     assert_eq!(headers["content-type"], "application/x-protobuf");
                     assert_eq!(headers["x-prometheus-remote-write-version"], "0.1.0");
@@ -489,6 +503,7 @@ fn picky() -> Picky {
     Picky {
         port,
         seen,
+        down,
         _rt: rt,
     }
 }
@@ -526,12 +541,15 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
     let a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
     let server = picky();
     let mport = free_port();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "secret-token\n").unwrap();
     let extra = format!(
-        "{}{}",
+        "{}bearer_token_file = \"{}\"\n{}",
         destination(
             "picky",
             &format!("http://127.0.0.1:{}/api/v1/write", server.port)
         ),
+        token.display(),
         destination(
             "typo",
             &format!("http://127.0.0.1:{}/api/v1/wirte", server.port)
@@ -619,4 +637,77 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
         "{m}"
     );
     assert!(cursor(&pg, "a1").is_some_and(|c| c >= newest));
+}
+
+#[test]
+fn blocks_evicted_before_a_destination_got_them_are_its_gap_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let pg = central();
+    // The agent keeps 4 s of blocks: a destination down longer loses some.
+    let a1 = StoreAgent::start(
+        &dir.path().join("a1"),
+        &tls,
+        SimOptions {
+            retention_ms: 4_000,
+            ..SimOptions::default()
+        },
+    );
+    let server = picky();
+    let mport = free_port();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "secret-token\n").unwrap();
+    let extra = format!(
+        "{}bearer_token_file = \"{}\"\n",
+        destination(
+            "late",
+            &format!("http://127.0.0.1:{}/api/v1/write", server.port)
+        ),
+        token.display(),
+    );
+    let cfg = federator_config(dir.path(), &pg, &tls, &[("a1", a1.url())], mport, &extra);
+    let mut fed = Federator::start(&cfg);
+    wait_until("the destination has taken blocks", 60, || {
+        remote_cursor(&pg, "late", "a1").is_some_and(|c| c >= 2)
+    });
+    server.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = remote_cursor(&pg, "late", "a1").unwrap();
+    std::thread::sleep(Duration::from_secs(10));
+    server
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let newest = a1.sequences().unwrap().1;
+    wait_until("the destination is past the gap", 30, || {
+        remote_cursor(&pg, "late", "a1").is_some_and(|c| c >= newest)
+    });
+    let m = metrics(mport);
+    fed.stop();
+    let gap = sql(
+        &pg,
+        "SELECT first_sequence, last_sequence, after_ts IS NOT NULL, before_ts IS NOT NULL          FROM remote_write_gaps WHERE destination = 'late'",
+    );
+    let f: Vec<&str> = gap.trim().split('|').collect();
+    assert_eq!(f.len(), 4, "one gap recorded: {gap}");
+    let (first, last): (u64, u64) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+    assert!(
+        first > before && last >= first + 3,
+        "blocks {first}..={last} lost there, after the cursor {before}"
+    );
+    assert_eq!(&f[2..], ["t", "t"], "the lost time range is bounded");
+    assert!(
+        m.contains("pga_federator_remote_write_gap_blocks_total{destination=\"late\"}"),
+        "{m}"
+    );
+    // The database kept up: the gap is the destination's alone.
+    assert_eq!(sql(&pg, "SELECT count(*) FROM gaps").trim(), "0");
+    // Nothing of the lost blocks was sent; everything after them was, once.
+    let mut keys: HashMap<(String, i64), usize> = HashMap::new();
+    for (body, status) in server.seen.lock().unwrap().iter() {
+        if *status != 503 {
+            for k in samples_in(body).1 {
+                *keys.entry(k).or_default() += 1;
+            }
+        }
+    }
+    assert!(keys.values().all(|&n| n == 1), "no sample sent twice");
 }

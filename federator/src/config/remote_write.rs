@@ -56,9 +56,9 @@ pub struct RemoteWriteEntry {
     /// This destination is where raw samples live for the long term: the central
     /// database then keeps raw samples only for `retention.raw_secs` (which may be
     /// as short as one hour, what rollups and alert rules need), the rollups,
-    /// inventory and alerts for their own ages, and says so
-    /// (`remote_write_destinations`, read by the query layer and dashboards).
-    /// At most one destination. Default false.
+    /// inventory and alerts for their own ages. Recorded in
+    /// `remote_write_destinations` for the query layer and dashboards. At most one
+    /// destination. Default false.
     pub raw_home: bool,
 }
 
@@ -114,8 +114,8 @@ impl RemoteWriteEntry {
     }
 }
 
-/// Every problem of the `[[remote_write]]` tables.
-pub fn problems(entries: &[RemoteWriteEntry]) -> Vec<Problem> {
+/// Every problem of the `[[remote_write]]` tables (`raw_secs`: `retention.raw_secs`).
+pub fn problems(entries: &[RemoteWriteEntry], raw_secs: u64) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut err = |key: String, message: String, fix: &str| {
         out.push(Problem {
@@ -249,6 +249,29 @@ pub fn problems(entries: &[RemoteWriteEntry]) -> Vec<Problem> {
             );
         }
     }
+    if let Some(i) = entries.iter().position(|d| d.raw_home)
+        && raw_secs > 86_400
+    {
+        out.push(Problem {
+            severity: Severity::Warning,
+            key: format!("remote_write[{i}].raw_home"),
+            message: format!(
+                "set, and retention.raw_secs keeps {raw_secs} s of raw samples in the \
+                 central database too"
+            ),
+            fix: "lower retention.raw_secs (3600 is enough for rollups and alert rules), \
+                  or leave raw_home unset"
+                .into(),
+        });
+    }
+    let mut err = |key: String, message: String, fix: &str| {
+        out.push(Problem {
+            severity: Severity::Error,
+            key,
+            message,
+            fix: fix.into(),
+        })
+    };
     if entries.iter().filter(|d| d.raw_home).count() > 1 {
         err(
             "remote_write.raw_home".into(),
@@ -274,7 +297,15 @@ mod tests {
             url: "http://127.0.0.1:8428/api/v1/write".into(),
             ..Default::default()
         };
-        assert!(problems(&[d]).is_empty());
+        assert!(problems(&[d.clone()], 604_800).is_empty());
+        let home = RemoteWriteEntry {
+            raw_home: true,
+            ..d
+        };
+        let p = problems(&[home.clone()], 604_800);
+        assert_eq!(keys(&p), ["remote_write[0].raw_home"]);
+        assert!(!crate::config::validate::has_errors(&p));
+        assert!(problems(&[home], 3600).is_empty());
     }
 
     #[test]
@@ -298,7 +329,7 @@ mod tests {
             raw_home: true,
             ..Default::default()
         };
-        let p = problems(&[bad, dup.clone(), dup]);
+        let p = problems(&[bad, dup.clone(), dup], 3600);
         assert_eq!(
             keys(&p),
             [

@@ -94,7 +94,10 @@ impl FederatorConfig {
         self.validate_agents(&mut c);
         c.0.extend(self.api.problems());
         c.0.extend(self.alerting.problems());
-        c.0.extend(super::remote_write::problems(&self.remote_write));
+        c.0.extend(super::remote_write::problems(
+            &self.remote_write,
+            self.retention.raw_secs,
+        ));
         let m = &self.metrics.listen;
         if !m.is_empty() && std::net::SocketAddr::from_str(m).is_err() {
             c.error(
