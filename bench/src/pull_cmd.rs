@@ -6,7 +6,8 @@
 //!   10-minute blocks; the federator's pull (its real client, protocol walk, and
 //!   sink with binary COPY and rollups) from cursor 0 until caught up, then the
 //!   floor: a bare binary COPY of the same samples in transactions of the same
-//!   size. Goal: 24 h × 2000 series in at most 10 s.
+//!   size. Goal: 24 h × 2000 series in at most 10 s. With `--victoria-metrics`, the
+//!   same blocks also go by remote-write to a VictoriaMetrics at the same time.
 //! - **fleet**: `--agents` agents of `--series` series each, every one with a
 //!   growing head, pulled by the federator's scheduler on a 15-second schedule;
 //!   after a warm-up (every agent pulled once) it measures `--secs` of steady
@@ -30,6 +31,8 @@ use pga_lab::Cluster;
 
 use crate::simagent::{SimAgent, Templates, serve, stamp};
 
+mod remote_write;
+
 /// Measure a backfill: one agent's day of history pulled into PostgreSQL.
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
@@ -39,6 +42,11 @@ pub struct BackfillArgs {
     /// Hours of history it holds (10-second collections, 10-minute blocks).
     #[arg(long, default_value_t = 24)]
     pub hours: u64,
+    /// Also send the agent's blocks by Prometheus remote-write to a VictoriaMetrics
+    /// started for the run (Debian's `victoria-metrics`), at the same time as the
+    /// database's backfill, and time both.
+    #[arg(long)]
+    pub victoria_metrics: bool,
 }
 
 /// Measure one federator pulling many agents on a 15-second schedule.
@@ -127,6 +135,7 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
     let (pg, options) = central(4)?;
     let rt = tokio::runtime::Runtime::new()?;
     let expected = templates.sealed_samples + args.series;
+    let templates_samples = templates.sealed_samples;
     let templates = Arc::new(templates);
     let sealed = templates.clone();
     let (secs, requests) = rt.block_on(async {
@@ -146,6 +155,11 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
             pause: Duration::from_millis(defaults.pause_ms),
             max_samples: defaults.max_samples_per_transaction,
         };
+        let remote = if args.victoria_metrics {
+            Some(remote_write::start(&sink, client.clone(), pacing, blocks).await?)
+        } else {
+            None
+        };
         let start = Instant::now();
         let mut requests = 0;
         let mut memo = PullMemo::default();
@@ -156,7 +170,11 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
                 break;
             }
         }
-        Ok::<_, anyhow::Error>((start.elapsed().as_secs_f64(), requests))
+        let secs = start.elapsed().as_secs_f64();
+        if let Some(r) = remote {
+            r.finish(&sink, templates_samples, secs).await?;
+        }
+        Ok::<_, anyhow::Error>((secs, requests))
     })?;
     let stored: u64 = pg
         .psql("central", "SELECT count(*) FROM samples")?

@@ -297,12 +297,12 @@ mod tests {
             url: "http://127.0.0.1:8428/api/v1/write".into(),
             ..Default::default()
         };
-        assert!(problems(&[d.clone()], 604_800).is_empty());
+        assert!(problems(std::slice::from_ref(&d), 604_800).is_empty());
         let home = RemoteWriteEntry {
             raw_home: true,
             ..d
         };
-        let p = problems(&[home.clone()], 604_800);
+        let p = problems(std::slice::from_ref(&home), 604_800);
         assert_eq!(keys(&p), ["remote_write[0].raw_home"]);
         assert!(!crate::config::validate::has_errors(&p));
         assert!(problems(&[home], 3600).is_empty());
