@@ -412,6 +412,15 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
     }
     assert!(compared > 20_000, "compared {compared} samples");
     assert_eq!(
+        sql(
+            &pg,
+            "SELECT count(*), bool_or(behind_database), sum(gaps) FROM remote_write_status"
+        )
+        .trim(),
+        "6|f|0",
+        "each destination's position per agent, none behind the database"
+    );
+    assert_eq!(
         sql(&pg, "SELECT count(*) FROM remote_write_gaps").trim(),
         "0"
     );

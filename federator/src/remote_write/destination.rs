@@ -299,3 +299,135 @@ impl Destination for RemoteWrite {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use pga_format::{BlockBuilder, FrameMeta, MetricKind, SeriesId, SeriesMeta};
+
+    use super::*;
+
+    /// A receiver that acknowledges the first `ok_first` requests, then answers 503
+    /// until `up` is set; counts what it was sent.
+    async fn receiver(ok_first: usize) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let (sent, up) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s, u) = (sent.clone(), up.clone());
+        let app = axum::Router::new().route(
+            "/api/v1/write",
+            axum::routing::post(move || {
+                let (s, u) = (s.clone(), u.clone());
+                async move {
+                    if s.load(Ordering::SeqCst) >= ok_first && u.load(Ordering::SeqCst) == 0 {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    s.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await.ok() });
+        (port, sent, up)
+    }
+
+    fn batch(agent_id: AgentId) -> Batch {
+        let series: Vec<(SeriesId, SeriesMeta)> = (0..10)
+            .map(|i| {
+                let m = SeriesMeta::new(
+                    SeriesId(i),
+                    "m",
+                    vec![("i".into(), i.to_string())],
+                    MetricKind::Gauge,
+                    "",
+                    "",
+                )
+                .unwrap();
+                (m.id, m)
+            })
+            .collect();
+        // Two blocks of 10 series × 30 collections: 3 requests of 100 samples each.
+        let blocks: Vec<_> = (1..=2u64)
+            .map(|seq| {
+                let mut b = BlockBuilder::new();
+                for t in 0..30 {
+                    let ts = (seq as i64 * 100 + t) * 1000;
+                    let samples: Vec<_> = (0..10).map(|i| (SeriesId(i), ts as f64)).collect();
+                    b.push_collection(ts, &samples).unwrap();
+                }
+                let bytes = b
+                    .encode(
+                        FrameMeta {
+                            agent_id,
+                            sequence: seq,
+                        },
+                        1,
+                    )
+                    .unwrap();
+                pga_format::decode_block(&bytes).unwrap()
+            })
+            .collect();
+        Batch {
+            agent: "a".into(),
+            agent_id,
+            cursor: Cursor {
+                last_sequence: Some(2),
+                last_ts_ms: Some(blocks[1].header.max_ts),
+                series_count: 10,
+            },
+            series,
+            blocks,
+            head: None,
+            gap: None,
+            complete_through_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_retried_after_a_failure_part_way_sends_nothing_twice() {
+        // Four requests acknowledged (block 1's three and block 2's first), then the
+        // receiver is down.
+        let (port, sent, up) = receiver(4).await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(200))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let client = Client::new(
+            &format!("http://127.0.0.1:{port}/api/v1/write"),
+            None,
+            crate::notify::http::Auth::None,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let retry = Retry {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+        };
+        let dest = RemoteWrite::new(
+            "d".into(),
+            client,
+            pool,
+            100,
+            retry,
+            RemoteWriteMetrics::default(),
+        );
+        let b = batch(AgentId([3; 16]));
+        let e = dest.ingest(&b).await.unwrap_err();
+        assert!(e.to_string().contains("remote-write destination d"), "{e}");
+        assert_eq!(sent.load(Ordering::SeqCst), 4);
+        // The receiver is back; the database is not: what was acknowledged is not
+        // sent again, the rest is, and the cursor cannot be committed.
+        up.store(1, Ordering::SeqCst);
+        assert!(dest.ingest(&b).await.is_err());
+        assert_eq!(sent.load(Ordering::SeqCst), 6);
+        // Retried once more (the database still away): nothing more to send.
+        assert!(dest.ingest(&b).await.is_err());
+        assert_eq!(sent.load(Ordering::SeqCst), 6);
+        // A new store identity starts over.
+        assert!(dest.ingest(&batch(AgentId([4; 16]))).await.is_err());
+        assert_eq!(sent.load(Ordering::SeqCst), 12);
+    }
+}
