@@ -436,7 +436,8 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
 
 /// A receiver that wants the bearer token `secret-token` and refuses every third
 /// request with 400 (as Mimir refuses samples out of its window), or answers 503 to
-/// everything while `down`; any other path is a web page's 404.
+/// everything while `down`; `/loop` redirects to itself; any other path is a web
+/// page's 404.
 struct Picky {
     port: u16,
     /// Every request body received, with the status answered.
@@ -497,6 +498,10 @@ fn picky() -> Picky {
                 }
             }),
         )
+        .route(
+            "/loop",
+            post(|| async { (StatusCode::FOUND, [(header::LOCATION, "/loop")]) }),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -553,7 +558,7 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
     let token = dir.path().join("token");
     std::fs::write(&token, "secret-token\n").unwrap();
     let extra = format!(
-        "{}bearer_token_file = \"{}\"\n{}",
+        "{}bearer_token_file = \"{}\"\n{}{}",
         destination(
             "picky",
             &format!("http://127.0.0.1:{}/api/v1/write", server.port)
@@ -562,7 +567,8 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
         destination(
             "typo",
             &format!("http://127.0.0.1:{}/api/v1/wirte", server.port)
-        )
+        ),
+        destination("loop", &format!("http://127.0.0.1:{}/loop", server.port))
     );
     let cfg = federator_config(dir.path(), &pg, &tls, &[("a1", a1.url())], mport, &extra);
     let mut fed = Federator::start(&cfg);
@@ -645,6 +651,13 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
         m.contains("pga_federator_remote_write_up{destination=\"typo\"} 0"),
         "{m}"
     );
+    // A redirect loop: said as such, for that destination alone.
+    assert!(
+        log.contains("remote-write destination loop")
+            && log.contains("answered 302 (a redirect to /loop)"),
+        "{log}"
+    );
+    assert_eq!(remote_cursor(&pg, "loop", "a1"), None);
     assert!(cursor(&pg, "a1").is_some_and(|c| c >= newest));
 }
 
