@@ -642,6 +642,9 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
     let log = fed.log_text();
     assert!(
         log.contains("remote-write destination typo")
+            && log.contains(
+                "ERROR pga_federator::remote_write: remote-write destination misconfigured"
+            )
             && log.contains("is not usable as a remote-write receiver")
             && log.contains("answered 404"),
         "{log}"

@@ -41,8 +41,9 @@ use crate::pull::{DestinationError, Pacing, PullMemo, ScrapeError, pull};
 struct RoundEnd {
     /// Some agent has more sealed blocks than the round took.
     behind: bool,
-    /// The destination (or the database) failed: the round stopped.
-    down: Option<String>,
+    /// The destination (or the database) failed: the round stopped. With whether
+    /// the operator must fix something (the URL, the credentials).
+    down: Option<(String, bool)>,
 }
 
 /// Pulls `job` for `dest` until caught up or the pull's request budget is spent.
@@ -84,7 +85,8 @@ async fn round(dest: &RemoteWrite, jobs: Vec<FleetJob>, pacing: Pacing, shards: 
             None => end.behind = true,
             Some(Ok(behind)) => end.behind |= behind,
             Some(Err(e)) if is_destination_down(&e) => {
-                end.down.get_or_insert_with(|| e.to_string());
+                end.down
+                    .get_or_insert_with(|| (e.to_string(), is_misconfigured(&e)));
             }
             Some(Err(e)) => {
                 // The agent's own trouble (unreachable, malformed): the database's
@@ -101,6 +103,20 @@ fn is_destination_down(e: &ScrapeError) -> bool {
     matches!(
         e,
         ScrapeError::Destination(DestinationError::Other(_) | DestinationError::Unavailable(_))
+    )
+}
+
+/// Whether the destination's URL or credentials are wrong (no receiver there).
+fn is_misconfigured(e: &ScrapeError) -> bool {
+    let ScrapeError::Destination(DestinationError::Other(e)) = e else {
+        return false;
+    };
+    matches!(
+        e.downcast_ref::<WriteError>(),
+        Some(WriteError::GaveUp {
+            source: send::GiveUp::Misconfigured { .. },
+            ..
+        })
     )
 }
 
@@ -127,18 +143,30 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => return,
         };
         let wait = match end.down {
-            Some(why) => {
+            Some((why, misconfigured)) => {
                 failures = failures.saturating_add(1);
                 dest.metrics.set_up(&name, false);
                 let delay = dest.retry.delay(failures);
                 if said.as_deref() != Some(why.as_str()) {
-                    tracing::warn!(
-                        destination = %name,
-                        error = %why,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "remote-write destination not taking writes: it falls behind alone \
-                         (the database's pulls go on) and is caught up from the agents"
-                    );
+                    if misconfigured {
+                        tracing::error!(
+                            destination = %name,
+                            error = %why,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "remote-write destination misconfigured: nothing is sent to it \
+                             until it is fixed (the database's pulls go on; it is caught up \
+                             from the agents then)"
+                        );
+                    } else {
+                        tracing::warn!(
+                            destination = %name,
+                            error = %why,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "remote-write destination not taking writes: it falls behind \
+                             alone (the database's pulls go on) and is caught up from the \
+                             agents"
+                        );
+                    }
                     said = Some(why);
                 }
                 delay
