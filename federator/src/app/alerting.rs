@@ -63,14 +63,12 @@ pub fn receivers(cfg: &AlertingConfig) -> anyhow::Result<Vec<Receiver>> {
             a.cert_file.as_deref().zip(a.key_file.as_deref()),
         )
         .with_context(ctx)?;
-        let auth = match (&a.username, &a.password_file, &a.bearer_token_file) {
-            (Some(user), Some(pw), _) => Auth::Basic {
-                user: user.clone(),
-                password: http::read_secret(pw).with_context(ctx)?,
-            },
-            (_, _, Some(t)) => Auth::Bearer(http::read_secret(t).with_context(ctx)?),
-            _ => Auth::None,
-        };
+        let auth = auth_from_files(
+            a.username.as_deref(),
+            a.password_file.as_deref(),
+            a.bearer_token_file.as_deref(),
+        )
+        .with_context(ctx)?;
         out.push(Receiver {
             name: a.name.clone(),
             kind: Kind::Alertmanager,
@@ -97,6 +95,23 @@ pub fn receivers(cfg: &AlertingConfig) -> anyhow::Result<Vec<Receiver>> {
         });
     }
     Ok(out)
+}
+
+/// Basic authentication (a user and the file of its password) or a bearer token
+/// (from its file), as configured; the files are read now.
+pub(crate) fn auth_from_files(
+    username: Option<&str>,
+    password_file: Option<&std::path::Path>,
+    bearer_token_file: Option<&std::path::Path>,
+) -> Result<Auth, http::SetupError> {
+    Ok(match (username, password_file, bearer_token_file) {
+        (Some(user), Some(pw), _) => Auth::Basic {
+            user: user.to_owned(),
+            password: http::read_secret(pw)?,
+        },
+        (_, _, Some(t)) => Auth::Bearer(http::read_secret(t)?),
+        _ => Auth::None,
+    })
 }
 
 pub(crate) fn tls_for(

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{FederatorConfig, parse_schedule};
-use crate::notify::http::{self, Auth, Client};
+use crate::notify::http::Client;
 use crate::pull::scheduler::FleetJob;
 use crate::remote_write::send::Retry;
 use crate::remote_write::{self, RemoteWrite, RemoteWriteMetrics};
@@ -42,14 +42,12 @@ pub async fn start(
             d.cert_file.as_deref().zip(d.key_file.as_deref()),
         )
         .with_context(ctx)?;
-        let auth = match (&d.username, &d.password_file, &d.bearer_token_file) {
-            (Some(user), Some(pw), _) => Auth::Basic {
-                user: user.clone(),
-                password: http::read_secret(pw).with_context(ctx)?,
-            },
-            (_, _, Some(t)) => Auth::Bearer(http::read_secret(t).with_context(ctx)?),
-            _ => Auth::None,
-        };
+        let auth = crate::app::alerting::auth_from_files(
+            d.username.as_deref(),
+            d.password_file.as_deref(),
+            d.bearer_token_file.as_deref(),
+        )
+        .with_context(ctx)?;
         let client = Client::new(&d.url, tls, auth, d.timeout()).with_context(ctx)?;
         let schedule = parse_schedule(d.schedule.as_deref().unwrap_or(&cfg.scrape.schedule))
             .with_context(ctx)?;
