@@ -275,3 +275,31 @@ fn binary_fails_with_the_line_number_of_a_malformed_line() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn remote_write_encoding_is_measured_on_the_corpus() {
+    let path = tmp_file("remote_write_corpus.txt", generated_corpus().as_bytes());
+    let out = pga_bench(&[
+        "remote-write",
+        "--corpus",
+        path.to_str().unwrap(),
+        "--secs",
+        "0.2",
+        "--max-samples-per-request",
+        "100",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "of at most 100 samples",
+        "encode + snappy:",
+        "M samples/s on one core",
+        "after snappy",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+}

@@ -39,10 +39,23 @@ fn ingest_compares_the_sink_with_a_bare_copy() {
 
 #[test]
 fn backfill_catches_up_and_measures_its_floor() {
-    let out = pga_bench(&["backfill", "--series", "40", "--hours", "1"]);
+    let out = pga_bench(&[
+        "backfill",
+        "--series",
+        "40",
+        "--hours",
+        "1",
+        "--victoria-metrics",
+    ]);
     // 6 blocks of 60 collections of 40 series, plus the head's one collection.
     assert!(
         out.contains("backfill of 1 h × 40 series: 14440 samples"),
+        "{out}"
+    );
+    // The sealed ones by remote-write too, each inserted by VictoriaMetrics.
+    assert!(
+        out.contains("remote-write to VictoriaMetrics at the same time: 14400 samples")
+            && out.contains("VictoriaMetrics inserted 14400"),
         "{out}"
     );
     assert!(
