@@ -5,10 +5,12 @@
 //! say where (line, column, key, the table above) and every unknown key with the
 //! valid ones and the one probably meant; the [`Problem`]s of `validate()`, each
 //! naming the key and the fix; quantities with a unit suffix ([`units`]); and the
-//! PEM certificates, keys and revocation lists that keys name ([`pem`]).
+//! PEM certificates, keys and revocation lists that keys name ([`pem`]), reloaded
+//! while the program runs when they change or on SIGHUP ([`reload`]).
 
 pub mod pem;
 mod problem;
+pub mod reload;
 mod schema;
 mod text;
 pub mod units;
