@@ -28,7 +28,7 @@ use pga_federator::telemetry::Telemetry;
 use pga_format::AgentId;
 use pga_lab::Cluster;
 
-use crate::simagent::{SimAgent, Templates, serve, stamp};
+use crate::simagent::{Layout, SimAgent, Templates, serve, stamp};
 
 /// Measure a backfill: one agent's day of history pulled into PostgreSQL.
 #[derive(Debug, Args)]
@@ -111,11 +111,13 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let templates = Templates::build(
         args.series,
-        blocks,
-        BLOCK_COLLECTIONS,
-        1,
-        INTERVAL_MS,
-        now_window_start(),
+        Layout {
+            blocks,
+            collections: BLOCK_COLLECTIONS,
+            head_collections: 1,
+            interval_ms: INTERVAL_MS,
+            head_start_ms: now_window_start(),
+        },
     )?;
     let bytes: usize = templates.sealed.iter().map(Vec::len).sum();
     println!(
@@ -345,11 +347,13 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
     let head_start_ms = now_window_start();
     let templates = Arc::new(Templates::build(
         args.series,
-        0,
-        BLOCK_COLLECTIONS,
-        BLOCK_COLLECTIONS,
-        INTERVAL_MS,
-        head_start_ms,
+        Layout {
+            blocks: 0,
+            collections: BLOCK_COLLECTIONS,
+            head_collections: BLOCK_COLLECTIONS,
+            interval_ms: INTERVAL_MS,
+            head_start_ms,
+        },
     )?);
     let (pg, options) = central(args.db_connections)?;
     let rt = tokio::runtime::Runtime::new()?;
