@@ -241,15 +241,22 @@ fn wait_evaluating(central: &Central) {
     });
 }
 
-#[test]
-fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_resolution() {
+/// What every test here starts with: a directory with certificates, the central
+/// database, a monitored cluster, and an agent watching it on the returned port.
+fn site() -> (tempfile::TempDir, PathBuf, Central, Cluster, u16, Proc) {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let central = support::central();
-    let mut monitored = Cluster::builder().start().expect("monitored cluster");
-    let (_am, am_port) = alertmanager(dir.path());
+    let monitored = Cluster::builder().start().expect("monitored cluster");
     let port = free_port();
-    let _agent = agent(dir.path(), &tls, &monitored, port);
+    let agent = agent(dir.path(), &tls, &monitored, port);
+    (dir, tls, central, monitored, port, agent)
+}
+
+#[test]
+fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_resolution() {
+    let (dir, tls, central, mut monitored, port, _agent) = site();
+    let (_am, am_port) = alertmanager(dir.path());
     let rules = server_down_rules(dir.path(), 5);
     let cfg = federator(
         dir.path(),
@@ -372,12 +379,7 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
 
 #[test]
 fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let central = support::central();
-    let monitored = Cluster::builder().start().expect("monitored cluster");
-    let port = free_port();
-    let _agent = agent(dir.path(), &tls, &monitored, port);
+    let (dir, tls, central, monitored, port, _agent) = site();
     let proxy = FaultProxy::start(("127.0.0.1", port)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hook = rt.block_on(Receiver::start(Mode::Ok));
@@ -564,12 +566,7 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
 
 #[test]
 fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let central = support::central();
-    let mut monitored = Cluster::builder().start().expect("monitored cluster");
-    let port = free_port();
-    let _agent = agent(dir.path(), &tls, &monitored, port);
+    let (dir, tls, central, mut monitored, port, _agent) = site();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hook = rt.block_on(Receiver::start(Mode::Ok));
     let rules = server_down_rules(dir.path(), 10);

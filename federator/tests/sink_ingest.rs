@@ -43,6 +43,14 @@ fn collections(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f6
         .collect()
 }
 
+/// Ingests agent db1's first block (sequence 1): `n` collections from `start`, with
+/// the definitions of both series.
+async fn first_blocks(sink: &Sink, start: i64, n: usize) {
+    let b1 = block(AGENT, 1, &collections(start, 0, n), &[]);
+    let first = batch("db1", vec![commits(), backends()], vec![b1], None, None, 2);
+    sink.ingest(&first).await.unwrap();
+}
+
 #[tokio::test]
 async fn migrations_apply_on_an_empty_database_and_again_as_a_no_op() {
     let pg = central();
@@ -219,17 +227,7 @@ async fn a_gap_is_recorded_once() {
     let pg = central();
     let sink = sink(&pg).await;
     let start = base_ms(3);
-    let b1 = block(AGENT, 1, &collections(start, 0, 4), &[]);
-    sink.ingest(&batch(
-        "db1",
-        vec![commits(), backends()],
-        vec![b1],
-        None,
-        None,
-        2,
-    ))
-    .await
-    .unwrap();
+    first_blocks(&sink, start, 4).await;
     let b9 = block(AGENT, 9, &collections(start + 60 * MIN, 0, 4), &[]);
     let gap = Gap {
         first_sequence: 2,
@@ -262,17 +260,7 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
     let pg = central();
     let sink = sink(&pg).await;
     let start = base_ms(2);
-    let b1 = block(AGENT, 1, &collections(start, 0, 10), &[]);
-    sink.ingest(&batch(
-        "db1",
-        vec![commits(), backends()],
-        vec![b1],
-        None,
-        None,
-        2,
-    ))
-    .await
-    .unwrap();
+    first_blocks(&sink, start, 10).await;
     let before = sink.cursor("db1").await.unwrap();
     let rollups = sql(&pg, "SELECT count(*) || ' ' || sum(count) FROM samples_1m");
 
@@ -369,17 +357,7 @@ async fn partitions_are_created_ahead_and_dropped_by_retention() {
     assert!(parts("samples_1h") >= 1);
 
     let start = base_ms(1);
-    let b1 = block(AGENT, 1, &collections(start, 0, 8), &[]);
-    sink.ingest(&batch(
-        "db1",
-        vec![commits(), backends()],
-        vec![b1],
-        None,
-        None,
-        2,
-    ))
-    .await
-    .unwrap();
+    first_blocks(&sink, start, 8).await;
     // Samples older than the raw retention are not stored.
     let old = block(AGENT, 2, &collections(now - 8 * day, 0, 3), &[]);
     let r = sink
