@@ -34,31 +34,8 @@ fn uncommented(text: &str) -> String {
         .join("\n")
 }
 
-/// `table.key` of every key set in `text` (`agents.name` for `[[agents]]`).
 fn keys_in(text: &str) -> BTreeSet<String> {
-    let doc: toml::Table = toml::from_str(text).expect("valid TOML");
-    let mut keys = BTreeSet::new();
-    for (table, value) in &doc {
-        let tables: Vec<&toml::Table> = match value {
-            toml::Value::Table(t) => vec![t],
-            toml::Value::Array(items) => items.iter().filter_map(|i| i.as_table()).collect(),
-            _ => panic!("top-level key `{table}` is not a table"),
-        };
-        for t in tables {
-            keys.extend(t.keys().map(|k| format!("{table}.{k}")));
-            // [[alerting.alertmanagers]] and [[alerting.webhooks]] have a schema too.
-            if table == "alerting" {
-                for (sub, v) in t {
-                    if let toml::Value::Array(items) = v {
-                        for item in items.iter().filter_map(|i| i.as_table()) {
-                            keys.extend(item.keys().map(|k| format!("{table}.{sub}.{k}")));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    keys
+    pga_config::keys_set(text).expect("valid TOML")
 }
 
 #[test]
