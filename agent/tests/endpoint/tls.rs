@@ -406,6 +406,19 @@ async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
     assert!(o.ok(), "{:?} {}", o.error, o.text());
 }
 
+/// Runs `pga-agent run` with `cfg`, which must refuse to start; its standard error.
+fn run_refused(cfg: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn plaintext_on_a_public_address_is_refused_with_the_reason() {
     let tmp = tempfile::tempdir().unwrap();
@@ -419,14 +432,7 @@ fn plaintext_on_a_public_address_is_refused_with_the_reason() {
             free_port().unwrap()
         ),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = run_refused(&cfg);
     assert!(
         stderr.contains("plaintext only on 127.0.0.1/::1/localhost"),
         "{stderr}"
@@ -496,14 +502,7 @@ fn a_bad_tls_file_stops_run_and_check_config_with_the_file_and_the_fix() {
         "{stdout}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = run_refused(&cfg);
     assert!(
         stderr.contains("endpoint.key_file") && stderr.contains(&key_path),
         "{stderr}"
