@@ -108,10 +108,8 @@ pub static REPLICATION: Family = Family {
                FROM pg_stat_replication"
         ),
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
     fix: "GRANT pg_monitor TO the monitoring role (without it, other roles' WAL senders show no positions)",
+    ..Family::USUAL
 };
 
 pub static STANDBY: Family = Family {
@@ -135,10 +133,7 @@ pub static STANDBY: Family = Family {
                 (SELECT extract(epoch FROM now() - last_msg_receipt_time) FROM pg_stat_wal_receiver)::float8 AS receiver_message_age
           WHERE pg_is_in_recovery()",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static SLOTS: Family = Family {
@@ -189,8 +184,5 @@ pub static SLOTS: Family = Family {
             ),
         ),
     ],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };

@@ -184,9 +184,7 @@ pub static TABLES: Family = Family {
         ),
     ],
     takes_limit: true,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static INDEXES: Family = Family {
@@ -209,9 +207,7 @@ pub static INDEXES: Family = Family {
           LIMIT $1",
     )],
     takes_limit: true,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static STATIO_TABLES: Family = Family {
@@ -269,9 +265,7 @@ pub static STATIO_TABLES: Family = Family {
           LIMIT $1",
     )],
     takes_limit: true,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static STATIO_INDEXES: Family = Family {
@@ -293,7 +287,5 @@ pub static STATIO_INDEXES: Family = Family {
           LIMIT $1",
     )],
     takes_limit: true,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
