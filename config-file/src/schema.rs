@@ -91,6 +91,28 @@ pub fn keys_set(text: &str) -> Result<BTreeSet<String>, toml::de::Error> {
     Ok(keys)
 }
 
+/// The text of an example configuration with its commented-out settings switched
+/// on: a line `# key = value` or `# [table]` (`# [[table]]`) loses its `# `; prose
+/// comments stay comments. With [`keys_set`], what shows that an example documents
+/// every key of the schema.
+pub fn uncomment_settings(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let rest = line.strip_prefix("# ").unwrap_or(line);
+            let is_setting = rest.starts_with('[')
+                || rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            if line.starts_with("# ") && is_setting {
+                rest
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Parses the text of a configuration file into `T`; `path` only names the file in
 /// errors. Reports TOML syntax errors, then every unknown key (in file order), then
 /// the first mistyped value, each with line and column. `hint` may add advice to a
@@ -266,6 +288,17 @@ mod tests {
             ]
         );
         assert!(keys_set("[store\n").is_err());
+    }
+
+    #[test]
+    fn uncommenting_switches_settings_on_and_leaves_prose() {
+        let text = "# How much to keep.\n# max_bytes = 5\n# [[agents]]\n# name = \"a\"\n\
+                    # Set it = if you must.\nlive = 1";
+        assert_eq!(
+            uncomment_settings(text),
+            "# How much to keep.\nmax_bytes = 5\n[[agents]]\nname = \"a\"\n\
+             # Set it = if you must.\nlive = 1"
+        );
     }
 
     #[derive(Debug, Default, Deserialize)]

@@ -14,28 +14,13 @@ fn example_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/federator.toml")
 }
 
-/// The example with its commented-out settings (`# key = value`, `# [[table]]`)
-/// switched on; prose comments stay comments.
-fn uncommented(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            let rest = line.strip_prefix("# ").unwrap_or(line);
-            let is_setting = rest.starts_with('[')
-                || rest
-                    .split_once(" = ")
-                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-            if line.starts_with("# ") && is_setting {
-                rest
-            } else {
-                line
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
+/// Every key `text` sets.
 fn keys_in(text: &str) -> BTreeSet<String> {
     pga_config::keys_set(text).expect("valid TOML")
+}
+
+fn uncommented(text: &str) -> String {
+    pga_config::uncomment_settings(text)
 }
 
 #[test]

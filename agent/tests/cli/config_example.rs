@@ -21,24 +21,13 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-/// The example with its commented-out settings (`# key = value`, `# [table]`)
-/// switched on; prose comments stay comments.
-fn uncommented(text: &str) -> String {
-    let setting = regex::Regex::new(r"^# ?([a-z_]+\s*=|\[)").unwrap();
-    text.lines()
-        .map(|line| {
-            if setting.is_match(line) {
-                line.trim_start_matches('#').trim_start()
-            } else {
-                line
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
+/// Every key `text` sets.
 fn keys_in(text: &str) -> BTreeSet<String> {
     pga_config::keys_set(text).expect("valid TOML")
+}
+
+fn uncommented(text: &str) -> String {
+    pga_config::uncomment_settings(text)
 }
 
 #[test]

@@ -406,6 +406,19 @@ async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
     assert!(o.ok(), "{:?} {}", o.error, o.text());
 }
 
+/// Runs `pga-agent check-config` on `cfg`, which must find errors (exit code 2); its
+/// standard output.
+fn check_config_refused(cfg: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+        .args(["check-config", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    stdout
+}
+
 /// Runs `pga-agent run` with `cfg`, which must refuse to start; its standard error.
 fn run_refused(cfg: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
@@ -455,13 +468,7 @@ fn partial_tls_settings_are_refused_by_check_config() {
         &cfg,
         &format!("[endpoint]\ncert_file = {:?}\n", crt.display().to_string()),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let stdout = check_config_refused(&cfg);
     assert!(
         stdout.contains("error: endpoint.key_file: is missing"),
         "{stdout}"
@@ -486,13 +493,7 @@ fn a_bad_tls_file_stops_run_and_check_config_with_the_file_and_the_fix() {
     let cfg = config(d, free_port().unwrap(), &tls_lines(d, ""));
     let key_path = d.join("agent.key").display().to_string();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let stdout = check_config_refused(&cfg);
     assert!(
         stdout.contains(&format!("error: endpoint.key_file: {key_path}")),
         "{stdout}"
