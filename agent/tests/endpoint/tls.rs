@@ -357,11 +357,7 @@ async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let ca = agent_files(d);
-    let port = free_port().unwrap();
-    let _agent = Agent::start(&config(d, port, &tls_lines(d, "")));
+    let (_tmp, ca, port, _agent) = tls_agent();
     let good = federator(&ca, 10);
 
     // `curl --http1.0`: ALPN offers only http/1.0.
@@ -575,11 +571,7 @@ async fn endpoint_off_is_announced_and_plaintext_works_on_loopback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_are_logged_rolled_up_and_counted_by_reason() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let ca = agent_files(d);
-    let port = free_port().unwrap();
-    let agent = Agent::start(&config(d, port, &tls_lines(d, "")));
+    let (_tmp, ca, port, agent) = tls_agent();
     let no_cert = client_config(&ca, None, Version::Tls13);
     let good = client_config(&ca, Some(&federator(&ca, 10)), Version::Tls13);
     // 1,000 full handshakes without a client certificate, eight at a time.
