@@ -8,7 +8,7 @@
 mod support;
 
 use pga_federator::pull::batch::{Batch, Cursor, Gap};
-use pga_format::{DecodedBlock, MetricKind, SeriesId};
+use pga_format::{DecodedBlock, SeriesId};
 use support::sink::*;
 
 /// One collection pass: a timestamp and its samples.
@@ -32,24 +32,6 @@ fn collections(start: i64, from_min: i64, to_min: i64) -> Vec<Collection> {
         .collect()
 }
 
-fn commits() -> pga_format::SeriesMeta {
-    meta(
-        0,
-        "pg_stat_database_xact_commit_total",
-        &[("datname", "app")],
-        MetricKind::Counter,
-    )
-}
-
-fn backends() -> pga_format::SeriesMeta {
-    meta(
-        1,
-        "pg_stat_database_numbackends",
-        &[("datname", "app")],
-        MetricKind::Gauge,
-    )
-}
-
 fn sealed(agent: pga_format::AgentId, seq: u64, rows: &[Collection]) -> DecodedBlock {
     block(agent, seq, rows, &[])
 }
@@ -64,11 +46,7 @@ fn delivery(
     gap: Option<Gap>,
     cursor: Cursor,
 ) -> Batch {
-    let series = if first {
-        vec![commits(), backends()]
-    } else {
-        vec![]
-    };
+    let series = if first { app_series(None) } else { vec![] };
     batch_of(name, agent, series, blocks, head, gap, cursor)
 }
 

@@ -10,24 +10,6 @@ use support::sink::*;
 
 const MIN: i64 = 60_000;
 
-fn commits() -> pga_format::SeriesMeta {
-    meta(
-        0,
-        "pg_stat_database_xact_commit_total",
-        &[("datname", "app"), ("pg_instance", "db1:5432")],
-        MetricKind::Counter,
-    )
-}
-
-fn backends() -> pga_format::SeriesMeta {
-    meta(
-        1,
-        "pg_stat_database_numbackends",
-        &[("datname", "app")],
-        MetricKind::Gauge,
-    )
-}
-
 /// `n` collections every 15 s from `start`: series 0 counts up, series 1 wanders.
 fn collections(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f64)>)> {
     (from..from + n)
@@ -47,7 +29,7 @@ fn collections(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f6
 /// the definitions of both series.
 async fn first_blocks(sink: &Sink, start: i64, n: usize) {
     let b1 = block(AGENT, 1, &collections(start, 0, n), &[]);
-    let first = batch("db1", vec![commits(), backends()], vec![b1], None, None, 2);
+    let first = batch("db1", app_series(Some("db1:5432")), vec![b1], None, None, 2);
     sink.ingest(&first).await.unwrap();
 }
 
@@ -125,7 +107,7 @@ async fn ingest_of_real_blocks_lands_exactly() {
     let b2 = block(AGENT, 2, &collections(start, 20, 20), &[]);
     let batch = batch(
         "db1",
-        vec![commits(), backends()],
+        app_series(Some("db1:5432")),
         vec![b1, b2],
         None,
         None,
@@ -189,7 +171,7 @@ async fn the_heads_overlap_is_dropped_never_doubled() {
     let head = block(AGENT, 2, &collections(start, 10, 5), &[]);
     let first = batch(
         "db1",
-        vec![commits(), backends()],
+        app_series(Some("db1:5432")),
         vec![b1],
         Some(head),
         None,
