@@ -355,6 +355,20 @@ async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
     assert!(fetch(port, &ca, Some(&good), Version::Tls13).await.ok());
 }
 
+/// Sends, as `client` over TLS 1.3, the request `head` whose last header is padded
+/// with `size` bytes.
+async fn padded_request(port: u16, ca: &Ca, client: &Cert, head: &[u8], size: usize) -> Outcome {
+    let mut request = head.to_vec();
+    request.resize(request.len() + size, b'a');
+    request.extend_from_slice(b"\r\n\r\n");
+    fetch_with(
+        port,
+        client_config(ca, Some(client), Version::Tls13),
+        &request,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
     let (_tmp, ca, port, _agent) = tls_agent();
@@ -373,15 +387,8 @@ async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
 
     // A request head over 64 KiB: 431, delivered before the connection closes.
     for size in [70_000usize, 300_000, 12_000_000] {
-        let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-        request.resize(request.len() + size, b'a');
-        request.extend_from_slice(b"\r\n\r\n");
-        let o = fetch_with(
-            port,
-            client_config(&ca, Some(&good), Version::Tls13),
-            &request,
-        )
-        .await;
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ";
+        let o = padded_request(port, &ca, &good, head, size).await;
         assert!(
             o.bytes.starts_with(b"HTTP/1.1 431"),
             "{size}-byte header: {:?} {}",
@@ -390,15 +397,8 @@ async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
         );
     }
     // Just under the bound: served.
-    let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ".to_vec();
-    request.resize(request.len() + 60_000, b'a');
-    request.extend_from_slice(b"\r\n\r\n");
-    let o = fetch_with(
-        port,
-        client_config(&ca, Some(&good), Version::Tls13),
-        &request,
-    )
-    .await;
+    let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ";
+    let o = padded_request(port, &ca, &good, head, 60_000).await;
     assert!(o.ok(), "{:?} {}", o.error, o.text());
 }
 
