@@ -5,6 +5,8 @@
 --   agent and minute instead of summing every series' 1-minute rollups.
 -- * pga_range_series: pga_range over a list of series; pga_range now selects its
 --   series and calls it, with the same arguments, rows and rules as before.
+-- * pga_summary: the same answers, reading the minutes at the range's two ends as
+--   two index ranges.
 -- * pga_range_top: pga_range over the N series that rank highest over the range
 --   (by pga_summary), so that a graph of "the busiest tables" reads N series however
 --   large the fleet.
@@ -170,6 +172,71 @@ LANGUAGE sql STABLE AS $$
         p_fn, p_from, p_to, p_step, p_max_silence)
 $$;
 
+-- One value per selected series over the whole of [p_from, p_to) (0030_query_layer.sql):
+-- the same answer, with the minutes before the first and after the last whole hour
+-- read as two ranges of the rollups' index (one range with an OR read every minute
+-- of each series).
+CREATE OR REPLACE FUNCTION pga_summary(
+    p_metric    text,
+    p_fn        text,
+    p_from      timestamptz,
+    p_to        timestamptz,
+    p_agents    text[] DEFAULT NULL,
+    p_instances text[] DEFAULT NULL,
+    p_labels    jsonb  DEFAULT NULL)
+RETURNS TABLE (series_id bigint, agent text, pg_instance text, labels jsonb,
+               value double precision)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    agg    text;
+    m_from timestamptz := date_trunc('minute', p_from);
+    h_from timestamptz := date_trunc('hour', p_from + interval '1 hour' - interval '1 microsecond');
+    h_to   timestamptz := date_trunc('hour', p_to);
+BEGIN
+    IF p_fn NOT IN ('avg', 'min', 'max', 'last', 'increase', 'rate') THEN
+        RAISE EXCEPTION 'pga_summary: unknown function %', quote_literal(p_fn)
+            USING HINT = 'use avg, min, max, last, increase or rate';
+    END IF;
+    IF h_from >= h_to THEN
+        h_from := p_to;
+        h_to := p_to;
+    END IF;
+    agg := CASE p_fn
+        WHEN 'avg' THEN 'sum(r.sum) / sum(r.count)'
+        WHEN 'min' THEN 'min(r.min)'
+        WHEN 'max' THEN 'max(r.max)'
+        WHEN 'last' THEN '(array_agg(r.last ORDER BY r.bucket DESC))[1]'
+        WHEN 'increase' THEN 'sum(r.increase)'
+        ELSE 'sum(r.increase) / nullif(sum(r.increase_secs), 0)'
+    END;
+    RETURN QUERY EXECUTE format($q$
+        WITH sel AS (SELECT * FROM pga_select_series($1, $2, $3, $4)),
+        r AS (
+            SELECT h.series_id, h.bucket, h.count, h.sum, h.min, h.max, h.last, h.increase,
+                   h.increase_secs
+            FROM samples_1h h
+            WHERE h.series_id IN (SELECT sel.series_id FROM sel)
+              AND h.bucket >= $6 AND h.bucket < $7
+            UNION ALL
+            SELECT m.series_id, m.bucket, m.count, m.sum, m.min, m.max, m.last, m.increase,
+                   m.increase_secs
+            FROM samples_1m m
+            WHERE m.series_id IN (SELECT sel.series_id FROM sel)
+              AND m.bucket >= $5 AND m.bucket < $6
+            UNION ALL
+            SELECT m.series_id, m.bucket, m.count, m.sum, m.min, m.max, m.last, m.increase,
+                   m.increase_secs
+            FROM samples_1m m
+            WHERE m.series_id IN (SELECT sel.series_id FROM sel)
+              AND m.bucket >= $7 AND m.bucket < $8)
+        SELECT b.series_id, sel.agent, sel.pg_instance, sel.labels, b.value
+        FROM (SELECT r.series_id, %s AS value FROM r GROUP BY r.series_id) b
+        JOIN sel USING (series_id)
+        ORDER BY b.series_id$q$, agg)
+    USING p_metric, p_agents, p_instances, p_labels, m_from, h_from, h_to, p_to;
+END
+$$;
+
 -- pga_range over the p_n selected series whose pga_summary with p_rank_fn over the
 -- range is highest (series without a value rank last; ties by series id). For
 -- graphs of "the N busiest": their cost follows p_n, not the fleet.
@@ -209,6 +276,7 @@ BEGIN
             pga_agent_samples(timestamptz, timestamptz, interval, text[]),
             pga_range_series(bigint[], text, timestamptz, timestamptz, interval, interval),
             pga_range(text, text, timestamptz, timestamptz, interval, text[], text[], jsonb, interval),
+            pga_summary(text, text, timestamptz, timestamptz, text[], text[], jsonb),
             pga_range_top(text, text, timestamptz, timestamptz, interval, text, integer, text[],
                           text[], jsonb, interval)
         TO pga_reader;
