@@ -324,5 +324,36 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
             );
             assert_eq!(raw, rolled, "{name} {f}: raw samples vs rollups");
         }
+        // pga_range_top (migrations/0040_query_speed.sql) gives pga_range's rows of
+        // the series that rank highest over both agents, and only those, from every
+        // source.
+        for step in ["10 seconds", "1 minute", "1 hour"] {
+            for (rank, n) in [("max", 1), ("avg", 2), ("increase", 1)] {
+                let check = sql(
+                    &pg,
+                    &format!(
+                        "WITH best AS ( \
+                           SELECT series_id FROM pga_summary('pg_stat_database_numbackends', \
+                                                             '{rank}', {range}, NULL) \
+                           ORDER BY value DESC NULLS LAST, series_id LIMIT {n}), \
+                         top AS (SELECT * FROM pga_range_top('pg_stat_database_numbackends', \
+                                 'avg', {range}, '{step}', '{rank}', {n}, NULL)), \
+                         want AS (SELECT * FROM pga_range('pg_stat_database_numbackends', \
+                                  'avg', {range}, '{step}', NULL) \
+                                  WHERE series_id IN (SELECT series_id FROM best)) \
+                         SELECT (SELECT count(*) FROM top), (SELECT count(*) FROM want), \
+                                (SELECT count(*) FROM (TABLE top EXCEPT ALL TABLE want) x), \
+                                (SELECT count(*) FROM (TABLE want EXCEPT ALL TABLE top) y)"
+                    ),
+                );
+                let parts: Vec<&str> = check.split('|').collect();
+                assert!(
+                    parts[0].parse::<u32>().unwrap() > 0,
+                    "{name} {step} {rank}: {check}"
+                );
+                assert_eq!(parts[0], parts[1], "{name} {step} {rank}: {check}");
+                assert_eq!(&parts[2..], ["0", "0"], "{name} {step} {rank}: {check}");
+            }
+        }
     }
 }

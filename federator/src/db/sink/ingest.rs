@@ -27,7 +27,7 @@
 //! The series cache learns the batch's new mappings, and the tail cache
 //! ([`super::tails`]) the newest stored sample of each series, only after the commit.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pga_format::DecodedBlock;
@@ -249,6 +249,7 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         };
         (rollups_1m, rollups_1h) =
             rollup::recompute(conn, &written.fresh, written.ranges.as_deref(), breaks).await?;
+        count_minutes(conn, agent_row, &written.minutes).await?;
     }
 
     let log_events_inserted =
@@ -518,4 +519,31 @@ mod tests {
         assert_eq!(0i64.div_euclid(DAY_MS), 0);
         assert_eq!((DAY_MS - 1).div_euclid(DAY_MS), 0);
     }
+}
+
+/// Adds the samples inserted per minute to the agent's per-minute count, which
+/// "samples received" reads (`pga_agent_samples`) instead of summing every
+/// series' rollups.
+async fn count_minutes(
+    conn: &mut PgConnection,
+    agent_row: i64,
+    minutes: &BTreeMap<i64, i64>,
+) -> Result<(), SinkError> {
+    if minutes.is_empty() {
+        return Ok(());
+    }
+    let (at, n): (Vec<i64>, Vec<i64>) = minutes.iter().map(|(&m, &n)| (m, n)).unzip();
+    sqlx::query(
+        "INSERT INTO agent_samples_1m AS c (agent_id, bucket, samples) \
+         SELECT $1, timestamptz 'epoch' + m.at_ms * interval '1 millisecond', m.n \
+         FROM unnest($2::bigint[], $3::bigint[]) AS m(at_ms, n) \
+         ON CONFLICT (bucket, agent_id) DO UPDATE SET samples = c.samples + EXCLUDED.samples",
+    )
+    .bind(agent_row)
+    .bind(at)
+    .bind(n)
+    .execute(&mut *conn)
+    .await
+    .map_err(SinkError::db("counting the agent's samples per minute"))?;
+    Ok(())
 }
