@@ -7,12 +7,15 @@
 //! 3. the database sink ([`Sink`]: connected, then its schema checked, both waiting
 //!    while the database is unavailable; pending migrations applied when the role
 //!    may; TimescaleDB only read);
-//! 4. the fleet (configured agents written to the `agents` table, the API's ones
-//!    read) and its pull jobs ([`crate::pull`]);
+//! 4. this replica's lease ([`crate::cluster`]: joined, then the agents it is
+//!    assigned claimed), the fleet (configured agents written to the `agents`
+//!    table, the API's ones read) and the pull jobs of the agents this replica
+//!    holds ([`crate::pull`]), each batch written fenced by the agent's epoch;
 //! 5. the scheduled jobs ([`crate::jobs`]): retention, the fleet's upkeep, alerting;
 //!
 //! then runs until the signal and stops them together: no pull starts after the
-//! signal, a transaction in flight is rolled back (its cursor did not move) and the
+//! signal, a transaction in flight is rolled back (its cursor did not move), the
+//! replica's leases are released (other replicas take its agents at once) and the
 //! process exits 0. `migrate` ([`migrate`]) is the owner's: it also converts to
 //! TimescaleDB hypertables and sets their policies.
 //!
@@ -290,7 +293,20 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         max_concurrent = cfg.scrape.max_concurrent,
         "scheduling pulls"
     );
+    let mut membership = crate::cluster::Membership::join(
+        sink.pool().clone(),
+        cfg.cluster.clone(),
+        telemetry.cluster.clone(),
+    )
+    .await
+    .context("joining the cluster (the cluster_replica_leases table)")?;
+    let cluster = membership.cluster();
+    let (assigned_tx, assigned_rx) = watch::channel(Vec::new());
+    if let Err(e) = membership.tick(&fleet, &assigned_tx).await {
+        tracing::warn!(error = %e, "the first assignment failed; retried");
+    }
     let (fleet_tx, fleet_rx) = watch::channel(fleet);
+    let membership = tokio::spawn(membership.run(fleet_rx, assigned_tx, stop.clone()));
     let maintain = tokio::spawn(crate::pull::fleet::maintain(
         sink.pool().clone(),
         config_jobs,
@@ -302,8 +318,9 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     ));
     let alerting = cfg.alerting.enabled.then(|| {
         let (c, m, s) = (cfg.clone(), telemetry.alerting.clone(), stop.clone());
+        let leader = cluster.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::app::alerting::run(c, m, s).await {
+            if let Err(e) = crate::app::alerting::run(c, m, leader, s).await {
                 tracing::error!(error = %format!("{e:#}"), "alerting stopped: no rule is evaluated, no notification sent");
             }
         })
@@ -315,8 +332,8 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         stop.clone(),
     ));
     scheduler::run_fleet(
-        fleet_rx,
-        sink.clone(),
+        assigned_rx,
+        Arc::new(crate::cluster::FencedSink::new(sink.clone(), cluster)),
         telemetry.clone(),
         settings(&cfg),
         stop.clone(),
@@ -326,6 +343,9 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     maintain.await.ok();
     if let Some(a) = alerting {
         a.await.ok();
+    }
+    if let Ok(m) = membership.await {
+        m.leave().await;
     }
     if let Some(a) = api {
         a.await.ok();

@@ -305,6 +305,12 @@ async fn agent_loop<D: Destination>(
                     tracing::debug!(agent = %job.name, note = %note, "a response was cut short; continuing from the cursor");
                 }
             }
+            Err(e) if e.is_fenced() => {
+                // The lease moved to another replica (or this one's ran out): no
+                // backoff; the assignment stops this job or the lease comes back.
+                not_before = Instant::now();
+                tracing::info!(agent = %job.name, error = %e, "batch refused by fencing: the agent's lease is not this replica's");
+            }
             Err(e) if e.is_database_unavailable() => {
                 if gate.open.send_replace(false) {
                     tracing::warn!(

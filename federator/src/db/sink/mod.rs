@@ -81,6 +81,19 @@ impl Default for SinkOptions {
     }
 }
 
+/// A writer's fencing token for one agent: the replica that writes, and the epoch
+/// of its lease on the agent (`cluster_leases`). The ingest transaction commits only
+/// when the lease still names this replica with this epoch and the replica's own
+/// lease is valid on the database's clock, checked in the statement that moves the
+/// cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// `cluster_replica_leases.replica_id`, as uuid text.
+    pub replica: String,
+    /// `cluster_leases.epoch` the replica was granted.
+    pub epoch: i64,
+}
+
 /// What one [`Sink::ingest`] wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestReport {
@@ -221,7 +234,19 @@ impl Sink {
     /// the cursor stays where it was. (Partitions the batch needs are created
     /// before, each in a short transaction of its own, and stay.)
     pub async fn ingest(&self, batch: &Batch) -> Result<IngestReport, SinkError> {
-        let result = ingest::ingest(self, batch).await;
+        self.ingest_fenced(batch, None).await
+    }
+
+    /// [`Sink::ingest`] by a replica holding the agent's lease as `fence` says: the
+    /// statement that moves the cursor also checks the lease, and the transaction
+    /// is rolled back with [`SinkError::Fenced`] when the lease is no longer this
+    /// replica's with this epoch. `None`: unfenced (a lone writer, tools, tests).
+    pub async fn ingest_fenced(
+        &self,
+        batch: &Batch,
+        fence: Option<&Fence>,
+    ) -> Result<IngestReport, SinkError> {
+        let result = ingest::ingest(self, batch, fence).await;
         if let Err(err) = &result {
             self.forget_partitions();
             if err.is_unavailable() {

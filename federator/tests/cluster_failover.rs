@@ -1,0 +1,286 @@
+//! Replicas, leases and fencing with real processes: three `pga-federator run`
+//! replicas share one central database and twenty agents (the agent's real ring
+//! store and mTLS endpoint with a synthetic collector). Leases are short (TTL 3 s,
+//! renewed every second) and agents are pulled every second, so the whole story
+//! runs in well under a minute:
+//!
+//! - the agents are split among the three replicas;
+//! - one replica is killed with `-9`: its agents are pulled by the others within
+//!   one lease TTL plus one schedule period (measured, and bounded generously);
+//! - another is frozen (SIGSTOP) past its lease, then resumed (SIGCONT): its agents
+//!   were taken over with new epochs, and a write forced through the sink with the
+//!   epoch it held is refused by the fencing check ([`SinkError::Fenced`]) and
+//!   moves no cursor; a lease epoch set back by hand is refused by the database;
+//! - at the end every agent's samples in the central database equal its store:
+//!   none lost, none twice.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pga_federator::db::sink::{Fence, Sink, SinkError, SinkOptions};
+use pga_federator::pull::batch::{Batch, Cursor};
+use support::federator_cli;
+use support::pull::*;
+
+const AGENTS: usize = 20;
+const TTL_MS: u64 = 3000;
+const PERIOD_MS: u64 = 1000;
+
+fn cluster_config(name: &str) -> String {
+    format!(
+        "[cluster]\nreplica_name = \"{name}\"\nlease_ttl_ms = {TTL_MS}\nrenew_interval_ms = 1000\n\
+         retry_interval_ms = 200\n"
+    )
+}
+
+/// `name → (replica name, epoch)` of the agents' valid leases.
+fn assignments(pg: &Central) -> BTreeMap<String, (String, i64)> {
+    sql(
+        pg,
+        "SELECT name, replica, epoch FROM cluster_assignments WHERE kind = 'agent' AND valid",
+    )
+    .lines()
+    .filter_map(|l| {
+        let f: Vec<&str> = l.split('|').collect();
+        (f.len() == 3).then(|| (f[0].to_owned(), (f[1].to_owned(), f[2].parse().unwrap())))
+    })
+    .collect()
+}
+
+fn replica_id(pg: &Central, name: &str) -> String {
+    sql(
+        pg,
+        &format!("SELECT replica_id FROM cluster_replicas WHERE name = '{name}' AND stopped_at IS NULL ORDER BY started_at DESC LIMIT 1"),
+    )
+    .trim()
+    .to_owned()
+}
+
+fn signal(fed: &Federator, sig: nix::sys::signal::Signal) {
+    let pid = fed.pid().expect("running") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+#[test]
+fn replicas_share_agents_take_over_the_dead_and_fence_the_frozen() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let pg = central();
+    let opts = SimOptions {
+        series: 6,
+        interval_ms: 250,
+        block_ms: 1000,
+        ..SimOptions::default()
+    };
+    let agents: Vec<StoreAgent> = (0..AGENTS)
+        .map(|i| StoreAgent::start(&dir.path().join(format!("a{i}")), &tls, opts))
+        .collect();
+    let names: Vec<String> = (0..AGENTS).map(|i| format!("a{i}")).collect();
+    let list: Vec<(&str, String)> = names
+        .iter()
+        .zip(&agents)
+        .map(|(n, a)| (n.as_str(), a.url()))
+        .collect();
+    let configs: Vec<PathBuf> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|r| {
+            let d = dir.path().join(r);
+            std::fs::create_dir_all(&d).unwrap();
+            federator_config(&d, &pg, &tls, &list, free_port(), &cluster_config(r))
+        })
+        .collect();
+    migrate(&configs[0]);
+    let mut feds: Vec<Federator> = configs.iter().map(|c| Federator::start(c)).collect();
+
+    // 1. The agents are split among the three replicas, and all pulled.
+    wait_until("20 agents held by 3 replicas", 30, || {
+        let a = assignments(&pg);
+        let owners: std::collections::BTreeSet<&String> = a.values().map(|(r, _)| r).collect();
+        a.len() == AGENTS && owners.len() == 3
+    });
+    wait_until("every agent pulled", 30, || {
+        names.iter().all(|n| cursor(&pg, n).is_some_and(|c| c >= 2))
+    });
+    let status = federator_cli(&[&"cluster", &"status", &"--json", &"--config", &configs[0]]);
+    assert!(status.ok, "{}", status.stderr);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let live = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["live"] == true)
+        .count();
+    assert_eq!(live, 3, "{}", status.stdout);
+    assert_eq!(
+        v["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["leader"] == true)
+            .count(),
+        1,
+        "one alerting leader: {}",
+        status.stdout
+    );
+    let table = federator_cli(&[&"cluster", &"status", &"--config", &configs[0]]);
+    assert!(
+        table.stdout.contains("replicas: 3 live"),
+        "{}",
+        table.stdout
+    );
+
+    // 2. r1 is killed: its agents are pulled by the others within TTL + a period.
+    let before = assignments(&pg);
+    let r1_agents: Vec<String> = before
+        .iter()
+        .filter(|(_, (r, _))| r == "r1")
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(!r1_agents.is_empty(), "r1 held agents: {before:?}");
+    feds[0].kill();
+    let killed = Instant::now();
+    let at_kill: BTreeMap<String, u64> = r1_agents
+        .iter()
+        .map(|n| (n.clone(), cursor(&pg, n).unwrap()))
+        .collect();
+    // Its cursors may still move by the block it was committing; wait for more.
+    wait_until("r1's agents pulled by r2 and r3", 30, || {
+        let a = assignments(&pg);
+        r1_agents.iter().all(|n| {
+            a.get(n).is_some_and(|(r, _)| r != "r1")
+                && cursor(&pg, n).is_some_and(|c| c > at_kill[n] + 1)
+        })
+    });
+    let takeover = killed.elapsed();
+    eprintln!(
+        "takeover after kill -9: {} agents pulled again by the others {} ms after the kill \
+         (lease TTL {TTL_MS} ms, schedule period {PERIOD_MS} ms)",
+        r1_agents.len(),
+        takeover.as_millis()
+    );
+    assert!(
+        takeover < Duration::from_millis(TTL_MS + PERIOD_MS + 4000),
+        "takeover took {takeover:?}"
+    );
+    let took: i64 = sql(
+        &pg,
+        "SELECT coalesce(sum(takeovers), 0) FROM cluster_assignments WHERE kind = 'agent'",
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(took >= r1_agents.len() as i64, "takeovers recorded: {took}");
+
+    // 3. r2 is frozen past its lease: r3 takes its agents with new epochs.
+    let r2_id = replica_id(&pg, "r2");
+    let held: BTreeMap<String, i64> = assignments(&pg)
+        .into_iter()
+        .filter(|(_, (r, _))| r == "r2")
+        .map(|(n, (_, e))| (n, e))
+        .collect();
+    assert!(!held.is_empty(), "r2 held agents");
+    signal(&feds[1], nix::sys::signal::Signal::SIGSTOP);
+    wait_until("r2's agents taken over by r3", 20, || {
+        let a = assignments(&pg);
+        held.keys()
+            .all(|n| a.get(n).is_some_and(|(r, _)| r == "r3"))
+    });
+    let after = assignments(&pg);
+    for (n, e) in &held {
+        assert!(
+            after[n].1 > *e,
+            "{n}: the new epoch {} grows from {e}",
+            after[n].1
+        );
+    }
+    signal(&feds[1], nix::sys::signal::Signal::SIGCONT);
+
+    // The frozen replica's write, forced through with the epoch it held: refused,
+    // nothing written, no cursor moved.
+    let (victim, old_epoch) = held.iter().next().map(|(n, e)| (n.clone(), *e)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = rt
+        .block_on(Sink::connect(&pg.url(), SinkOptions::default()))
+        .unwrap();
+    let (agent_id, cur) = rt.block_on(sink.cursor(&victim)).unwrap().unwrap();
+    let stale = Batch {
+        agent: victim.clone(),
+        agent_id,
+        series: vec![],
+        blocks: vec![],
+        head: None,
+        gap: None,
+        // Were it taken, the cursor would skip a thousand blocks: data lost.
+        cursor: Cursor {
+            last_sequence: cur.last_sequence.map(|s| s + 1000),
+            ..cur
+        },
+        complete_through_ms: None,
+    };
+    let fence = Fence {
+        replica: r2_id.clone(),
+        epoch: old_epoch,
+    };
+    let refused = rt.block_on(sink.ingest_fenced(&stale, Some(&fence)));
+    assert!(
+        matches!(&refused, Err(SinkError::Fenced { agent, epoch }) if *agent == victim && *epoch == old_epoch),
+        "a write with a lost epoch must be refused: {refused:?}"
+    );
+    let now_cursor = rt.block_on(sink.cursor(&victim)).unwrap().unwrap().1;
+    assert!(
+        now_cursor.last_sequence < cur.last_sequence.map(|s| s + 1000),
+        "the refused write moved no cursor"
+    );
+    // The current holder's epoch with r2's identity is refused too: a lease is a
+    // replica and an epoch together.
+    let stolen = Fence {
+        replica: r2_id.clone(),
+        epoch: assignments(&pg)[&victim].1,
+    };
+    assert!(matches!(
+        rt.block_on(sink.ingest_fenced(&stale, Some(&stolen))),
+        Err(SinkError::Fenced { .. })
+    ));
+
+    // A hand edit setting an epoch back is refused by the database.
+    let edit = pg.psql(&format!(
+        "UPDATE cluster_leases SET epoch = epoch - 1 WHERE kind = 'agent' AND name = '{victim}'"
+    ));
+    let err = format!("{edit:?}");
+    assert!(
+        edit.is_err() && err.contains("would go backwards"),
+        "epoch set back: {err}"
+    );
+
+    // r2 is back: it renews, and the agents are split between r2 and r3 again.
+    wait_until("r2 holds agents again", 20, || {
+        assignments(&pg).values().any(|(r, _)| r == "r2")
+    });
+    let r2_log = feds[1].log_text();
+    assert!(
+        r2_log.contains("lease had run out"),
+        "r2 said its lease ran out"
+    );
+
+    // 4. Every agent caught up; the central database equals every store.
+    for a in &agents {
+        a.set_writing(false);
+    }
+    for (n, a) in names.iter().zip(&agents) {
+        wait_caught_up(&pg, n, a, 30);
+    }
+    feds[1].stop();
+    feds[2].stop();
+    let mut compared = 0;
+    for (n, a) in names.iter().zip(&agents) {
+        compared += assert_same(&pg, n, a, i64::MIN);
+    }
+    eprintln!("{compared} samples of {AGENTS} agents compared: 0 lost, 0 duplicates");
+    assert!(compared > AGENTS * 6 * 10, "compared {compared} samples");
+    // A clean stop left no lease held.
+    let held_after = sql(&pg, "SELECT count(*) FROM cluster_assignments WHERE valid");
+    assert_eq!(held_after.trim(), "0");
+}
