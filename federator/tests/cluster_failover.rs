@@ -11,6 +11,9 @@
 //!   were taken over with new epochs, and a write forced through the sink with the
 //!   epoch it held is refused by the fencing check ([`SinkError::Fenced`]) and
 //!   moves no cursor; a lease epoch set back by hand is refused by the database;
+//! - the third reaches the database through the lab's fault proxy, and is cut off
+//!   from it (its sessions terminated, new ones stalled) past its lease: its agents
+//!   are taken over; once the cut ends it renews and gets its share back;
 //! - at the end every agent's samples in the central database equal its store:
 //!   none lost, none twice.
 
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use pga_federator::db::sink::{Fence, Sink, SinkError, SinkOptions};
 use pga_federator::pull::batch::{Batch, Cursor};
+use pga_lab::{Fault, FaultKind, FaultProxy};
 use support::federator_cli;
 use support::pull::*;
 
@@ -92,6 +96,15 @@ fn replicas_share_agents_take_over_the_dead_and_fence_the_frozen() {
             federator_config(&d, &pg, &tls, &list, free_port(), &cluster_config(r))
         })
         .collect();
+    // r3 reaches the database through the fault proxy, as its own role, so that its
+    // sessions can be told apart and cut.
+    pg.psql("CREATE ROLE cutoff LOGIN SUPERUSER").ok();
+    let proxy = FaultProxy::start(("127.0.0.1", pg.port())).unwrap();
+    let text = std::fs::read_to_string(&configs[2]).unwrap().replace(
+        &pg.url(),
+        &format!("postgres://cutoff@{}/{}", proxy.addr(), pg.db),
+    );
+    std::fs::write(&configs[2], text).unwrap();
     migrate(&configs[0]);
     let mut feds: Vec<Federator> = configs.iter().map(|c| Federator::start(c)).collect();
 
@@ -265,7 +278,40 @@ fn replicas_share_agents_take_over_the_dead_and_fence_the_frozen() {
         "r2 said its lease ran out"
     );
 
-    // 4. Every agent caught up; the central database equals every store.
+    // 4. r3 is cut off from the database past its lease: r2 takes its agents; when
+    //    the cut ends, r3 renews and gets its share back.
+    wait_until("r3 holds agents", 20, || {
+        assignments(&pg).values().any(|(r, _)| r == "r3")
+    });
+    proxy.set_fault(Some(Fault {
+        kind: FaultKind::Stall,
+        after_bytes: 0,
+        spread_bytes: 0,
+    }));
+    sql(
+        &pg,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'cutoff'",
+    );
+    let cut = Instant::now();
+    wait_until("r3's agents taken over by r2", 20, || {
+        let a = assignments(&pg);
+        a.len() == AGENTS && a.values().all(|(r, _)| r == "r2")
+    });
+    eprintln!(
+        "r3 cut off from the database: all agents held by r2 {} ms after the cut",
+        cut.elapsed().as_millis()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.set_fault(None);
+    wait_until("r3 holds agents again after the cut", 30, || {
+        assignments(&pg).values().any(|(r, _)| r == "r3")
+    });
+    assert!(
+        feds[2].log_text().contains("lease had run out"),
+        "r3 said its lease ran out"
+    );
+
+    // 5. Every agent caught up; the central database equals every store.
     for a in &agents {
         a.set_writing(false);
     }
