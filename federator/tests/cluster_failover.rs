@@ -330,3 +330,139 @@ fn replicas_share_agents_take_over_the_dead_and_fence_the_frozen() {
     let held_after = sql(&pg, "SELECT count(*) FROM cluster_assignments WHERE valid");
     assert_eq!(held_after.trim(), "0");
 }
+
+/// Pull jobs for agents named `names` (never pulled here).
+fn jobs(names: &[String]) -> Vec<pga_federator::pull::scheduler::FleetJob> {
+    let b = pga_federator::pull::fleet::JobBuilder::new(
+        pga_federator::pull::ClientLimits {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            max_response_bytes: 1 << 20,
+        },
+        "* * * * * *".into(),
+        None,
+    );
+    names
+        .iter()
+        .map(|n| b.job(n, "http://127.0.0.1:9", None, &BTreeMap::new()).unwrap())
+        .collect()
+}
+
+/// An empty batch of `agent` moving its cursor to `seq`.
+fn batch(agent: &str, seq: u64) -> Batch {
+    Batch {
+        agent: agent.to_owned(),
+        agent_id: {
+            let mut id = [0u8; 16];
+            id[..agent.len()].copy_from_slice(agent.as_bytes());
+            pga_format::AgentId(id)
+        },
+        series: vec![],
+        blocks: vec![],
+        head: None,
+        gap: None,
+        cursor: Cursor {
+            last_sequence: Some(seq),
+            last_ts_ms: Some(1),
+            series_count: 0,
+        },
+        complete_through_ms: None,
+    }
+}
+
+/// The lease mechanics in one process, on the database: a lone replica holds
+/// everything; a second one gets its share only once the first released it; a
+/// replica whose own lease ran out cannot write even though nobody took its agents
+/// (and can again once renewed, with the same epoch); one that stopped renewing
+/// loses its agents to the other with new epochs, and its writes are refused; a
+/// clean leave releases everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_move_between_replicas_and_every_write_checks_them() {
+    use pga_federator::cluster::{ClusterMetrics, Membership};
+    use pga_federator::config::ClusterConfig;
+    use tokio::sync::watch;
+
+    let pg = central();
+    let sink = Sink::connect(&pg.url(), SinkOptions::default()).await.unwrap();
+    sink.migrate().await.unwrap();
+    let cfg = |name: &str| ClusterConfig {
+        replica_name: name.into(),
+        lease_ttl_ms: 1000,
+        renew_interval_ms: 300,
+        retry_interval_ms: 100,
+    };
+    let pool = sink.pool().clone();
+    let names: Vec<String> = (0..12).map(|i| format!("db{i}")).collect();
+    let fleet = jobs(&names);
+    let mut a = Membership::join(pool.clone(), cfg("a"), ClusterMetrics::default())
+        .await
+        .unwrap();
+    let (a_tx, a_rx) = watch::channel(Vec::new());
+    a.tick(&fleet[..11], &a_tx).await.unwrap();
+    assert_eq!(a_rx.borrow().len(), 11, "alone, a pulls every agent");
+    // An agent added to the fleet is claimed at the next renewal.
+    a.tick(&fleet, &a_tx).await.unwrap();
+    assert_eq!(a_rx.borrow().len(), 12);
+    let ca = a.cluster();
+    assert!(ca.leader().is_some(), "alone, a leads");
+    let f = ca.fence("db0").unwrap();
+    sink.ingest_fenced(&batch("db0", 1), Some(&f)).await.unwrap();
+
+    // b joins: it gets nothing a still holds, and its share once a released it.
+    let mut b = Membership::join(pool.clone(), cfg("b"), ClusterMetrics::default())
+        .await
+        .unwrap();
+    let (b_tx, b_rx) = watch::channel(Vec::new());
+    b.tick(&fleet, &b_tx).await.unwrap();
+    assert!(b_rx.borrow().is_empty(), "b waits for a to release");
+    a.tick(&fleet, &a_tx).await.unwrap();
+    b.tick(&fleet, &b_tx).await.unwrap();
+    let (na, nb) = (a_rx.borrow().len(), b_rx.borrow().len());
+    assert_eq!(na + nb, 12, "split {na} + {nb}");
+    assert!(na > 0 && nb > 0, "split {na} + {nb}");
+    let cb = b.cluster();
+    assert!(ca.leader().is_some() != cb.leader().is_some(), "one leader");
+
+    // a's own lease runs out while nobody takes its agents: its writes are refused
+    // all the same; renewed, the same epoch writes again.
+    let a_agent = ca.holdings().agents.keys().next().unwrap().clone();
+    let fa = ca.fence(&a_agent).unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(matches!(
+        sink.ingest_fenced(&batch(&a_agent, 5), Some(&fa)).await,
+        Err(SinkError::Fenced { .. })
+    ));
+    a.tick(&fleet, &a_tx).await.unwrap();
+    b.tick(&fleet, &b_tx).await.unwrap();
+    assert_eq!(ca.fence(&a_agent), Some(fa.clone()), "the same epoch");
+    sink.ingest_fenced(&batch(&a_agent, 5), Some(&fa)).await.unwrap();
+
+    // a stops renewing: b takes everything over with new epochs; a's writes are
+    // refused, unfenced writers aside.
+    let before_b = cb.holdings().agents.len();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    b.tick(&fleet, &b_tx).await.unwrap();
+    assert_eq!(b_rx.borrow().len(), 12, "b took a's {} agents", 12 - before_b);
+    assert!(cb.fence(&a_agent).unwrap().epoch > fa.epoch, "a new epoch");
+    assert!(cb.leader().is_some(), "b leads");
+    let refused = sink.ingest_fenced(&batch(&a_agent, 9), Some(&fa)).await;
+    assert!(
+        matches!(&refused, Err(SinkError::Fenced { epoch, .. }) if *epoch == fa.epoch),
+        "{refused:?}"
+    );
+    let (_, cursor) = sink.cursor(&a_agent).await.unwrap().unwrap();
+    assert_eq!(cursor.last_sequence, Some(5), "the refused write moved nothing");
+    // a comes back: it renews, sees its agents gone, and pulls none of them until
+    // b releases its share again.
+    a.tick(&fleet, &a_tx).await.unwrap();
+    assert!(a_rx.borrow().is_empty(), "a pulls nothing b holds");
+
+    // A clean leave releases everything at once.
+    b.leave().await;
+    a.leave().await;
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM cluster_assignments WHERE valid")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+}

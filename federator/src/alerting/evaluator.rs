@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::cache;
 use super::data::{self, AgentInfo, SeriesIndex};
@@ -146,7 +146,7 @@ impl Evaluator {
     pub async fn cycle(&mut self, now: i64) -> Result<CycleReport, sqlx::Error> {
         let started = Instant::now();
         if self.session.is_none() {
-            self.session = Some(self.session_options.connect().await?);
+            self.session = Some(crate::db::connect_session(&self.session_options).await?);
         }
         let Some(mut conn) = self.session.take() else {
             return Ok(CycleReport::default());

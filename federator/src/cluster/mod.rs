@@ -41,6 +41,7 @@
 pub mod assign;
 pub mod lease;
 pub mod metrics;
+pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -56,7 +57,7 @@ use crate::db::sink::{Fence, Sink, SinkError};
 use crate::pull::batch::{Batch, Cursor};
 use crate::pull::scheduler::FleetJob;
 use crate::pull::{AgentStatus, Destination, DestinationError};
-use lease::{AGENT, ALERTING, Key, LEADER, Renewed};
+use lease::{AGENT, Key, Renewed};
 pub use metrics::ClusterMetrics;
 
 /// What this replica holds, as the last renewal read it from the database.
@@ -221,7 +222,8 @@ impl Membership {
     ) -> Result<Duration, sqlx::Error> {
         let me = self.cluster.id.clone();
         let sent = Instant::now();
-        match lease::renew(&self.pool, &me, &self.me).await {
+        let renewed = lease::renew(&self.pool, &me, &self.me).await;
+        match renewed {
             Ok(r) => {
                 self.cluster
                     .set_valid_until(Some(sent + self.cfg.lease_ttl()));
@@ -246,42 +248,28 @@ impl Membership {
         }
         let live = lease::live(&self.pool).await?;
         let ids: Vec<String> = live.iter().map(|(id, _)| id.clone()).collect();
-        let mut wanted: Vec<Key> = fleet
-            .iter()
-            .map(|j| j.job.name.as_str())
-            .filter(|name| assign::owner(name, &ids) == Some(me.as_str()))
-            .map(|name| (AGENT.to_owned(), name.to_owned()))
-            .collect();
-        if assign::owner(&format!("{LEADER}/{ALERTING}"), &ids) == Some(me.as_str()) {
-            wanted.push((LEADER.to_owned(), ALERTING.to_owned()));
-        }
-        // Stop the pulls of agents to give up before their leases go.
-        let before = self.cluster.holdings();
-        let keep: Holdings = Holdings {
-            agents: before
-                .agents
-                .iter()
-                .filter(|(n, _)| wanted.iter().any(|(k, w)| k == AGENT && w == *n))
-                .map(|(n, e)| (n.clone(), *e))
-                .collect(),
-            leader: before
-                .leader
-                .filter(|_| wanted.iter().any(|(k, _)| k == LEADER)),
+        // After a lease that ran out, nothing held before is trusted: every pull
+        // stops, and what is still this replica's is read back below.
+        let holding = match renewed {
+            Ok(Renewed::Valid) => self.cluster.holdings(),
+            _ => {
+                publish(&self.cluster, &Holdings::default(), fleet, assigned);
+                Holdings::default()
+            }
         };
-        publish(&self.cluster, &keep, fleet, assigned);
-        for (kind, name) in lease::release_others(&self.pool, &me, &wanted).await? {
+        let plan = plan::plan(
+            &me,
+            &ids,
+            fleet.iter().map(|j| j.job.name.as_str()),
+            &holding,
+        );
+        // Stop the pulls of agents to give up before their leases go.
+        publish(&self.cluster, &plan.keep, fleet, assigned);
+        for (kind, name) in lease::release_others(&self.pool, &me, &plan.wanted).await? {
             self.granted.remove(&(kind.clone(), name.clone()));
             tracing::info!(kind = %kind, name = %name, "lease released: the assignment moved it to another replica");
         }
-        let to_claim: Vec<Key> = wanted
-            .iter()
-            .filter(|(k, n)| match k.as_str() {
-                AGENT => !keep.agents.contains_key(n),
-                _ => keep.leader.is_none(),
-            })
-            .cloned()
-            .collect();
-        for g in lease::claim(&self.pool, &me, &to_claim).await? {
+        for g in lease::claim(&self.pool, &me, &plan.claim).await? {
             let (kind, name) = &g.key;
             match &g.taken_from {
                 Some(from) => {
@@ -296,9 +284,8 @@ impl Membership {
         }
         let mut now = Holdings::default();
         for (key, epoch) in lease::held(&self.pool, &me).await? {
-            if let Some(&mine) = self.granted.get(&key)
-                && epoch < mine
-            {
+            if !plan::epoch_acceptable(&self.granted, &key, epoch) {
+                let mine = self.granted.get(&key).copied().unwrap_or_default();
                 if self.refused.insert(key.clone()) {
                     self.cluster.metrics.epoch_refused();
                     tracing::error!(kind = %key.0, name = %key.1, epoch, granted = mine, "the lease's epoch went backwards (edited by hand?): refused, this replica does not write it; release it (owner = NULL) to have it granted anew");
