@@ -14,6 +14,8 @@
 //! - the third reaches the database through the lab's fault proxy, and is cut off
 //!   from it (its sessions terminated, new ones stalled) past its lease: its agents
 //!   are taken over; once the cut ends it renews and gets its share back;
+//! - a fourth replica starts with an agent missing from its configuration: the
+//!   difference is said and the agents table wins (nothing is disabled);
 //! - at the end every agent's samples in the central database equal its store:
 //!   none lost, none twice.
 
@@ -311,7 +313,35 @@ fn replicas_share_agents_take_over_the_dead_and_fence_the_frozen() {
         "r3 said its lease ran out"
     );
 
-    // 5. Every agent caught up; the central database equals every store.
+    // 5. A fourth replica whose configuration lacks an agent: the difference is
+    //    said, the agents table wins (nothing disabled), and it takes its share.
+    let d4 = dir.path().join("r4");
+    std::fs::create_dir_all(&d4).unwrap();
+    let c4 = federator_config(
+        &d4,
+        &pg,
+        &tls,
+        &list[..AGENTS - 1],
+        free_port(),
+        &cluster_config("r4"),
+    );
+    feds.push(Federator::start(&c4));
+    wait_until("r4 holds agents", 20, || {
+        assignments(&pg).values().any(|(r, _)| r == "r4")
+    });
+    let log = feds[3].log_text();
+    assert!(
+        log.contains(&format!("agent a{} is in the agents table", AGENTS - 1))
+            && log.contains("the table wins"),
+        "r4 said the difference"
+    );
+    let enabled = sql(
+        &pg,
+        "SELECT count(*) FROM agents WHERE source = 'config' AND enabled",
+    );
+    assert_eq!(enabled.trim(), AGENTS.to_string(), "no agent disabled");
+
+    // 6. Every agent caught up; the central database equals every store.
     for a in &agents {
         a.set_writing(false);
     }
@@ -320,6 +350,7 @@ fn replicas_share_agents_take_over_the_dead_and_fence_the_frozen() {
     }
     feds[1].stop();
     feds[2].stop();
+    feds[3].stop();
     let mut compared = 0;
     for (n, a) in names.iter().zip(&agents) {
         compared += assert_same(&pg, n, a, i64::MIN);
@@ -344,7 +375,10 @@ fn jobs(names: &[String]) -> Vec<pga_federator::pull::scheduler::FleetJob> {
     );
     names
         .iter()
-        .map(|n| b.job(n, "http://127.0.0.1:9", None, &BTreeMap::new()).unwrap())
+        .map(|n| {
+            b.job(n, "http://127.0.0.1:9", None, &BTreeMap::new())
+                .unwrap()
+        })
         .collect()
 }
 
@@ -383,7 +417,9 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
     use tokio::sync::watch;
 
     let pg = central();
-    let sink = Sink::connect(&pg.url(), SinkOptions::default()).await.unwrap();
+    let sink = Sink::connect(&pg.url(), SinkOptions::default())
+        .await
+        .unwrap();
     sink.migrate().await.unwrap();
     let cfg = |name: &str| ClusterConfig {
         replica_name: name.into(),
@@ -406,7 +442,9 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
     let ca = a.cluster();
     assert!(ca.leader().is_some(), "alone, a leads");
     let f = ca.fence("db0").unwrap();
-    sink.ingest_fenced(&batch("db0", 1), Some(&f)).await.unwrap();
+    sink.ingest_fenced(&batch("db0", 1), Some(&f))
+        .await
+        .unwrap();
 
     // b joins: it gets nothing a still holds, and its share once a released it.
     let mut b = Membership::join(pool.clone(), cfg("b"), ClusterMetrics::default())
@@ -435,14 +473,21 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
     a.tick(&fleet, &a_tx).await.unwrap();
     b.tick(&fleet, &b_tx).await.unwrap();
     assert_eq!(ca.fence(&a_agent), Some(fa.clone()), "the same epoch");
-    sink.ingest_fenced(&batch(&a_agent, 5), Some(&fa)).await.unwrap();
+    sink.ingest_fenced(&batch(&a_agent, 5), Some(&fa))
+        .await
+        .unwrap();
 
     // a stops renewing: b takes everything over with new epochs; a's writes are
     // refused, unfenced writers aside.
     let before_b = cb.holdings().agents.len();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     b.tick(&fleet, &b_tx).await.unwrap();
-    assert_eq!(b_rx.borrow().len(), 12, "b took a's {} agents", 12 - before_b);
+    assert_eq!(
+        b_rx.borrow().len(),
+        12,
+        "b took a's {} agents",
+        12 - before_b
+    );
     assert!(cb.fence(&a_agent).unwrap().epoch > fa.epoch, "a new epoch");
     assert!(cb.leader().is_some(), "b leads");
     let refused = sink.ingest_fenced(&batch(&a_agent, 9), Some(&fa)).await;
@@ -451,7 +496,11 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
         "{refused:?}"
     );
     let (_, cursor) = sink.cursor(&a_agent).await.unwrap().unwrap();
-    assert_eq!(cursor.last_sequence, Some(5), "the refused write moved nothing");
+    assert_eq!(
+        cursor.last_sequence,
+        Some(5),
+        "the refused write moved nothing"
+    );
     // a comes back: it renews, sees its agents gone, and pulls none of them until
     // b releases its share again.
     a.tick(&fleet, &a_tx).await.unwrap();

@@ -242,6 +242,55 @@ fn retention_job(
     )
 }
 
+/// Writes the configured agents to the agents table, unless other replicas run
+/// with different ones: then each difference is said and the table's agents are
+/// pulled ([`crate::cluster::agreement`]). The configuration's jobs to pull.
+async fn agree_on_agents(
+    cfg: &FederatorConfig,
+    sink: &Sink,
+    builder: &JobBuilder,
+    config_jobs: Vec<crate::pull::scheduler::FleetJob>,
+) -> anyhow::Result<Vec<crate::pull::scheduler::FleetJob>> {
+    let pool = sink.pool();
+    crate::cluster::end_dead_on_host(pool, "")
+        .await
+        .context("reading the replicas of this host")?;
+    let others = crate::cluster::lease::live(pool)
+        .await
+        .context("reading the live replicas")?;
+    if !others.is_empty() {
+        let table = crate::db::agents::config_fleet(pool)
+            .await
+            .context("reading the agents table")?;
+        let differences = crate::cluster::agreement::differences(&cfg.agents, &table);
+        if !differences.is_empty() {
+            for d in &differences {
+                tracing::warn!(replicas = others.len(), "{d}");
+            }
+            tracing::warn!(
+                differences = differences.len(),
+                "this replica's [[agents]] differ from the agents table the running replicas \
+                 wrote: the table wins, this replica pulls its agents; give every replica the \
+                 same [[agents]]"
+            );
+            let mut jobs = Vec::new();
+            for a in &table {
+                match builder.job(&a.name, &a.url, a.schedule.as_deref(), &a.labels.0) {
+                    Ok(j) => jobs.push(j),
+                    Err(e) => {
+                        tracing::warn!(agent = %a.name, error = %e, "agent from the table cannot be pulled by this replica")
+                    }
+                }
+            }
+            return Ok(jobs);
+        }
+    }
+    crate::db::agents::sync_config(pool, &cfg.agents)
+        .await
+        .context("writing the configured agents to the agents table")?;
+    Ok(config_jobs)
+}
+
 /// `pga-federator run`.
 pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     let builder = job_builder(&cfg, needs_tls(&cfg))?;
@@ -273,9 +322,7 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         return Ok(());
     };
     let sink = Arc::new(sink);
-    crate::db::agents::sync_config(sink.pool(), &cfg.agents)
-        .await
-        .context("writing the configured agents to the agents table")?;
+    let config_jobs = agree_on_agents(&cfg, &sink, &builder, config_jobs).await?;
     telemetry.set_database_up(true);
     telemetry.set_ready(true);
     let api = api.map(|a| tokio::spawn(a.serve(stop.clone())));

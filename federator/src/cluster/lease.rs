@@ -49,7 +49,7 @@ pub async fn live_on_host(
 ) -> Result<Vec<(String, i32)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT replica_id::text, pid FROM cluster_replica_leases \
-         WHERE host = $1 AND replica_id <> $2::uuid AND valid_until > now()",
+         WHERE host = $1 AND replica_id::text <> $2 AND valid_until > now()",
     )
     .bind(host)
     .bind(me)

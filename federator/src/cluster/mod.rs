@@ -38,6 +38,7 @@
 //! started on the same host as one whose process is gone (killed) ends that one's
 //! lease at start.
 
+pub mod agreement;
 pub mod assign;
 pub mod lease;
 pub mod metrics;
@@ -161,6 +162,19 @@ fn process_alive(pid: i32) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Ends the leases of the replicas registered from this host, other than `me`,
+/// whose process is gone (killed): their agents are taken over at once rather than
+/// when their leases run out.
+pub async fn end_dead_on_host(pool: &PgPool, me: &str) -> Result<(), sqlx::Error> {
+    for (other, pid) in lease::live_on_host(pool, &host_name(), me).await? {
+        if !process_alive(pid) {
+            let n = lease::end(pool, &other).await?;
+            tracing::info!(replica = %other, pid, released = n, "a replica of this host whose process is gone: its lease ended, its agents taken over now");
+        }
+    }
+    Ok(())
+}
+
 impl Membership {
     /// Registers this process as a replica (a lease of `cfg.lease_ttl_ms` from now)
     /// and ends the leases of replicas registered from this host whose process is
@@ -184,12 +198,7 @@ impl Membership {
         };
         let sent = Instant::now();
         let id = lease::register(&pool, &me).await?;
-        for (other, pid) in lease::live_on_host(&pool, &me.host, &id).await? {
-            if !process_alive(pid) {
-                let n = lease::end(&pool, &other).await?;
-                tracing::info!(replica = %other, pid, released = n, "a replica of this host whose process is gone: its lease ended, its agents taken over now");
-            }
-        }
+        end_dead_on_host(&pool, &id).await?;
         let cluster = Arc::new(Cluster {
             id: id.clone(),
             holdings: watch::Sender::new(Holdings::default()),

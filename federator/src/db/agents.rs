@@ -303,6 +303,18 @@ pub async fn api_fleet(pool: &PgPool) -> Result<Vec<Pulled>, sqlx::Error> {
     .await
 }
 
+/// The configuration file's agents as the table holds them (written by the
+/// replicas at start): enabled, not removed, with a URL.
+pub async fn config_fleet(pool: &PgPool) -> Result<Vec<Pulled>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT name, url, schedule, labels FROM agents \
+         WHERE source = 'config' AND enabled AND removed_at IS NULL AND url IS NOT NULL \
+         ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// Recorded gaps, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Gap {
