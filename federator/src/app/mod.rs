@@ -104,6 +104,10 @@ pub fn sink_options(cfg: &FederatorConfig) -> anyhow::Result<SinkOptions> {
         acquire_timeout: Duration::from_secs(d.connect_timeout_secs),
         statement_timeout: (d.statement_timeout_secs > 0)
             .then(|| Duration::from_secs(d.statement_timeout_secs)),
+        // A replica frozen or cut off in the middle of a batch holds its agent's
+        // rows locked: the server ends that transaction once its lease would have
+        // run out, so that the agent can be taken over.
+        idle_in_transaction_timeout: Some(cfg.cluster.lease_ttl()),
         timescaledb: d.timescaledb,
         max_silence: Duration::from_secs(cfg.rollups.max_silence_secs),
         retention: RetentionOptions {
@@ -127,6 +131,29 @@ pub fn pool_options(cfg: &FederatorConfig, max_connections: u32) -> anyhow::Resu
         statement_timeout: (d.statement_timeout_secs > 0)
             .then(|| Duration::from_secs(d.statement_timeout_secs)),
     })
+}
+
+/// The lease's own pool (two connections, connecting on first use): renewals never
+/// wait behind pulls for a connection, and a statement that cannot finish within
+/// one renewal interval (a lock, a stalled network) fails and is retried.
+fn cluster_pool(cfg: &FederatorConfig) -> anyhow::Result<sqlx::PgPool> {
+    let c = &cfg.cluster;
+    let bound = c.renew_interval().as_millis().to_string();
+    let mut o =
+        <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&cfg.database.url)
+            .context("database.url")?
+            .application_name("pga-federator cluster")
+            .options([
+                ("statement_timeout", bound.as_str()),
+                ("lock_timeout", bound.as_str()),
+            ]);
+    if let Some(p) = cfg.database_password()? {
+        o = o.password(&p);
+    }
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(c.renew_interval())
+        .connect_lazy_with(o))
 }
 
 /// How long the start waits between attempts while the database is unavailable.
@@ -341,7 +368,7 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         "scheduling pulls"
     );
     let mut membership = crate::cluster::Membership::join(
-        sink.pool().clone(),
+        cluster_pool(&cfg)?,
         cfg.cluster.clone(),
         telemetry.cluster.clone(),
     )

@@ -133,7 +133,8 @@ fn split(keys: &[Key]) -> (Vec<&str>, Vec<&str>) {
     keys.iter().map(|(k, n)| (k.as_str(), n.as_str())).unzip()
 }
 
-/// Releases what `me` holds outside `keep`: the keys released.
+/// Releases what `me` holds outside `keep` (a lease whose row is locked by a
+/// write in flight is released at a later renewal): the keys released.
 pub async fn release_others(
     pool: &PgPool,
     me: &str,
@@ -141,10 +142,14 @@ pub async fn release_others(
 ) -> Result<Vec<Key>, sqlx::Error> {
     let (kinds, names) = split(keep);
     sqlx::query_as(
-        "UPDATE cluster_leases SET owner = NULL, previous_owner = owner \
-         WHERE owner = $1::uuid \
-           AND (kind, name) NOT IN (SELECT k, n FROM unnest($2::text[], $3::text[]) AS w(k, n)) \
-         RETURNING kind, name",
+        "WITH r AS ( \
+             SELECT kind, name FROM cluster_leases \
+             WHERE owner = $1::uuid \
+               AND (kind, name) NOT IN (SELECT k, n FROM unnest($2::text[], $3::text[]) AS w(k, n)) \
+             FOR UPDATE SKIP LOCKED) \
+         UPDATE cluster_leases l SET owner = NULL, previous_owner = l.owner \
+         FROM r WHERE (l.kind, l.name) = (r.kind, r.name) \
+         RETURNING l.kind, l.name",
     )
     .bind(me)
     .bind(&kinds)
@@ -164,36 +169,56 @@ pub struct Grant {
 
 /// Claims `keys` for `me` (while `me`'s own lease is valid): each key nobody holds,
 /// or held by a replica whose lease ran out, is granted with a new epoch. A key a
-/// live replica holds stays its own (it releases it when it sees the assignment).
+/// live replica holds stays its own (it releases it when it sees the assignment),
+/// and one whose row is locked (a write of its holder in flight, or a holder frozen
+/// in the middle of one) is skipped until a later renewal: a claim never waits.
 pub async fn claim(pool: &PgPool, me: &str, keys: &[Key]) -> Result<Vec<Grant>, sqlx::Error> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     let (kinds, names) = split(keys);
-    let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
-        "WITH wanted AS (SELECT * FROM unnest($2::text[], $3::text[]) AS w(k, n)), \
-              before AS (SELECT l.kind, l.name, l.owner FROM cluster_leases l \
-                         JOIN wanted w ON (w.k, w.n) = (l.kind, l.name)) \
-         INSERT INTO cluster_leases AS l (kind, name, owner, epoch) \
-         SELECT w.k, w.n, $1::uuid, nextval('cluster_epoch_seq') FROM wanted w \
+    let mut tx = pool.begin().await?;
+    let mut rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "INSERT INTO cluster_leases (kind, name, owner, epoch) \
+         SELECT w.k, w.n, $1::uuid, nextval('cluster_epoch_seq') \
+         FROM unnest($2::text[], $3::text[]) AS w(k, n) \
          WHERE EXISTS (SELECT FROM cluster_replica_leases \
                        WHERE replica_id = $1::uuid AND valid_until > now()) \
-         ON CONFLICT (kind, name) DO UPDATE \
-         SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch, acquired_at = now(), \
-             previous_owner = coalesce(l.owner, l.previous_owner), \
-             takeovers = l.takeovers + (l.owner IS NOT NULL)::int \
-         WHERE l.owner IS DISTINCT FROM EXCLUDED.owner \
-           AND (l.owner IS NULL OR NOT EXISTS ( \
-                SELECT FROM cluster_replica_leases r \
-                WHERE r.replica_id = l.owner AND r.valid_until > now())) \
-         RETURNING kind, name, epoch, \
-                   (SELECT b.owner::text FROM before b WHERE (b.kind, b.name) = (l.kind, l.name))",
+           AND NOT EXISTS (SELECT FROM cluster_leases l WHERE (l.kind, l.name) = (w.k, w.n)) \
+         ON CONFLICT (kind, name) DO NOTHING \
+         RETURNING kind, name, epoch, NULL::text",
     )
     .bind(me)
     .bind(&kinds)
     .bind(&names)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    let taken: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "WITH c AS ( \
+             SELECT l.kind, l.name, l.owner FROM cluster_leases l \
+             JOIN unnest($2::text[], $3::text[]) AS w(k, n) ON (w.k, w.n) = (l.kind, l.name) \
+             WHERE l.owner IS DISTINCT FROM $1::uuid \
+               AND (l.owner IS NULL OR NOT EXISTS ( \
+                    SELECT FROM cluster_replica_leases r \
+                    WHERE r.replica_id = l.owner AND r.valid_until > now())) \
+             FOR UPDATE OF l SKIP LOCKED) \
+         UPDATE cluster_leases l \
+         SET owner = $1::uuid, epoch = nextval('cluster_epoch_seq'), acquired_at = now(), \
+             previous_owner = coalesce(c.owner, l.previous_owner), \
+             takeovers = l.takeovers + (c.owner IS NOT NULL)::int \
+         FROM c \
+         WHERE (l.kind, l.name) = (c.kind, c.name) \
+           AND EXISTS (SELECT FROM cluster_replica_leases \
+                       WHERE replica_id = $1::uuid AND valid_until > now()) \
+         RETURNING l.kind, l.name, l.epoch, c.owner::text",
+    )
+    .bind(me)
+    .bind(&kinds)
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    rows.extend(taken);
     Ok(rows
         .into_iter()
         .map(|(kind, name, epoch, taken_from)| Grant {

@@ -58,6 +58,10 @@ pub struct SinkOptions {
     pub acquire_timeout: Duration,
     /// `statement_timeout` of every session; `None` keeps the server's.
     pub statement_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout` of every session: a writer that stops
+    /// in the middle of a transaction (frozen, cut off) loses it, and its locks,
+    /// after this long. `None` keeps the server's.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// Use TimescaleDB hypertables where the extension is created in the database.
     pub timescaledb: bool,
     /// A counter's increase between two consecutive samples further apart than this
@@ -74,6 +78,7 @@ impl Default for SinkOptions {
             max_connections: 4,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Some(Duration::from_secs(300)),
+            idle_in_transaction_timeout: None,
             timescaledb: true,
             max_silence: Duration::from_secs(180),
             retention: RetentionOptions::default(),
@@ -152,6 +157,12 @@ impl Sink {
         }
         if let Some(timeout) = options.statement_timeout {
             connect = connect.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
+        }
+        if let Some(timeout) = options.idle_in_transaction_timeout {
+            connect = connect.options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}", timeout.as_millis()),
+            )]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
