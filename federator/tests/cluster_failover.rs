@@ -408,8 +408,10 @@ fn batch(agent: &str, seq: u64) -> Batch {
 /// everything; a second one gets its share only once the first released it; a
 /// replica whose own lease ran out cannot write even though nobody took its agents
 /// (and can again once renewed, with the same epoch); one that stopped renewing
-/// loses its agents to the other with new epochs, and its writes are refused; a
-/// clean leave releases everything.
+/// loses its agents to the other with new epochs (one frozen in the middle of a
+/// write, its lease row locked, only once the database ended that transaction: the
+/// renewal never waits for it), and its writes are refused; a clean leave releases
+/// everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_move_between_replicas_and_every_write_checks_them() {
     use pga_federator::cluster::{ClusterMetrics, Membership};
@@ -479,8 +481,30 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
 
     // a stops renewing: b takes everything over with new epochs; a's writes are
     // refused, unfenced writers aside.
+    // a is frozen in the middle of a write of `a_agent` (its lease row locked):
+    // b's renewal does not wait for it; it takes a's other agents at once, and
+    // `a_agent` once the database ended the frozen transaction.
+    let mut frozen = pool.acquire().await.unwrap().detach();
+    sqlx::raw_sql(&format!(
+        "SET idle_in_transaction_session_timeout = 1500; BEGIN; \
+         SELECT epoch FROM cluster_leases WHERE kind = 'agent' AND name = '{a_agent}' FOR SHARE"
+    ))
+    .execute(&mut frozen)
+    .await
+    .unwrap();
     let before_b = cb.holdings().agents.len();
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::timeout(Duration::from_secs(3), b.tick(&fleet, &b_tx))
+        .await
+        .expect("a renewal never waits on a locked lease")
+        .unwrap();
+    assert_eq!(
+        b_rx.borrow().len(),
+        11,
+        "b took a's agents but the locked one"
+    );
+    assert!(cb.fence(&a_agent).is_none());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     b.tick(&fleet, &b_tx).await.unwrap();
     assert_eq!(
         b_rx.borrow().len(),
@@ -488,6 +512,7 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
         "b took a's {} agents",
         12 - before_b
     );
+    drop(frozen);
     assert!(cb.fence(&a_agent).unwrap().epoch > fa.epoch, "a new epoch");
     assert!(cb.leader().is_some(), "b leads");
     let refused = sink.ingest_fenced(&batch(&a_agent, 9), Some(&fa)).await;
