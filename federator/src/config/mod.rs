@@ -19,6 +19,7 @@
 
 mod alerting;
 mod api;
+mod cluster;
 mod parse;
 mod validate;
 
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerting::{AlertingConfig, AlertmanagerEntry, BUILTIN_RULES_DIR, WebhookEntry};
 pub use api::{ApiConfig, MIN_JWT_KEY_BYTES, read_jwt_key};
+pub use cluster::ClusterConfig;
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
 pub use validate::{
     MAX_NAME_LEN, Problem, ScheduleError, Severity, has_errors, is_valid_name, parse_schedule,
@@ -87,6 +89,8 @@ pub struct FederatorConfig {
     pub api: ApiConfig,
     /// `[alerting]`: rule evaluation and notifications.
     pub alerting: AlertingConfig,
+    /// `[cluster]`: this replica's lease on the shared central database.
+    pub cluster: ClusterConfig,
     /// `[[agents]]`: the agents to pull, one table each.
     pub agents: Vec<AgentEntry>,
 }

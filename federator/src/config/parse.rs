@@ -7,9 +7,9 @@ use pga_config::fields_of;
 pub use pga_config::{ConfigError, Location, UnknownKey};
 
 use super::{
-    AgentEntry, AlertingConfig, AlertmanagerEntry, ApiConfig, BackfillConfig, DatabaseConfig,
-    FederatorConfig, MetricsConfig, RetentionConfig, RollupsConfig, ScrapeConfig, TlsConfig,
-    WebhookEntry,
+    AgentEntry, AlertingConfig, AlertmanagerEntry, ApiConfig, BackfillConfig, ClusterConfig,
+    DatabaseConfig, FederatorConfig, MetricsConfig, RetentionConfig, RollupsConfig, ScrapeConfig,
+    TlsConfig, WebhookEntry,
 };
 
 impl FederatorConfig {
@@ -42,6 +42,7 @@ enum Schema {
     Alerting,
     Alertmanagers,
     Webhooks,
+    Cluster,
     Agents,
 }
 
@@ -59,6 +60,7 @@ impl pga_config::Schema for Schema {
         Schema::Alerting,
         Schema::Alertmanagers,
         Schema::Webhooks,
+        Schema::Cluster,
         Schema::Agents,
     ];
 
@@ -76,6 +78,7 @@ impl pga_config::Schema for Schema {
             Schema::Alerting => fields_of::<AlertingConfig>(),
             Schema::Alertmanagers => fields_of::<AlertmanagerEntry>(),
             Schema::Webhooks => fields_of::<WebhookEntry>(),
+            Schema::Cluster => fields_of::<ClusterConfig>(),
             Schema::Agents => fields_of::<AgentEntry>(),
         }
     }
@@ -96,6 +99,7 @@ impl pga_config::Schema for Schema {
             Schema::Alerting => "alerting",
             Schema::Alertmanagers => "alerting.alertmanagers",
             Schema::Webhooks => "alerting.webhooks",
+            Schema::Cluster => "cluster",
             Schema::Agents => "agents",
         }
     }
@@ -131,6 +135,7 @@ mod tests {
                 "metrics",
                 "api",
                 "alerting",
+                "cluster",
                 "agents"
             ]
         );

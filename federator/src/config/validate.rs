@@ -94,6 +94,7 @@ impl FederatorConfig {
         self.validate_agents(&mut c);
         c.0.extend(self.api.problems());
         c.0.extend(self.alerting.problems());
+        c.0.extend(self.cluster.problems());
         let m = &self.metrics.listen;
         if !m.is_empty() && std::net::SocketAddr::from_str(m).is_err() {
             c.error(

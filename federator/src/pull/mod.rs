@@ -74,6 +74,11 @@ pub enum DestinationError {
     /// and retried with its backoff; the others continue.
     #[error("the database refused this agent's batch: {0}")]
     Rejected(SinkError),
+    /// This replica no longer holds the agent's lease ([`SinkError::Fenced`]): the
+    /// batch was refused and nothing of it written; another replica pulls the
+    /// agent now. Not a failure of the agent: no backoff.
+    #[error("{0}")]
+    Fenced(SinkError),
 }
 
 impl DestinationError {
@@ -81,7 +86,7 @@ impl DestinationError {
     pub fn sqlstate(&self) -> Option<String> {
         match self {
             DestinationError::Rejected(e) => e.sqlstate(),
-            DestinationError::Unavailable(_) => None,
+            DestinationError::Unavailable(_) | DestinationError::Fenced(_) => None,
         }
     }
 }
@@ -141,7 +146,7 @@ pub enum ScrapeError {
 
 impl ScrapeError {
     /// Every value [`ScrapeError::reason`] gives.
-    pub const REASONS: [&'static str; 7] = [
+    pub const REASONS: [&'static str; 8] = [
         "connect",
         "request",
         "oversized",
@@ -149,6 +154,7 @@ impl ScrapeError {
         "malformed",
         "database_unavailable",
         "database_rejected",
+        "fenced",
     ];
 
     /// A bounded name for the `reason` label of the failure counter.
@@ -161,6 +167,7 @@ impl ScrapeError {
             ScrapeError::Protocol(_) => "malformed",
             ScrapeError::Destination(DestinationError::Unavailable(_)) => "database_unavailable",
             ScrapeError::Destination(DestinationError::Rejected(_)) => "database_rejected",
+            ScrapeError::Destination(DestinationError::Fenced(_)) => "fenced",
         }
     }
 
@@ -170,6 +177,11 @@ impl ScrapeError {
             self,
             ScrapeError::Destination(DestinationError::Unavailable(_))
         )
+    }
+
+    /// Whether the batch was refused because this replica lost the agent's lease.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, ScrapeError::Destination(DestinationError::Fenced(_)))
     }
 
     /// The SQLSTATE of a batch the database refused.

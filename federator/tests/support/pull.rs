@@ -359,6 +359,11 @@ impl Federator {
         }
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: nothing is let finish.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
