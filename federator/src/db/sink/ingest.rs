@@ -553,18 +553,6 @@ async fn write_gap(
     Ok(recorded)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn days_are_floored_for_times_before_the_epoch() {
-        assert_eq!((-1i64).div_euclid(DAY_MS), -1);
-        assert_eq!(0i64.div_euclid(DAY_MS), 0);
-        assert_eq!((DAY_MS - 1).div_euclid(DAY_MS), 0);
-    }
-}
-
 /// Adds the samples inserted per minute to the agent's per-minute count, which
 /// "samples received" reads (`pga_agent_samples`) instead of summing every
 /// series' rollups.
@@ -590,4 +578,16 @@ async fn count_minutes(
     .await
     .map_err(SinkError::db("counting the agent's samples per minute"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_floored_for_times_before_the_epoch() {
+        assert_eq!((-1i64).div_euclid(DAY_MS), -1);
+        assert_eq!(0i64.div_euclid(DAY_MS), 0);
+        assert_eq!((DAY_MS - 1).div_euclid(DAY_MS), 0);
+    }
 }
