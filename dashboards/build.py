@@ -58,6 +58,15 @@ WHO = "agent || '/' || pg_instance"
 DATADIR = "'{\"role\": \"data_directory\"}'"
 
 
+def top(metric, fn, rank, name, labels="NULL", n=10, instances=INST):
+    """One line for each of the `n` series whose pga_summary `rank` over the range is highest."""
+    return (
+        f"SELECT time, {name} AS metric, value\n"
+        f"FROM pga_range_top('{metric}', '{fn}', {RANGE}, {STEP}, '{rank}', {n}, {AG}, {instances}, {labels})\n"
+        f"ORDER BY 1, 2"
+    )
+
+
 def series(metric, fn, name=WHO, labels="NULL", agg="sum", instances=INST):
     """One line per `name`, the values of its series combined with `agg`."""
     return (
@@ -510,18 +519,20 @@ ORDER BY size.value DESC NULLS LAST LIMIT 50""",
                      unit_override("seq_scans", "short"), unit_override("idx_scans", "short"),
                      unit_override("dead_tuples", "short"), unit_override("since_autovacuum", "s"),
                      unit_override("since_autoanalyze", "s")])
-    ts(b, "Total size", "Table, indexes and TOAST.", series("pg_relation_total_size_bytes", "last", name=name, labels=REL),
-       "bytes")
-    ts(b, "Sequential and index scans", "Scans started per second.", [
-        sql(series("pg_stat_user_tables_seq_scan_total", "rate", name=f"{name} || ' seq'", labels=REL)),
-        sql(series("pg_stat_user_tables_idx_scan_total", "rate", name=f"{name} || ' index'", labels=REL), ref="B")],
+    ts(b, "Total size", "Table, indexes and TOAST, of the ten largest tables selected (largest over the range).",
+       top("pg_relation_total_size_bytes", "last", "max", name, REL), "bytes")
+    ts(b, "Sequential and index scans", "Scans started per second, on the ten tables selected with the most of "
+       "each kind over the range.", [
+           sql(top("pg_stat_user_tables_seq_scan_total", "rate", "increase", f"{name} || ' seq'", REL)),
+           sql(top("pg_stat_user_tables_idx_scan_total", "rate", "increase", f"{name} || ' index'", REL), ref="B")],
        "ops")
-    ts(b, "Dead tuples", "Dead rows awaiting vacuum.",
-       series("pg_stat_user_tables_n_dead_tup", "last", name=name, labels=REL), "short")
-    ts(b, "Heap reads", "Heap blocks read from outside shared buffers and found in them, per second.", [
-        sql(series("pg_statio_user_tables_heap_blks_read_total", "rate", name=f"{name} || ' read'", labels=REL)),
-        sql(series("pg_statio_user_tables_heap_blks_hit_total", "rate", name=f"{name} || ' hit'", labels=REL), ref="B")],
-       "ops")
+    ts(b, "Dead tuples", "Dead rows awaiting vacuum, on the ten tables selected with the most over the range.",
+       top("pg_stat_user_tables_n_dead_tup", "last", "max", name, REL), "short")
+    ts(b, "Heap reads", "Heap blocks read from outside shared buffers and found in them, per second, on the ten "
+       "tables selected with the most of each over the range.", [
+           sql(top("pg_statio_user_tables_heap_blks_read_total", "rate", "increase", f"{name} || ' read'", REL)),
+           sql(top("pg_statio_user_tables_heap_blks_hit_total", "rate", "increase", f"{name} || ' hit'", REL),
+               ref="B")], "ops")
     table(b, "Indexes", "Index scans over the range and tuples read per index.",
           f"""SELECT s.agent, s.pg_instance, s.labels->>'datname' AS datname, s.labels->>'relname' AS relname,
        s.labels->>'indexrelname' AS indexrelname, s.value AS scans, r.value AS tuples_read
@@ -567,13 +578,10 @@ ORDER BY {{order}} DESC NULLS LAST LIMIT 25"""
     table(b, "Top statements by I/O", "Statements that read the most blocks from outside shared buffers.",
           q.replace("{order}", "rd.value"), overrides=ov, h=10, w=12)
     qname = "agent || '/' || pg_instance || ' ' || (labels->>'queryid')"
-    top = (f"(SELECT jsonb_build_object('datname', ARRAY[$datname]::text[], 'queryid', "
-           f"coalesce(jsonb_agg(labels->'queryid'), '[]')) FROM (SELECT labels FROM "
-           f"{summ('pg_stat_statements_exec_time_seconds_total', 'increase', DB)} ORDER BY value DESC NULLS LAST LIMIT 10) x)")
     ts(b, "Execution time of the top 10", "Seconds of execution per second, for the ten statements with the most "
-       "time over the range.", series("pg_stat_statements_exec_time_seconds_total", "rate", name=qname, labels=top), "s")
-    ts(b, "Calls of the top 10", "Calls per second of the same ten statements.",
-       series("pg_stat_statements_calls_total", "rate", name=qname, labels=top), "ops")
+       "time over the range.", top("pg_stat_statements_exec_time_seconds_total", "rate", "increase", qname, DB), "s")
+    ts(b, "Calls of the top 10", "Calls per second of the ten statements with the most calls over the range.",
+       top("pg_stat_statements_calls_total", "rate", "increase", qname, DB), "ops")
     return b
 
 
@@ -647,12 +655,14 @@ def vacuum():
        series("pg_database_frozen_xid_age", "max", name=name, labels=DB, agg="max"), "short")
     ts(b, "Multixact age", "mxid_age(datminmxid) per database.",
        series("pg_database_min_mxid_age", "max", name=name, labels=DB, agg="max"), "short")
-    ts(b, "Autovacuum and autoanalyze runs", "Runs on the busiest tables, per interval.", [
-        sql(series("pg_stat_user_tables_autovacuum_total", "increase", name=f"{name} || ' autovacuum'", labels=DB)),
-        sql(series("pg_stat_user_tables_autoanalyze_total", "increase", name=f"{name} || ' autoanalyze'", labels=DB),
-            ref="B")], "short")
-    ts(b, "Dead tuples", "Dead rows on the busiest tables, summed per database.",
-       series("pg_stat_user_tables_n_dead_tup", "last", name=name, labels=DB), "short")
+    rel = f"{name} || '.' || (labels->>'schemaname') || '.' || (labels->>'relname')"
+    ts(b, "Autovacuum and autoanalyze runs", "Runs per interval on the ten tables with the most of each over the "
+       "range.", [
+           sql(top("pg_stat_user_tables_autovacuum_total", "increase", "increase", f"{rel} || ' autovacuum'", DB)),
+           sql(top("pg_stat_user_tables_autoanalyze_total", "increase", "increase", f"{rel} || ' autoanalyze'", DB),
+               ref="B")], "short")
+    ts(b, "Dead tuples", "Dead rows on the ten tables with the most over the range.",
+       top("pg_stat_user_tables_n_dead_tup", "last", "max", rel, DB), "short")
     ts(b, "Oldest transaction and xmin", "The oldest open transaction's age and the oldest backend xmin's age "
        "(in transactions): both hold back vacuum.", [
            sql(series("pg_oldest_xact_age_seconds", "max", name=f"{WHO} || ' transaction (s)'", agg="max")),
@@ -807,7 +817,7 @@ ORDER BY lag_seconds DESC NULLS FIRST""", h=8,
          "none", w=6)
     stat(b, "Series", "Series the selected agents sent.",
          "SELECT sum(series_count) AS series FROM pga_agent_ingest WHERE agent = ANY (ARRAY[$agent]::text[])", "short", w=6)
-    ts(b, "Samples received", "Samples stored per interval per agent (from the rollups' counts): a dip is data "
+    ts(b, "Samples received", "Samples stored per interval per agent, by the time of the samples: a dip is data "
        "missing, a bump after one is a backfill.",
        f"""SELECT time, agent AS metric, samples AS value
 FROM pga_agent_samples($__timeFrom(), $__timeTo(), {STEP}, {AG})

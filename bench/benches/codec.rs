@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pga_format::{AgentId, BlockBuilder, DEFAULT_ZSTD_LEVEL, FrameMeta, SeriesId, decode_block};
+use pga_lab::Rng;
 
 const SERIES: u64 = 200;
 const COLLECTIONS: i64 = 60;
@@ -24,23 +25,6 @@ const META: FrameMeta = FrameMeta {
     agent_id: AgentId(*b"pga-bench-codec!"),
     sequence: 1,
 };
-
-/// xorshift64: deterministic, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 type Collections = Vec<(i64, Vec<(SeriesId, f64)>)>;
 

@@ -43,7 +43,7 @@ use pga_lab::Cluster;
 use sqlx::Connection;
 use tokio::sync::{Notify, watch};
 
-use crate::simagent::Templates;
+use crate::simagent::{Layout, Templates};
 
 /// Measure the alert evaluation of the built-in pack over a fleet, and the latency of
 /// a notification.
@@ -433,11 +433,13 @@ pub fn run(args: &AlertsArgs) -> anyhow::Result<()> {
     let templates = Arc::new(Templates::build_with(
         metas,
         &value,
-        0,
-        HEAD_COLLECTIONS,
-        HEAD_COLLECTIONS,
-        INTERVAL_MS,
-        head_start,
+        Layout {
+            blocks: 0,
+            collections: HEAD_COLLECTIONS,
+            head_collections: HEAD_COLLECTIONS,
+            interval_ms: INTERVAL_MS,
+            head_start_ms: head_start,
+        },
     )?);
     // A throwaway database that keeps little WAL: the fleet writes 200,000 samples
     // a second, and the disk is the machine's.

@@ -30,7 +30,7 @@ use hyper::body::Bytes;
 use pga_format::AgentId;
 use pga_lab::Cluster;
 
-use crate::simagent::{SimAgent, Templates, serve};
+use crate::simagent::{Layout, SimAgent, Templates, serve};
 
 /// Measure the federator's HTTP API while it ingests.
 #[derive(Debug, Args)]
@@ -265,11 +265,13 @@ fn measure(args: &ApiArgs, federator: &std::path::Path) -> anyhow::Result<ApiRep
     );
     let templates = Arc::new(Templates::build(
         args.series,
-        0,
-        collections,
-        collections,
-        interval_ms,
-        head_start,
+        Layout {
+            blocks: 0,
+            collections,
+            head_collections: collections,
+            interval_ms,
+            head_start_ms: head_start,
+        },
     )?);
     let ports = rt.block_on(async {
         let started = Instant::now();

@@ -82,10 +82,7 @@ fn catalog(args: &DashboardsArgs) -> anyhow::Result<Vec<SimSeries>> {
     let mut out: Vec<SimSeries> = Vec::new();
     let mut add =
         |name: &str, labels: &[(&str, &str)], kind: MetricKind, every: i64, scale: f64| {
-            let mut l: Vec<(String, String)> = labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
+            let mut l = pga_format::owned_labels(labels);
             if name.starts_with("pg_") {
                 l.push(("instance".into(), "main".into()));
             }

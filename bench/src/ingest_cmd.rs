@@ -247,10 +247,7 @@ pub fn synthetic_series(
             } else {
                 MetricKind::Gauge
             };
-            let mut l: Vec<(String, String)> = labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
+            let mut l = pga_format::owned_labels(labels);
             l.push(("n".into(), (i % 50).to_string()));
             SeriesMeta::new(
                 SeriesId(i as u64),

@@ -29,7 +29,7 @@ use pga_federator::telemetry::Telemetry;
 use pga_format::AgentId;
 use pga_lab::Cluster;
 
-use crate::simagent::{SimAgent, Templates, serve, stamp};
+use crate::simagent::{Layout, SimAgent, Templates, serve, stamp};
 
 mod remote_write;
 
@@ -67,9 +67,15 @@ pub struct FleetArgs {
     /// Pulls at once (scrape.max_concurrent).
     #[arg(long, default_value_t = 32)]
     pub max_concurrent: usize,
-    /// Database connections (database.max_connections).
+    /// Database connections (database.max_connections), per replica.
     #[arg(long, default_value_t = 8)]
     pub db_connections: u32,
+    /// Run this many federator replicas in this process, sharing the fleet through
+    /// their leases (docs/federator.md, "Replicas, leases and fencing"), each with
+    /// its own pool and scheduler, every batch fenced. Without it: one federator,
+    /// no leases.
+    #[arg(long)]
+    pub replicas: Option<u32>,
 }
 
 const INTERVAL_MS: i64 = 10_000;
@@ -119,11 +125,13 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let templates = Templates::build(
         args.series,
-        blocks,
-        BLOCK_COLLECTIONS,
-        1,
-        INTERVAL_MS,
-        now_window_start(),
+        Layout {
+            blocks,
+            collections: BLOCK_COLLECTIONS,
+            head_collections: 1,
+            interval_ms: INTERVAL_MS,
+            head_start_ms: now_window_start(),
+        },
     )?;
     let bytes: usize = templates.sealed.iter().map(Vec::len).sum();
     println!(
@@ -325,6 +333,14 @@ impl Snapshot {
             })
             .collect();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Several replicas' texts: one bucket per bound, their counts summed.
+        buckets.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
         Snapshot {
             scrapes: sum("pga_federator_scrapes_total"),
             failures: sum("pga_federator_scrape_failures_total"),
@@ -357,22 +373,86 @@ impl Snapshot {
     }
 }
 
+/// `n` federator replicas in this process, each with its own sink, lease and
+/// scheduler, pulling `jobs` as their leases say; their telemetries, and the tasks
+/// that end (leases released) once `stop` turns true.
+async fn replicas(
+    n: u32,
+    url: &str,
+    options: &SinkOptions,
+    jobs: Vec<AgentJob>,
+    settings: SchedulerSettings,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Vec<Arc<Telemetry>>, Vec<tokio::task::JoinHandle<()>>)> {
+    use pga_federator::cluster::{FencedSink, Membership};
+    use pga_federator::config::ClusterConfig;
+    use pga_federator::pull::scheduler::FleetJob;
+    let fleet: Vec<FleetJob> = jobs
+        .into_iter()
+        .map(|job| FleetJob {
+            spec: job.name.clone(),
+            job,
+        })
+        .collect();
+    let (mut telemetries, mut runs) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let sink = Arc::new(Sink::connect(url, options.clone()).await?);
+        let telemetry = Arc::new(Telemetry::new());
+        // The lease's own pool, as `pga-federator run` has: renewals never wait
+        // behind the pulls.
+        let lease_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(url)
+            .await?;
+        let mut membership = Membership::join(
+            lease_pool,
+            ClusterConfig::default(),
+            telemetry.cluster.clone(),
+        )
+        .await?;
+        let (assigned_tx, assigned_rx) = tokio::sync::watch::channel(Vec::new());
+        membership.tick(&fleet, &assigned_tx).await?;
+        let (_keep, fleet_rx) = tokio::sync::watch::channel(fleet.clone());
+        let cluster = membership.cluster();
+        let (t, s) = (telemetry.clone(), stop.clone());
+        runs.push(tokio::spawn(async move {
+            let _keep = _keep;
+            let m = tokio::spawn(membership.run(fleet_rx, assigned_tx, s.clone()));
+            scheduler::run_fleet(
+                assigned_rx,
+                Arc::new(FencedSink::new(sink, cluster)),
+                t,
+                settings,
+                s,
+            )
+            .await;
+            if let Ok(m) = m.await {
+                m.leave().await;
+            }
+        }));
+        telemetries.push(telemetry);
+    }
+    Ok((telemetries, runs))
+}
+
 /// `pga-bench fleet`.
 pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
     println!("building head templates of {} series…", args.series);
     let head_start_ms = now_window_start();
     let templates = Arc::new(Templates::build(
         args.series,
-        0,
-        BLOCK_COLLECTIONS,
-        BLOCK_COLLECTIONS,
-        INTERVAL_MS,
-        head_start_ms,
+        Layout {
+            blocks: 0,
+            collections: BLOCK_COLLECTIONS,
+            head_collections: BLOCK_COLLECTIONS,
+            interval_ms: INTERVAL_MS,
+            head_start_ms,
+        },
     )?);
     let (pg, options) = central(args.db_connections)?;
     let rt = tokio::runtime::Runtime::new()?;
     let outcome = rt.block_on(async {
-        let sink = Arc::new(Sink::connect(&pg.url("central"), options).await?);
+        let sink = Arc::new(Sink::connect(&pg.url("central"), options.clone()).await?);
         sink.migrate().await?;
         let schedule = parse_schedule("*/15 * * * * *")?;
         let started = Instant::now();
@@ -388,20 +468,33 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
             "{} agents × {} series, schedule every 15 s, {} pulls at once, {} database connections, {} s…",
             args.agents, args.series, args.max_concurrent, args.db_connections, args.secs
         );
-        let telemetry = Arc::new(Telemetry::new());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let settings = sim_fleet_settings(args.max_concurrent);
-        let run = tokio::spawn(scheduler::run(
-            jobs,
-            sink.clone(),
-            telemetry.clone(),
-            settings,
-            stop_rx,
-        ));
+        let (telemetries, runs) = match args.replicas {
+            None => {
+                let telemetry = Arc::new(Telemetry::new());
+                let run = tokio::spawn(scheduler::run(
+                    jobs,
+                    sink.clone(),
+                    telemetry.clone(),
+                    settings,
+                    stop_rx,
+                ));
+                (vec![telemetry], vec![run])
+            }
+            Some(n) => replicas(n, &pg.url("central"), &options, jobs, settings, stop_rx).await?,
+        };
+        let render = || {
+            telemetries
+                .iter()
+                .map(|t| t.render())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         // Warm-up: every agent pulled once (its series registered, its head so far
         // written). Then the measured window, in steady state.
         let warm = Instant::now();
-        while Snapshot::read(&telemetry.render()).up < args.agents {
+        while Snapshot::read(&render()).up < args.agents {
             ensure!(
                 warm.elapsed() < Duration::from_secs(args.warmup_secs),
                 "not every agent was pulled within {} s of warm-up",
@@ -410,9 +503,30 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let warmup = started.elapsed();
-        let before = Snapshot::read(&telemetry.render());
+        if let Some(n) = args.replicas {
+            // The leases settled: every agent held, by every replica.
+            loop {
+                let (held, owners): (i64, i64) = sqlx::query_as(
+                    "SELECT count(*), count(DISTINCT replica_id) FROM cluster_assignments \
+                     WHERE kind = 'agent' AND valid",
+                )
+                .fetch_one(sink.pool())
+                .await?;
+                if held as u64 == args.agents && owners == i64::from(n) {
+                    break;
+                }
+                ensure!(
+                    warm.elapsed() < Duration::from_secs(args.warmup_secs),
+                    "the replicas' leases did not settle within {} s",
+                    args.warmup_secs
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            println!("{n} replicas hold the fleet");
+        }
+        let before = Snapshot::read(&render());
         tokio::time::sleep(Duration::from_secs(args.secs)).await;
-        let after = Snapshot::read(&telemetry.render());
+        let after = Snapshot::read(&render());
         // Data lag now: per agent, the age of its newest stored sample (one series
         // per agent stands for it; every series of an agent is collected together).
         let lags: Vec<(f64,)> = sqlx::query_as(
@@ -424,7 +538,9 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
         .await?;
         let lags: Vec<f64> = lags.into_iter().map(|(l,)| l - behind_s).collect();
         stop_tx.send_replace(true);
-        run.await.ok();
+        for run in runs {
+            run.await.ok();
+        }
         Ok::<_, anyhow::Error>((warmup, before, after, lags))
     })?;
     let (warmup, before, after, lags) = outcome;

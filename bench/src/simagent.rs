@@ -78,18 +78,22 @@ fn block(
     Ok((b.encode(meta, pga_format::DEFAULT_ZSTD_LEVEL)?, samples))
 }
 
+/// What the templates hold: `blocks` sealed blocks of `collections` collections
+/// each, `interval_ms` apart, ending at `head_start_ms`; heads of 1 ..=
+/// `head_collections` collections from `head_start_ms` on.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub blocks: u64,
+    pub collections: u64,
+    pub head_collections: u64,
+    pub interval_ms: i64,
+    pub head_start_ms: i64,
+}
+
 impl Templates {
-    /// `blocks` sealed blocks of `collections` collections each, `interval_ms`
-    /// apart, ending at `head_start_ms`; heads of 1 ..= `head_collections`
-    /// collections from `head_start_ms` on. Blocks are encoded on every core.
-    pub fn build(
-        series: u64,
-        blocks: u64,
-        collections: u64,
-        head_collections: u64,
-        interval_ms: i64,
-        head_start_ms: i64,
-    ) -> anyhow::Result<Templates> {
+    /// The frames of `layout` for `series` simulated series. Blocks are encoded on
+    /// every core.
+    pub fn build(series: u64, layout: Layout) -> anyhow::Result<Templates> {
         let metas: Vec<SeriesMeta> = (0..series)
             .map(|i| {
                 let (name, kind) = match i % 4 {
@@ -107,15 +111,7 @@ impl Templates {
                 )
             })
             .collect::<Result<_, _>>()?;
-        Templates::build_with(
-            metas,
-            &|i, ts| Some(value(i, ts)),
-            blocks,
-            collections,
-            head_collections,
-            interval_ms,
-            head_start_ms,
-        )
+        Templates::build_with(metas, &|i, ts| Some(value(i, ts)), layout)
     }
 
     /// As [`Templates::build`], with the series `metas` (ids `0..n`) taking the values
@@ -123,12 +119,15 @@ impl Templates {
     pub fn build_with(
         metas: Vec<SeriesMeta>,
         value: &ValueFn,
-        blocks: u64,
-        collections: u64,
-        head_collections: u64,
-        interval_ms: i64,
-        head_start_ms: i64,
+        layout: Layout,
     ) -> anyhow::Result<Templates> {
+        let Layout {
+            blocks,
+            collections,
+            head_collections,
+            interval_ms,
+            head_start_ms,
+        } = layout;
         let series = metas.len() as u64;
         let dictionary = metas
             .chunks(4096)

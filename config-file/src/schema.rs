@@ -2,6 +2,7 @@
 //! typed parse with located errors ([`parse`]), every unknown key with the valid
 //! ones and the one probably meant, and the list of all keys ([`schema_keys`]).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -56,6 +57,60 @@ pub fn schema_keys<S: Schema>() -> Vec<String> {
         .iter()
         .flat_map(|t| t.fields().iter().map(move |f| join_key(t.name(), f)))
         .collect()
+}
+
+/// Every key `text` sets, in the notation of [`schema_keys`] (`store.max_bytes`;
+/// `postgres.name` for a key of any `[[postgres]]` table, `alerting.webhooks.url`
+/// for one of an `[[alerting.webhooks]]` table); a key at the top level that is not
+/// a table stands alone. What an example file is checked against.
+pub fn keys_set(text: &str) -> Result<BTreeSet<String>, toml::de::Error> {
+    fn tables(v: &toml::Value) -> Vec<&toml::Table> {
+        match v {
+            toml::Value::Table(t) => vec![t],
+            toml::Value::Array(items) => items.iter().filter_map(|i| i.as_table()).collect(),
+            _ => vec![],
+        }
+    }
+    let doc: toml::Table = toml::from_str(text)?;
+    let mut keys = BTreeSet::new();
+    for (table, value) in &doc {
+        if !value.is_table() && !value.is_array() {
+            keys.insert(table.clone());
+        }
+        for t in tables(value) {
+            for (key, v) in t {
+                keys.insert(join_key(table, key));
+                if v.is_array() {
+                    for sub in tables(v) {
+                        keys.extend(sub.keys().map(|k| format!("{table}.{key}.{k}")));
+                    }
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The text of an example configuration with its commented-out settings switched
+/// on: a line `# key = value` or `# [table]` (`# [[table]]`) loses its `# `; prose
+/// comments stay comments. With [`keys_set`], what shows that an example documents
+/// every key of the schema.
+pub fn uncomment_settings(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let rest = line.strip_prefix("# ").unwrap_or(line);
+            let is_setting = rest.starts_with('[')
+                || rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            if line.starts_with("# ") && is_setting {
+                rest
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Parses the text of a configuration file into `T`; `path` only names the file in
@@ -213,6 +268,38 @@ mod tests {
     use super::*;
     use crate::fields_of;
     use crate::text::Location;
+
+    #[test]
+    fn keys_set_names_tables_arrays_of_tables_and_their_sub_tables() {
+        let text = "top = 1\n[store]\nmax_bytes = 5\n[[agents]]\nname = \"a\"\nlabels = { env = \"x\" }\n\
+                    [[agents]]\nurl = \"u\"\n[alerting]\nstep_secs = 1\n[[alerting.webhooks]]\nurl = \"w\"\n";
+        let keys: Vec<String> = keys_set(text).unwrap().into_iter().collect();
+        assert_eq!(
+            keys,
+            [
+                "agents.labels",
+                "agents.name",
+                "agents.url",
+                "alerting.step_secs",
+                "alerting.webhooks",
+                "alerting.webhooks.url",
+                "store.max_bytes",
+                "top"
+            ]
+        );
+        assert!(keys_set("[store\n").is_err());
+    }
+
+    #[test]
+    fn uncommenting_switches_settings_on_and_leaves_prose() {
+        let text = "# How much to keep.\n# max_bytes = 5\n# [[agents]]\n# name = \"a\"\n\
+                    # Set it = if you must.\nlive = 1";
+        assert_eq!(
+            uncomment_settings(text),
+            "# How much to keep.\nmax_bytes = 5\n[[agents]]\nname = \"a\"\n\
+             # Set it = if you must.\nlive = 1"
+        );
+    }
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields, default)]

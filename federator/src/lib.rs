@@ -15,6 +15,8 @@
 //! - [`db`]: the central database: the sink ([`db::sink`]: migrations, ingest,
 //!   rollups, retention) and the repositories the API, alerting and the command line
 //!   use;
+//! - [`cluster`]: replicas sharing one database: leases, the agents' assignment
+//!   and fencing;
 //! - [`jobs`]: the runner of everything that runs on a cron schedule, with backoff;
 //! - [`telemetry`] and [`listener`]: self-metrics on `/metrics`, `/healthz`, `/readyz`;
 //! - [`http`] and [`auth`]: the HTTP API (`[api]`) and its authentication
@@ -30,6 +32,7 @@
 pub mod alerting;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod db;

@@ -41,6 +41,8 @@ pub struct Telemetry {
     ready: AtomicBool,
     /// Alert evaluation and notification metrics.
     pub alerting: crate::alerting::metrics::AlertingMetrics,
+    /// Lease, assignment and fencing metrics.
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Telemetry {
@@ -81,6 +83,7 @@ impl Telemetry {
             retention_failures: Counter::default(),
             ready: AtomicBool::new(false),
             alerting: crate::alerting::metrics::AlertingMetrics::register(&mut r),
+            cluster: crate::cluster::ClusterMetrics::register(&mut r),
         };
         r.register("scrapes", "Pulls started, per agent", t.scrapes.clone());
         r.register(

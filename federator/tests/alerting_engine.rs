@@ -38,10 +38,7 @@ annotations.summary = "level {{ $value }}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_with_keep_firing_for_gives_one_firing_and_one_resolution() {
-    let (url, sink) = database("flapping").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("flap.toml", FLAP)], &[]).await;
+    let (url, sink, _pool, _dir) = rule_db("flapping", &[("flap.toml", FLAP)]).await;
     let mut feed = Feed::new("db1", 1, &[("flap_level", &[], Gauge)]);
     let mut ev = evaluator(&url, settings()).await;
     // The condition toggles at every evaluation for 3 minutes, then stays clear.
@@ -188,10 +185,7 @@ severity = "critical"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_for_fires_on_time_and_notifies_once() {
-    let (url, sink) = database("restart").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("slow.toml", SLOW)], &[]).await;
+    let (url, sink, _pool, _dir) = rule_db("restart", &[("slow.toml", SLOW)]).await;
     let mut feed = Feed::new("db1", 1, &[("slow_level", &[], Gauge)]);
     let start = floor(now_ms(), STEP) - 300_000;
     let mut ev = evaluator(&url, settings()).await;
@@ -238,10 +232,7 @@ async fn a_restart_mid_for_fires_on_time_and_notifies_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_inside_a_backfill_is_one_late_alert_with_its_true_times() {
-    let (url, sink) = database("late").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("slow.toml", SLOW)], &[]).await;
+    let (url, sink, _pool, _dir) = rule_db("late", &[("slow.toml", SLOW)]).await;
     let mut feed = Feed::new("db1", 1, &[("slow_level", &[], Gauge)]);
     let start = floor(now_ms(), STEP) - 600_000;
     let mut ev = evaluator(&url, settings()).await;
@@ -304,10 +295,7 @@ async fn an_incident_inside_a_backfill_is_one_late_alert_with_its_true_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_evaluator_at_a_time_across_federators() {
-    let (url, sink) = database("single").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("slow.toml", SLOW)], &[]).await;
+    let (url, sink, _pool, _dir) = rule_db("single", &[("slow.toml", SLOW)]).await;
     let mut feed = Feed::new("db1", 1, &[("slow_level", &[], Gauge)]);
     let t = floor(now_ms(), STEP);
     feed.push(&sink, &[(t, vec![9.0])]).await;
@@ -330,10 +318,7 @@ async fn one_evaluator_at_a_time_across_federators() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_that_reads_too_much_is_cut_by_the_statement_timeout_and_fails_alone() {
-    let (url, sink) = database("bounded").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("slow.toml", SLOW)], &[]).await;
+    let (url, sink, _pool, _dir) = rule_db("bounded", &[("slow.toml", SLOW)]).await;
     let mut feed = Feed::new("db1", 1, &[("slow_level", &[], Gauge)]);
     let t = floor(now_ms(), STEP);
     feed.push(&sink, &[(t, vec![9.0])]).await;
@@ -385,10 +370,7 @@ fn spec(name: &str) -> RuleSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rule_repository_refuses_bad_rules_and_protects_file_rules() {
-    let (url, _sink) = database("repository").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("slow.toml", SLOW)], &[]).await;
+    let (_url, _sink, pool, dir) = rule_db("repository", &[("slow.toml", SLOW)]).await;
     let mut c = pool.acquire().await.unwrap();
     let mut tx = c.begin().await.unwrap();
     let created = rules::create(&mut tx, &spec("Mine"), "api", None)

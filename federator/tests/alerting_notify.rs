@@ -112,10 +112,7 @@ async fn a_receiver_failing_for_a_while_gets_every_notification_afterwards_in_or
             .and_then(|s| s.parse().ok())
             .unwrap_or(3),
     );
-    let (url, sink) = database("webhook_outage").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("level.toml", RULE)], &[]).await;
+    let (url, sink, _pool, _dir) = rule_db("webhook_outage", &[("level.toml", RULE)]).await;
     let outage_ends = Instant::now() + outage;
     let hook = Receiver::start(Mode::FailUntil(outage_ends)).await;
     let (wake, stop) = workers(&url, vec![webhook("ops", &hook.url(), Some(SECRET), 5)]).await;
@@ -244,10 +241,7 @@ async fn garbage() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_hangs_or_answers_garbage_is_retried_and_holds_no_other_up() {
-    let (url, sink) = database("webhook_hang").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("level.toml", RULE)], &[]).await;
+    let (url, sink, pool, _dir) = rule_db("webhook_hang", &[("level.toml", RULE)]).await;
     let ok = Receiver::start(Mode::Ok).await;
     let (wake, stop) = workers(
         &url,
@@ -296,10 +290,7 @@ async fn a_receiver_that_hangs_or_answers_garbage_is_retried_and_holds_no_other_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_maintenance_window_mutes_and_records_and_the_alert_is_told_after_it() {
-    let (url, sink) = database("maintenance").await;
-    let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&url).await;
-    load_rules(&pool, dir.path(), &[("level.toml", RULE)], &[]).await;
+    let (url, sink, pool, _dir) = rule_db("maintenance", &[("level.toml", RULE)]).await;
     let hook = Receiver::start(Mode::Ok).await;
     let (wake, stop) = workers(&url, vec![webhook("ops", &hook.url(), None, 5)]).await;
     let now = now_ms();

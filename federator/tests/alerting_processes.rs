@@ -152,9 +152,17 @@ fn am_alerts(port: u16) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-/// The built-in availability rules with PgServerDown's `for_secs` set, written into
-/// `dir`; their path.
-fn server_down_rules(dir: &Path, for_secs: u32) -> PathBuf {
+/// The configuration of a federator pulling the agent on `port`, evaluating the
+/// built-in availability rules with PgServerDown's `for_secs` set (written into
+/// `dir`), notifying the receiver tables `receivers`; its path.
+fn server_down_federator(
+    dir: &Path,
+    central: &Central,
+    tls: &Path,
+    port: u16,
+    for_secs: u32,
+    receivers: &str,
+) -> PathBuf {
     let rules = dir.join("availability.toml");
     let for_secs = for_secs.to_string();
     std::fs::write(
@@ -165,7 +173,13 @@ fn server_down_rules(dir: &Path, for_secs: u32) -> PathBuf {
         ),
     )
     .unwrap();
-    rules
+    federator(
+        dir,
+        central,
+        tls,
+        &format!("https://127.0.0.1:{port}"),
+        &format!("rule_files = [\"{}\"]\n{receivers}", rules.display()),
+    )
 }
 
 /// The pack's rule file `file` with, in the rule named `rule`, `key = …` set to
@@ -241,24 +255,30 @@ fn wait_evaluating(central: &Central) {
     });
 }
 
-#[test]
-fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_resolution() {
+/// What every test here starts with: a directory with certificates, the central
+/// database, a monitored cluster, and an agent watching it on the returned port.
+fn site() -> (tempfile::TempDir, PathBuf, Central, Cluster, u16, Proc) {
     let dir = tempfile::tempdir().unwrap();
     let tls = certs(dir.path());
     let central = support::central();
-    let mut monitored = Cluster::builder().start().expect("monitored cluster");
-    let (_am, am_port) = alertmanager(dir.path());
+    let monitored = Cluster::builder().start().expect("monitored cluster");
     let port = free_port();
-    let _agent = agent(dir.path(), &tls, &monitored, port);
-    let rules = server_down_rules(dir.path(), 5);
-    let cfg = federator(
+    let agent = agent(dir.path(), &tls, &monitored, port);
+    (dir, tls, central, monitored, port, agent)
+}
+
+#[test]
+fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_resolution() {
+    let (dir, tls, central, mut monitored, port, _agent) = site();
+    let (_am, am_port) = alertmanager(dir.path());
+    let cfg = server_down_federator(
         dir.path(),
         &central,
         &tls,
-        &format!("https://127.0.0.1:{port}"),
+        port,
+        5,
         &format!(
-            "rule_files = [\"{}\"]\n[[alerting.alertmanagers]]\nname = \"am\"\nurl = \"http://127.0.0.1:{am_port}\"\n",
-            rules.display()
+            "[[alerting.alertmanagers]]\nname = \"am\"\nurl = \"http://127.0.0.1:{am_port}\"\n"
         ),
     );
     let _fed = Federator::start(&cfg);
@@ -372,12 +392,7 @@ fn alertmanager_receives_server_down_with_the_labels_the_rule_promises_and_its_r
 
 #[test]
 fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let central = support::central();
-    let monitored = Cluster::builder().start().expect("monitored cluster");
-    let port = free_port();
-    let _agent = agent(dir.path(), &tls, &monitored, port);
+    let (dir, tls, central, monitored, port, _agent) = site();
     let proxy = FaultProxy::start(("127.0.0.1", port)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hook = rt.block_on(Receiver::start(Mode::Ok));
@@ -564,23 +579,17 @@ fn a_partition_gives_one_late_alert_with_its_true_times_and_nothing_false() {
 
 #[test]
 fn a_federator_killed_mid_for_fires_on_time_and_notifies_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let central = support::central();
-    let mut monitored = Cluster::builder().start().expect("monitored cluster");
-    let port = free_port();
-    let _agent = agent(dir.path(), &tls, &monitored, port);
+    let (dir, tls, central, mut monitored, port, _agent) = site();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hook = rt.block_on(Receiver::start(Mode::Ok));
-    let rules = server_down_rules(dir.path(), 10);
-    let cfg = federator(
+    let cfg = server_down_federator(
         dir.path(),
         &central,
         &tls,
-        &format!("https://127.0.0.1:{port}"),
+        port,
+        10,
         &format!(
-            "rule_files = [\"{}\"]\n[[alerting.webhooks]]\nname = \"ops\"\nurl = \"{}\"\n",
-            rules.display(),
+            "[[alerting.webhooks]]\nname = \"ops\"\nurl = \"{}\"\n",
             hook.url()
         ),
     );

@@ -14,51 +14,13 @@ fn example_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/federator.toml")
 }
 
-/// The example with its commented-out settings (`# key = value`, `# [[table]]`)
-/// switched on; prose comments stay comments.
-fn uncommented(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            let rest = line.strip_prefix("# ").unwrap_or(line);
-            let is_setting = rest.starts_with('[')
-                || rest
-                    .split_once(" = ")
-                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-            if line.starts_with("# ") && is_setting {
-                rest
-            } else {
-                line
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Every key `text` sets.
+fn keys_in(text: &str) -> BTreeSet<String> {
+    pga_config::keys_set(text).expect("valid TOML")
 }
 
-/// `table.key` of every key set in `text` (`agents.name` for `[[agents]]`).
-fn keys_in(text: &str) -> BTreeSet<String> {
-    let doc: toml::Table = toml::from_str(text).expect("valid TOML");
-    let mut keys = BTreeSet::new();
-    for (table, value) in &doc {
-        let tables: Vec<&toml::Table> = match value {
-            toml::Value::Table(t) => vec![t],
-            toml::Value::Array(items) => items.iter().filter_map(|i| i.as_table()).collect(),
-            _ => panic!("top-level key `{table}` is not a table"),
-        };
-        for t in tables {
-            keys.extend(t.keys().map(|k| format!("{table}.{k}")));
-            // [[alerting.alertmanagers]] and [[alerting.webhooks]] have a schema too.
-            if table == "alerting" {
-                for (sub, v) in t {
-                    if let toml::Value::Array(items) = v {
-                        for item in items.iter().filter_map(|i| i.as_table()) {
-                            keys.extend(item.keys().map(|k| format!("{table}.{sub}.{k}")));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    keys
+fn uncommented(text: &str) -> String {
+    pga_config::uncomment_settings(text)
 }
 
 #[test]

@@ -15,9 +15,7 @@ use support::pull::*;
 
 #[test]
 fn two_agents_arrive_exactly_and_the_federator_reports_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let pg = central();
+    let (dir, tls, pg) = pull_setup();
     let a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
     let a2 = StoreAgent::start(
         &dir.path().join("a2"),
@@ -66,9 +64,7 @@ fn two_agents_arrive_exactly_and_the_federator_reports_itself() {
 
 #[test]
 fn a_federator_outage_loses_and_doubles_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let pg = central();
+    let (dir, tls, pg) = pull_setup();
     let a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
     let cfg = federator_config(dir.path(), &pg, &tls, &[("a1", a1.url())], free_port(), "");
     let mut fed = Federator::start(&cfg);
@@ -151,9 +147,7 @@ fn an_agent_restart_and_a_database_outage_converge() {
 #[test]
 fn connections_cut_mid_response_converge_to_the_same_contents() {
     use pga_lab::{Fault, FaultKind, FaultProxy};
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let pg = central();
+    let (dir, tls, pg) = pull_setup();
     let a1 = StoreAgent::start(
         &dir.path().join("a1"),
         &tls,
@@ -202,9 +196,7 @@ fn connections_cut_mid_response_converge_to_the_same_contents() {
 
 #[test]
 fn blocks_evicted_before_the_pull_are_a_gap_covering_exactly_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let pg = central();
+    let (dir, tls, pg) = pull_setup();
     let a1 = StoreAgent::start(
         &dir.path().join("a1"),
         &tls,
@@ -325,9 +317,7 @@ fn garbage_agent() -> u16 {
 
 #[test]
 fn a_malformed_agent_is_rejected_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let pg = central();
+    let (dir, tls, pg) = pull_setup();
     let good = StoreAgent::start(&dir.path().join("good"), &tls, SimOptions::default());
     let bad = garbage_agent();
     let mport = free_port();

@@ -37,9 +37,7 @@ fn failures(metrics: &str, agent: &str, reason: &str) -> u64 {
 
 #[test]
 fn a_statement_error_in_one_agents_batch_is_that_agents_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = certs(dir.path());
-    let pg = central();
+    let (dir, tls, pg) = pull_setup();
     let opts = SimOptions {
         series: 12,
         ..SimOptions::default()

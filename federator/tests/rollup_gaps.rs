@@ -8,7 +8,7 @@
 mod support;
 
 use pga_federator::pull::batch::{Batch, Cursor, Gap};
-use pga_format::{DecodedBlock, MetricKind, SeriesId};
+use pga_format::{DecodedBlock, SeriesId};
 use support::sink::*;
 
 /// One collection pass: a timestamp and its samples.
@@ -32,24 +32,6 @@ fn collections(start: i64, from_min: i64, to_min: i64) -> Vec<Collection> {
         .collect()
 }
 
-fn commits() -> pga_format::SeriesMeta {
-    meta(
-        0,
-        "pg_stat_database_xact_commit_total",
-        &[("datname", "app")],
-        MetricKind::Counter,
-    )
-}
-
-fn backends() -> pga_format::SeriesMeta {
-    meta(
-        1,
-        "pg_stat_database_numbackends",
-        &[("datname", "app")],
-        MetricKind::Gauge,
-    )
-}
-
 fn sealed(agent: pga_format::AgentId, seq: u64, rows: &[Collection]) -> DecodedBlock {
     block(agent, seq, rows, &[])
 }
@@ -64,11 +46,7 @@ fn delivery(
     gap: Option<Gap>,
     cursor: Cursor,
 ) -> Batch {
-    let series = if first {
-        vec![commits(), backends()]
-    } else {
-        vec![]
-    };
+    let series = if first { app_series(None) } else { vec![] };
     batch_of(name, agent, series, blocks, head, gap, cursor)
 }
 
@@ -345,6 +323,37 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
                 ),
             );
             assert_eq!(raw, rolled, "{name} {f}: raw samples vs rollups");
+        }
+        // pga_range_top (migrations/0040_query_speed.sql) gives pga_range's rows of
+        // the series that rank highest over both agents, and only those, from every
+        // source.
+        for step in ["10 seconds", "1 minute", "1 hour"] {
+            for (rank, n) in [("max", 1), ("avg", 2), ("increase", 1)] {
+                let check = sql(
+                    &pg,
+                    &format!(
+                        "WITH best AS ( \
+                           SELECT series_id FROM pga_summary('pg_stat_database_numbackends', \
+                                                             '{rank}', {range}, NULL) \
+                           ORDER BY value DESC NULLS LAST, series_id LIMIT {n}), \
+                         top AS (SELECT * FROM pga_range_top('pg_stat_database_numbackends', \
+                                 'avg', {range}, '{step}', '{rank}', {n}, NULL)), \
+                         want AS (SELECT * FROM pga_range('pg_stat_database_numbackends', \
+                                  'avg', {range}, '{step}', NULL) \
+                                  WHERE series_id IN (SELECT series_id FROM best)) \
+                         SELECT (SELECT count(*) FROM top), (SELECT count(*) FROM want), \
+                                (SELECT count(*) FROM (TABLE top EXCEPT ALL TABLE want) x), \
+                                (SELECT count(*) FROM (TABLE want EXCEPT ALL TABLE top) y)"
+                    ),
+                );
+                let parts: Vec<&str> = check.split('|').collect();
+                assert!(
+                    parts[0].parse::<u32>().unwrap() > 0,
+                    "{name} {step} {rank}: {check}"
+                );
+                assert_eq!(parts[0], parts[1], "{name} {step} {rank}: {check}");
+                assert_eq!(&parts[2..], ["0", "0"], "{name} {step} {rank}: {check}");
+            }
         }
     }
 }

@@ -10,24 +10,6 @@ use support::sink::*;
 
 const MIN: i64 = 60_000;
 
-fn commits() -> pga_format::SeriesMeta {
-    meta(
-        0,
-        "pg_stat_database_xact_commit_total",
-        &[("datname", "app"), ("pg_instance", "db1:5432")],
-        MetricKind::Counter,
-    )
-}
-
-fn backends() -> pga_format::SeriesMeta {
-    meta(
-        1,
-        "pg_stat_database_numbackends",
-        &[("datname", "app")],
-        MetricKind::Gauge,
-    )
-}
-
 /// `n` collections every 15 s from `start`: series 0 counts up, series 1 wanders.
 fn collections(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f64)>)> {
     (from..from + n)
@@ -41,6 +23,14 @@ fn collections(start: i64, from: usize, n: usize) -> Vec<(i64, Vec<(SeriesId, f6
             )
         })
         .collect()
+}
+
+/// Ingests agent db1's first block (sequence 1): `n` collections from `start`, with
+/// the definitions of both series.
+async fn first_blocks(sink: &Sink, start: i64, n: usize) {
+    let b1 = block(AGENT, 1, &collections(start, 0, n), &[]);
+    let first = batch("db1", app_series(Some("db1:5432")), vec![b1], None, None, 2);
+    sink.ingest(&first).await.unwrap();
 }
 
 #[tokio::test]
@@ -117,7 +107,7 @@ async fn ingest_of_real_blocks_lands_exactly() {
     let b2 = block(AGENT, 2, &collections(start, 20, 20), &[]);
     let batch = batch(
         "db1",
-        vec![commits(), backends()],
+        app_series(Some("db1:5432")),
         vec![b1, b2],
         None,
         None,
@@ -181,7 +171,7 @@ async fn the_heads_overlap_is_dropped_never_doubled() {
     let head = block(AGENT, 2, &collections(start, 10, 5), &[]);
     let first = batch(
         "db1",
-        vec![commits(), backends()],
+        app_series(Some("db1:5432")),
         vec![b1],
         Some(head),
         None,
@@ -219,17 +209,7 @@ async fn a_gap_is_recorded_once() {
     let pg = central();
     let sink = sink(&pg).await;
     let start = base_ms(3);
-    let b1 = block(AGENT, 1, &collections(start, 0, 4), &[]);
-    sink.ingest(&batch(
-        "db1",
-        vec![commits(), backends()],
-        vec![b1],
-        None,
-        None,
-        2,
-    ))
-    .await
-    .unwrap();
+    first_blocks(&sink, start, 4).await;
     let b9 = block(AGENT, 9, &collections(start + 60 * MIN, 0, 4), &[]);
     let gap = Gap {
         first_sequence: 2,
@@ -262,17 +242,7 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
     let pg = central();
     let sink = sink(&pg).await;
     let start = base_ms(2);
-    let b1 = block(AGENT, 1, &collections(start, 0, 10), &[]);
-    sink.ingest(&batch(
-        "db1",
-        vec![commits(), backends()],
-        vec![b1],
-        None,
-        None,
-        2,
-    ))
-    .await
-    .unwrap();
+    first_blocks(&sink, start, 10).await;
     let before = sink.cursor("db1").await.unwrap();
     let rollups = sql(&pg, "SELECT count(*) || ' ' || sum(count) FROM samples_1m");
 
@@ -369,17 +339,7 @@ async fn partitions_are_created_ahead_and_dropped_by_retention() {
     assert!(parts("samples_1h") >= 1);
 
     let start = base_ms(1);
-    let b1 = block(AGENT, 1, &collections(start, 0, 8), &[]);
-    sink.ingest(&batch(
-        "db1",
-        vec![commits(), backends()],
-        vec![b1],
-        None,
-        None,
-        2,
-    ))
-    .await
-    .unwrap();
+    first_blocks(&sink, start, 8).await;
     // Samples older than the raw retention are not stored.
     let old = block(AGENT, 2, &collections(now - 8 * day, 0, 3), &[]);
     let r = sink

@@ -167,6 +167,25 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
         sql(&pg, "SELECT count(DISTINCT bucket) FROM samples_1m"),
     );
     assert_eq!(mismatches(&pg, "1 minute", "samples_1m"), "", "seed {seed}");
+    // The per-agent minute counts ("samples received") count each stored sample
+    // once, whichever path and however often it came.
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT count(*) FROM agent_samples_1m c \
+             FULL JOIN (SELECT se.agent_id, date_bin('1 minute', s.ts, 'epoch') AS bucket, \
+                               count(*) AS n \
+                        FROM samples s JOIN series se ON se.id = s.series_id GROUP BY 1, 2) x \
+               ON x.agent_id = c.agent_id AND x.bucket = c.bucket \
+             WHERE c.samples IS DISTINCT FROM x.n"
+        ),
+        "0",
+        "seed {seed}"
+    );
+    assert_eq!(
+        sql(&pg, "SELECT sum(samples) FROM agent_samples_1m"),
+        total.to_string()
+    );
     // first_seen exact, last_seen within the hour it is allowed to lag.
     assert_eq!(
         sql(

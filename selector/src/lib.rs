@@ -712,10 +712,7 @@ mod tests {
         SeriesMeta::new(
             SeriesId(1),
             name,
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            pga_format::owned_labels(labels),
             MetricKind::Gauge,
             "",
             "",

@@ -43,6 +43,6 @@ pub use info::describe;
 pub use logs::MAX_LOG_EVENTS_PER_BLOCK;
 pub use model::{
     AgentId, LogEvent, LogEventKind, MAX_LABELS, MAX_STRING_LEN, MetricKind, ModelError, Sample,
-    SeriesId, SeriesMeta, Severity, is_valid_label_name, is_valid_metric_name,
+    SeriesId, SeriesMeta, Severity, is_valid_label_name, is_valid_metric_name, owned_labels,
 };
 pub use values::{MAX_SCALE, ValueEncoding};

@@ -119,6 +119,14 @@ pub struct SeriesMeta {
     pub help: String,
 }
 
+/// Label pairs as [`SeriesMeta::new`] takes them, from borrowed ones.
+pub fn owned_labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 impl SeriesMeta {
     /// Builds a series description, sorting the labels and checking every name.
     pub fn new(

@@ -97,6 +97,15 @@ impl Emitter {
         &self.samples
     }
 
+    /// Each sample's name and value, in order: what a collector's test compares.
+    #[cfg(test)]
+    pub fn names_and_values(&self) -> Vec<(&str, f64)> {
+        self.samples
+            .iter()
+            .map(|s| (s.name.as_str(), s.value))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }

@@ -10,38 +10,15 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use super::TlsFiles;
 use super::tls::{self, LoadedTls};
 use crate::config::Problem;
 
-/// How often the files are looked at.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
-
-/// What identifies one version of a file: modification time, size, inode, device.
-type FileStamp = Option<(SystemTime, u64, u64, u64)>;
-
-fn stamps(paths: &[PathBuf]) -> Vec<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p).ok().map(|m| {
-                (
-                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    m.len(),
-                    m.ino(),
-                    m.dev(),
-                )
-            })
-        })
-        .collect()
-}
+pub use pga_config::reload::POLL_INTERVAL;
 
 /// The TLS configuration in use, and the files it comes from.
 #[derive(Debug)]
@@ -122,51 +99,19 @@ impl TlsState {
     }
 
     /// Watches the files and SIGHUP until `stop` turns true, reloading on change.
-    pub async fn watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn watch(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let paths = self.paths();
-        let mut loaded_from = stamps(&paths);
-        let mut seen = loaded_from.clone();
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates still reload when their files change");
-                None
+        pga_config::reload::watch_files(paths, stop, |trigger| {
+            let state = Arc::clone(&self);
+            async move {
+                state.reload(trigger).await;
             }
-        };
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let now = stamps(&paths);
-                    // Load once a change has stood still for a whole poll.
-                    if now != loaded_from && now == seen {
-                        self.reload("files changed").await;
-                        loaded_from = now.clone();
-                    }
-                    seen = now;
-                }
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    loaded_from = stamps(&paths);
-                    seen = loaded_from.clone();
-                    self.reload("SIGHUP").await;
-                }
-                () = stopped(&mut stop) => return,
-            }
-        }
+        })
+        .await;
     }
 }
 
-/// Resolves once `stop` turns true, or its sender is gone.
-pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // Either way the answer is "stop"; the guard is dropped before returning.
-    let _stopped = stop.wait_for(|s| *s).await.is_ok();
-}
+pub(super) use pga_config::reload::stopped;
 
 /// Logs the warnings of a load.
 pub fn log_warnings(warnings: &[Problem]) {

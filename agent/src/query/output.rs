@@ -371,10 +371,7 @@ mod tests {
         SeriesMeta::new(
             SeriesId(7),
             name,
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            pga_format::owned_labels(labels),
             kind,
             "",
             "",

@@ -10,8 +10,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::reader::StoreView;
-use super::tables::{BLOCK_INDEX, BLOCKS, HEAD_LOGS};
+use super::reader::{StoreView, blocks_overlapping};
+use super::tables::{BLOCKS, HEAD_LOGS};
 
 /// A [`LogEvent`] as a head row stores it.
 #[derive(Debug, Deserialize)]
@@ -126,14 +126,7 @@ impl<D: ReadableDatabase + Sync> StoreView<'_, D> {
         keep: &dyn Fn(&LogEvent) -> bool,
     ) -> Result<Vec<LogEvent>, StoreError> {
         let txn = self.db()?.begin_read()?;
-        let mut seqs = Vec::new();
-        for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
-            let (k, v) = entry?;
-            let (min_ts, max_ts, _) = v.value();
-            if max_ts >= from && min_ts <= to {
-                seqs.push(k.value());
-            }
-        }
+        let seqs = blocks_overlapping(&txn, from, to)?;
         let mut out = Vec::new();
         let blocks = txn.open_table(BLOCKS)?;
         let in_range = |e: &LogEvent| e.timestamp_ms >= from && e.timestamp_ms <= to && keep(e);

@@ -77,10 +77,7 @@ mod tests {
         SeriesMeta::new(
             SeriesId(0),
             "pg_up",
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            pga_format::owned_labels(labels),
             MetricKind::Gauge,
             "",
             "",

@@ -42,6 +42,24 @@ pub struct StoreStatus {
     pub health: Option<StoreHealth>,
 }
 
+/// The sequence numbers of the sealed blocks holding a timestamp in `from ..= to`,
+/// in order.
+pub(super) fn blocks_overlapping(
+    txn: &redb::ReadTransaction,
+    from: i64,
+    to: i64,
+) -> Result<Vec<u64>, StoreError> {
+    let mut seqs = Vec::new();
+    for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
+        let (k, v) = entry?;
+        let (min_ts, max_ts, _) = v.value();
+        if max_ts >= from && min_ts <= to {
+            seqs.push(k.value());
+        }
+    }
+    Ok(seqs)
+}
+
 /// Read access to a store through any open redb handle.
 pub struct StoreView<'a, D> {
     /// `None` while the store is closed after a failed write.
@@ -112,14 +130,7 @@ impl<'a, D: ReadableDatabase + Sync> StoreView<'a, D> {
             return Ok(out);
         }
         let txn = self.db()?.begin_read()?;
-        let mut seqs = Vec::new();
-        for entry in txn.open_table(BLOCK_INDEX)?.iter()? {
-            let (k, v) = entry?;
-            let (min_ts, max_ts, _) = v.value();
-            if max_ts >= from && min_ts <= to {
-                seqs.push(k.value());
-            }
-        }
+        let seqs = blocks_overlapping(&txn, from, to)?;
         // Blocks decode independently: spread them over the cores, keep their order.
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())

@@ -91,7 +91,8 @@ fn query_series_and_status_work_while_the_agent_runs_and_after() {
     // While it runs.
     let series = json(&["series", "node_load1", "--config", cfg, "--format", "json"]);
     assert_eq!(series.as_array().unwrap().len(), 1, "{series}");
-    let q = json(&[
+    // The same question is asked again after the agent stopped.
+    let recent_load = [
         "query",
         "node_load1",
         "--since",
@@ -100,7 +101,8 @@ fn query_series_and_status_work_while_the_agent_runs_and_after() {
         cfg,
         "--format",
         "json",
-    ]);
+    ];
+    let q = json(&recent_load);
     let points = q[0]["points"].as_array().unwrap();
     assert!(points.len() >= 3, "{q}");
     let load: f64 = std::fs::read_to_string("/proc/loadavg")
@@ -150,16 +152,7 @@ fn query_series_and_status_work_while_the_agent_runs_and_after() {
         child.wait().unwrap().success(),
         "the agent exits cleanly on SIGTERM"
     );
-    let after = json(&[
-        "query",
-        "node_load1",
-        "--since",
-        "5m",
-        "--config",
-        cfg,
-        "--format",
-        "json",
-    ]);
+    let after = json(&recent_load);
     assert!(after[0]["points"].as_array().unwrap().len() >= points.len());
     let status = ok(&["status", "--config", cfg]);
     assert!(

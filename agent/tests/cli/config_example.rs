@@ -21,37 +21,13 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-/// The example with its commented-out settings (`# key = value`, `# [table]`)
-/// switched on; prose comments stay comments.
-fn uncommented(text: &str) -> String {
-    let setting = regex::Regex::new(r"^# ?([a-z_]+\s*=|\[)").unwrap();
-    text.lines()
-        .map(|line| {
-            if setting.is_match(line) {
-                line.trim_start_matches('#').trim_start()
-            } else {
-                line
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Every key `text` sets.
+fn keys_in(text: &str) -> BTreeSet<String> {
+    pga_config::keys_set(text).expect("valid TOML")
 }
 
-/// `table.key` of every key set in `text` (`postgres.name` for `[[postgres]]`).
-fn keys_in(text: &str) -> BTreeSet<String> {
-    let doc: toml::Table = toml::from_str(text).expect("valid TOML");
-    let mut keys = BTreeSet::new();
-    for (table, value) in &doc {
-        let tables: Vec<&toml::Table> = match value {
-            toml::Value::Table(t) => vec![t],
-            toml::Value::Array(items) => items.iter().filter_map(|i| i.as_table()).collect(),
-            _ => panic!("top-level key `{table}` is not a table"),
-        };
-        for t in tables {
-            keys.extend(t.keys().map(|k| format!("{table}.{k}")));
-        }
-    }
-    keys
+fn uncommented(text: &str) -> String {
+    pga_config::uncomment_settings(text)
 }
 
 #[test]

@@ -1,23 +1,15 @@
 //! As a least-privilege role (`pg_monitor` and nothing else), the agent collects
 //! every family, other roles' statements and sessions included, and reports no error.
 
-use crate::support::postgres::{Agent, instance};
-use pga_lab::{Cluster, PgbenchRun};
+use crate::support::postgres::{Agent, instance, statements_cluster};
+use pga_lab::PgbenchRun;
 
 #[test]
 fn a_pg_monitor_member_collects_everything_quietly() {
-    let cluster = Cluster::builder()
-        .preload("pg_stat_statements")
-        .start()
-        .expect("start a cluster");
-    cluster
-        .psql(
-            "postgres",
-            "CREATE EXTENSION pg_stat_statements;
-             CREATE ROLE pga_monitor LOGIN;
-             GRANT pg_monitor TO pga_monitor;",
-        )
-        .unwrap();
+    let cluster = statements_cluster(
+        "CREATE ROLE pga_monitor LOGIN;
+         GRANT pg_monitor TO pga_monitor;",
+    );
     cluster.create_database("bench").unwrap();
     cluster.pgbench_init("bench", 1).unwrap();
     let conninfo = format!("{} user=pga_monitor", cluster.conninfo("postgres"));

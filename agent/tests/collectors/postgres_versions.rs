@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 
 use pga_agent::collect::postgres::catalog::{FAMILIES, Reader};
 
+use crate::support::postgres::statements_cluster;
+
 const VERSIONS: [u32; 4] = [140000, 150000, 160000, 170000];
 
 /// One relation's columns from version `from` up to, not including, `until`.
@@ -386,16 +388,7 @@ fn the_checker_knows_the_version_differences() {
 /// limit parameter) and returns only columns the catalogue maps.
 #[test]
 fn every_chosen_query_runs_on_the_installed_server() {
-    let cluster = pga_lab::Cluster::builder()
-        .preload("pg_stat_statements")
-        .start()
-        .expect("start a cluster");
-    cluster
-        .psql(
-            "postgres",
-            "CREATE EXTENSION pg_stat_statements; CREATE TABLE t AS SELECT 1 AS x",
-        )
-        .unwrap();
+    let cluster = statements_cluster("CREATE TABLE t AS SELECT 1 AS x");
     let version: u32 = cluster
         .psql("postgres", "SHOW server_version_num")
         .unwrap()

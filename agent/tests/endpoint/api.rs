@@ -20,7 +20,7 @@ use pga_agent::store::{Store, StoreOptions};
 use pga_agent::telemetry::SelfCollector;
 use pga_agent::telemetry::Telemetry;
 use pga_format::{AgentId, MetricKind, SeriesId};
-use pga_lab::now_ms;
+use pga_lab::{Rng, now_ms};
 use tower::ServiceExt;
 
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -377,22 +377,6 @@ async fn max_bytes_pages_the_blocks_and_says_more_is_waiting() {
     assert_eq!(seqs(&r.body), vec![1, 2]);
     assert_eq!(r.header(headers::MORE), Some("true"));
     assert_eq!(r.header(headers::LAST_SEQUENCE), Some("2"));
-}
-
-/// A small deterministic random source.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// A puller that follows PROTOCOL.md's client algorithm.

@@ -355,13 +355,23 @@ async fn slow_and_hostile_clients_are_cut_off_while_collection_goes_on() {
     assert!(fetch(port, &ca, Some(&good), Version::Tls13).await.ok());
 }
 
+/// Sends, as `client` over TLS 1.3, the request `head` whose last header is padded
+/// with `size` bytes.
+async fn padded_request(port: u16, ca: &Ca, client: &Cert, head: &[u8], size: usize) -> Outcome {
+    let mut request = head.to_vec();
+    request.resize(request.len() + size, b'a');
+    request.extend_from_slice(b"\r\n\r\n");
+    fetch_with(
+        port,
+        client_config(ca, Some(client), Version::Tls13),
+        &request,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let ca = agent_files(d);
-    let port = free_port().unwrap();
-    let _agent = Agent::start(&config(d, port, &tls_lines(d, "")));
+    let (_tmp, ca, port, _agent) = tls_agent();
     let good = federator(&ca, 10);
 
     // `curl --http1.0`: ALPN offers only http/1.0.
@@ -377,15 +387,8 @@ async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
 
     // A request head over 64 KiB: 431, delivered before the connection closes.
     for size in [70_000usize, 300_000, 12_000_000] {
-        let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
-        request.resize(request.len() + size, b'a');
-        request.extend_from_slice(b"\r\n\r\n");
-        let o = fetch_with(
-            port,
-            client_config(&ca, Some(&good), Version::Tls13),
-            &request,
-        )
-        .await;
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ";
+        let o = padded_request(port, &ca, &good, head, size).await;
         assert!(
             o.bytes.starts_with(b"HTTP/1.1 431"),
             "{size}-byte header: {:?} {}",
@@ -394,16 +397,35 @@ async fn http_1_0_and_oversized_heads_get_an_answer_over_tls() {
         );
     }
     // Just under the bound: served.
-    let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ".to_vec();
-    request.resize(request.len() + 60_000, b'a');
-    request.extend_from_slice(b"\r\n\r\n");
-    let o = fetch_with(
-        port,
-        client_config(&ca, Some(&good), Version::Tls13),
-        &request,
-    )
-    .await;
+    let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ";
+    let o = padded_request(port, &ca, &good, head, 60_000).await;
     assert!(o.ok(), "{:?} {}", o.error, o.text());
+}
+
+/// Runs `pga-agent check-config` on `cfg`, which must find errors (exit code 2); its
+/// standard output.
+fn check_config_refused(cfg: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+        .args(["check-config", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    stdout
+}
+
+/// Runs `pga-agent run` with `cfg`, which must refuse to start; its standard error.
+fn run_refused(cfg: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    stderr
 }
 
 #[test]
@@ -419,14 +441,7 @@ fn plaintext_on_a_public_address_is_refused_with_the_reason() {
             free_port().unwrap()
         ),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = run_refused(&cfg);
     assert!(
         stderr.contains("plaintext only on 127.0.0.1/::1/localhost"),
         "{stderr}"
@@ -449,13 +464,7 @@ fn partial_tls_settings_are_refused_by_check_config() {
         &cfg,
         &format!("[endpoint]\ncert_file = {:?}\n", crt.display().to_string()),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let stdout = check_config_refused(&cfg);
     assert!(
         stdout.contains("error: endpoint.key_file: is missing"),
         "{stdout}"
@@ -480,13 +489,7 @@ fn a_bad_tls_file_stops_run_and_check_config_with_the_file_and_the_fix() {
     let cfg = config(d, free_port().unwrap(), &tls_lines(d, ""));
     let key_path = d.join("agent.key").display().to_string();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let stdout = check_config_refused(&cfg);
     assert!(
         stdout.contains(&format!("error: endpoint.key_file: {key_path}")),
         "{stdout}"
@@ -496,14 +499,7 @@ fn a_bad_tls_file_stops_run_and_check_config_with_the_file_and_the_fix() {
         "{stdout}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = run_refused(&cfg);
     assert!(
         stderr.contains("endpoint.key_file") && stderr.contains(&key_path),
         "{stderr}"
@@ -575,11 +571,7 @@ async fn endpoint_off_is_announced_and_plaintext_works_on_loopback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_are_logged_rolled_up_and_counted_by_reason() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let ca = agent_files(d);
-    let port = free_port().unwrap();
-    let agent = Agent::start(&config(d, port, &tls_lines(d, "")));
+    let (_tmp, ca, port, agent) = tls_agent();
     let no_cert = client_config(&ca, None, Version::Tls13);
     let good = client_config(&ca, Some(&federator(&ca, 10)), Version::Tls13);
     // 1,000 full handshakes without a client certificate, eight at a time.

@@ -274,19 +274,13 @@ fn every_kind_from_three_formats_the_agent_and_pgbadger_and_no_secret_leaks() {
 
     // The agent binary stored the same counts.
     let agent_counts = loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-            .args([
-                "logs", "--json", "--since", "1h", "--limit", "100000", "--config",
-            ])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let v = crate::support::agent::json_of(
+            Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+                .args([
+                    "logs", "--json", "--since", "1h", "--limit", "100000", "--config",
+                ])
+                .arg(&config),
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let got: BTreeMap<String, u64> = v["counts_by_kind"]
             .as_object()
             .unwrap()

@@ -180,10 +180,7 @@ fn a_schema_1_store_keeps_its_series_under_the_pg_instance_label() {
     };
     let sample = |labels: &[(&str, &str)], v: f64| Emitted {
         name: "pg_up".into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        labels: pga_format::owned_labels(labels),
         kind: MetricKind::Gauge,
         unit: "",
         help: "Up.",

@@ -6,6 +6,18 @@ use std::process::Command;
 
 use pga_lab::Spawned;
 
+/// Runs `cmd` (a `pga-agent` command line), which must succeed; its standard output
+/// as JSON.
+pub fn json_of(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub struct Agent {
     process: Spawned,
     /// The agent's `data_dir`.

@@ -170,6 +170,17 @@ pub fn write_key(path: &Path, text: &str) {
 
 // ---------------------------------------------------------------- the agent
 
+/// A running agent on a free port with the TLS files of [`agent_files`]: its
+/// directory, its CA, the port and the agent.
+pub fn tls_agent() -> (tempfile::TempDir, Ca, u16, super::Agent) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ca = agent_files(d);
+    let port = super::free_port().unwrap();
+    let agent = super::Agent::start(&config(d, port, &tls_lines(d, "")));
+    (tmp, ca, port, agent)
+}
+
 /// An `agent.toml` in `dir` collecting every second, endpoint on `port` with the
 /// test timeouts and `endpoint` (more `[endpoint]` lines).
 pub fn config(dir: &Path, port: u16, endpoint: &str) -> PathBuf {

@@ -10,6 +10,22 @@ use pga_agent::store::StoreReader;
 pub use super::Agent;
 pub use pga_lab::now_ms;
 
+/// A lab cluster with `pg_stat_statements` preloaded and created in `postgres`,
+/// where `setup` (SQL) has run too.
+pub fn statements_cluster(setup: &str) -> pga_lab::Cluster {
+    let cluster = pga_lab::Cluster::builder()
+        .preload("pg_stat_statements")
+        .start()
+        .expect("start a cluster");
+    cluster
+        .psql(
+            "postgres",
+            &format!("CREATE EXTENSION pg_stat_statements; {setup}"),
+        )
+        .unwrap();
+    cluster
+}
+
 /// One stored series: its labels and its `(timestamp_ms, value)` samples.
 pub type Stored = (Vec<(String, String)>, Vec<(i64, f64)>);
 
@@ -75,19 +91,13 @@ impl Agent {
 
     /// `pga-agent query …` on this agent's store, as parsed JSON.
     pub fn query_json(&self, args: &[&str]) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_pga-agent"))
-            .arg("query")
-            .args(args)
-            .args(["--format", "json", "--data-dir"])
-            .arg(&self.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        super::agent::json_of(
+            Command::new(env!("CARGO_BIN_EXE_pga-agent"))
+                .arg("query")
+                .args(args)
+                .args(["--format", "json", "--data-dir"])
+                .arg(&self.data),
+        )
     }
 
     /// The agent's peak resident set size, from /proc.

@@ -1,13 +1,39 @@
 //! What tests and benchmarks of every crate need beside a cluster: a free port, the
-//! wall clock in milliseconds, waiting for a condition, one plain HTTP GET, and a
-//! child process (an agent, a federator, a Prometheus) whose standard error is kept
-//! and which is killed when dropped.
+//! wall clock in milliseconds, waiting for a condition, one plain HTTP GET, a child
+//! process (an agent, a federator, a Prometheus) whose standard error is kept and
+//! which is killed when dropped, and a deterministic random source for test data.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// xorshift64: a small deterministic random source, good enough for test data; the
+/// same seed (not 0) gives the same numbers on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Below `n` (not 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
 
 /// A port of 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {

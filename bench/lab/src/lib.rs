@@ -60,7 +60,7 @@ mod watchdog;
 
 pub use cluster::{Cluster, ClusterBuilder, KEEP_ENV, TMPDIR_ENV};
 pub use error::{LabError, TAIL_LINES};
-pub use helpers::{HttpResponse, Spawned, free_port, http_get, now_ms, wait_until};
+pub use helpers::{HttpResponse, Rng, Spawned, free_port, http_get, now_ms, wait_until};
 pub use install::{PG_BIN_ENV, PgInstall};
 pub use pgbench::{PgbenchLength, PgbenchReport, PgbenchRun};
 pub use process::{FALLBACK_USER, SERVICE_USER};

@@ -89,16 +89,10 @@ fn eval(expr: &Expr, input: &AgentInput, t: i64, next: &mut usize) -> Result<Val
                     .collect(),
             ),
         },
-        Expr::Binary {
-            op,
-            lhs,
-            rhs,
-            matching,
-            return_bool,
-        } => {
-            let l = eval(lhs, input, t, next)?;
-            let r = eval(rhs, input, t, next)?;
-            binary(*op, l, r, matching.as_ref(), *return_bool)?
+        Expr::Binary(b) => {
+            let l = eval(&b.lhs, input, t, next)?;
+            let r = eval(&b.rhs, input, t, next)?;
+            binary(b.op, l, r, b.matching.as_ref(), b.return_bool)?
         }
         Expr::Aggregate { op, grouping, expr } => match eval(expr, input, t, next)? {
             Value::Scalar(v) => Value::Scalar(v),

@@ -1,7 +1,9 @@
 //! One evaluation cycle against the central database.
 //!
-//! 1. Take the evaluation lock ([`lock`]): one federator evaluates at a time, so a
-//!    second replica never doubles a notification. Without it, the cycle is skipped.
+//! 1. Hold the alerting leader lease ([`crate::cluster`]; or, for an evaluator
+//!    built without one, the evaluation lock [`lock`]): one federator evaluates at a
+//!    time, so a second replica never doubles a notification. Without it, the cycle
+//!    is skipped.
 //! 2. Read the enabled rules, the agents (watermark, position), the open alerts.
 //! 3. Rules over the federator's own view run at the wall clock; the agents an
 //!    `inhibits_agent` alert fires for are held.
@@ -12,14 +14,15 @@
 //!    notified alert that resolved, a late alert that fired and resolved while its
 //!    agent's data was away; muted by a matching maintenance window (recorded).
 //! 6. Alerts, outbox rows and positions are written in one transaction, and the lock
-//!    is released.
+//!    is released. Under the leader lease, the transaction first checks (and locks)
+//!    the lease with the epoch held: a replica that lost it writes nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::cache;
 use super::data::{self, AgentInfo, SeriesIndex};
@@ -37,7 +40,8 @@ use crate::notify::{payload, worker::generator_url};
 /// The single-evaluator guarantee: a PostgreSQL advisory lock held by the
 /// evaluator's own session around each cycle (released at its end, or with the
 /// session if the federator dies). A lease from the scale-out work may replace these
-/// two functions.
+/// two functions (`pga-federator run` uses the alerting leader lease instead,
+/// [`Evaluator::with_leader`]).
 pub mod lock {
     use sqlx::PgConnection;
 
@@ -105,6 +109,8 @@ pub struct Evaluator {
     kept: HashMap<String, HashMap<i64, cache::Kept>>,
     metrics: Option<AlertingMetrics>,
     reported: HashSet<String>,
+    /// The replica whose alerting leader lease replaces the advisory lock.
+    leader: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Evaluator {
@@ -125,31 +131,54 @@ impl Evaluator {
             kept: HashMap::new(),
             metrics,
             reported: HashSet::new(),
+            leader: None,
         }
+    }
+
+    /// Evaluates only while `cluster` holds the alerting leader lease, and writes
+    /// only with its epoch (instead of the advisory lock).
+    pub fn with_leader(mut self, cluster: Arc<crate::cluster::Cluster>) -> Evaluator {
+        self.leader = Some(cluster);
+        self
     }
 
     /// Runs one cycle at wall-clock `now` (ms).
     pub async fn cycle(&mut self, now: i64) -> Result<CycleReport, sqlx::Error> {
         let started = Instant::now();
         if self.session.is_none() {
-            self.session = Some(self.session_options.connect().await?);
+            self.session = Some(crate::db::connect_session(&self.session_options).await?);
         }
         let Some(mut conn) = self.session.take() else {
             return Ok(CycleReport::default());
         };
-        match lock::try_acquire(&mut conn).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let fence = self.leader.as_ref().map(|c| c.leader());
+        match fence {
+            Some(Some(_)) => {}
+            Some(None) => {
                 self.session = Some(conn);
                 if let Some(m) = &self.metrics {
                     m.cycle("skipped", None);
                 }
                 return Ok(CycleReport::default());
             }
-            Err(e) => return Err(e),
+            None => match lock::try_acquire(&mut conn).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.session = Some(conn);
+                    if let Some(m) = &self.metrics {
+                        m.cycle("skipped", None);
+                    }
+                    return Ok(CycleReport::default());
+                }
+                Err(e) => return Err(e),
+            },
         }
-        let result = self.run(&mut conn, now).await;
-        let released = lock::release(&mut conn).await;
+        let fence = fence.flatten();
+        let result = self.run(&mut conn, now, fence.as_ref()).await;
+        let released = match fence {
+            Some(_) => Ok(()),
+            None => lock::release(&mut conn).await,
+        };
         if result.is_ok() && released.is_ok() {
             self.session = Some(conn);
         }
@@ -167,7 +196,12 @@ impl Evaluator {
         result
     }
 
-    async fn run(&mut self, conn: &mut PgConnection, now: i64) -> Result<CycleReport, sqlx::Error> {
+    async fn run(
+        &mut self,
+        conn: &mut PgConnection,
+        now: i64,
+        fence: Option<&crate::db::sink::Fence>,
+    ) -> Result<CycleReport, sqlx::Error> {
         let mut report = CycleReport {
             ran: true,
             ..Default::default()
@@ -451,6 +485,27 @@ impl Evaluator {
         let t_write = Instant::now();
         let windows = maintenance::active(&self.pool, now).await?;
         let mut tx = conn.begin().await?;
+        if let Some(f) = fence {
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT l.epoch FROM cluster_leases l \
+                 JOIN cluster_replica_leases r ON r.replica_id = l.owner \
+                 WHERE l.kind = 'leader' AND l.name = 'alerting' AND l.owner = $1::uuid \
+                   AND l.epoch = $2 AND r.valid_until > clock_timestamp() \
+                 FOR SHARE OF l",
+            )
+            .bind(&f.replica)
+            .bind(f.epoch)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                tracing::warn!(
+                    epoch = f.epoch,
+                    "alert evaluation not written: this replica no longer holds the alerting leader lease"
+                );
+                tx.rollback().await?;
+                return Ok(CycleReport::default());
+            }
+        }
         let notes = {
             let Book { open, finished } = &mut book;
             let mut all: Vec<&mut Tracked> = open

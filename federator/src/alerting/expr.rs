@@ -290,6 +290,34 @@ pub struct Grouping {
     pub labels: Vec<String>,
 }
 
+/// `lhs op rhs`, with `on`/`ignoring` matching and, for a comparison, `bool`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binary {
+    pub op: BinOp,
+    pub lhs: Box<Expr>,
+    pub rhs: Box<Expr>,
+    pub matching: Option<Matching>,
+    pub return_bool: bool,
+}
+
+impl fmt::Display for Binary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}) {}", self.lhs, self.op.as_str())?;
+        if self.return_bool {
+            f.write_str(" bool")?;
+        }
+        if let Some(m) = &self.matching {
+            write!(
+                f,
+                " {} ({})",
+                if m.on { "on" } else { "ignoring" },
+                m.labels.join(", ")
+            )?;
+        }
+        write!(f, " ({})", self.rhs)
+    }
+}
+
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -298,13 +326,7 @@ pub enum Expr {
     Time,
     Window(WindowTerm),
     Neg(Box<Expr>),
-    Binary {
-        op: BinOp,
-        lhs: Box<Expr>,
-        rhs: Box<Expr>,
-        matching: Option<Matching>,
-        return_bool: bool,
-    },
+    Binary(Binary),
     Aggregate {
         op: AggOp,
         grouping: Grouping,
@@ -313,13 +335,29 @@ pub enum Expr {
 }
 
 impl Expr {
+    fn binary(
+        op: BinOp,
+        lhs: Expr,
+        rhs: Expr,
+        matching: Option<Matching>,
+        return_bool: bool,
+    ) -> Expr {
+        Expr::Binary(Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+            matching,
+            return_bool,
+        })
+    }
+
     /// Whether the expression yields series (a vector) rather than one number.
     pub fn is_vector(&self) -> bool {
         match self {
             Expr::Number(_) | Expr::Time => false,
             Expr::Window(_) | Expr::Aggregate { .. } => true,
             Expr::Neg(e) => e.is_vector(),
-            Expr::Binary { lhs, rhs, .. } => lhs.is_vector() || rhs.is_vector(),
+            Expr::Binary(b) => b.lhs.is_vector() || b.rhs.is_vector(),
         }
     }
 
@@ -335,9 +373,9 @@ impl Expr {
             Expr::Number(_) | Expr::Time => {}
             Expr::Window(t) => out.push(t),
             Expr::Neg(e) => e.collect_terms(out),
-            Expr::Binary { lhs, rhs, .. } => {
-                lhs.collect_terms(out);
-                rhs.collect_terms(out);
+            Expr::Binary(b) => {
+                b.lhs.collect_terms(out);
+                b.rhs.collect_terms(out);
             }
             Expr::Aggregate { expr, .. } => expr.collect_terms(out),
         }
@@ -351,27 +389,7 @@ impl fmt::Display for Expr {
             Expr::Time => f.write_str("time()"),
             Expr::Window(t) => write!(f, "{t}"),
             Expr::Neg(e) => write!(f, "-({e})"),
-            Expr::Binary {
-                op,
-                lhs,
-                rhs,
-                matching,
-                return_bool,
-            } => {
-                write!(f, "({lhs}) {}", op.as_str())?;
-                if *return_bool {
-                    f.write_str(" bool")?;
-                }
-                if let Some(m) = matching {
-                    write!(
-                        f,
-                        " {} ({})",
-                        if m.on { "on" } else { "ignoring" },
-                        m.labels.join(", ")
-                    )?;
-                }
-                write!(f, " ({rhs})")
-            }
+            Expr::Binary(b) => write!(f, "{b}"),
             Expr::Aggregate { op, grouping, expr } => write!(
                 f,
                 "{} {} ({}) ({expr})",
@@ -827,13 +845,7 @@ impl Parser<'_> {
                     "use and/unless between two selections, e.g. A and B > 1e6".into(),
                 ));
             }
-            lhs = Expr::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-                matching,
-                return_bool: false,
-            };
+            lhs = Expr::binary(op, lhs, rhs, matching, false);
         }
     }
 
@@ -864,54 +876,36 @@ impl Parser<'_> {
         };
         let matching = self.matching()?;
         let rhs = self.sum()?;
-        Ok(Expr::Binary {
-            op,
-            lhs: Box::new(lhs),
-            rhs: Box::new(rhs),
-            matching,
-            return_bool,
-        })
+        Ok(Expr::binary(op, lhs, rhs, matching, return_bool))
     }
 
     fn sum(&mut self) -> Result<Expr, ParseError> {
-        let mut lhs = self.product()?;
-        loop {
-            let op = match &self.peek().kind {
-                Tok::Punct("+") => BinOp::Add,
-                Tok::Punct("-") => BinOp::Sub,
-                _ => return Ok(lhs),
-            };
-            self.next();
-            let matching = self.matching()?;
-            let rhs = self.product()?;
-            lhs = Expr::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-                matching,
-                return_bool: false,
-            };
-        }
+        self.arithmetic([("+", BinOp::Add), ("-", BinOp::Sub)], Self::product)
     }
 
     fn product(&mut self) -> Result<Expr, ParseError> {
-        let mut lhs = self.unary()?;
+        self.arithmetic([("*", BinOp::Mul), ("/", BinOp::Div)], Self::unary)
+    }
+
+    /// One left-associative level of arithmetic: `operand (op operand)*`.
+    fn arithmetic(
+        &mut self,
+        ops: [(&str, BinOp); 2],
+        operand: fn(&mut Self) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        let mut lhs = operand(self)?;
         loop {
-            let op = match &self.peek().kind {
-                Tok::Punct("*") => BinOp::Mul,
-                Tok::Punct("/") => BinOp::Div,
-                _ => return Ok(lhs),
+            let Some(op) = ops
+                .iter()
+                .find(|(p, _)| self.is_punct(p))
+                .map(|(_, op)| *op)
+            else {
+                return Ok(lhs);
             };
             self.next();
             let matching = self.matching()?;
-            let rhs = self.unary()?;
-            lhs = Expr::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-                matching,
-                return_bool: false,
-            };
+            let rhs = operand(self)?;
+            lhs = Expr::binary(op, lhs, rhs, matching, false);
         }
     }
 
@@ -1288,30 +1282,29 @@ mod tests {
              (last(b[5m]) - last(c[5m])) > 0.5 and last(d[1m]) > 1e6",
         )
         .unwrap();
-        let Expr::Binary { op, lhs, .. } = &e else {
+        let Expr::Binary(and) = &e else { panic!() };
+        assert_eq!(and.op, BinOp::And);
+        let Expr::Binary(gt) = and.lhs.as_ref() else {
             panic!()
         };
-        assert_eq!(*op, BinOp::And);
-        let Expr::Binary { op, lhs, .. } = lhs.as_ref() else {
+        assert_eq!(gt.op, BinOp::Gt);
+        let Expr::Binary(div) = gt.lhs.as_ref() else {
             panic!()
         };
-        assert_eq!(*op, BinOp::Gt);
-        let Expr::Binary { op, matching, .. } = lhs.as_ref() else {
-            panic!()
-        };
-        assert_eq!(*op, BinOp::Div);
+        assert_eq!(div.op, BinOp::Div);
         assert_eq!(
-            matching.as_ref().unwrap().labels,
+            div.matching.as_ref().unwrap().labels,
             ["agent".to_owned(), "pg_instance".to_owned()]
         );
         assert_eq!(e.terms().len(), 4);
         // 1 + 2 * 3 binds the product first.
         let e = parse("last(a[1m]) + 2 * 3").unwrap();
-        let Expr::Binary { op, rhs, .. } = &e else {
-            panic!()
-        };
-        assert_eq!(*op, BinOp::Add);
-        assert!(matches!(rhs.as_ref(), Expr::Binary { op: BinOp::Mul, .. }));
+        let Expr::Binary(add) = &e else { panic!() };
+        assert_eq!(add.op, BinOp::Add);
+        assert!(matches!(
+            add.rhs.as_ref(),
+            Expr::Binary(Binary { op: BinOp::Mul, .. })
+        ));
     }
 
     #[test]

@@ -184,6 +184,7 @@ pub async fn load_rule_files(
 pub async fn run(
     cfg: FederatorConfig,
     metrics: AlertingMetrics,
+    cluster: Arc<crate::cluster::Cluster>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let a = &cfg.alerting;
@@ -229,7 +230,8 @@ pub async fn run(
             only_agents: Some(only),
         },
         Some(metrics.clone()),
-    );
+    )
+    .with_leader(cluster);
     tracing::info!(schedule = %a.schedule, step_secs = a.step_secs, "alert evaluation scheduled");
     let evaluator = Arc::new(tokio::sync::Mutex::new(evaluator));
     let cycles = crate::jobs::run(

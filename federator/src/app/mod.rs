@@ -7,12 +7,15 @@
 //! 3. the database sink ([`Sink`]: connected, then its schema checked, both waiting
 //!    while the database is unavailable; pending migrations applied when the role
 //!    may; TimescaleDB only read);
-//! 4. the fleet (configured agents written to the `agents` table, the API's ones
-//!    read) and its pull jobs ([`crate::pull`]);
+//! 4. this replica's lease ([`crate::cluster`]: joined, then the agents it is
+//!    assigned claimed), the fleet (configured agents written to the `agents`
+//!    table, the API's ones read) and the pull jobs of the agents this replica
+//!    holds ([`crate::pull`]), each batch written fenced by the agent's epoch;
 //! 5. the scheduled jobs ([`crate::jobs`]): retention, the fleet's upkeep, alerting;
 //!
 //! then runs until the signal and stops them together: no pull starts after the
-//! signal, a transaction in flight is rolled back (its cursor did not move) and the
+//! signal, a transaction in flight is rolled back (its cursor did not move), the
+//! replica's leases are released (other replicas take its agents at once) and the
 //! process exits 0. `migrate` ([`migrate`]) is the owner's: it also converts to
 //! TimescaleDB hypertables and sets their policies.
 //!
@@ -102,6 +105,10 @@ pub fn sink_options(cfg: &FederatorConfig) -> anyhow::Result<SinkOptions> {
         acquire_timeout: Duration::from_secs(d.connect_timeout_secs),
         statement_timeout: (d.statement_timeout_secs > 0)
             .then(|| Duration::from_secs(d.statement_timeout_secs)),
+        // A replica frozen or cut off in the middle of a batch holds its agent's
+        // rows locked: the server ends that transaction once its lease would have
+        // run out, so that the agent can be taken over.
+        idle_in_transaction_timeout: Some(cfg.cluster.lease_ttl()),
         timescaledb: d.timescaledb,
         max_silence: Duration::from_secs(cfg.rollups.max_silence_secs),
         retention: RetentionOptions {
@@ -125,6 +132,29 @@ pub fn pool_options(cfg: &FederatorConfig, max_connections: u32) -> anyhow::Resu
         statement_timeout: (d.statement_timeout_secs > 0)
             .then(|| Duration::from_secs(d.statement_timeout_secs)),
     })
+}
+
+/// The lease's own pool (two connections, connecting on first use): renewals never
+/// wait behind pulls for a connection, and a statement that cannot finish within
+/// one renewal interval (a lock, a stalled network) fails and is retried.
+fn cluster_pool(cfg: &FederatorConfig) -> anyhow::Result<sqlx::PgPool> {
+    let c = &cfg.cluster;
+    let bound = c.renew_interval().as_millis().to_string();
+    let mut o =
+        <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&cfg.database.url)
+            .context("database.url")?
+            .application_name("pga-federator cluster")
+            .options([
+                ("statement_timeout", bound.as_str()),
+                ("lock_timeout", bound.as_str()),
+            ]);
+    if let Some(p) = cfg.database_password()? {
+        o = o.password(&p);
+    }
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(c.renew_interval())
+        .connect_lazy_with(o))
 }
 
 /// How long the start waits between attempts while the database is unavailable.
@@ -240,6 +270,55 @@ fn retention_job(
     )
 }
 
+/// Writes the configured agents to the agents table, unless other replicas run
+/// with different ones: then each difference is said and the table's agents are
+/// pulled ([`crate::cluster::agreement`]). The configuration's jobs to pull.
+async fn agree_on_agents(
+    cfg: &FederatorConfig,
+    sink: &Sink,
+    builder: &JobBuilder,
+    config_jobs: Vec<crate::pull::scheduler::FleetJob>,
+) -> anyhow::Result<Vec<crate::pull::scheduler::FleetJob>> {
+    let pool = sink.pool();
+    crate::cluster::end_dead_on_host(pool, "")
+        .await
+        .context("reading the replicas of this host")?;
+    let others = crate::cluster::lease::live(pool)
+        .await
+        .context("reading the live replicas")?;
+    if !others.is_empty() {
+        let table = crate::db::agents::config_fleet(pool)
+            .await
+            .context("reading the agents table")?;
+        let differences = crate::cluster::agreement::differences(&cfg.agents, &table);
+        if !differences.is_empty() {
+            for d in &differences {
+                tracing::warn!(replicas = others.len(), "{d}");
+            }
+            tracing::warn!(
+                differences = differences.len(),
+                "this replica's [[agents]] differ from the agents table the running replicas \
+                 wrote: the table wins, this replica pulls its agents; give every replica the \
+                 same [[agents]]"
+            );
+            let mut jobs = Vec::new();
+            for a in &table {
+                match builder.job(&a.name, &a.url, a.schedule.as_deref(), &a.labels.0) {
+                    Ok(j) => jobs.push(j),
+                    Err(e) => {
+                        tracing::warn!(agent = %a.name, error = %e, "agent from the table cannot be pulled by this replica")
+                    }
+                }
+            }
+            return Ok(jobs);
+        }
+    }
+    crate::db::agents::sync_config(pool, &cfg.agents)
+        .await
+        .context("writing the configured agents to the agents table")?;
+    Ok(config_jobs)
+}
+
 /// `pga-federator run`.
 pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     let builder = job_builder(&cfg, needs_tls(&cfg))?;
@@ -273,9 +352,7 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         return Ok(());
     };
     let sink = Arc::new(sink);
-    crate::db::agents::sync_config(sink.pool(), &cfg.agents)
-        .await
-        .context("writing the configured agents to the agents table")?;
+    let config_jobs = agree_on_agents(&cfg, &sink, &builder, config_jobs).await?;
     telemetry.set_database_up(true);
     telemetry.set_ready(true);
     let api = api.map(|a| tokio::spawn(a.serve(stop.clone())));
@@ -293,7 +370,20 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         max_concurrent = cfg.scrape.max_concurrent,
         "scheduling pulls"
     );
+    let mut membership = crate::cluster::Membership::join(
+        cluster_pool(&cfg)?,
+        cfg.cluster.clone(),
+        telemetry.cluster.clone(),
+    )
+    .await
+    .context("joining the cluster (the cluster_replica_leases table)")?;
+    let cluster = membership.cluster();
+    let (assigned_tx, assigned_rx) = watch::channel(Vec::new());
+    if let Err(e) = membership.tick(&fleet, &assigned_tx).await {
+        tracing::warn!(error = %e, "the first assignment failed; retried");
+    }
     let (fleet_tx, fleet_rx) = watch::channel(fleet);
+    let membership = tokio::spawn(membership.run(fleet_rx, assigned_tx, stop.clone()));
     let maintain = tokio::spawn(crate::pull::fleet::maintain(
         sink.pool().clone(),
         config_jobs,
@@ -305,14 +395,22 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     ));
     let alerting = cfg.alerting.enabled.then(|| {
         let (c, m, s) = (cfg.clone(), telemetry.alerting.clone(), stop.clone());
+        let leader = cluster.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::app::alerting::run(c, m, s).await {
+            if let Err(e) = crate::app::alerting::run(c, m, leader, s).await {
                 tracing::error!(error = %format!("{e:#}"), "alerting stopped: no rule is evaluated, no notification sent");
             }
         })
     });
-    let remote_writes =
-        remote_write::start(&cfg, sink.pool(), &remote_write_metrics, &fleet_rx, &stop).await?;
+    // Each replica sends the agents it holds, as it pulls them into the database.
+    let remote_writes = remote_write::start(
+        &cfg,
+        sink.pool(),
+        &remote_write_metrics,
+        &assigned_rx,
+        &stop,
+    )
+    .await?;
     let retention = tokio::spawn(retention_job(
         sink.clone(),
         retention_schedule,
@@ -320,8 +418,8 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         stop.clone(),
     ));
     scheduler::run_fleet(
-        fleet_rx,
-        sink.clone(),
+        assigned_rx,
+        Arc::new(crate::cluster::FencedSink::new(sink.clone(), cluster)),
         telemetry.clone(),
         settings(&cfg),
         stop.clone(),
@@ -334,6 +432,9 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     }
     if let Some(a) = alerting {
         a.await.ok();
+    }
+    if let Ok(m) = membership.await {
+        m.leave().await;
     }
     if let Some(a) = api {
         a.await.ok();

@@ -1,6 +1,6 @@
 //! `[[remote_write]]` built from the configuration: one [`RemoteWrite`] per
 //! destination (its HTTP client, auth and TLS read from their files now, so a wrong
-//! file fails the start), each run by its own loop over the fleet.
+//! file fails the start), each run by its own loop over the agents this replica holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub async fn start(
     cfg: &FederatorConfig,
     pool: &PgPool,
     metrics: &RemoteWriteMetrics,
+    // The agents this replica holds (the cluster's assignment).
     fleet: &watch::Receiver<Vec<FleetJob>>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {

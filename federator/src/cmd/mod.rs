@@ -5,6 +5,7 @@
 
 mod audit;
 mod check_config;
+pub mod cluster;
 pub mod keygen;
 mod migrate;
 pub mod rules;
@@ -63,6 +64,7 @@ Examples:
   pga-federator keygen --out /etc/pganalytics/api-jwt.key   the API's token-signing key
   pga-federator users add alice --role admin           the first admin (password printed once)
   pga-federator audit verify                           check the audit log's hash chain
+  pga-federator cluster status                         the replicas and who pulls which agent
   pga-agent certs dev --out ./tls                      a development CA and mTLS certificates
 
 Environment: RUST_LOG (e.g. RUST_LOG=debug) sets the log detail; logs go to standard error.";
@@ -119,6 +121,9 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// See the federator replicas sharing the central database.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Write a new random key for signing the API's tokens (api.jwt_key_file).
     ///
     /// 64 random bytes as hex, in a new file readable only by its owner. An
@@ -175,6 +180,28 @@ pub enum AuditCommand {
     Verify,
 }
 
+/// `pga-federator cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show every replica (its lease, live or not, agents owned, leader) and every
+    /// lease (agent or leader: owner, epoch, takeovers).
+    ///
+    /// Every `pga-federator run` on one central database is a replica: it renews a
+    /// lease on the database's clock every cluster.renew_interval_ms, and the agents
+    /// are shared among the live replicas by rendezvous hashing. A replica that stops
+    /// renewing (killed, frozen, cut off) loses its agents cluster.lease_ttl_ms after
+    /// its last renewal; the others take them over with a new epoch, and any write
+    /// the old one still attempts is refused by the epoch check (fencing). A lease
+    /// marked "valid no" has no live holder: it is taken at the next renewal of the
+    /// replica it is assigned to. The same is in the views cluster_replicas and
+    /// cluster_assignments (readable by pga_reader).
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Runs the command line: the exit code; an error is printed as one message.
 pub fn main(cli: Cli) -> ExitCode {
     match dispatch(cli) {
@@ -200,6 +227,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen { out, force } => keygen::main(&out, force),
         Command::Users(cmd) => users::main(cmd, path),
         Command::Audit(AuditCommand::Verify) => audit::main(path),
+        Command::Cluster(ClusterCommand::Status { json }) => cluster::main(json, path),
         Command::Migrate => migrate::main(path),
         Command::Run => run::main(path),
     }

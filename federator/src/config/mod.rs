@@ -19,6 +19,7 @@
 
 mod alerting;
 mod api;
+mod cluster;
 mod parse;
 mod remote_write;
 mod validate;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerting::{AlertingConfig, AlertmanagerEntry, BUILTIN_RULES_DIR, WebhookEntry};
 pub use api::{ApiConfig, MIN_JWT_KEY_BYTES, read_jwt_key};
+pub use cluster::ClusterConfig;
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
 pub use remote_write::RemoteWriteEntry;
 pub use validate::{
@@ -89,6 +91,8 @@ pub struct FederatorConfig {
     pub api: ApiConfig,
     /// `[alerting]`: rule evaluation and notifications.
     pub alerting: AlertingConfig,
+    /// `[cluster]`: this replica's lease on the shared central database.
+    pub cluster: ClusterConfig,
     /// `[[agents]]`: the agents to pull, one table each.
     pub agents: Vec<AgentEntry>,
     /// `[[remote_write]]`: Prometheus remote-write destinations given every agent's

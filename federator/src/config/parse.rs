@@ -7,9 +7,9 @@ use pga_config::fields_of;
 pub use pga_config::{ConfigError, Location, UnknownKey};
 
 use super::{
-    AgentEntry, AlertingConfig, AlertmanagerEntry, ApiConfig, BackfillConfig, DatabaseConfig,
-    FederatorConfig, MetricsConfig, RemoteWriteEntry, RetentionConfig, RollupsConfig, ScrapeConfig,
-    TlsConfig, WebhookEntry,
+    AgentEntry, AlertingConfig, AlertmanagerEntry, ApiConfig, BackfillConfig, ClusterConfig,
+    DatabaseConfig, FederatorConfig, MetricsConfig, RemoteWriteEntry, RetentionConfig,
+    RollupsConfig, ScrapeConfig, TlsConfig, WebhookEntry,
 };
 
 impl FederatorConfig {
@@ -42,6 +42,7 @@ enum Schema {
     Alerting,
     Alertmanagers,
     Webhooks,
+    Cluster,
     Agents,
     RemoteWrite,
 }
@@ -60,6 +61,7 @@ impl pga_config::Schema for Schema {
         Schema::Alerting,
         Schema::Alertmanagers,
         Schema::Webhooks,
+        Schema::Cluster,
         Schema::Agents,
         Schema::RemoteWrite,
     ];
@@ -78,6 +80,7 @@ impl pga_config::Schema for Schema {
             Schema::Alerting => fields_of::<AlertingConfig>(),
             Schema::Alertmanagers => fields_of::<AlertmanagerEntry>(),
             Schema::Webhooks => fields_of::<WebhookEntry>(),
+            Schema::Cluster => fields_of::<ClusterConfig>(),
             Schema::Agents => fields_of::<AgentEntry>(),
             Schema::RemoteWrite => fields_of::<RemoteWriteEntry>(),
         }
@@ -99,6 +102,7 @@ impl pga_config::Schema for Schema {
             Schema::Alerting => "alerting",
             Schema::Alertmanagers => "alerting.alertmanagers",
             Schema::Webhooks => "alerting.webhooks",
+            Schema::Cluster => "cluster",
             Schema::Agents => "agents",
             Schema::RemoteWrite => "remote_write",
         }
@@ -135,6 +139,7 @@ mod tests {
                 "metrics",
                 "api",
                 "alerting",
+                "cluster",
                 "agents",
                 "remote_write"
             ]

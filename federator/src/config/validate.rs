@@ -98,6 +98,7 @@ impl FederatorConfig {
             &self.remote_write,
             self.retention.raw_secs,
         ));
+        c.0.extend(self.cluster.problems());
         let m = &self.metrics.listen;
         if !m.is_empty() && std::net::SocketAddr::from_str(m).is_err() {
             c.error(

@@ -294,11 +294,22 @@ pub struct Pulled {
 /// The agents added through the API that are to be pulled: enabled, not removed,
 /// with a URL.
 pub async fn api_fleet(pool: &PgPool) -> Result<Vec<Pulled>, sqlx::Error> {
+    fleet_of(pool, "api").await
+}
+
+/// The configuration file's agents as the table holds them (written by the
+/// replicas at start): enabled, not removed, with a URL.
+pub async fn config_fleet(pool: &PgPool) -> Result<Vec<Pulled>, sqlx::Error> {
+    fleet_of(pool, "config").await
+}
+
+async fn fleet_of(pool: &PgPool, source: &str) -> Result<Vec<Pulled>, sqlx::Error> {
     sqlx::query_as(
         "SELECT name, url, schedule, labels FROM agents \
-         WHERE source = 'api' AND enabled AND removed_at IS NULL AND url IS NOT NULL \
+         WHERE source = $1 AND enabled AND removed_at IS NULL AND url IS NOT NULL \
          ORDER BY name",
     )
+    .bind(source)
     .fetch_all(pool)
     .await
 }

@@ -70,6 +70,26 @@ pub fn connect_lazy(url: &str, options: &PoolOptions) -> Result<PgPool, sqlx::Er
         .connect_lazy_with(connect_options(url, options)?))
 }
 
+/// How long a session of its own (the evaluator's, a delivery worker's) may take to
+/// connect: a connection that hangs (a half-open network path, a stalled proxy)
+/// must fail, or the work behind it would wait forever.
+pub const SESSION_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects one session with `options`, failing after [`SESSION_CONNECT_TIMEOUT`].
+pub async fn connect_session(
+    options: &PgConnectOptions,
+) -> Result<sqlx::PgConnection, sqlx::Error> {
+    use sqlx::ConnectOptions;
+    tokio::time::timeout(SESSION_CONNECT_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to the database timed out",
+            ))
+        })?
+}
+
 /// RFC 3339 with milliseconds, in UTC: how the API writes times.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -217,6 +217,27 @@ fn wrap(per_point: &str) -> String {
     )
 }
 
+/// The value of `f` per window from rollup rows: the row's own columns when a window
+/// is one row (`grouped` false), else their aggregate over the window's rows.
+fn rollup_value(f: Function, grouped: bool, step_ms: i64) -> String {
+    let of = |agg: &str, col: &str| {
+        if grouped {
+            format!("{agg}({col})")
+        } else {
+            col.to_owned()
+        }
+    };
+    match f {
+        Function::Avg => format!("{} / nullif({}, 0)", of("sum", "sum"), of("sum", "count")),
+        Function::Min => of("min", "min"),
+        Function::Max => of("max", "max"),
+        Function::Last if grouped => "(array_agg(last ORDER BY bucket DESC))[1]".to_owned(),
+        Function::Last => "last".to_owned(),
+        Function::Increase => of("sum", "increase"),
+        Function::Rate => format!("{} / {}", of("sum", "increase"), step_ms as f64 / 1000.0),
+    }
+}
+
 /// The points of each series: `(window start ms, value)`, ascending; windows
 /// without data are left out; a non-finite value is `None`.
 pub async fn range(
@@ -269,14 +290,7 @@ pub async fn range(
         (source, _) if w.step_ms == source.resolution_ms() => {
             // One rollup row per window: read the rows as they are, in index order.
             let table = rollup_table(source);
-            let value = match f {
-                Function::Avg => "sum / nullif(count, 0)".to_owned(),
-                Function::Min => "min".to_owned(),
-                Function::Max => "max".to_owned(),
-                Function::Last => "last".to_owned(),
-                Function::Increase => "increase".to_owned(),
-                Function::Rate => format!("increase / {}", w.step_ms as f64 / 1000.0),
-            };
+            let value = rollup_value(f, false, w.step_ms);
             sqlx::query_as(&wrap(&format!(
                 "SELECT series_id, bucket, {value} FROM {table} \
                  WHERE series_id = ANY($1) AND bucket >= $2 AND bucket < $3 \
@@ -290,14 +304,7 @@ pub async fn range(
         }
         (source, _) => {
             let table = rollup_table(source);
-            let agg = match f {
-                Function::Avg => "sum(sum) / nullif(sum(count), 0)".to_owned(),
-                Function::Min => "min(min)".to_owned(),
-                Function::Max => "max(max)".to_owned(),
-                Function::Last => "(array_agg(last ORDER BY bucket DESC))[1]".to_owned(),
-                Function::Increase => "sum(increase)".to_owned(),
-                Function::Rate => format!("sum(increase) / {}", w.step_ms as f64 / 1000.0),
-            };
+            let agg = rollup_value(f, true, w.step_ms);
             sqlx::query_as(&wrap(&format!(
                 "SELECT series_id, date_bin($2::interval, bucket, $3) AS b, {agg} \
                  FROM {table} WHERE series_id = ANY($1) AND bucket >= $3 AND bucket < $4 \

@@ -193,13 +193,13 @@ async fn create(
     let agent = repo::get(&mut tx, &req.name)
         .await?
         .ok_or_else(|| ApiError::internal("the agent just added is not there"))?;
-    let entry = Entry::new("agent.create", Outcome::Success)
-        .actor(caller.actor())
-        .resource("agent", &agent.name)
-        .change(None, Some(agent.audit_view()));
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
-    state.fleet_changed.notify_one();
+    let change = Change {
+        action: "agent.create",
+        name: &agent.name,
+        before: None,
+        after: Some(&agent),
+    };
+    commit_change(&state, tx, &caller, &client, change).await?;
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
@@ -234,10 +234,51 @@ async fn status(
     find(&state, &name).await.map(|a| Json(a.status))
 }
 
-fn read_only(name: &str) -> ApiError {
-    ApiError::conflict(format!(
-        "agent \"{name}\" comes from the configuration file (federator.toml): change or remove it there"
-    ))
+/// Locks the agent `name` for a change and reads it: 404 when there is none, 409
+/// when it comes from the configuration file.
+async fn lock_api_agent(conn: &mut sqlx::PgConnection, name: &str) -> Result<Agent, ApiError> {
+    let not_found =
+        || ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(name)));
+    if repo::lock(conn, name).await? != Some(false) {
+        return Err(not_found());
+    }
+    let agent = repo::get(conn, name).await?.ok_or_else(not_found)?;
+    if agent.read_only {
+        return Err(ApiError::conflict(format!(
+            "agent \"{name}\" comes from the configuration file (federator.toml): change or remove it there"
+        )));
+    }
+    Ok(agent)
+}
+
+/// A change of an agent, as it is audited.
+struct Change<'a> {
+    action: &'static str,
+    name: &'a str,
+    before: Option<&'a Agent>,
+    after: Option<&'a Agent>,
+}
+
+/// Audits a successful change, commits it with the change and tells the
+/// scheduler that the fleet changed.
+async fn commit_change(
+    state: &ApiState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    caller: &Caller,
+    client: &Client,
+    change: Change<'_>,
+) -> Result<(), ApiError> {
+    let entry = Entry::new(change.action, Outcome::Success)
+        .actor(caller.actor())
+        .resource("agent", change.name)
+        .change(
+            change.before.map(Agent::audit_view),
+            change.after.map(Agent::audit_view),
+        );
+    audit::append(&mut tx, &client.0, &entry).await?;
+    tx.commit().await?;
+    state.fleet_changed.notify_one();
+    Ok(())
 }
 
 /// Changes an agent added through the API; the scheduler picks the change up
@@ -255,15 +296,7 @@ async fn update(
     Json(req): Json<UpdateAgent>,
 ) -> Result<Json<Agent>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let not_found =
-        || ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(&name)));
-    if repo::lock(&mut tx, &name).await? != Some(false) {
-        return Err(not_found());
-    }
-    let before = repo::get(&mut tx, &name).await?.ok_or_else(not_found)?;
-    if before.read_only {
-        return Err(read_only(&name));
-    }
+    let before = lock_api_agent(&mut tx, &name).await?;
     let d = Definition {
         url: req.url.or_else(|| before.url.clone()).unwrap_or_default(),
         labels: req.labels.unwrap_or_else(|| before.labels.clone()),
@@ -276,14 +309,16 @@ async fn update(
     };
     check_definition(&state, &d)?;
     repo::update(&mut tx, &name, &d).await?;
-    let after = repo::get(&mut tx, &name).await?.ok_or_else(not_found)?;
-    let entry = Entry::new("agent.update", Outcome::Success)
-        .actor(caller.actor())
-        .resource("agent", &name)
-        .change(Some(before.audit_view()), Some(after.audit_view()));
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
-    state.fleet_changed.notify_one();
+    let after = repo::get(&mut tx, &name).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(&name)))
+    })?;
+    let change = Change {
+        action: "agent.update",
+        name: &name,
+        before: Some(&before),
+        after: Some(&after),
+    };
+    commit_change(&state, tx, &caller, &client, change).await?;
     Ok(Json(after))
 }
 
@@ -301,23 +336,15 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let not_found =
-        || ApiError::not_found(format!("no agent named \"{}\"", super::error::clip(&name)));
-    if repo::lock(&mut tx, &name).await? != Some(false) {
-        return Err(not_found());
-    }
-    let before = repo::get(&mut tx, &name).await?.ok_or_else(not_found)?;
-    if before.read_only {
-        return Err(read_only(&name));
-    }
+    let before = lock_api_agent(&mut tx, &name).await?;
     repo::remove(&mut tx, &name).await?;
-    let entry = Entry::new("agent.remove", Outcome::Success)
-        .actor(caller.actor())
-        .resource("agent", &name)
-        .change(Some(before.audit_view()), None);
-    audit::append(&mut tx, &client.0, &entry).await?;
-    tx.commit().await?;
-    state.fleet_changed.notify_one();
+    let change = Change {
+        action: "agent.remove",
+        name: &name,
+        before: Some(&before),
+        after: None,
+    };
+    commit_change(&state, tx, &caller, &client, change).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -397,6 +397,30 @@ fn check_time(what: &str, v: Option<i64>) -> Result<(), ApiError> {
     }
 }
 
+/// The database filter of an alert list, its texts, times and limit checked.
+fn alert_filter(
+    state: Option<&str>,
+    rule: Option<String>,
+    agent: Option<String>,
+    late: Option<bool>,
+    (since_ms, until_ms): (Option<i64>, Option<i64>),
+    limit: Option<i64>,
+) -> Result<AlertFilter, ApiError> {
+    super::at_most_chars("rule", rule.as_deref(), 128)?;
+    super::at_most_chars("agent", agent.as_deref(), 128)?;
+    check_time("since_ms", since_ms)?;
+    check_time("until_ms", until_ms)?;
+    Ok(AlertFilter {
+        state: state.map(str::to_owned),
+        rule,
+        agent,
+        late,
+        since_ms,
+        until_ms,
+        limit: Some(super::page_limit(limit)?),
+    })
+}
+
 /// Alerts pending or firing now, most severe and oldest first. Held alerts
 /// (their agent is unreachable) and muted ones say so.
 #[utoipa::path(get, path = "/alerts", tag = "alerting", params(CurrentFilter), security(("bearer" = [])),
@@ -406,23 +430,11 @@ async fn current_alerts(
     State(state): State<ApiState>,
     Query(f): Query<CurrentFilter>,
 ) -> Result<Json<AlertList>, ApiError> {
-    super::at_most_chars("rule", f.rule.as_deref(), 128)?;
-    super::at_most_chars("agent", f.agent.as_deref(), 128)?;
-    let filter = AlertFilter {
-        state: f.state.map(|s| {
-            match s {
-                OpenState::Pending => "pending",
-                OpenState::Firing => "firing",
-            }
-            .to_owned()
-        }),
-        rule: f.rule,
-        agent: f.agent,
-        late: f.late,
-        since_ms: None,
-        until_ms: None,
-        limit: Some(super::page_limit(f.limit)?),
-    };
+    let wanted = f.state.map(|s| match s {
+        OpenState::Pending => "pending",
+        OpenState::Firing => "firing",
+    });
+    let filter = alert_filter(wanted, f.rule, f.agent, f.late, (None, None), f.limit)?;
     let items = alerts::list_current(&state.pool, &filter).await?;
     Ok(Json(AlertList { items }))
 }
@@ -436,25 +448,12 @@ async fn alert_history(
     State(state): State<ApiState>,
     Query(f): Query<HistoryFilter>,
 ) -> Result<Json<AlertList>, ApiError> {
-    super::at_most_chars("rule", f.rule.as_deref(), 128)?;
-    super::at_most_chars("agent", f.agent.as_deref(), 128)?;
-    check_time("since_ms", f.since_ms)?;
-    check_time("until_ms", f.until_ms)?;
-    let filter = AlertFilter {
-        state: f.state.map(|s| {
-            match s {
-                FiredState::Firing => "firing",
-                FiredState::Resolved => "resolved",
-            }
-            .to_owned()
-        }),
-        rule: f.rule,
-        agent: f.agent,
-        late: f.late,
-        since_ms: f.since_ms,
-        until_ms: f.until_ms,
-        limit: Some(super::page_limit(f.limit)?),
-    };
+    let wanted = f.state.map(|s| match s {
+        FiredState::Firing => "firing",
+        FiredState::Resolved => "resolved",
+    });
+    let window = (f.since_ms, f.until_ms);
+    let filter = alert_filter(wanted, f.rule, f.agent, f.late, window, f.limit)?;
     let items = alerts::history(&state.pool, &filter).await?;
     Ok(Json(AlertList { items }))
 }

@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -34,8 +34,8 @@ use super::error::ApiError;
 use super::extract::Peer;
 use crate::tls::{TlsError, unusable};
 
-/// How often the certificate files are looked at.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub use pga_config::reload::POLL_INTERVAL;
+use pga_config::reload::stopped;
 /// Bound on the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on receiving a request head, and on an idle keep-alive connection.
@@ -88,24 +88,6 @@ pub enum BindError {
     PlainNotLoopback { listen: String },
 }
 
-type FileStamp = Option<(SystemTime, u64, u64)>;
-
-fn stamps(paths: &[&PathBuf]) -> Vec<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    paths
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p).ok().map(|m| {
-                (
-                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    m.len(),
-                    m.ino(),
-                )
-            })
-        })
-        .collect()
-}
-
 /// The certificate in use and its files.
 #[derive(Debug)]
 struct TlsState {
@@ -139,37 +121,13 @@ impl TlsState {
         }
     }
 
-    async fn watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let paths = [&self.cert, &self.key];
-        let mut loaded_from = stamps(&paths);
-        let mut seen = loaded_from.clone();
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let now = stamps(&paths);
-                    if now != loaded_from && now == seen {
-                        self.reload("files changed");
-                        loaded_from = now.clone();
-                    }
-                    seen = now;
-                }
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    loaded_from = stamps(&paths);
-                    seen = loaded_from.clone();
-                    self.reload("SIGHUP");
-                }
-                () = stopped(&mut stop) => return,
-            }
-        }
+    async fn watch(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let paths = vec![self.cert.clone(), self.key.clone()];
+        pga_config::reload::watch_files(paths, stop, |trigger| {
+            self.reload(trigger);
+            std::future::ready(())
+        })
+        .await;
     }
 }
 
@@ -335,9 +293,4 @@ async fn serve_http<I>(
     if let Err(e) = result {
         tracing::debug!(peer = %peer, error = %e, "API connection ended with an error");
     }
-}
-
-/// Resolves once `stop` turns true (or its sender is gone); holds no guard.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _stopped = stop.wait_for(|s| *s).await.is_ok();
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
 use tokio::sync::{Notify, watch};
 
@@ -163,7 +163,7 @@ impl Worker {
 
     async fn pass(&mut self) -> Result<Pass, sqlx::Error> {
         if self.conn.is_none() {
-            self.conn = Some(self.options.connect().await?);
+            self.conn = Some(crate::db::connect_session(&self.options).await?);
         }
         let Some(mut conn) = self.conn.take() else {
             return Ok(Pass::NotMine);

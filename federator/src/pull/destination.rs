@@ -12,7 +12,9 @@ use crate::pull::{AgentStatus, Destination, DestinationError};
 
 impl From<SinkError> for DestinationError {
     fn from(e: SinkError) -> Self {
-        if e.is_unavailable() {
+        if matches!(e, SinkError::Fenced { .. }) {
+            DestinationError::Fenced(e)
+        } else if e.is_unavailable() {
             DestinationError::Unavailable(e)
         } else {
             DestinationError::Rejected(e)

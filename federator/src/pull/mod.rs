@@ -78,6 +78,11 @@ pub enum DestinationError {
     /// the batch; its own error says why. Nothing advanced for that destination.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// This replica no longer holds the agent's lease ([`SinkError::Fenced`]): the
+    /// batch was refused and nothing of it written; another replica pulls the
+    /// agent now. Not a failure of the agent: no backoff.
+    #[error("{0}")]
+    Fenced(SinkError),
 }
 
 impl DestinationError {
@@ -85,7 +90,9 @@ impl DestinationError {
     pub fn sqlstate(&self) -> Option<String> {
         match self {
             DestinationError::Rejected(e) => e.sqlstate(),
-            DestinationError::Unavailable(_) | DestinationError::Other(_) => None,
+            DestinationError::Unavailable(_)
+            | DestinationError::Other(_)
+            | DestinationError::Fenced(_) => None,
         }
     }
 }
@@ -145,7 +152,7 @@ pub enum ScrapeError {
 
 impl ScrapeError {
     /// Every value [`ScrapeError::reason`] gives.
-    pub const REASONS: [&'static str; 8] = [
+    pub const REASONS: [&'static str; 9] = [
         "connect",
         "request",
         "oversized",
@@ -154,6 +161,7 @@ impl ScrapeError {
         "database_unavailable",
         "database_rejected",
         "destination",
+        "fenced",
     ];
 
     /// A bounded name for the `reason` label of the failure counter.
@@ -167,6 +175,7 @@ impl ScrapeError {
             ScrapeError::Destination(DestinationError::Unavailable(_)) => "database_unavailable",
             ScrapeError::Destination(DestinationError::Rejected(_)) => "database_rejected",
             ScrapeError::Destination(DestinationError::Other(_)) => "destination",
+            ScrapeError::Destination(DestinationError::Fenced(_)) => "fenced",
         }
     }
 
@@ -176,6 +185,11 @@ impl ScrapeError {
             self,
             ScrapeError::Destination(DestinationError::Unavailable(_))
         )
+    }
+
+    /// Whether the batch was refused because this replica lost the agent's lease.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, ScrapeError::Destination(DestinationError::Fenced(_)))
     }
 
     /// The SQLSTATE of a batch the database refused.

@@ -135,8 +135,9 @@ pub struct FleetJob {
 }
 
 /// Runs the jobs `fleet` holds, following its changes without a restart: a job
-/// that leaves the set stops (a pull in flight is abandoned and rolls back), a new
-/// one starts, a changed one is stopped and started again. Returns when `stop`
+/// that leaves the set stops once its pull in flight ended (a transaction is never
+/// cut in the middle), a new one starts, a changed one is stopped and started
+/// again. At `stop`, pulls in flight are abandoned (they roll back). Returns when `stop`
 /// turns true and every job has stopped.
 pub async fn run_fleet<D: Destination + 'static>(
     mut fleet: watch::Receiver<Vec<FleetJob>>,
@@ -188,9 +189,11 @@ pub async fn run_fleet<D: Destination + 'static>(
                 gate.clone(),
             );
             let spec = j.spec.clone();
+            let shutdown = stop.clone();
             let task = tokio::spawn(async move {
                 let (dest, telemetry, permits, gate) = ctx;
-                agent_loop(j.job, &*dest, &telemetry, &permits, &gate, settings, rx).await;
+                let stops = Stops { job: rx, shutdown };
+                agent_loop(j.job, &*dest, &telemetry, &permits, &gate, settings, stops).await;
             });
             running.insert(name, (spec, tx, task));
         }
@@ -210,6 +213,14 @@ pub async fn run_fleet<D: Destination + 'static>(
     probe.await.ok();
 }
 
+/// What ends a job: its own stop (the agent left the fleet, or moved to another
+/// replica) ends it between pulls, so that no transaction is cut in the middle;
+/// the process's shutdown also abandons a pull in flight (it rolls back).
+struct Stops {
+    job: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+}
+
 async fn agent_loop<D: Destination>(
     job: AgentJob,
     dest: &D,
@@ -217,8 +228,12 @@ async fn agent_loop<D: Destination>(
     permits: &Semaphore,
     gate: &DatabaseGate,
     settings: SchedulerSettings,
-    mut stop: watch::Receiver<bool>,
+    stops: Stops,
 ) {
+    let Stops {
+        job: mut stop,
+        mut shutdown,
+    } = stops;
     let offset = jitter_offset(&job.name, settings.jitter);
     let mut failures = 0u32;
     let mut not_before = Instant::now();
@@ -258,7 +273,7 @@ async fn agent_loop<D: Destination>(
                 telemetry.round(&name, round);
                 cursor = Some(round.cursor);
             }) => r,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = shutdown.wait_for(|s| *s) => return,
         };
         drop(permit);
         let secs = started.elapsed().as_secs_f64();
@@ -304,6 +319,12 @@ async fn agent_loop<D: Destination>(
                 if let Some(note) = r.note {
                     tracing::debug!(agent = %job.name, note = %note, "a response was cut short; continuing from the cursor");
                 }
+            }
+            Err(e) if e.is_fenced() => {
+                // The lease moved to another replica (or this one's ran out): no
+                // backoff; the assignment stops this job or the lease comes back.
+                not_before = Instant::now();
+                tracing::info!(agent = %job.name, error = %e, "batch refused by fencing: the agent's lease is not this replica's");
             }
             Err(e) if e.is_database_unavailable() => {
                 if gate.open.send_replace(false) {

@@ -63,14 +63,7 @@ async fn passwords_change_and_the_last_admin_stays() {
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     // Sessions' refresh tokens are revoked; the new password signs in.
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let r = api.refresh(&refresh).await;
     assert_eq!(r.status, 401);
     let r = api
         .call(
@@ -91,14 +84,7 @@ async fn passwords_change_and_the_last_admin_stays() {
     // The last active admin cannot be deleted (nor demoted or disabled, by itself or
     // another admin).
     let other = api.user("other", Role::Admin).await;
-    let r = api
-        .call(
-            "PATCH",
-            &format!("/api/v1/users/{other}"),
-            Some(&admin),
-            Some(json!({"role": "user"})),
-        )
-        .await;
+    let r = api.patch_user(&admin, other, json!({"role": "user"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = api
         .call(

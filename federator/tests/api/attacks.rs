@@ -16,6 +16,9 @@ fn keys(api: &TestApi) -> JwtKeys {
     JwtKeys::new(&key, "pga-federator", "pga-api").unwrap()
 }
 
+/// A change made to a token's claims before signing it.
+type ChangeClaims = fn(&mut Claims);
+
 fn claims(sub: i64) -> Claims {
     let now = Utc::now().timestamp();
     Claims {
@@ -46,6 +49,13 @@ fn raw_token(header: serde_json::Value, claims: &Claims, key: Option<&[u8]>) -> 
         .unwrap(),
     };
     format!("{signing_input}.{sig}")
+}
+
+/// The status of a read route (the agent list) called with `token`.
+async fn reads(api: &TestApi, token: &str) -> u16 {
+    api.call("GET", "/api/v1/agents", Some(token), None)
+        .await
+        .status
 }
 
 /// Asserts `token` is refused on a read route and that the refusal was audited
@@ -90,55 +100,50 @@ async fn forged_stale_and_misused_tokens_are_refused_and_audited() {
     let t = wrong.sign(ACCESS_TYP, &claims(admin_id)).unwrap();
     refused(&api, "wrong key", &t, "bad_signature").await;
 
-    // RS/HS confusion: an RS256 header over an HMAC signature.
-    let t = raw_token(
-        json!({"alg": "RS256", "typ": ACCESS_TYP}),
-        &claims(admin_id),
-        Some(&secret),
-    );
-    refused(&api, "RS256 header", &t, "wrong_algorithm").await;
-    let t = raw_token(
-        json!({"alg": "HS512", "typ": ACCESS_TYP}),
-        &claims(admin_id),
-        Some(&secret),
-    );
-    refused(&api, "HS512 header", &t, "wrong_algorithm").await;
+    // RS/HS confusion: an RS256 header over an HMAC signature; HS512 is not the
+    // algorithm either.
+    for alg in ["RS256", "HS512"] {
+        let t = raw_token(
+            json!({"alg": alg, "typ": ACCESS_TYP}),
+            &claims(admin_id),
+            Some(&secret),
+        );
+        refused(&api, &format!("{alg} header"), &t, "wrong_algorithm").await;
+    }
 
-    // Expired, and not valid yet (both well past the leeway).
-    let mut c = claims(viewer_id);
-    c.exp = Utc::now().timestamp() - 120;
-    c.nbf = c.exp - 900;
-    c.iat = c.nbf;
-    refused(&api, "expired", &k.sign(ACCESS_TYP, &c).unwrap(), "expired").await;
-    let mut c = claims(viewer_id);
-    c.nbf = Utc::now().timestamp() + 600;
-    refused(
-        &api,
-        "nbf in the future",
-        &k.sign(ACCESS_TYP, &c).unwrap(),
-        "not_yet_valid",
-    )
-    .await;
-
-    // Wrong audience, wrong issuer.
-    let mut c = claims(viewer_id);
-    c.aud = "another-service".into();
-    refused(
-        &api,
-        "wrong aud",
-        &k.sign(ACCESS_TYP, &c).unwrap(),
-        "wrong_audience_or_issuer",
-    )
-    .await;
-    let mut c = claims(viewer_id);
-    c.iss = "someone-else".into();
-    refused(
-        &api,
-        "wrong iss",
-        &k.sign(ACCESS_TYP, &c).unwrap(),
-        "wrong_audience_or_issuer",
-    )
-    .await;
+    // Expired, not valid yet (both well past the leeway), wrong audience, wrong
+    // issuer.
+    let stale_or_foreign: [(&str, ChangeClaims, &str); 4] = [
+        (
+            "expired",
+            |c| {
+                c.exp = Utc::now().timestamp() - 120;
+                c.nbf = c.exp - 900;
+                c.iat = c.nbf;
+            },
+            "expired",
+        ),
+        (
+            "nbf in the future",
+            |c| c.nbf = Utc::now().timestamp() + 600,
+            "not_yet_valid",
+        ),
+        (
+            "wrong aud",
+            |c| c.aud = "another-service".into(),
+            "wrong_audience_or_issuer",
+        ),
+        (
+            "wrong iss",
+            |c| c.iss = "someone-else".into(),
+            "wrong_audience_or_issuer",
+        ),
+    ];
+    for (what, change, reason) in stale_or_foreign {
+        let mut c = claims(viewer_id);
+        change(&mut c);
+        refused(&api, what, &k.sign(ACCESS_TYP, &c).unwrap(), reason).await;
+    }
 
     // A tampered payload: the viewer's token claims to be the admin.
     let mut parts: Vec<String> = viewer.split('.').map(str::to_owned).collect();
@@ -151,14 +156,7 @@ async fn forged_stale_and_misused_tokens_are_refused_and_audited() {
     // A refresh token as an access token; an access token as a refresh token.
     let (_, refresh) = api.login("viewer").await;
     refused(&api, "refresh as access", &refresh, "wrong_type").await;
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": viewer})),
-        )
-        .await;
+    let r = api.refresh(&viewer).await;
     assert_eq!(r.status, 401, "{}", r.text);
     assert!(
         api.audit("auth.refresh")
@@ -195,14 +193,7 @@ async fn a_reused_refresh_token_revokes_its_family() {
     let api = TestApi::start().await;
     api.user("ops", Role::User).await;
     let (_, first) = api.login("ops").await;
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": first})),
-        )
-        .await;
+    let r = api.refresh(&first).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let second = r.json["refresh_token"].as_str().unwrap().to_owned();
     let access = r.json["access_token"].as_str().unwrap().to_owned();
@@ -215,14 +206,7 @@ async fn a_reused_refresh_token_revokes_its_family() {
     );
 
     // The first token again: refused, and the whole family is revoked.
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": first})),
-        )
-        .await;
+    let r = api.refresh(&first).await;
     assert_eq!(r.status, 401, "{}", r.text);
     assert!(
         r.json["error"]["message"]
@@ -236,14 +220,7 @@ async fn a_reused_refresh_token_revokes_its_family() {
         reuse[0].starts_with("failure|refresh token reused; family revoked"),
         "{reuse:?}"
     );
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": second})),
-        )
-        .await;
+    let r = api.refresh(&second).await;
     assert_eq!(r.status, 401, "the descendant is revoked too: {}", r.text);
     assert!(
         api.audit("auth.refresh")
@@ -254,14 +231,7 @@ async fn a_reused_refresh_token_revokes_its_family() {
 
     // Another sign-in of the same user is a different family and still works.
     let (_, other) = api.login("ops").await;
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": other})),
-        )
-        .await;
+    let r = api.refresh(&other).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Sign-out revokes that family.
@@ -275,14 +245,7 @@ async fn a_reused_refresh_token_revokes_its_family() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": newest})),
-        )
-        .await;
+    let r = api.refresh(&newest).await;
     assert_eq!(r.status, 401);
 }
 
@@ -328,12 +291,7 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
 
     // A lowered role takes effect on the next request, for the session and the token.
     let r = api
-        .call(
-            "PATCH",
-            &format!("/api/v1/users/{ops_id}"),
-            Some(&admin),
-            Some(json!({"role": "viewer"})),
-        )
+        .patch_user(&admin, ops_id, json!({"role": "viewer"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let agent2 = json!({"name": "db2", "url": "http://127.0.0.1:9"});
@@ -349,28 +307,13 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
             .status,
         403
     );
-    assert_eq!(
-        api.call("GET", "/api/v1/agents", Some(&token), None)
-            .await
-            .status,
-        200
-    );
-    api.call(
-        "PATCH",
-        &format!("/api/v1/users/{ops_id}"),
-        Some(&admin),
-        Some(json!({"role": "user"})),
-    )
-    .await;
+    assert_eq!(reads(&api, &token).await, 200);
+    api.patch_user(&admin, ops_id, json!({"role": "user"}))
+        .await;
 
     // Disabled: both stop at once, and sign-in is refused.
     let r = api
-        .call(
-            "PATCH",
-            &format!("/api/v1/users/{ops_id}"),
-            Some(&admin),
-            Some(json!({"is_active": false})),
-        )
+        .patch_user(&admin, ops_id, json!({"is_active": false}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     refused(&api, "disabled user's JWT", &ops, "user_disabled").await;
@@ -384,19 +327,9 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
         )
         .await;
     assert_eq!(r.status, 401);
-    api.call(
-        "PATCH",
-        &format!("/api/v1/users/{ops_id}"),
-        Some(&admin),
-        Some(json!({"is_active": true})),
-    )
-    .await;
-    assert_eq!(
-        api.call("GET", "/api/v1/agents", Some(&token), None)
-            .await
-            .status,
-        200
-    );
+    api.patch_user(&admin, ops_id, json!({"is_active": true}))
+        .await;
+    assert_eq!(reads(&api, &token).await, 200);
 
     // Revoked by id, by an admin who never saw the token.
     let r = api
@@ -412,12 +345,7 @@ async fn api_tokens_revoked_expired_or_mistyped_and_disabled_users_stop_at_once(
 
     // Expired.
     let (tid2, token2) = api.api_token(&ops, "short", &["read"], Some(1)).await;
-    assert_eq!(
-        api.call("GET", "/api/v1/agents", Some(&token2), None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(reads(&api, &token2).await, 200);
     crate::support::api::sql(
         &api.db,
         &format!("UPDATE api_tokens SET expires_at = now() - interval '1 s' WHERE id = {tid2}"),

@@ -74,20 +74,8 @@ async fn every_change_is_audited_and_tampering_is_found() {
     assert_eq!(r.status, 201, "{}", r.text);
     let bob = r.json["user"]["id"].as_i64().unwrap();
     assert!(r.json["generated_password"].as_str().unwrap().len() >= 20);
-    api.call(
-        "PATCH",
-        &format!("/api/v1/users/{bob}"),
-        Some(&admin),
-        Some(json!({"role": "user"})),
-    )
-    .await;
-    api.call(
-        "POST",
-        "/api/v1/agents",
-        Some(&admin),
-        Some(json!({"name": "db1", "url": "http://127.0.0.1:9"})),
-    )
-    .await;
+    api.patch_user(&admin, bob, json!({"role": "user"})).await;
+    api.add_agent(&admin, "db1", "http://127.0.0.1:9").await;
     api.call(
         "PATCH",
         "/api/v1/agents/db1",

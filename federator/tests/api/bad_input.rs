@@ -23,13 +23,7 @@ fn snapshot(api: &TestApi) -> String {
 async fn bad_requests_get_a_4xx_with_a_message_and_change_nothing() {
     let api = TestApi::start().await;
     let (admin_id, admin) = api.session("admin", Role::Admin).await;
-    api.call(
-        "POST",
-        "/api/v1/agents",
-        Some(&admin),
-        Some(json!({"name": "db1", "url": "http://127.0.0.1:9"})),
-    )
-    .await;
+    api.add_agent(&admin, "db1", "http://127.0.0.1:9").await;
     let before = snapshot(&api);
     let bearer = vec![
         ("authorization".to_owned(), format!("Bearer {admin}")),

@@ -133,14 +133,7 @@ async fn an_agent_added_through_the_api_is_pulled_without_a_restart_and_stops_wh
     // The configured agent was pulled all along.
     assert!(stored_samples(&api.db, "from-config") > 0);
     // Added again, it comes back with its history.
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/agents",
-            Some(&ops),
-            Some(json!({"name": "sim", "url": agent.url()})),
-        )
-        .await;
+    let r = api.add_agent(&ops, "sim", &agent.url()).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(
         r.json["status"]["series"].as_i64().unwrap() > 0,

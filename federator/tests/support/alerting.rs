@@ -173,6 +173,20 @@ pub async fn load_rules(
     files
 }
 
+/// A fresh central database `name` (its URL, its sink and a pool) with the rule
+/// files `texts` written into a temporary directory and loaded: how a test of the
+/// evaluator starts. The directory lives as long as the returned `TempDir`.
+pub async fn rule_db(
+    name: &str,
+    texts: &[(&str, &str)],
+) -> (String, Sink, PgPool, tempfile::TempDir) {
+    let (url, sink) = database(name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&url).await;
+    load_rules(&pool, dir.path(), texts, &[]).await;
+    (url, sink, pool, dir)
+}
+
 /// The built-in pack's directory.
 /// The rule files at `paths`; every problem is said when one does not load.
 pub fn load_or_panic(paths: &[std::path::PathBuf]) -> Vec<RuleFile> {

@@ -197,6 +197,26 @@ impl TestApi {
         .await
     }
 
+    /// `POST /api/v1/auth/refresh` with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        let body = serde_json::json!({ "refresh_token": refresh_token });
+        self.call("POST", "/api/v1/auth/refresh", None, Some(body))
+            .await
+    }
+
+    /// `POST /api/v1/agents`: adds the agent `name` at `url`, as `token`.
+    pub async fn add_agent(&self, token: &str, name: &str, url: &str) -> Reply {
+        let body = serde_json::json!({ "name": name, "url": url });
+        self.call("POST", "/api/v1/agents", Some(token), Some(body))
+            .await
+    }
+
+    /// `PATCH /api/v1/users/{id}` with `body`, as `token`.
+    pub async fn patch_user(&self, token: &str, id: i64, body: Value) -> Reply {
+        let path = format!("/api/v1/users/{id}");
+        self.call("PATCH", &path, Some(token), Some(body)).await
+    }
+
     /// Audit entries of `action`, oldest first, straight from the table.
     pub fn audit(&self, action: &str) -> Vec<String> {
         let out = sql(

@@ -19,6 +19,14 @@ use pga_agent::endpoint::{Endpoint, EndpointSettings, Limits, TlsFiles};
 use pga_agent::store::{Store, StoreHandle, StoreOptions, StoreReader};
 use pga_format::MetricKind;
 
+/// A pull test's start: a temporary directory with development certificates in
+/// its `tls/` ([`certs`]), and a fresh central database.
+pub fn pull_setup() -> (tempfile::TempDir, PathBuf, Central) {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    (dir, tls, central())
+}
+
 /// A development CA with agent and federator certificates.
 pub fn certs(dir: &Path) -> PathBuf {
     let out = dir.join("tls");
@@ -349,6 +357,11 @@ impl Federator {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: nothing is let finish.

@@ -39,15 +39,34 @@ pub fn meta(id: u64, name: &str, labels: &[(&str, &str)], kind: MetricKind) -> S
     SeriesMeta::new(
         SeriesId(id),
         name,
-        labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        pga_format::owned_labels(labels),
         kind,
         "",
         format!("help of {name}"),
     )
     .unwrap()
+}
+
+/// The two series of database `app` the sink's tests store: 0, transactions
+/// committed (a counter, with `pg_instance` = `instance` when given), and 1, its
+/// sessions (a gauge).
+pub fn app_series(instance: Option<&str>) -> Vec<SeriesMeta> {
+    let mut commit_labels = vec![("datname", "app")];
+    commit_labels.extend(instance.map(|i| ("pg_instance", i)));
+    vec![
+        meta(
+            0,
+            "pg_stat_database_xact_commit_total",
+            &commit_labels,
+            MetricKind::Counter,
+        ),
+        meta(
+            1,
+            "pg_stat_database_numbackends",
+            &[("datname", "app")],
+            MetricKind::Gauge,
+        ),
+    ]
 }
 
 /// Encodes the collections (and log events) as a real block frame and decodes it.

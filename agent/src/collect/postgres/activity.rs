@@ -27,10 +27,7 @@ pub static ACTIVITY: Family = Family {
           WHERE pid <> pg_backend_pid()
           GROUP BY 1, 2, 3, 4, 5",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static OLDEST: Family = Family {
@@ -81,10 +78,7 @@ pub static OLDEST: Family = Family {
            FROM pg_stat_activity
           WHERE pid <> pg_backend_pid()",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static LOCKS: Family = Family {
@@ -106,10 +100,7 @@ pub static LOCKS: Family = Family {
           WHERE pid IS DISTINCT FROM pg_backend_pid()
           GROUP BY 1, 2",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static BLOCKING: Family = Family {
@@ -155,10 +146,7 @@ pub static BLOCKING: Family = Family {
                 coalesce((SELECT max(depth) FROM up WHERE depth > 1), 0)::float8 AS chain,
                 (SELECT coalesce(max(extract(epoch FROM now() - waitstart)), 0) FROM pg_locks WHERE NOT granted)::float8 AS wait_seconds",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 const PROGRESS_LABELS: &[&str] = &["datname", "pid", "relid", "phase"];
@@ -196,10 +184,7 @@ pub static PROGRESS_VACUUM: Family = Family {
                FROM pg_stat_progress_vacuum",
         ),
     ],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static PROGRESS_ANALYZE: Family = Family {
@@ -218,10 +203,7 @@ pub static PROGRESS_ANALYZE: Family = Family {
                 sample_blks_total::float8 AS sample_blks_total, sample_blks_scanned::float8 AS sample_blks_scanned
            FROM pg_stat_progress_analyze",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static PROGRESS_CREATE_INDEX: Family = Family {
@@ -276,8 +258,5 @@ pub static PROGRESS_CREATE_INDEX: Family = Family {
                 lockers_total::float8 AS lockers_total, lockers_done::float8 AS lockers_done
            FROM pg_stat_progress_create_index",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };

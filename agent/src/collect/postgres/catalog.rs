@@ -129,6 +129,24 @@ pub struct Family {
 }
 
 impl Family {
+    /// What most families are, for `..Family::USUAL` after the fields a family sets:
+    /// no `$1`, no `datname` filter, a query for every supported version, readable
+    /// with `pg_monitor`. Every family sets its own name, group, scope, reader,
+    /// labels, metrics and queries.
+    pub const USUAL: Family = Family {
+        name: "",
+        group: Group::Fast,
+        scope: Scope::Instance,
+        reader: Reader::Columns,
+        labels: &[],
+        metrics: &[],
+        queries: &[],
+        takes_limit: false,
+        filter_datname: false,
+        missing: "",
+        fix: "GRANT pg_monitor TO the monitoring role",
+    };
+
     /// The query for a server at `version`, if the family exists there.
     pub fn select(&self, version: u32) -> Option<&'static str> {
         self.queries

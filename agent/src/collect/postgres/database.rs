@@ -60,10 +60,8 @@ pub static DATABASE: Family = Family {
            FROM pg_stat_database
           WHERE datname IS NOT NULL",
     )],
-    takes_limit: false,
     filter_datname: true,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static CONFLICTS: Family = Family {
@@ -98,10 +96,8 @@ pub static CONFLICTS: Family = Family {
                FROM pg_stat_database_conflicts",
         ),
     ],
-    takes_limit: false,
     filter_datname: true,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static WRAPAROUND: Family = Family {
@@ -119,8 +115,6 @@ pub static WRAPAROUND: Family = Family {
         "SELECT datname::text AS datname, age(datfrozenxid)::float8 AS xid_age, mxid_age(datminmxid)::float8 AS mxid_age
            FROM pg_database",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
     fix: "",
+    ..Family::USUAL
 };

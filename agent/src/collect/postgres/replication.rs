@@ -15,6 +15,25 @@ macro_rules! here_lsn {
     };
 }
 
+/// `pg_replication_slots` with the WAL each slot retains; `$newer` adds the columns
+/// of later versions.
+macro_rules! slots {
+    ($newer:literal) => {
+        concat!(
+            "SELECT slot_name::text AS slot_name, slot_type, coalesce(database::text, '') AS database,
+                        active::int::float8 AS active,
+                        pg_wal_lsn_diff(",
+            here_lsn!(),
+            ", restart_lsn)::float8 AS retained_bytes,
+                        safe_wal_size::float8 AS safe_wal_size,
+                        (wal_status = 'lost')::int::float8 AS lost",
+            $newer,
+            "
+                   FROM pg_replication_slots"
+        )
+    };
+}
+
 pub static REPLICATION: Family = Family {
     name: "replication",
     group: Group::Fast,
@@ -89,10 +108,8 @@ pub static REPLICATION: Family = Family {
                FROM pg_stat_replication"
         ),
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
     fix: "GRANT pg_monitor TO the monitoring role (without it, other roles' WAL senders show no positions)",
+    ..Family::USUAL
 };
 
 pub static STANDBY: Family = Family {
@@ -116,10 +133,7 @@ pub static STANDBY: Family = Family {
                 (SELECT extract(epoch FROM now() - last_msg_receipt_time) FROM pg_stat_wal_receiver)::float8 AS receiver_message_age
           WHERE pg_is_in_recovery()",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static SLOTS: Family = Family {
@@ -129,44 +143,46 @@ pub static SLOTS: Family = Family {
     reader: Reader::Columns,
     labels: &["slot_name", "slot_type", "database"],
     metrics: &[
-        gauge("active", "pg_replication_slot_active", "", "Whether a consumer is connected to the slot (1) or not (0)."),
-        gauge("retained_bytes", "pg_replication_slot_retained_wal_bytes", "bytes", "WAL kept on disk for this slot (from its restart_lsn)."),
-        gauge("safe_wal_size", "pg_replication_slot_safe_wal_bytes", "bytes", "WAL that can still be written before this slot loses what it needs (with max_slot_wal_keep_size)."),
-        gauge("lost", "pg_replication_slot_lost", "", "Whether the slot lost WAL it needed (1) or not (0)."),
-        gauge("conflicting", "pg_replication_slot_conflicting", "", "Whether a logical slot was invalidated by a recovery conflict (16 on)."),
+        gauge(
+            "active",
+            "pg_replication_slot_active",
+            "",
+            "Whether a consumer is connected to the slot (1) or not (0).",
+        ),
+        gauge(
+            "retained_bytes",
+            "pg_replication_slot_retained_wal_bytes",
+            "bytes",
+            "WAL kept on disk for this slot (from its restart_lsn).",
+        ),
+        gauge(
+            "safe_wal_size",
+            "pg_replication_slot_safe_wal_bytes",
+            "bytes",
+            "WAL that can still be written before this slot loses what it needs (with max_slot_wal_keep_size).",
+        ),
+        gauge(
+            "lost",
+            "pg_replication_slot_lost",
+            "",
+            "Whether the slot lost WAL it needed (1) or not (0).",
+        ),
+        gauge(
+            "conflicting",
+            "pg_replication_slot_conflicting",
+            "",
+            "Whether a logical slot was invalidated by a recovery conflict (16 on).",
+        ),
     ],
     queries: &[
-        between(
-            140000,
-            160000,
-            concat!(
-                "SELECT slot_name::text AS slot_name, slot_type, coalesce(database::text, '') AS database,
-                        active::int::float8 AS active,
-                        pg_wal_lsn_diff(",
-                here_lsn!(),
-                ", restart_lsn)::float8 AS retained_bytes,
-                        safe_wal_size::float8 AS safe_wal_size,
-                        (wal_status = 'lost')::int::float8 AS lost
-                   FROM pg_replication_slots"
-            ),
-        ),
+        between(140000, 160000, slots!("")),
         since(
             160000,
-            concat!(
-                "SELECT slot_name::text AS slot_name, slot_type, coalesce(database::text, '') AS database,
-                        active::int::float8 AS active,
-                        pg_wal_lsn_diff(",
-                here_lsn!(),
-                ", restart_lsn)::float8 AS retained_bytes,
-                        safe_wal_size::float8 AS safe_wal_size,
-                        (wal_status = 'lost')::int::float8 AS lost,
-                        conflicting::int::float8 AS conflicting
-                   FROM pg_replication_slots"
+            slots!(
+                ",
+                        conflicting::int::float8 AS conflicting"
             ),
         ),
     ],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };

@@ -30,10 +30,7 @@ pub static WAL: Family = Family {
                 pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, '0/0')::float8 AS position_bytes
            FROM pg_stat_wal",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static BGWRITER: Family = Family {
@@ -65,10 +62,7 @@ pub static BGWRITER: Family = Family {
                FROM pg_stat_bgwriter",
         ),
     ],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static CHECKPOINTER: Family = Family {
@@ -103,10 +97,7 @@ pub static CHECKPOINTER: Family = Family {
                FROM pg_stat_checkpointer",
         ),
     ],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static IO: Family = Family {
@@ -173,10 +164,8 @@ pub static IO: Family = Family {
                 op_bytes::float8 AS op_bytes
            FROM pg_stat_io",
     )],
-    takes_limit: false,
-    filter_datname: false,
     missing: "pg_stat_io exists from PostgreSQL 16",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static ARCHIVER: Family = Family {
@@ -218,8 +207,5 @@ pub static ARCHIVER: Family = Family {
                 extract(epoch FROM last_failed_time)::float8 AS last_failed
            FROM pg_stat_archiver",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };

@@ -68,10 +68,7 @@ pub static SETTINGS: Family = Family {
            FROM pg_settings
           WHERE name = ANY($1) AND vartype IN ('bool', 'integer', 'real')",
     )],
-    takes_limit: false,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 /// The metric name of setting `name` whose unit is `kind` (`bytes`, `seconds` or none).

@@ -26,10 +26,8 @@ pub static DATABASE_SIZE: Family = Family {
            FROM pg_database
           WHERE datallowconn",
     )],
-    takes_limit: false,
     filter_datname: true,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 pub static RELATION_SIZE: Family = Family {
@@ -62,7 +60,5 @@ pub static RELATION_SIZE: Family = Family {
           LIMIT $1",
     )],
     takes_limit: true,
-    filter_datname: false,
-    missing: "",
-    fix: "GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };

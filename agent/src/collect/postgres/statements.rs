@@ -95,9 +95,8 @@ pub static STATEMENTS: Family = Family {
         ),
     ],
     takes_limit: true,
-    filter_datname: false,
-    missing: "",
     fix: "in the database the agent connects to: CREATE EXTENSION pg_stat_statements (with pg_stat_statements in shared_preload_libraries), and GRANT pg_monitor TO the monitoring role",
+    ..Family::USUAL
 };
 
 /// Entries evicted from the statement store since its reset: a steady rise means

@@ -126,13 +126,8 @@ mod tests {
         let mut load = Load::new(dir.path());
         let (mut buf, mut out, mut errors) = (Vec::new(), Emitter::new(), Vec::new());
         load.collect(&mut buf, &mut out, &mut errors);
-        let got: Vec<_> = out
-            .samples()
-            .iter()
-            .map(|s| (s.name.as_str(), s.value))
-            .collect();
         assert_eq!(
-            got,
+            out.names_and_values(),
             [
                 ("node_load1", 0.5),
                 ("node_load5", 0.25),

@@ -216,13 +216,8 @@ mod tests {
         let mut errors = Vec::new();
         psi.collect(&mut buf, &mut out, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
-        let got: Vec<_> = out
-            .samples()
-            .iter()
-            .map(|s| (s.name.as_str(), s.value))
-            .collect();
         assert_eq!(
-            got,
+            out.names_and_values(),
             [
                 ("node_pressure_cpu_waiting_seconds_total", 2.5),
                 ("node_pressure_memory_waiting_seconds_total", 2.5),

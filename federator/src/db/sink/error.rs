@@ -42,6 +42,16 @@ pub enum SinkError {
     /// The batch cannot be stored as it is; the agent's data must be looked at.
     #[error("rejected batch from agent {agent:?}: {reason}")]
     BadBatch { agent: String, reason: String },
+    /// Fencing: the writer no longer holds the agent's lease with this epoch (another
+    /// replica took the agent over, or this replica's own lease ran out). Nothing of
+    /// the batch was written; this replica must not write the agent again before it
+    /// holds a new lease.
+    #[error(
+        "agent {agent:?}: fenced: this replica no longer holds the agent's lease with epoch \
+         {epoch} (another replica took it over, or this replica's lease expired); nothing \
+         of the batch was written"
+    )]
+    Fenced { agent: String, epoch: i64 },
 }
 
 impl From<sqlx::migrate::MigrateError> for SinkError {

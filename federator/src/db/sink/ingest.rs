@@ -22,18 +22,22 @@
 //! 5. the rollups of the touched buckets ([`super::rollup`]), which attribute no
 //!    increase across a gap (2.) or a silence longer than `max_silence`;
 //! 6. log events of the sealed blocks (the head's come again once it is sealed);
-//! 7. the gap, if any, and the cursor (with the agent's data watermark).
+//! 7. the gap, if any, and the cursor (with the agent's data watermark); for a
+//!    fenced writer ([`super::Fence`]) the same statement checks the agent's lease
+//!    (owner and epoch, and the owner's replica lease valid on the database's
+//!    clock) and locks it, so a takeover waits for this commit or this statement
+//!    sees it and writes nothing ([`SinkError::Fenced`]).
 //!
 //! The series cache learns the batch's new mappings, and the tail cache
 //! ([`super::tails`]) the newest stored sample of each series, only after the commit.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pga_format::DecodedBlock;
 use sqlx::PgConnection;
 
-use super::{IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uuid_text};
+use super::{Fence, IngestReport, Sink, SinkError, pg_text, rollup, samples, series, uuid_text};
 use crate::pull::batch::Batch;
 use std::sync::atomic::Ordering;
 
@@ -61,7 +65,40 @@ SET first_seen = least(se.first_seen, timestamptz 'epoch' + t.first_ms * interva
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(id, first_ms, last_ms)
 WHERE se.id = t.id";
 
-pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, SinkError> {
+/// The cursor's advance, unfenced.
+const ADVANCE: &str = "\
+INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count, watermark_ms)
+VALUES ($1, $2::uuid, $3, $4, $5, greatest($4, $6))
+ON CONFLICT (agent_id) DO UPDATE SET agent_uid = EXCLUDED.agent_uid,
+    last_sequence = EXCLUDED.last_sequence, last_ts_ms = EXCLUDED.last_ts_ms,
+    series_count = EXCLUDED.series_count,
+    watermark_ms = greatest(agent_cursors.watermark_ms, EXCLUDED.watermark_ms)
+RETURNING xmin::text::bigint";
+
+/// The cursor's advance by a fenced writer: no row unless the agent's lease names
+/// replica `$8` with epoch `$9` and that replica's lease is valid now (the clock of
+/// the database, at this statement); the lease row is locked until the commit.
+const ADVANCE_FENCED: &str = "\
+WITH fence AS (
+    SELECT l.epoch FROM cluster_leases l
+    JOIN cluster_replica_leases r ON r.replica_id = l.owner
+    WHERE l.kind = 'agent' AND l.name = $7 AND l.owner = $8::uuid AND l.epoch = $9
+      AND r.valid_until > clock_timestamp()
+    FOR SHARE OF l)
+INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count, watermark_ms)
+SELECT $1, $2::uuid, $3::bigint, $4::bigint, $5::bigint, greatest($4::bigint, $6::bigint)
+FROM fence
+ON CONFLICT (agent_id) DO UPDATE SET agent_uid = EXCLUDED.agent_uid,
+    last_sequence = EXCLUDED.last_sequence, last_ts_ms = EXCLUDED.last_ts_ms,
+    series_count = EXCLUDED.series_count,
+    watermark_ms = greatest(agent_cursors.watermark_ms, EXCLUDED.watermark_ms)
+RETURNING xmin::text::bigint";
+
+pub(crate) async fn ingest(
+    sink: &Sink,
+    batch: &Batch,
+    fence: Option<&Fence>,
+) -> Result<IngestReport, SinkError> {
     validate(batch)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -249,30 +286,38 @@ pub(crate) async fn ingest(sink: &Sink, batch: &Batch) -> Result<IngestReport, S
         };
         (rollups_1m, rollups_1h) =
             rollup::recompute(conn, &written.fresh, written.ranges.as_deref(), breaks).await?;
+        count_minutes(conn, agent_row, &written.minutes).await?;
     }
 
     let log_events_inserted =
         write_log_events(conn, agent_row, batch, log_cutoff_ms..=future_ms).await?;
 
-    let (token,): (i64,) = sqlx::query_as(
-        "INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count, \
-             watermark_ms) \
-         VALUES ($1, $2::uuid, $3, $4, $5, greatest($4, $6)) \
-         ON CONFLICT (agent_id) DO UPDATE SET agent_uid = EXCLUDED.agent_uid, \
-             last_sequence = EXCLUDED.last_sequence, last_ts_ms = EXCLUDED.last_ts_ms, \
-             series_count = EXCLUDED.series_count, \
-             watermark_ms = greatest(agent_cursors.watermark_ms, EXCLUDED.watermark_ms) \
-         RETURNING xmin::text::bigint",
-    )
+    let advance = sqlx::query_as::<_, (i64,)>(if fence.is_some() {
+        ADVANCE_FENCED
+    } else {
+        ADVANCE
+    })
     .bind(agent_row)
     .bind(&uid)
     .bind(batch.cursor.last_sequence.map(|s| s as i64))
     .bind(batch.cursor.last_ts_ms)
     .bind(batch.cursor.series_count as i64)
-    .bind(batch.complete_through_ms)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(SinkError::db("advancing the agent's cursor"))?;
+    .bind(batch.complete_through_ms);
+    let advance = match fence {
+        Some(f) => advance.bind(&batch.agent).bind(&f.replica).bind(f.epoch),
+        None => advance,
+    };
+    let Some((token,)) = advance
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(SinkError::db("advancing the agent's cursor"))?
+    else {
+        // Dropping the transaction rolls every row of the batch back.
+        return Err(SinkError::Fenced {
+            agent: batch.agent.clone(),
+            epoch: fence.map_or(0, |f| f.epoch),
+        });
+    };
 
     tx.commit()
         .await
@@ -506,6 +551,33 @@ async fn write_gap(
         .map_err(SinkError::db("closing a gap"))?;
     }
     Ok(recorded)
+}
+
+/// Adds the samples inserted per minute to the agent's per-minute count, which
+/// "samples received" reads (`pga_agent_samples`) instead of summing every
+/// series' rollups.
+async fn count_minutes(
+    conn: &mut PgConnection,
+    agent_row: i64,
+    minutes: &BTreeMap<i64, i64>,
+) -> Result<(), SinkError> {
+    if minutes.is_empty() {
+        return Ok(());
+    }
+    let (at, n): (Vec<i64>, Vec<i64>) = minutes.iter().map(|(&m, &n)| (m, n)).unzip();
+    sqlx::query(
+        "INSERT INTO agent_samples_1m AS c (agent_id, bucket, samples) \
+         SELECT $1, timestamptz 'epoch' + m.at_ms * interval '1 millisecond', m.n \
+         FROM unnest($2::bigint[], $3::bigint[]) AS m(at_ms, n) \
+         ON CONFLICT (bucket, agent_id) DO UPDATE SET samples = c.samples + EXCLUDED.samples",
+    )
+    .bind(agent_row)
+    .bind(at)
+    .bind(n)
+    .execute(&mut *conn)
+    .await
+    .map_err(SinkError::db("counting the agent's samples per minute"))?;
+    Ok(())
 }
 
 #[cfg(test)]

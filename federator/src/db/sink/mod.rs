@@ -58,6 +58,10 @@ pub struct SinkOptions {
     pub acquire_timeout: Duration,
     /// `statement_timeout` of every session; `None` keeps the server's.
     pub statement_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout` of every session: a writer that stops
+    /// in the middle of a transaction (frozen, cut off) loses it, and its locks,
+    /// after this long. `None` keeps the server's.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// Use TimescaleDB hypertables where the extension is created in the database.
     pub timescaledb: bool,
     /// A counter's increase between two consecutive samples further apart than this
@@ -74,11 +78,25 @@ impl Default for SinkOptions {
             max_connections: 4,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Some(Duration::from_secs(300)),
+            idle_in_transaction_timeout: None,
             timescaledb: true,
             max_silence: Duration::from_secs(180),
             retention: RetentionOptions::default(),
         }
     }
+}
+
+/// A writer's fencing token for one agent: the replica that writes, and the epoch
+/// of its lease on the agent (`cluster_leases`). The ingest transaction commits only
+/// when the lease still names this replica with this epoch and the replica's own
+/// lease is valid on the database's clock, checked in the statement that moves the
+/// cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// `cluster_replica_leases.replica_id`, as uuid text.
+    pub replica: String,
+    /// `cluster_leases.epoch` the replica was granted.
+    pub epoch: i64,
 }
 
 /// What one [`Sink::ingest`] wrote.
@@ -139,6 +157,12 @@ impl Sink {
         }
         if let Some(timeout) = options.statement_timeout {
             connect = connect.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
+        }
+        if let Some(timeout) = options.idle_in_transaction_timeout {
+            connect = connect.options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}", timeout.as_millis()),
+            )]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -221,7 +245,19 @@ impl Sink {
     /// the cursor stays where it was. (Partitions the batch needs are created
     /// before, each in a short transaction of its own, and stay.)
     pub async fn ingest(&self, batch: &Batch) -> Result<IngestReport, SinkError> {
-        let result = ingest::ingest(self, batch).await;
+        self.ingest_fenced(batch, None).await
+    }
+
+    /// [`Sink::ingest`] by a replica holding the agent's lease as `fence` says: the
+    /// statement that moves the cursor also checks the lease, and the transaction
+    /// is rolled back with [`SinkError::Fenced`] when the lease is no longer this
+    /// replica's with this epoch. `None`: unfenced (a lone writer, tools, tests).
+    pub async fn ingest_fenced(
+        &self,
+        batch: &Batch,
+        fence: Option<&Fence>,
+    ) -> Result<IngestReport, SinkError> {
+        let result = ingest::ingest(self, batch, fence).await;
         if let Err(err) = &result {
             self.forget_partitions();
             if err.is_unavailable() {

@@ -77,6 +77,16 @@ impl Sink {
                 .dropped
                 .extend(dropped.into_iter().map(|(name,)| name));
         }
+        // The per-agent minute counts live as long as the 1-minute rollups.
+        let before_ms = now_ms.saturating_sub(r.rollup_1m.as_millis() as i64);
+        sqlx::query(
+            "DELETE FROM agent_samples_1m \
+             WHERE bucket < timestamptz 'epoch' + $1::bigint * interval '1 millisecond'",
+        )
+        .bind(before_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(SinkError::db("deleting expired per-agent sample counts"))?;
         report.partitions_created = self.create_partitions_ahead_at(now_ms).await?;
         Ok(report)
     }

@@ -44,14 +44,20 @@ CREATE TEMP TABLE IF NOT EXISTS pga_touched (
     lo timestamptz, hi timestamptz
 ) ON COMMIT DELETE ROWS;";
 
+/// Moves the staged samples that are new into `samples`, lists them in
+/// `pga_touched` and returns how many went into each minute `(minute_ms, n)`.
 const MOVE_STAGED: &str = "\
 WITH ins AS (
     INSERT INTO samples (series_id, ts, value)
     SELECT series_id, ts, value FROM pga_stage
     ON CONFLICT (series_id, ts) DO NOTHING
-    RETURNING series_id, ts)
-INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
-SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id";
+    RETURNING series_id, ts),
+touched AS (
+    INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
+    SELECT series_id, count(*), min(ts), max(ts) FROM ins GROUP BY series_id)
+SELECT (extract(epoch FROM date_bin('1 minute', ts, timestamptz 'epoch')) * 1000)::bigint,
+       count(*)::bigint
+FROM ins GROUP BY 1";
 
 /// In one round trip: the samples already stored for the series `$1` in the batch's
 /// range `[$2, $3]` (ms; `ts` set, with their values), and for each series of `$4`
@@ -104,6 +110,9 @@ pub(crate) struct Written {
     /// Samples not expired, offered to the database.
     pub offered: u64,
     pub inserted: u64,
+    /// The samples inserted per minute of their time, `minute_ms → n`: what the
+    /// agent's per-minute count (`agent_samples_1m`) grows by.
+    pub minutes: BTreeMap<i64, i64>,
     /// The series whose rollups can be computed from the batch alone (direct path
     /// only), see [`Fresh`].
     pub fresh: HashMap<i64, Fresh>,
@@ -203,19 +212,22 @@ pub(crate) async fn write(
         && let Some(direct) = write_direct(conn, samples, oldest, tails, lo, hi).await?
     {
         written.inserted = direct.inserted;
+        written.minutes = direct.minutes;
         written.fresh = direct.fresh;
         written.ranges = Some(direct.ranges);
         written.seen = direct.seen;
         written.tails = Some(direct.tails);
         return Ok(written);
     }
-    written.inserted = write_staged(conn, samples, written.offered).await?;
+    written.minutes = write_staged(conn, samples, written.offered).await?;
+    written.inserted = written.minutes.values().sum::<i64>() as u64;
     Ok(written)
 }
 
 /// What the direct path did.
 struct Direct {
     inserted: u64,
+    minutes: BTreeMap<i64, i64>,
     fresh: HashMap<i64, Fresh>,
     ranges: Vec<[i64; 4]>,
     seen: Vec<(i64, i64, i64)>,
@@ -322,10 +334,12 @@ async fn write_direct(
     let mut new: Vec<(i64, Vec<(i64, f64)>)> = new.into_iter().collect();
     new.sort_unstable_by_key(|&(id, _)| id);
     let mut copy = SampleCopy::with_capacity(touched.values().map(|t| t.0 as usize).sum());
+    let mut minutes: BTreeMap<i64, i64> = BTreeMap::new();
     for (id, samples) in &mut new {
         samples.sort_unstable_by_key(|&(ts, _)| ts);
         for &(ts, value) in samples.iter() {
             copy.push(*id, ts, value);
+            *minutes.entry(ts - ts.rem_euclid(60_000)).or_default() += 1;
         }
     }
     // Rollup shortcuts, `first_seen`/`last_seen` updates and the tails after this
@@ -417,6 +431,7 @@ async fn write_direct(
     if rows == 0 {
         return Ok(Some(Direct {
             inserted: 0,
+            minutes: BTreeMap::new(),
             fresh: HashMap::new(),
             ranges: Vec::new(),
             seen: Vec::new(),
@@ -450,6 +465,7 @@ async fn write_direct(
         .map_err(SinkError::db("finishing the sample copy"))?;
     Ok(Some(Direct {
         inserted: rows,
+        minutes,
         fresh,
         ranges: touched
             .into_iter()
@@ -477,12 +493,12 @@ pub(crate) async fn list_touched(
     Ok(())
 }
 
-/// The staged path: returns how many samples were new.
+/// The staged path: returns how many samples were new in each minute.
 async fn write_staged(
     conn: &mut PgConnection,
     samples: &Samples<'_>,
     offered: u64,
-) -> Result<u64, SinkError> {
+) -> Result<BTreeMap<i64, i64>, SinkError> {
     let mut copy = SampleCopy::with_capacity(offered as usize);
     for (id, ts, value) in samples.each() {
         copy.push(id, ts, value);
@@ -499,13 +515,9 @@ async fn write_staged(
         .finish()
         .await
         .map_err(SinkError::db("copying samples into the staging table"))?;
-    sqlx::query(MOVE_STAGED)
-        .execute(&mut *conn)
+    let minutes: Vec<(i64, i64)> = sqlx::query_as(MOVE_STAGED)
+        .fetch_all(&mut *conn)
         .await
         .map_err(SinkError::db("moving staged samples into samples"))?;
-    let (n,): (i64,) = sqlx::query_as("SELECT coalesce(sum(n), 0)::bigint FROM pga_touched")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(SinkError::db("counting inserted samples"))?;
-    Ok(n as u64)
+    Ok(minutes.into_iter().collect())
 }

@@ -29,10 +29,11 @@ use super::{Sink, SinkError};
 
 const SETUP: &str = include_str!("timescale.sql");
 /// The views over the time-series tables, created again after the conversion.
-const VIEWS: [&str; 3] = [
+const VIEWS: [&str; 4] = [
     include_str!("../../../../migrations/0003_views.sql"),
     include_str!("../../../../migrations/0006_views.sql"),
     include_str!("../../../../migrations/0030_query_layer.sql"),
+    include_str!("../../../../migrations/0040_query_speed.sql"),
 ];
 
 /// Where TimescaleDB stands for the central database.
