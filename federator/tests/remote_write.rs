@@ -309,11 +309,16 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
         },
     );
 
-    // VictoriaMetrics goes away for 20 s: the database's ingest goes on.
+    // VictoriaMetrics goes away for 20 s (PGA_TEST_OUTAGE_SECS to try a longer
+    // outage, such as the 10 minutes of docs/scaling.md): the database's ingest goes on.
+    let outage: u64 = std::env::var("PGA_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     vm.stop();
     let pg_before = cursor(&pg, "a1").unwrap();
     let vm_before = remote_cursor(&pg, "vm", "a1").unwrap();
-    std::thread::sleep(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(outage));
     let pg_during = cursor(&pg, "a1").unwrap();
     let vm_during = remote_cursor(&pg, "vm", "a1").unwrap();
     assert!(
@@ -345,7 +350,7 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
         let newest = a.sequences().expect("sealed blocks").1;
         wait_until(
             &format!("both destinations caught up with {n} ({newest})"),
-            60,
+            60 + outage / 2,
             || {
                 remote_cursor(&pg, "vm", n).is_some_and(|c| c >= newest)
                     && remote_cursor(&pg, "prom", n).is_some_and(|c| c >= newest)
