@@ -43,18 +43,30 @@ pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, ScheduleError> {
     })
 }
 
-struct Check(Vec<Problem>);
+/// The problems found so far, with the checks every section makes.
+#[derive(Default)]
+pub(super) struct Check(pub(super) Vec<Problem>);
 
 impl Check {
-    fn error(&mut self, key: impl Into<String>, message: String, fix: impl Into<String>) {
+    pub(super) fn error(
+        &mut self,
+        key: impl Into<String>,
+        message: String,
+        fix: impl Into<String>,
+    ) {
         self.0
             .push(Problem::new(Severity::Error, key, message, fix.into()));
     }
-    fn warning(&mut self, key: impl Into<String>, message: String, fix: impl Into<String>) {
+    pub(super) fn warning(
+        &mut self,
+        key: impl Into<String>,
+        message: String,
+        fix: impl Into<String>,
+    ) {
         self.0
             .push(Problem::new(Severity::Warning, key, message, fix.into()));
     }
-    fn range(&mut self, key: &str, value: u64, lo: u64, hi: u64, default: &str) {
+    pub(super) fn range(&mut self, key: &str, value: u64, lo: u64, hi: u64, default: &str) {
         if !(lo..=hi).contains(&value) {
             self.error(
                 key,
@@ -524,14 +536,16 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
     out
 }
 
+/// The keys of some problems, in order (for tests).
+#[cfg(test)]
+pub(crate) fn keys(p: &[Problem]) -> Vec<&str> {
+    p.iter().map(|p| p.key.as_str()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::AgentEntry;
-
-    fn keys(p: &[Problem]) -> Vec<&str> {
-        p.iter().map(|p| p.key.as_str()).collect()
-    }
 
     #[test]
     fn defaults_are_valid_but_warn_about_no_agents() {
