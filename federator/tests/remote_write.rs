@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::pull::*;
+use support::url_encode;
 
 type Samples = BTreeMap<(String, String), Vec<(i64, u64)>>;
 /// Request bodies received, each with the status answered.
@@ -153,18 +154,6 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// What VictoriaMetrics holds of `agent`, through `/api/v1/export`.
 fn victoria_samples(port: u16, agent: &str) -> Samples {
     get(port, "/internal/force_flush");
@@ -172,7 +161,7 @@ fn victoria_samples(port: u16, agent: &str) -> Samples {
         port,
         &format!(
             "/api/v1/export?match[]={}&start=0",
-            enc(&format!("{{agent=\"{agent}\"}}"))
+            url_encode(&format!("{{agent=\"{agent}\"}}"))
         ),
     )
     .expect("VictoriaMetrics export");
@@ -203,7 +192,7 @@ fn prometheus_samples(port: u16, agent: &str) -> Samples {
         port,
         &format!(
             "/api/v1/query?query={}&time={now:.3}",
-            enc(&format!("{{agent=\"{agent}\"}}[30m]"))
+            url_encode(&format!("{{agent=\"{agent}\"}}[30m]"))
         ),
     )
     .expect("Prometheus query");

@@ -432,14 +432,14 @@ impl Destination for FencedSink {
             .map_err(DestinationError::from)
     }
 
-    fn record_status(
+    async fn record_status(
         &self,
         agent: &str,
         url: &str,
         labels: &BTreeMap<String, String>,
         status: &AgentStatus,
-    ) -> impl Future<Output = Result<Vec<String>, DestinationError>> + Send {
-        Destination::record_status(&*self.sink, agent, url, labels, status)
+    ) -> Result<Vec<String>, DestinationError> {
+        Destination::record_status(&*self.sink, agent, url, labels, status).await
     }
 
     async fn ping(&self) -> Result<(), DestinationError> {
