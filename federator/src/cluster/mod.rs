@@ -432,14 +432,14 @@ impl Destination for FencedSink {
             .map_err(DestinationError::from)
     }
 
-    async fn record_status(
+    fn record_status(
         &self,
         agent: &str,
         url: &str,
         labels: &BTreeMap<String, String>,
         status: &AgentStatus,
-    ) -> Result<Vec<String>, DestinationError> {
-        Destination::record_status(&*self.sink, agent, url, labels, status).await
+    ) -> impl Future<Output = Result<Vec<String>, DestinationError>> + Send {
+        Destination::record_status(&*self.sink, agent, url, labels, status)
     }
 
     async fn ping(&self) -> Result<(), DestinationError> {

@@ -311,20 +311,6 @@ impl Default for WebhookEntry {
     }
 }
 
-impl AlertmanagerEntry {
-    /// The Alertmanager's TLS and authentication keys.
-    pub fn client_keys(&self) -> ClientKeys<'_> {
-        ClientKeys::new(
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
-            &self.username,
-            &self.password_file,
-            &self.bearer_token_file,
-        )
-    }
-}
-
 impl WebhookEntry {
     /// The webhook's TLS and authentication keys (a CA bundle, a bearer token).
     pub fn client_keys(&self) -> ClientKeys<'_> {

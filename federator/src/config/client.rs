@@ -2,7 +2,7 @@
 //! webhook, a remote-write receiver): TLS files and authentication, checked here
 //! once, the way `notify::http` will read them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::validate::{Problem, Severity};
 
@@ -21,26 +21,31 @@ pub struct ClientKeys<'a> {
     pub bearer_token_file: Option<&'a Path>,
 }
 
-impl<'a> ClientKeys<'a> {
-    /// The keys of a destination with every client key.
-    pub fn new(
-        ca_file: &'a Option<PathBuf>,
-        cert_file: &'a Option<PathBuf>,
-        key_file: &'a Option<PathBuf>,
-        username: &'a Option<String>,
-        password_file: &'a Option<PathBuf>,
-        bearer_token_file: &'a Option<PathBuf>,
-    ) -> Self {
-        Self {
-            ca_file: ca_file.as_deref(),
-            cert_file: cert_file.as_deref(),
-            key_file: key_file.as_deref(),
-            username: username.as_deref(),
-            password_file: password_file.as_deref(),
-            bearer_token_file: bearer_token_file.as_deref(),
+/// `client_keys()` of configuration entries that have all six client keys.
+macro_rules! client_keys_of {
+    ($($entry:ty),*) => {$(
+        impl $entry {
+            /// The destination's TLS and authentication keys.
+            pub fn client_keys(&self) -> ClientKeys<'_> {
+                ClientKeys {
+                    ca_file: self.ca_file.as_deref(),
+                    cert_file: self.cert_file.as_deref(),
+                    key_file: self.key_file.as_deref(),
+                    username: self.username.as_deref(),
+                    password_file: self.password_file.as_deref(),
+                    bearer_token_file: self.bearer_token_file.as_deref(),
+                }
+            }
         }
-    }
+    )*};
+}
 
+client_keys_of!(
+    super::alerting::AlertmanagerEntry,
+    super::remote_write::RemoteWriteEntry
+);
+
+impl ClientKeys<'_> {
     /// Every problem of these keys, named `<prefix>.<key>`: files that do not read
     /// as what they must hold, and keys that go together or exclude each other.
     pub fn problems(&self, prefix: &str, out: &mut Vec<Problem>) {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::client::ClientKeys;
 use super::validate::{Check, Problem};
 
 /// `[[remote_write]]`: one destination.
@@ -111,20 +110,6 @@ impl RemoteWriteEntry {
             } else {
                 ""
             }
-        )
-    }
-}
-
-impl RemoteWriteEntry {
-    /// The destination's TLS and authentication keys.
-    pub fn client_keys(&self) -> ClientKeys<'_> {
-        ClientKeys::new(
-            &self.ca_file,
-            &self.cert_file,
-            &self.key_file,
-            &self.username,
-            &self.password_file,
-            &self.bearer_token_file,
         )
     }
 }
