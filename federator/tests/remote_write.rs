@@ -260,6 +260,18 @@ fn destination(name: &str, url: &str) -> String {
     )
 }
 
+/// The `[[remote_write]]` table of [`destination`] with the bearer token [`picky`]
+/// wants, written to a file in `dir`.
+fn with_token(dir: &Path, name: &str, url: &str) -> String {
+    let token = dir.join("token");
+    std::fs::write(&token, "secret-token\n").unwrap();
+    format!(
+        "{}bearer_token_file = \"{}\"\n",
+        destination(name, url),
+        token.display()
+    )
+}
+
 #[test]
 fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -544,15 +556,13 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
     let a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
     let server = picky();
     let mport = free_port();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "secret-token\n").unwrap();
     let extra = format!(
-        "{}bearer_token_file = \"{}\"\n{}{}",
-        destination(
+        "{}{}{}",
+        with_token(
+            dir.path(),
             "picky",
             &format!("http://127.0.0.1:{}/api/v1/write", server.port)
         ),
-        token.display(),
         destination(
             "typo",
             &format!("http://127.0.0.1:{}/api/v1/wirte", server.port)
@@ -670,15 +680,10 @@ fn blocks_evicted_before_a_destination_got_them_are_its_gap_alone() {
     );
     let server = picky();
     let mport = free_port();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "secret-token\n").unwrap();
-    let extra = format!(
-        "{}bearer_token_file = \"{}\"\n",
-        destination(
-            "late",
-            &format!("http://127.0.0.1:{}/api/v1/write", server.port)
-        ),
-        token.display(),
+    let extra = with_token(
+        dir.path(),
+        "late",
+        &format!("http://127.0.0.1:{}/api/v1/write", server.port),
     );
     let cfg = federator_config(dir.path(), &pg, &tls, &[("a1", a1.url())], mport, &extra);
     let mut fed = Federator::start(&cfg);
