@@ -164,6 +164,25 @@ fn pga_bench(args: &[&str]) -> std::process::Output {
         .expect("run pga-bench")
 }
 
+/// `pga-bench <args> --corpus FILE` on the generated corpus written to `file`: it
+/// must succeed and print every one of `wants`; what it printed.
+fn on_corpus(file: &str, args: &[&str], wants: &[&str]) -> String {
+    let path = tmp_file(file, generated_corpus().as_bytes());
+    let mut all = args.to_vec();
+    all.extend(["--corpus", path.to_str().unwrap()]);
+    let out = pga_bench(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for want in wants {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+    stdout
+}
+
 #[test]
 fn binary_prints_one_json_object_with_the_required_fields() {
     let text = generated_corpus();
@@ -232,25 +251,19 @@ fn binary_prints_one_json_object_with_the_required_fields() {
 
 #[test]
 fn binary_prints_tables_and_omits_baselines_by_default() {
-    let path = tmp_file("codec_e2e_corpus.txt", generated_corpus().as_bytes());
-    let out = pga_bench(&["codec", "--corpus", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = on_corpus(
+        "codec_e2e_corpus.txt",
+        &["codec"],
+        &[
+            "bytes/sample",
+            "round trip bit-exact",
+            "constant",
+            "counter",
+            "gauge",
+            "encode",
+            "decode",
+        ],
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    for want in [
-        "bytes/sample",
-        "round trip bit-exact",
-        "constant",
-        "counter",
-        "gauge",
-        "encode",
-        "decode",
-    ] {
-        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
-    }
     assert!(
         !stdout.contains("tsz"),
         "baselines are off by default:\n{stdout}"
@@ -278,28 +291,20 @@ fn binary_fails_with_the_line_number_of_a_malformed_line() {
 
 #[test]
 fn remote_write_encoding_is_measured_on_the_corpus() {
-    let path = tmp_file("remote_write_corpus.txt", generated_corpus().as_bytes());
-    let out = pga_bench(&[
-        "remote-write",
-        "--corpus",
-        path.to_str().unwrap(),
-        "--secs",
-        "0.2",
-        "--max-samples-per-request",
-        "100",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    on_corpus(
+        "remote_write_corpus.txt",
+        &[
+            "remote-write",
+            "--secs",
+            "0.2",
+            "--max-samples-per-request",
+            "100",
+        ],
+        &[
+            "of at most 100 samples",
+            "encode + snappy:",
+            "M samples/s on one core",
+            "after snappy",
+        ],
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    for want in [
-        "of at most 100 samples",
-        "encode + snappy:",
-        "M samples/s on one core",
-        "after snappy",
-    ] {
-        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
-    }
 }

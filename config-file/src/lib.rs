@@ -15,7 +15,9 @@ mod schema;
 mod text;
 pub mod units;
 
-pub use problem::{MAX_NAME_LEN, Problem, Severity, has_errors, is_valid_name, push_problems};
+pub use problem::{
+    MAX_NAME_LEN, Problem, Severity, check_report, has_errors, is_valid_name, push_problems,
+};
 pub use schema::{Schema, closest, keys_set, parse, schema_keys, uncomment_settings};
 pub use text::{
     ConfigError, Location, UnknownKey, fields_of, join_key, key_at, location, snippet,

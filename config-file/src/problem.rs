@@ -94,6 +94,19 @@ pub fn has_errors(problems: &[Problem]) -> bool {
     problems.iter().any(Problem::is_error)
 }
 
+/// A `check-config` report: the lines `settings` gives (each passed to the
+/// function it is handed, without its newline), then the problems as
+/// [`push_problems`] writes them.
+pub fn check_report(settings: impl FnOnce(&mut dyn FnMut(String)), problems: &[Problem]) -> String {
+    let mut out = String::new();
+    settings(&mut |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    });
+    push_problems(&mut out, problems);
+    out
+}
+
 /// Appends the end of a `check-config` report: every problem (errors first, each
 /// group in the order found) as `error: <key>: <message>` / `  fix: <fix>`, then
 /// after a blank line `configuration OK` (with the count of warnings) or

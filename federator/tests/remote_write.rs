@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::pull::*;
+use support::url_encode;
 
 type Samples = BTreeMap<(String, String), Vec<(i64, u64)>>;
 /// Request bodies received, each with the status answered.
@@ -153,18 +154,6 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// What VictoriaMetrics holds of `agent`, through `/api/v1/export`.
 fn victoria_samples(port: u16, agent: &str) -> Samples {
     get(port, "/internal/force_flush");
@@ -172,7 +161,7 @@ fn victoria_samples(port: u16, agent: &str) -> Samples {
         port,
         &format!(
             "/api/v1/export?match[]={}&start=0",
-            enc(&format!("{{agent=\"{agent}\"}}"))
+            url_encode(&format!("{{agent=\"{agent}\"}}"))
         ),
     )
     .expect("VictoriaMetrics export");
@@ -203,7 +192,7 @@ fn prometheus_samples(port: u16, agent: &str) -> Samples {
         port,
         &format!(
             "/api/v1/query?query={}&time={now:.3}",
-            enc(&format!("{{agent=\"{agent}\"}}[30m]"))
+            url_encode(&format!("{{agent=\"{agent}\"}}[30m]"))
         ),
     )
     .expect("Prometheus query");
@@ -268,6 +257,18 @@ fn destination(name: &str, url: &str) -> String {
     format!(
         "[[remote_write]]\nname = \"{name}\"\nurl = \"{url}\"\nmax_samples_per_request = 500\n\
          max_shards = 2\nretry_initial_ms = 100\nretry_max_secs = 1\ntimeout_secs = 5\n"
+    )
+}
+
+/// The `[[remote_write]]` table of [`destination`] with the bearer token [`picky`]
+/// wants, written to a file in `dir`.
+fn with_token(dir: &Path, name: &str, url: &str) -> String {
+    let token = dir.join("token");
+    std::fs::write(&token, "secret-token\n").unwrap();
+    format!(
+        "{}bearer_token_file = \"{}\"\n",
+        destination(name, url),
+        token.display()
     )
 }
 
@@ -560,15 +561,13 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
     let a1 = StoreAgent::start(&dir.path().join("a1"), &tls, SimOptions::default());
     let server = picky();
     let mport = free_port();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "secret-token\n").unwrap();
     let extra = format!(
-        "{}bearer_token_file = \"{}\"\n{}{}",
-        destination(
+        "{}{}{}",
+        with_token(
+            dir.path(),
             "picky",
             &format!("http://127.0.0.1:{}/api/v1/write", server.port)
         ),
-        token.display(),
         destination(
             "typo",
             &format!("http://127.0.0.1:{}/api/v1/wirte", server.port)
@@ -686,15 +685,10 @@ fn blocks_evicted_before_a_destination_got_them_are_its_gap_alone() {
     );
     let server = picky();
     let mport = free_port();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "secret-token\n").unwrap();
-    let extra = format!(
-        "{}bearer_token_file = \"{}\"\n",
-        destination(
-            "late",
-            &format!("http://127.0.0.1:{}/api/v1/write", server.port)
-        ),
-        token.display(),
+    let extra = with_token(
+        dir.path(),
+        "late",
+        &format!("http://127.0.0.1:{}/api/v1/write", server.port),
     );
     let cfg = federator_config(dir.path(), &pg, &tls, &[("a1", a1.url())], mport, &extra);
     let mut fed = Federator::start(&cfg);

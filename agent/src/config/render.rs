@@ -15,73 +15,70 @@ use super::{DEFAULT_INSTANCE_NAME, EndpointConfig, EndpointMode, PostgresInstanc
 /// (possibly with warnings) or `N problem(s)`.
 pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
     let c = &loaded.config;
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!("configuration:  {}", loaded.source));
-    line(format!("agent name:     {}", c.agent.name));
-    line(format!("data directory: {}", c.agent.data_dir.display()));
-    line(format!(
-        "intervals:      fast {}, slow {}, sizes {}",
-        secs(c.intervals.fast_secs),
-        secs(c.intervals.slow_secs),
-        secs(c.intervals.sizes_secs)
-    ));
-    line(format!(
-        "store:          budget {} ({} bytes), retention {}, blocks of {}",
-        format_bytes(c.store.max_bytes),
-        c.store.max_bytes,
-        match c.store.retention_secs {
-            0 => "none (byte budget only)".to_owned(),
-            s => secs(s),
-        },
-        secs(c.store.block_secs)
-    ));
-    let on = |b: bool| if b { "on" } else { "off" };
-    line(format!(
-        "collectors:     system {}, postgres {}, logs {}",
-        on(c.collectors.system),
-        on(c.collectors.postgres),
-        on(c.collectors.logs)
-    ));
-    render_endpoint(&c.endpoint, &mut line);
-    if c.collectors.logs {
-        line(format!(
-            "logs:           {}, {}, redact {}, {} per pass",
-            c.logs.path.as_deref().map_or_else(
-                || "found from each server's log settings".to_owned(),
-                |p| format!("path {p}")
-            ),
-            c.logs.format.as_deref().unwrap_or("most structured format"),
-            on(c.logs.redact),
-            format_bytes(c.logs.read_bytes_per_pass)
-        ));
-    }
-    if loaded.instances.is_empty() {
-        line("postgres:       not monitored (collectors.postgres = false)".to_owned());
-    } else if loaded.uses_default_instance() {
-        line(format!(
-            "postgres:       no [[postgres]] configured; monitoring the server psql would reach \
+    pga_config::check_report(
+        |line| {
+            line(format!("configuration:  {}", loaded.source));
+            line(format!("agent name:     {}", c.agent.name));
+            line(format!("data directory: {}", c.agent.data_dir.display()));
+            line(format!(
+                "intervals:      fast {}, slow {}, sizes {}",
+                secs(c.intervals.fast_secs),
+                secs(c.intervals.slow_secs),
+                secs(c.intervals.sizes_secs)
+            ));
+            line(format!(
+                "store:          budget {} ({} bytes), retention {}, blocks of {}",
+                format_bytes(c.store.max_bytes),
+                c.store.max_bytes,
+                match c.store.retention_secs {
+                    0 => "none (byte budget only)".to_owned(),
+                    s => secs(s),
+                },
+                secs(c.store.block_secs)
+            ));
+            let on = |b: bool| if b { "on" } else { "off" };
+            line(format!(
+                "collectors:     system {}, postgres {}, logs {}",
+                on(c.collectors.system),
+                on(c.collectors.postgres),
+                on(c.collectors.logs)
+            ));
+            render_endpoint(&c.endpoint, line);
+            if c.collectors.logs {
+                line(format!(
+                    "logs:           {}, {}, redact {}, {} per pass",
+                    c.logs.path.as_deref().map_or_else(
+                        || "found from each server's log settings".to_owned(),
+                        |p| format!("path {p}")
+                    ),
+                    c.logs.format.as_deref().unwrap_or("most structured format"),
+                    on(c.logs.redact),
+                    format_bytes(c.logs.read_bytes_per_pass)
+                ));
+            }
+            if loaded.instances.is_empty() {
+                line("postgres:       not monitored (collectors.postgres = false)".to_owned());
+            } else if loaded.uses_default_instance() {
+                line(format!(
+                    "postgres:       no [[postgres]] configured; monitoring the server psql would reach \
              (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, else libpq's defaults) as \
              instance \"{DEFAULT_INSTANCE_NAME}\""
-        ));
-    } else {
-        line(format!(
-            "postgres:       {} instance(s)",
-            loaded.instances.len()
-        ));
-    }
-    for inst in &loaded.instances {
-        render_instance(inst, &mut line);
-    }
-
-    pga_config::push_problems(&mut out, problems);
-    out
+                ));
+            } else {
+                line(format!(
+                    "postgres:       {} instance(s)",
+                    loaded.instances.len()
+                ));
+            }
+            for inst in &loaded.instances {
+                render_instance(inst, line);
+            }
+        },
+        problems,
+    )
 }
 
-fn render_endpoint(e: &EndpointConfig, line: &mut impl FnMut(String)) {
+fn render_endpoint(e: &EndpointConfig, line: &mut dyn FnMut(String)) {
     let path = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
             .map_or_else(|| "(not set)".to_owned(), |p| p.display().to_string())
@@ -149,7 +146,7 @@ fn render_endpoint(e: &EndpointConfig, line: &mut impl FnMut(String)) {
     }
 }
 
-fn render_instance(inst: &PostgresInstance, line: &mut impl FnMut(String)) {
+fn render_instance(inst: &PostgresInstance, line: &mut dyn FnMut(String)) {
     let conn = match inst.conninfo_params() {
         Ok(params) => render_conninfo(&redact_params(&params)),
         Err(e) => format!("<invalid connection string: {e}>"),

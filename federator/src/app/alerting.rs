@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::alerting::evaluator::{Evaluator, EvaluatorSettings};
 use crate::alerting::metrics::AlertingMetrics;
 use crate::alerting::rulefile::{self, RuleFile};
-use crate::config::{AlertingConfig, FederatorConfig, parse_schedule};
+use crate::config::{AlertingConfig, ClientKeys, FederatorConfig, parse_schedule};
 use crate::db::{outbox, rules};
 use crate::jobs::{Backoff, Every, Schedule};
 use crate::notify::http::{self, Auth, Client};
@@ -57,32 +57,15 @@ pub fn receivers(cfg: &AlertingConfig) -> anyhow::Result<Vec<Receiver>> {
     let mut out = Vec::new();
     for a in &cfg.alertmanagers {
         let ctx = || format!("alerting.alertmanagers {}", a.name);
-        let tls = tls_for(
-            &a.url,
-            a.ca_file.as_deref(),
-            a.cert_file.as_deref().zip(a.key_file.as_deref()),
-        )
-        .with_context(ctx)?;
-        let auth = auth_from_files(
-            a.username.as_deref(),
-            a.password_file.as_deref(),
-            a.bearer_token_file.as_deref(),
-        )
-        .with_context(ctx)?;
         out.push(Receiver {
             name: a.name.clone(),
             kind: Kind::Alertmanager,
-            client: Client::new(&a.url, tls, auth, Duration::from_secs(a.timeout_secs))
+            client: client_for(&a.url, a.client_keys(), Duration::from_secs(a.timeout_secs))
                 .with_context(ctx)?,
         });
     }
     for w in &cfg.webhooks {
         let ctx = || format!("alerting.webhooks {}", w.name);
-        let tls = tls_for(&w.url, w.ca_file.as_deref(), None).with_context(ctx)?;
-        let auth = match &w.bearer_token_file {
-            Some(t) => Auth::Bearer(http::read_secret(t).with_context(ctx)?),
-            None => Auth::None,
-        };
         let secret = match &w.hmac_secret_file {
             Some(f) => Some(http::read_secret(f).with_context(ctx)?.into_bytes()),
             None => None,
@@ -90,40 +73,38 @@ pub fn receivers(cfg: &AlertingConfig) -> anyhow::Result<Vec<Receiver>> {
         out.push(Receiver {
             name: w.name.clone(),
             kind: Kind::Webhook { secret },
-            client: Client::new(&w.url, tls, auth, Duration::from_secs(w.timeout_secs))
+            client: client_for(&w.url, w.client_keys(), Duration::from_secs(w.timeout_secs))
                 .with_context(ctx)?,
         });
     }
     Ok(out)
 }
 
-/// Basic authentication (a user and the file of its password) or a bearer token
-/// (from its file), as configured; the files are read now.
-pub(crate) fn auth_from_files(
-    username: Option<&str>,
-    password_file: Option<&std::path::Path>,
-    bearer_token_file: Option<&std::path::Path>,
-) -> Result<Auth, http::SetupError> {
-    Ok(match (username, password_file, bearer_token_file) {
+/// The HTTP client of a destination (a receiver, a remote-write receiver): TLS for
+/// an https:// URL, basic authentication (a user and the file of its password) or a
+/// bearer token (from its file), as configured; the files are read now.
+pub(crate) fn client_for(
+    url: &str,
+    keys: ClientKeys<'_>,
+    timeout: Duration,
+) -> anyhow::Result<Client> {
+    let tls = if url.starts_with("https://") {
+        Some(http::tls_config(
+            keys.ca_file,
+            keys.cert_file.zip(keys.key_file),
+        )?)
+    } else {
+        None
+    };
+    let auth = match (keys.username, keys.password_file, keys.bearer_token_file) {
         (Some(user), Some(pw), _) => Auth::Basic {
             user: user.to_owned(),
             password: http::read_secret(pw)?,
         },
         (_, _, Some(t)) => Auth::Bearer(http::read_secret(t)?),
         _ => Auth::None,
-    })
-}
-
-pub(crate) fn tls_for(
-    url: &str,
-    ca: Option<&std::path::Path>,
-    client: Option<(&std::path::Path, &std::path::Path)>,
-) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
-    if url.starts_with("https://") {
-        Ok(Some(http::tls_config(ca, client)?))
-    } else {
-        Ok(None)
-    }
+    };
+    Ok(Client::new(url, tls, auth, timeout)?)
 }
 
 /// The evaluation interval of a cron schedule: the gap between its next two instants.

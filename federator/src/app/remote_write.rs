@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{FederatorConfig, parse_schedule};
-use crate::notify::http::Client;
 use crate::pull::scheduler::FleetJob;
 use crate::remote_write::send::Retry;
 use crate::remote_write::{self, RemoteWrite, RemoteWriteMetrics};
@@ -37,19 +36,8 @@ pub async fn start(
     let mut tasks = Vec::new();
     for d in &cfg.remote_write {
         let ctx = || format!("remote_write {}", d.name);
-        let tls = crate::app::alerting::tls_for(
-            &d.url,
-            d.ca_file.as_deref(),
-            d.cert_file.as_deref().zip(d.key_file.as_deref()),
-        )
-        .with_context(ctx)?;
-        let auth = crate::app::alerting::auth_from_files(
-            d.username.as_deref(),
-            d.password_file.as_deref(),
-            d.bearer_token_file.as_deref(),
-        )
-        .with_context(ctx)?;
-        let client = Client::new(&d.url, tls, auth, d.timeout()).with_context(ctx)?;
+        let client = crate::app::alerting::client_for(&d.url, d.client_keys(), d.timeout())
+            .with_context(ctx)?;
         let schedule = parse_schedule(d.schedule.as_deref().unwrap_or(&cfg.scrape.schedule))
             .with_context(ctx)?;
         let dest = Arc::new(RemoteWrite::new(

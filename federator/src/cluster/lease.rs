@@ -25,20 +25,27 @@ pub struct Replica {
     pub ttl_ms: i32,
 }
 
+type Scalar<'q, O> = sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+impl Replica {
+    /// Binds the row's name, host, pid, version and lease length, in that order.
+    fn bind<'q, O>(&'q self, q: Scalar<'q, O>) -> Scalar<'q, O> {
+        q.bind(&self.name)
+            .bind(&self.host)
+            .bind(self.pid)
+            .bind(&self.version)
+            .bind(self.ttl_ms)
+    }
+}
+
 /// Registers a new replica with a lease of `ttl_ms` from now; its id.
 pub async fn register(pool: &PgPool, r: &Replica) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar(
+    let q = sqlx::query_scalar(
         "INSERT INTO cluster_replica_leases (name, host, pid, version, ttl_ms, valid_until) \
          VALUES ($1, $2, $3, $4, $5, now() + $5 * interval '1 millisecond') \
          RETURNING replica_id::text",
-    )
-    .bind(&r.name)
-    .bind(&r.host)
-    .bind(r.pid)
-    .bind(&r.version)
-    .bind(r.ttl_ms)
-    .fetch_one(pool)
-    .await
+    );
+    r.bind(q).fetch_one(pool).await
 }
 
 /// Live replicas on `host` other than `me`: `(id, pid)`.
@@ -94,7 +101,7 @@ pub enum Renewed {
 
 /// Renews replica `id`'s lease for `r.ttl_ms` from now (the database's clock).
 pub async fn renew(pool: &PgPool, id: &str, r: &Replica) -> Result<Renewed, sqlx::Error> {
-    let before: Option<bool> = sqlx::query_scalar(
+    let q = sqlx::query_scalar(
         "WITH old AS (SELECT valid_until > now() AS valid FROM cluster_replica_leases \
                       WHERE replica_id = $1::uuid) \
          INSERT INTO cluster_replica_leases (replica_id, name, host, pid, version, ttl_ms, valid_until) \
@@ -103,14 +110,8 @@ pub async fn renew(pool: &PgPool, id: &str, r: &Replica) -> Result<Renewed, sqlx
              valid_until = EXCLUDED.valid_until, ttl_ms = EXCLUDED.ttl_ms, stopped_at = NULL \
          RETURNING (SELECT valid FROM old)",
     )
-    .bind(id)
-    .bind(&r.name)
-    .bind(&r.host)
-    .bind(r.pid)
-    .bind(&r.version)
-    .bind(r.ttl_ms)
-    .fetch_one(pool)
-    .await?;
+    .bind(id);
+    let before: Option<bool> = r.bind(q).fetch_one(pool).await?;
     Ok(match before {
         Some(true) => Renewed::Valid,
         Some(false) => Renewed::Expired,

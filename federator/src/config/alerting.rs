@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::{Problem, Severity, parse_schedule};
+use super::client::{ClientKeys, file_problems};
+use super::validate::{Check, Problem, parse_schedule};
 
 /// Where the federator package installs the built-in rule pack.
 pub const BUILTIN_RULES_DIR: &str = "/usr/share/pganalytics/rules";
@@ -139,18 +140,10 @@ pub struct WebhookEntry {
 impl AlertingConfig {
     /// Every problem of `[alerting]`.
     pub fn problems(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        let mut err = |key: String, message: String, fix: &str| {
-            out.push(Problem {
-                severity: Severity::Error,
-                key,
-                message,
-                fix: fix.into(),
-            })
-        };
+        let mut c = Check::default();
         if let Err(e) = parse_schedule(&self.schedule) {
-            err(
-                "alerting.schedule".into(),
+            c.error(
+                "alerting.schedule",
                 e.to_string(),
                 "write six or seven fields, seconds first, e.g. \"*/30 * * * * *\"",
             );
@@ -197,166 +190,66 @@ impl AlertingConfig {
             ),
         ];
         for (k, v, lo, hi, d) in ranges {
-            if !(lo..=hi).contains(&v) {
-                err(
-                    format!("alerting.{k}"),
-                    format!("{v} is out of range"),
-                    &format!("set it between {lo} and {hi} (default {d})"),
-                );
-            }
+            c.range(&format!("alerting.{k}"), v, lo, hi, d);
         }
         if !(1..=3600).contains(&self.retry_max_secs)
             || self.retry_max_secs * 1000 < self.retry_initial_ms
         {
-            err(
-                "alerting.retry_max_secs".into(),
+            c.error(
+                "alerting.retry_max_secs",
                 format!("{} is out of range", self.retry_max_secs),
                 "set it between 1 and 3600 and at least retry_initial_ms (default 60)",
             );
         }
         let u = &self.external_url;
         if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
-            err(
-                "alerting.external_url".into(),
+            c.error(
+                "alerting.external_url",
                 format!("{:?} is not an http(s) URL", self.external_url),
                 "write the federator's public URL, e.g. https://federator.example.com:9443",
             );
         }
         let mut names = std::collections::BTreeSet::new();
-        let mut check_receiver =
-            |key: String,
-             name: &str,
-             url: &str,
-             timeout: u64,
-             files: &[(&str, &Option<PathBuf>)]| {
-                let mut v = Vec::new();
-                if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                {
-                    v.push((
-                        format!("{key}.name"),
-                        format!("{name:?} is not a usable receiver name"),
-                        "use letters, digits, '_', '-' or '.', e.g. \"am-primary\"",
-                    ));
-                } else if !names.insert(name.to_owned()) {
-                    v.push((
-                        format!("{key}.name"),
-                        format!("{name:?} names another receiver too"),
-                        "give every Alertmanager and webhook its own name",
-                    ));
-                }
-                if let Err(e) = crate::notify::http::Target::parse(url) {
-                    v.push((
-                        format!("{key}.url"),
-                        e,
-                        "write http(s)://HOST[:PORT][/PATH]",
-                    ));
-                }
-                if !(1..=300).contains(&timeout) {
-                    v.push((
-                        format!("{key}.timeout_secs"),
-                        format!("{timeout} is out of range"),
-                        "set it between 1 and 300 (default 10)",
-                    ));
-                }
-                for (k, f) in files {
-                    if let Some(p) = f
-                        && let Err(e) = std::fs::read(p)
-                    {
-                        v.push((
-                            format!("{key}.{k}"),
-                            format!("{}: {e}", p.display()),
-                            "name a readable file, or remove the key",
-                        ));
-                    }
-                }
-                v
-            };
-        let mut found = Vec::new();
         for (i, a) in self.alertmanagers.iter().enumerate() {
             let key = format!("alerting.alertmanagers[{i}]");
-            found.extend(check_receiver(
-                key.clone(),
-                &a.name,
-                &a.url,
-                a.timeout_secs,
-                &[
-                    ("ca_file", &a.ca_file),
-                    ("cert_file", &a.cert_file),
-                    ("key_file", &a.key_file),
-                    ("password_file", &a.password_file),
-                    ("bearer_token_file", &a.bearer_token_file),
-                ],
-            ));
-            if a.cert_file.is_some() != a.key_file.is_some() {
-                found.push((
-                    format!("{key}.cert_file"),
-                    "cert_file and key_file go together".into(),
-                    "set both (a client certificate) or neither",
-                ));
-            }
-            if a.username.is_some() != a.password_file.is_some() {
-                found.push((
-                    format!("{key}.username"),
-                    "basic authentication needs username and password_file".into(),
-                    "set both, or neither",
-                ));
-            }
-            if a.username.is_some() && a.bearer_token_file.is_some() {
-                found.push((
-                    format!("{key}.bearer_token_file"),
-                    "set together with basic authentication".into(),
-                    "use either username/password_file or bearer_token_file",
-                ));
-            }
+            receiver_problems(&mut c, &mut names, &key, &a.name, &a.url, a.timeout_secs);
+            a.client_keys().problems(&key, &mut c.0);
         }
         for (i, w) in self.webhooks.iter().enumerate() {
             let key = format!("alerting.webhooks[{i}]");
-            found.extend(check_receiver(
-                key,
-                &w.name,
-                &w.url,
-                w.timeout_secs,
+            receiver_problems(&mut c, &mut names, &key, &w.name, &w.url, w.timeout_secs);
+            file_problems(
+                &key,
                 &[
-                    ("hmac_secret_file", &w.hmac_secret_file),
-                    ("ca_file", &w.ca_file),
-                    ("bearer_token_file", &w.bearer_token_file),
+                    ("hmac_secret_file", w.hmac_secret_file.as_deref()),
+                    ("ca_file", w.ca_file.as_deref()),
+                    ("bearer_token_file", w.bearer_token_file.as_deref()),
                 ],
-            ));
-        }
-        for (key, message, fix) in found {
-            err(key, message, fix);
+                &mut c.0,
+            );
         }
         for (i, w) in self.webhooks.iter().enumerate() {
             if w.hmac_secret_file.is_none() {
-                out.push(Problem {
-                    severity: Severity::Warning,
-                    key: format!("alerting.webhooks[{i}].hmac_secret_file"),
-                    message:
-                        "not set: the receiver cannot tell the federator's posts from anyone's"
-                            .into(),
-                    fix: "write a random secret to a file readable only by the federator \
-                          (head -c 32 /dev/urandom | base64 > FILE) and name it here"
-                        .into(),
-                });
+                c.warning(
+                    format!("alerting.webhooks[{i}].hmac_secret_file"),
+                    "not set: the receiver cannot tell the federator's posts from anyone's".into(),
+                    "write a random secret to a file readable only by the federator \
+                     (head -c 32 /dev/urandom | base64 > FILE) and name it here",
+                );
             }
         }
         // The built-in pack's directory may be missing (running from a source tree);
         // `run` says so. A file named by the user must exist.
         for (i, p) in self.rule_files.iter().enumerate() {
             if p.as_path() != std::path::Path::new(BUILTIN_RULES_DIR) && !p.exists() {
-                out.push(Problem {
-                    severity: Severity::Error,
-                    key: format!("alerting.rule_files[{i}]"),
-                    message: format!("{} does not exist", p.display()),
-                    fix: "name an existing rule file or directory of them (*.toml);                           `pga-federator rules check FILE` checks one"
-                        .into(),
-                });
+                c.error(
+                    format!("alerting.rule_files[{i}]"),
+                    format!("{} does not exist", p.display()),
+                    "name an existing rule file or directory of them (*.toml);                           `pga-federator rules check FILE` checks one",
+                );
             }
         }
-        out
+        c.0
     }
 
     /// The evaluator's settings.
@@ -418,9 +311,57 @@ impl Default for WebhookEntry {
     }
 }
 
+impl WebhookEntry {
+    /// The webhook's TLS and authentication keys (a CA bundle, a bearer token).
+    pub fn client_keys(&self) -> ClientKeys<'_> {
+        ClientKeys {
+            ca_file: self.ca_file.as_deref(),
+            bearer_token_file: self.bearer_token_file.as_deref(),
+            ..ClientKeys::default()
+        }
+    }
+}
+
+/// The problems of a receiver's name (unique among `names`), URL and timeout.
+fn receiver_problems<'a>(
+    c: &mut Check,
+    names: &mut std::collections::BTreeSet<&'a str>,
+    key: &str,
+    name: &'a str,
+    url: &str,
+    timeout: u64,
+) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        c.error(
+            format!("{key}.name"),
+            format!("{name:?} is not a usable receiver name"),
+            "use letters, digits, '_', '-' or '.', e.g. \"am-primary\"",
+        );
+    } else if !names.insert(name) {
+        c.error(
+            format!("{key}.name"),
+            format!("{name:?} names another receiver too"),
+            "give every Alertmanager and webhook its own name",
+        );
+    }
+    if let Err(e) = crate::notify::http::Target::parse(url) {
+        c.error(
+            format!("{key}.url"),
+            e,
+            "write http(s)://HOST[:PORT][/PATH]",
+        );
+    }
+    c.range(&format!("{key}.timeout_secs"), timeout, 1, 300, "10");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::validate::Severity;
 
     fn keys(c: &AlertingConfig) -> Vec<String> {
         c.problems().into_iter().map(|p| p.key).collect()

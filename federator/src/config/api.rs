@@ -334,10 +334,7 @@ impl ApiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn keys(p: &[Problem]) -> Vec<&str> {
-        p.iter().map(|p| p.key.as_str()).collect()
-    }
+    use crate::config::validate::keys;
 
     #[test]
     fn off_by_default_and_valid() {

@@ -19,6 +19,7 @@
 
 mod alerting;
 mod api;
+mod client;
 mod cluster;
 mod parse;
 mod remote_write;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerting::{AlertingConfig, AlertmanagerEntry, BUILTIN_RULES_DIR, WebhookEntry};
 pub use api::{ApiConfig, MIN_JWT_KEY_BYTES, read_jwt_key};
+pub use client::ClientKeys;
 pub use cluster::ClusterConfig;
 pub use parse::{ConfigError, Location, UnknownKey, schema_keys};
 pub use remote_write::RemoteWriteEntry;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::{Problem, Severity};
+use super::validate::{Check, Problem};
 
 /// `[[remote_write]]`: one destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,15 +116,7 @@ impl RemoteWriteEntry {
 
 /// Every problem of the `[[remote_write]]` tables (`raw_secs`: `retention.raw_secs`).
 pub fn problems(entries: &[RemoteWriteEntry], raw_secs: u64) -> Vec<Problem> {
-    let mut out = Vec::new();
-    let mut err = |key: String, message: String, fix: &str| {
-        out.push(Problem {
-            severity: Severity::Error,
-            key,
-            message,
-            fix: fix.into(),
-        })
-    };
+    let mut c = Check::default();
     let mut names = BTreeSet::new();
     for (i, d) in entries.iter().enumerate() {
         let key = |k: &str| format!("remote_write[{i}].{k}");
@@ -135,13 +127,13 @@ pub fn problems(entries: &[RemoteWriteEntry], raw_secs: u64) -> Vec<Problem> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
-            err(
+            c.error(
                 key("name"),
                 format!("{:?} is not a usable destination name", d.name),
                 "use 1 to 64 letters, digits, '_', '-' or '.', e.g. \"victoria\"",
             );
         } else if !names.insert(d.name.as_str()) {
-            err(
+            c.error(
                 key("name"),
                 format!(
                     "{:?} names another [[remote_write]] destination too",
@@ -151,12 +143,12 @@ pub fn problems(entries: &[RemoteWriteEntry], raw_secs: u64) -> Vec<Problem> {
             );
         }
         match crate::notify::http::Target::parse(&d.url) {
-            Err(e) => err(
+            Err(e) => c.error(
                 key("url"),
                 e,
                 "write the receiver's remote-write URL, e.g. http://vm:8428/api/v1/write",
             ),
-            Ok(t) if t.path == "/" => err(
+            Ok(t) if t.path == "/" => c.error(
                 key("url"),
                 format!("{:?} has no path: receivers take writes on a path", d.url),
                 "write the remote-write path too: /api/v1/write (VictoriaMetrics, \
@@ -164,30 +156,25 @@ pub fn problems(entries: &[RemoteWriteEntry], raw_secs: u64) -> Vec<Problem> {
             ),
             Ok(_) => {}
         }
-        let ranges: [(&str, u64, u64, u64, &str); 5] = [
-            ("timeout_secs", d.timeout_secs, 1, 300, "30"),
-            ("max_shards", d.max_shards.into(), 1, 1000, "4"),
-            (
-                "max_samples_per_request",
-                d.max_samples_per_request,
-                100,
-                1_000_000,
-                "5000",
-            ),
-            ("retry_initial_ms", d.retry_initial_ms, 10, 600_000, "500"),
-            ("retry_max_secs", d.retry_max_secs, 1, 3600, "30"),
-        ];
-        for (k, v, lo, hi, def) in ranges {
-            if !(lo..=hi).contains(&v) {
-                err(
-                    key(k),
-                    format!("{v} is out of range"),
-                    &format!("set it between {lo} and {hi} (default {def})"),
-                );
-            }
-        }
+        c.range(&key("timeout_secs"), d.timeout_secs, 1, 300, "30");
+        c.range(&key("max_shards"), d.max_shards.into(), 1, 1000, "4");
+        c.range(
+            &key("max_samples_per_request"),
+            d.max_samples_per_request,
+            100,
+            1_000_000,
+            "5000",
+        );
+        c.range(
+            &key("retry_initial_ms"),
+            d.retry_initial_ms,
+            10,
+            600_000,
+            "500",
+        );
+        c.range(&key("retry_max_secs"), d.retry_max_secs, 1, 3600, "30");
         if d.retry_max_secs.saturating_mul(1000) < d.retry_initial_ms {
-            err(
+            c.error(
                 key("retry_max_secs"),
                 format!(
                     "{} s is shorter than retry_initial_ms ({} ms)",
@@ -199,96 +186,43 @@ pub fn problems(entries: &[RemoteWriteEntry], raw_secs: u64) -> Vec<Problem> {
         if let Some(s) = &d.schedule
             && let Err(e) = super::parse_schedule(s)
         {
-            err(
+            c.error(
                 key("schedule"),
                 e.to_string(),
                 "write six or seven fields, seconds first, e.g. \"*/15 * * * * *\", or \
                  remove the key to follow scrape.schedule",
             );
         }
-        for (k, f) in [
-            ("ca_file", &d.ca_file),
-            ("cert_file", &d.cert_file),
-            ("key_file", &d.key_file),
-            ("password_file", &d.password_file),
-            ("bearer_token_file", &d.bearer_token_file),
-        ] {
-            let Some(p) = f else { continue };
-            let read = match k {
-                "ca_file" | "cert_file" => pga_config::pem::read_certs(k, p).map(drop),
-                "key_file" => pga_config::pem::read_private_key(k, p).map(drop),
-                _ => pga_config::pem::read_file(k, p).map(drop),
-            };
-            if let Err(e) = read {
-                err(
-                    key(k),
-                    format!("{}: {}", p.display(), e.problem),
-                    &format!("{}, or remove the key", e.fix),
-                );
-            }
-        }
-        if d.cert_file.is_some() != d.key_file.is_some() {
-            err(
-                key("cert_file"),
-                "cert_file and key_file go together".into(),
-                "set both (a client certificate) or neither",
-            );
-        }
-        if d.username.is_some() != d.password_file.is_some() {
-            err(
-                key("username"),
-                "basic authentication needs username and password_file".into(),
-                "set both, or neither",
-            );
-        }
-        if d.username.is_some() && d.bearer_token_file.is_some() {
-            err(
-                key("bearer_token_file"),
-                "set together with basic authentication".into(),
-                "use either username/password_file or bearer_token_file",
-            );
-        }
+        d.client_keys()
+            .problems(&format!("remote_write[{i}]"), &mut c.0);
     }
     if let Some(i) = entries.iter().position(|d| d.raw_home)
         && raw_secs > 86_400
     {
-        out.push(Problem {
-            severity: Severity::Warning,
-            key: format!("remote_write[{i}].raw_home"),
-            message: format!(
+        c.warning(
+            format!("remote_write[{i}].raw_home"),
+            format!(
                 "set, and retention.raw_secs keeps {raw_secs} s of raw samples in the \
                  central database too"
             ),
-            fix: "lower retention.raw_secs (3600 is enough for rollups and alert rules), \
-                  or leave raw_home unset"
-                .into(),
-        });
+            "lower retention.raw_secs (3600 is enough for rollups and alert rules), \
+             or leave raw_home unset",
+        );
     }
-    let mut err = |key: String, message: String, fix: &str| {
-        out.push(Problem {
-            severity: Severity::Error,
-            key,
-            message,
-            fix: fix.into(),
-        })
-    };
     if entries.iter().filter(|d| d.raw_home).count() > 1 {
-        err(
-            "remote_write.raw_home".into(),
+        c.error(
+            "remote_write.raw_home",
             "set on more than one destination".into(),
             "name one destination as the home of raw samples; the others are copies",
         );
     }
-    out
+    c.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn keys(p: &[Problem]) -> Vec<&str> {
-        p.iter().map(|p| p.key.as_str()).collect()
-    }
+    use crate::config::validate::keys;
 
     #[test]
     fn a_plain_destination_is_valid() {

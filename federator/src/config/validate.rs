@@ -43,18 +43,30 @@ pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, ScheduleError> {
     })
 }
 
-struct Check(Vec<Problem>);
+/// The problems found so far, with the checks every section makes.
+#[derive(Default)]
+pub(super) struct Check(pub(super) Vec<Problem>);
 
 impl Check {
-    fn error(&mut self, key: impl Into<String>, message: String, fix: impl Into<String>) {
+    pub(super) fn error(
+        &mut self,
+        key: impl Into<String>,
+        message: String,
+        fix: impl Into<String>,
+    ) {
         self.0
             .push(Problem::new(Severity::Error, key, message, fix.into()));
     }
-    fn warning(&mut self, key: impl Into<String>, message: String, fix: impl Into<String>) {
+    pub(super) fn warning(
+        &mut self,
+        key: impl Into<String>,
+        message: String,
+        fix: impl Into<String>,
+    ) {
         self.0
             .push(Problem::new(Severity::Warning, key, message, fix.into()));
     }
-    fn range(&mut self, key: &str, value: u64, lo: u64, hi: u64, default: &str) {
+    pub(super) fn range(&mut self, key: &str, value: u64, lo: u64, hi: u64, default: &str) {
         if !(lo..=hi).contains(&value) {
             self.error(
                 key,
@@ -416,122 +428,126 @@ pub fn redact_url(url: &str) -> String {
 /// Renders the report of `pga-federator check-config`: the file, the effective
 /// settings (never a password), every problem as `error: <key>: <message>` /
 /// `  fix: <fix>`, and a last line `configuration OK` or `N problem(s)`
-/// ([`pga_config::push_problems`]).
+/// ([`pga_config::check_report`]).
 pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
     let c = &loaded.config;
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!("configuration:  {}", loaded.path.display()));
-    line(format!(
-        "database:       {} (password: {}), pool of {}",
-        redact_url(&c.database.url),
-        match &c.database.password_file {
-            Some(f) => format!("from {}", f.display()),
-            None => "from the URL, PGPASSWORD, or none".to_owned(),
-        },
-        c.database.max_connections
-    ));
-    let file = |f: &Option<std::path::PathBuf>| {
-        f.as_ref()
-            .map_or("(not set)".to_owned(), |p| p.display().to_string())
-    };
-    line(format!(
-        "tls:            certificate {}, key {}, CA {}",
-        file(&c.tls.cert_file),
-        file(&c.tls.key_file),
-        file(&c.tls.ca_file)
-    ));
-    let s = &c.scrape;
-    line(format!(
-        "scrape:         \"{}\" with up to {} ms jitter, {} at once, timeouts {} s connect / {} s \
+    pga_config::check_report(
+        |line| {
+            line(format!("configuration:  {}", loaded.path.display()));
+            line(format!(
+                "database:       {} (password: {}), pool of {}",
+                redact_url(&c.database.url),
+                match &c.database.password_file {
+                    Some(f) => format!("from {}", f.display()),
+                    None => "from the URL, PGPASSWORD, or none".to_owned(),
+                },
+                c.database.max_connections
+            ));
+            let file = |f: &Option<std::path::PathBuf>| {
+                f.as_ref()
+                    .map_or("(not set)".to_owned(), |p| p.display().to_string())
+            };
+            line(format!(
+                "tls:            certificate {}, key {}, CA {}",
+                file(&c.tls.cert_file),
+                file(&c.tls.key_file),
+                file(&c.tls.ca_file)
+            ));
+            let s = &c.scrape;
+            line(format!(
+                "scrape:         \"{}\" with up to {} ms jitter, {} at once, timeouts {} s connect / {} s \
          request, responses up to {} bytes, backoff {}..{} s",
-        s.schedule,
-        s.jitter_ms,
-        s.max_concurrent,
-        s.connect_timeout_secs,
-        s.request_timeout_secs,
-        s.max_response_bytes,
-        s.backoff_initial_secs,
-        s.backoff_max_secs
-    ));
-    let b = &c.backfill;
-    line(format!(
-        "backfill:       {} bytes per request, up to {} requests per scrape, {} ms apart, \
+                s.schedule,
+                s.jitter_ms,
+                s.max_concurrent,
+                s.connect_timeout_secs,
+                s.request_timeout_secs,
+                s.max_response_bytes,
+                s.backoff_initial_secs,
+                s.backoff_max_secs
+            ));
+            let b = &c.backfill;
+            line(format!(
+                "backfill:       {} bytes per request, up to {} requests per scrape, {} ms apart, \
          at most {} samples per transaction",
-        b.request_bytes, b.max_requests_per_scrape, b.pause_ms, b.max_samples_per_transaction
-    ));
-    let r = &c.retention;
-    line(format!(
-        "retention:      raw {} s, 1-minute rollups {} s, 1-hour rollups {} s, log events {} s, \
+                b.request_bytes,
+                b.max_requests_per_scrape,
+                b.pause_ms,
+                b.max_samples_per_transaction
+            ));
+            let r = &c.retention;
+            line(format!(
+                "retention:      raw {} s, 1-minute rollups {} s, 1-hour rollups {} s, log events {} s, \
          job \"{}\"",
-        r.raw_secs, r.rollup_1m_secs, r.rollup_1h_secs, r.log_events_secs, r.schedule
-    ));
-    line(format!(
-        "rollups:        no increase counted across a silence of more than {} s",
-        c.rollups.max_silence_secs
-    ));
-    line(format!(
-        "self-metrics:   {}",
-        if c.metrics.listen.is_empty() {
-            "off".to_owned()
-        } else {
-            format!("http://{}/metrics", c.metrics.listen)
-        }
-    ));
-    line(format!("api:            {}", c.api.describe()));
-    line(format!("alerting:       {}", c.alerting.describe()));
-    for a in &c.alerting.alertmanagers {
-        line(format!("  Alertmanager {} at {}", a.name, a.url));
-    }
-    for w in &c.alerting.webhooks {
-        line(format!(
-            "  webhook {} at {}{}",
-            w.name,
-            w.url,
-            if w.hmac_secret_file.is_some() {
-                ", signed"
-            } else {
-                ", unsigned"
+                r.raw_secs, r.rollup_1m_secs, r.rollup_1h_secs, r.log_events_secs, r.schedule
+            ));
+            line(format!(
+                "rollups:        no increase counted across a silence of more than {} s",
+                c.rollups.max_silence_secs
+            ));
+            line(format!(
+                "self-metrics:   {}",
+                if c.metrics.listen.is_empty() {
+                    "off".to_owned()
+                } else {
+                    format!("http://{}/metrics", c.metrics.listen)
+                }
+            ));
+            line(format!("api:            {}", c.api.describe()));
+            line(format!("alerting:       {}", c.alerting.describe()));
+            for a in &c.alerting.alertmanagers {
+                line(format!("  Alertmanager {} at {}", a.name, a.url));
             }
-        ));
-    }
-    line(format!(
-        "remote-write:   {} destination(s)",
-        c.remote_write.len()
-    ));
-    for d in &c.remote_write {
-        line(format!("  {}", d.describe()));
-    }
-    line(format!("agents:         {}", c.agents.len()));
-    for a in &c.agents {
-        line(format!(
-            "  {} at {} on \"{}\"{}",
-            a.name,
-            a.url,
-            a.schedule.as_deref().unwrap_or(&s.schedule),
-            if a.labels.is_empty() {
-                String::new()
-            } else {
-                let l: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!(" labels {}", l.join(","))
+            for w in &c.alerting.webhooks {
+                line(format!(
+                    "  webhook {} at {}{}",
+                    w.name,
+                    w.url,
+                    if w.hmac_secret_file.is_some() {
+                        ", signed"
+                    } else {
+                        ", unsigned"
+                    }
+                ));
             }
-        ));
-    }
-    pga_config::push_problems(&mut out, problems);
-    out
+            line(format!(
+                "remote-write:   {} destination(s)",
+                c.remote_write.len()
+            ));
+            for d in &c.remote_write {
+                line(format!("  {}", d.describe()));
+            }
+            line(format!("agents:         {}", c.agents.len()));
+            for a in &c.agents {
+                line(format!(
+                    "  {} at {} on \"{}\"{}",
+                    a.name,
+                    a.url,
+                    a.schedule.as_deref().unwrap_or(&s.schedule),
+                    if a.labels.is_empty() {
+                        String::new()
+                    } else {
+                        let l: Vec<String> =
+                            a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        format!(" labels {}", l.join(","))
+                    }
+                ));
+            }
+        },
+        problems,
+    )
+}
+
+/// The keys of some problems, in order (for tests).
+#[cfg(test)]
+pub(crate) fn keys(p: &[Problem]) -> Vec<&str> {
+    p.iter().map(|p| p.key.as_str()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::AgentEntry;
-
-    fn keys(p: &[Problem]) -> Vec<&str> {
-        p.iter().map(|p| p.key.as_str()).collect()
-    }
 
     #[test]
     fn defaults_are_valid_but_warn_about_no_agents() {

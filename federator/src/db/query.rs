@@ -246,28 +246,23 @@ pub async fn range(
     w: Window,
     f: Function,
 ) -> Result<HashMap<i64, Vec<(i64, Option<f64>)>>, sqlx::Error> {
-    let step = format!("{} milliseconds", w.step_ms);
-    let rows: Vec<(i64, Vec<i64>, Vec<Option<f64>>)> = match (w.source, f) {
-        (DataSource::Raw, Function::Rate | Function::Increase) => {
-            sqlx::query_as(&wrap(
-                "WITH s AS ( \
-                   SELECT series_id, ts, value, lag(value) OVER w AS pv, lag(ts) OVER w AS pts \
-                   FROM samples WHERE series_id = ANY($1) AND ts >= $3 - $5 * interval '1 millisecond' \
-                     AND ts < $4 \
-                   WINDOW w AS (PARTITION BY series_id ORDER BY ts)) \
-                 SELECT series_id, date_bin($2::interval, ts, $3) AS b, \
-                        sum(CASE WHEN pv IS NULL OR ts - pts > $5 * interval '1 millisecond' THEN 0 \
-                                 WHEN value >= pv THEN value - pv ELSE value END) \
-                 FROM s WHERE ts >= $3 GROUP BY 1, 2",
-            ))
-            .bind(series)
-            .bind(&step)
-            .bind(ts(w.start_ms))
-            .bind(ts(w.end_ms))
-            .bind(MAX_INCREASE_SPAN_MS)
-            .fetch_all(pool)
-            .await?
-        }
+    // Every statement binds $1 the series; those that put rows in windows $2 the
+    // step; then the window's start and end; the raw increase also the longest span.
+    let (per_point, binned, span) = match (w.source, f) {
+        (DataSource::Raw, Function::Rate | Function::Increase) => (
+            "WITH s AS ( \
+               SELECT series_id, ts, value, lag(value) OVER w AS pv, lag(ts) OVER w AS pts \
+               FROM samples WHERE series_id = ANY($1) AND ts >= $3 - $5 * interval '1 millisecond' \
+                 AND ts < $4 \
+               WINDOW w AS (PARTITION BY series_id ORDER BY ts)) \
+             SELECT series_id, date_bin($2::interval, ts, $3) AS b, \
+                    sum(CASE WHEN pv IS NULL OR ts - pts > $5 * interval '1 millisecond' THEN 0 \
+                             WHEN value >= pv THEN value - pv ELSE value END) \
+             FROM s WHERE ts >= $3 GROUP BY 1, 2"
+                .to_owned(),
+            true,
+            true,
+        ),
         (DataSource::Raw, _) => {
             let agg = match f {
                 Function::Avg => "avg(value)",
@@ -275,49 +270,54 @@ pub async fn range(
                 Function::Max => "max(value)",
                 _ => "(array_agg(value ORDER BY ts DESC))[1]",
             };
-            sqlx::query_as(&wrap(&format!(
-                "SELECT series_id, date_bin($2::interval, ts, $3) AS b, {agg} \
-                 FROM samples WHERE series_id = ANY($1) AND ts >= $3 AND ts < $4 \
-                 GROUP BY 1, 2"
-            )))
-            .bind(series)
-            .bind(&step)
-            .bind(ts(w.start_ms))
-            .bind(ts(w.end_ms))
-            .fetch_all(pool)
-            .await?
+            (
+                format!(
+                    "SELECT series_id, date_bin($2::interval, ts, $3) AS b, {agg} \
+                     FROM samples WHERE series_id = ANY($1) AND ts >= $3 AND ts < $4 \
+                     GROUP BY 1, 2"
+                ),
+                true,
+                false,
+            )
         }
         (source, _) if w.step_ms == source.resolution_ms() => {
             // One rollup row per window: read the rows as they are, in index order.
             let table = rollup_table(source);
             let value = rollup_value(f, false, w.step_ms);
-            sqlx::query_as(&wrap(&format!(
-                "SELECT series_id, bucket, {value} FROM {table} \
-                 WHERE series_id = ANY($1) AND bucket >= $2 AND bucket < $3 \
-                 ORDER BY series_id, bucket"
-            )))
-            .bind(series)
-            .bind(ts(w.start_ms))
-            .bind(ts(w.end_ms))
-            .fetch_all(pool)
-            .await?
+            (
+                format!(
+                    "SELECT series_id, bucket, {value} FROM {table} \
+                     WHERE series_id = ANY($1) AND bucket >= $2 AND bucket < $3 \
+                     ORDER BY series_id, bucket"
+                ),
+                false,
+                false,
+            )
         }
         (source, _) => {
             let table = rollup_table(source);
             let agg = rollup_value(f, true, w.step_ms);
-            sqlx::query_as(&wrap(&format!(
-                "SELECT series_id, date_bin($2::interval, bucket, $3) AS b, {agg} \
-                 FROM {table} WHERE series_id = ANY($1) AND bucket >= $3 AND bucket < $4 \
-                 GROUP BY 1, 2"
-            )))
-            .bind(series)
-            .bind(&step)
-            .bind(ts(w.start_ms))
-            .bind(ts(w.end_ms))
-            .fetch_all(pool)
-            .await?
+            (
+                format!(
+                    "SELECT series_id, date_bin($2::interval, bucket, $3) AS b, {agg} \
+                     FROM {table} WHERE series_id = ANY($1) AND bucket >= $3 AND bucket < $4 \
+                     GROUP BY 1, 2"
+                ),
+                true,
+                false,
+            )
         }
     };
+    let sql = wrap(&per_point);
+    let mut q = sqlx::query_as::<_, (i64, Vec<i64>, Vec<Option<f64>>)>(&sql).bind(series);
+    if binned {
+        q = q.bind(format!("{} milliseconds", w.step_ms));
+    }
+    q = q.bind(ts(w.start_ms)).bind(ts(w.end_ms));
+    if span {
+        q = q.bind(MAX_INCREASE_SPAN_MS);
+    }
+    let rows = q.fetch_all(pool).await?;
     let mut out: HashMap<i64, Vec<(i64, Option<f64>)>> = HashMap::new();
     for (id, times, values) in rows {
         let points = times.into_iter().zip(values).map(|(t, v)| {

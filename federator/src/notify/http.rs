@@ -334,37 +334,7 @@ impl Client {
         body: Vec<u8>,
         headers: &[(&'static str, String)],
     ) -> Result<Answer, SendError> {
-        let url = format!("{}", self.target);
-        match tokio::time::timeout(self.timeout, self.send(path, content_type, body, headers)).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Timeout {
-                url,
-                secs: self.timeout.as_secs(),
-            }),
-        }
-    }
-
-    async fn send(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-        headers: &[(&'static str, String)],
-    ) -> Result<Answer, SendError> {
         let url = self.target.to_string();
-        let connect = |detail: String| SendError::Connect {
-            url: url.clone(),
-            detail,
-        };
-        let request_err = |detail: String| SendError::Request {
-            url: url.clone(),
-            detail,
-        };
-        let tcp = TcpStream::connect(self.target.authority())
-            .await
-            .map_err(|e| connect(e.to_string()))?;
-        tcp.set_nodelay(true).ok();
         let mut req = Request::post(path)
             .header(header::HOST, self.target.authority())
             .header(header::CONTENT_TYPE, content_type)
@@ -388,7 +358,34 @@ impl Client {
         }
         let req = req
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| request_err(e.to_string()))?;
+            .map_err(|e| SendError::Request {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        match tokio::time::timeout(self.timeout, self.send(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Timeout {
+                url,
+                secs: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// Connects, sends `req` and reads the answer.
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Answer, SendError> {
+        let url = self.target.to_string();
+        let connect = |detail: String| SendError::Connect {
+            url: url.clone(),
+            detail,
+        };
+        let request_err = |detail: String| SendError::Request {
+            url: url.clone(),
+            detail,
+        };
+        let tcp = TcpStream::connect(self.target.authority())
+            .await
+            .map_err(|e| connect(e.to_string()))?;
+        tcp.set_nodelay(true).ok();
         let resp = if let Some(tls) = &self.tls {
             let name = ServerName::try_from(self.target.host.clone())
                 .map_err(|e| connect(format!("server name: {e}")))?;

@@ -5,6 +5,7 @@ use pga_federator::auth::Role;
 use serde_json::Value;
 
 use crate::support::api::{PASSWORD, TestApi, request};
+use crate::support::url_encode;
 
 /// `(method, path with query, body)` of every ```http block.
 fn examples(doc: &str) -> Vec<(String, String, Option<Value>)> {
@@ -42,18 +43,6 @@ fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
         }
         None => schema,
     }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +91,7 @@ async fn the_docs_example_requests_match_the_openapi_document_and_work() {
                 params.contains(&k),
                 "docs/api.md: {method} {template} has no query parameter {k}"
             );
-            encoded.push(format!("{k}={}", encode(v)));
+            encoded.push(format!("{k}={}", url_encode(v)));
         }
         if let Some(b) = &body {
             let schema = resolve(

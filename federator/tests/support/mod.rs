@@ -24,6 +24,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use pga_lab::{Cluster, LabError};
 pub use pga_lab::{now_ms, wait_until};
 
+/// `s` percent-encoded for a URL's path or query: every byte but RFC 3986's
+/// unreserved characters (letters, digits, `-`, `_`, `.`, `~`) as `%XX`.
+pub fn url_encode(s: &str) -> String {
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, RESERVED).to_string()
+}
+
 /// A port of 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     pga_lab::free_port().expect("a free port")
