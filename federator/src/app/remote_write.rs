@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::Cluster;
 use crate::config::{FederatorConfig, parse_schedule};
 use crate::notify::http::Client;
 use crate::pull::scheduler::FleetJob;
@@ -23,6 +24,8 @@ pub async fn start(
     metrics: &RemoteWriteMetrics,
     // The agents this replica holds (the cluster's assignment).
     fleet: &watch::Receiver<Vec<FleetJob>>,
+    // Its leases: a cursor moves only while the replica holds the agent.
+    cluster: &Arc<Cluster>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let listed: Vec<(String, String, bool)> = cfg
@@ -52,17 +55,20 @@ pub async fn start(
         let client = Client::new(&d.url, tls, auth, d.timeout()).with_context(ctx)?;
         let schedule = parse_schedule(d.schedule.as_deref().unwrap_or(&cfg.scrape.schedule))
             .with_context(ctx)?;
-        let dest = Arc::new(RemoteWrite::new(
-            d.name.clone(),
-            client,
-            pool.clone(),
-            d.max_samples_per_request,
-            Retry {
-                initial: Duration::from_millis(d.retry_initial_ms),
-                max: Duration::from_secs(d.retry_max_secs),
-            },
-            metrics.clone(),
-        ));
+        let dest = Arc::new(
+            RemoteWrite::new(
+                d.name.clone(),
+                client,
+                pool.clone(),
+                d.max_samples_per_request,
+                Retry {
+                    initial: Duration::from_millis(d.retry_initial_ms),
+                    max: Duration::from_secs(d.retry_max_secs),
+                },
+                metrics.clone(),
+            )
+            .fenced_by(cluster.clone()),
+        );
         tracing::info!(destination = %d.name, url = %d.url, shards = d.max_shards, "remote-write destination");
         tasks.push(tokio::spawn(remote_write::run(
             dest,
