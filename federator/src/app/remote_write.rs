@@ -17,7 +17,8 @@ use crate::pull::scheduler::FleetJob;
 use crate::remote_write::send::Retry;
 use crate::remote_write::{self, RemoteWrite, RemoteWriteMetrics};
 
-/// Builds every destination, records them in the database and starts their loops.
+/// Builds every destination, records them and the retention ages in the database
+/// (`pga_raw_home` reads them) and starts their loops.
 pub async fn start(
     cfg: &FederatorConfig,
     pool: &PgPool,
@@ -33,7 +34,13 @@ pub async fn start(
         .iter()
         .map(|d| (d.name.clone(), d.url.clone(), d.raw_home))
         .collect();
-    crate::db::remote_write::sync_destinations(pool, &listed)
+    let r = &cfg.retention;
+    let ages = crate::db::remote_write::RetentionAges {
+        raw_secs: r.raw_secs,
+        rollup_1m_secs: r.rollup_1m_secs,
+        rollup_1h_secs: r.rollup_1h_secs,
+    };
+    crate::db::remote_write::sync_destinations(pool, &listed, ages)
         .await
         .context("recording the remote-write destinations")?;
     let pacing = crate::app::settings(cfg).pacing;

@@ -32,12 +32,22 @@ fn ts(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }
 
-/// Records the configured destinations (what the query layer reads to say where raw
-/// samples live); destinations no longer configured are removed from the list, their
-/// cursors stay (configured again, they continue).
+/// The `[retention]` ages recorded beside the destinations (`federator_retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionAges {
+    pub raw_secs: u64,
+    pub rollup_1m_secs: u64,
+    pub rollup_1h_secs: u64,
+}
+
+/// Records the configured destinations and the retention ages (what the query layer
+/// reads to say where raw samples live: `pga_raw_home`); destinations no longer
+/// configured are removed from the list, their cursors stay (configured again, they
+/// continue).
 pub async fn sync_destinations(
     pool: &PgPool,
     destinations: &[(String, String, bool)],
+    retention: RetentionAges,
 ) -> Result<(), SinkError> {
     let mut tx = pool
         .begin()
@@ -67,6 +77,18 @@ pub async fn sync_destinations(
         .await
         .map_err(SinkError::db("recording the remote-write destinations"))?;
     }
+    sqlx::query(
+        "INSERT INTO federator_retention (raw_secs, rollup_1m_secs, rollup_1h_secs) \
+         VALUES ($1, $2, $3) ON CONFLICT (one) DO UPDATE SET raw_secs = EXCLUDED.raw_secs, \
+         rollup_1m_secs = EXCLUDED.rollup_1m_secs, rollup_1h_secs = EXCLUDED.rollup_1h_secs, \
+         updated_at = now()",
+    )
+    .bind(retention.raw_secs as i64)
+    .bind(retention.rollup_1m_secs as i64)
+    .bind(retention.rollup_1h_secs as i64)
+    .execute(&mut *tx)
+    .await
+    .map_err(SinkError::db("recording the retention ages"))?;
     tx.commit()
         .await
         .map_err(SinkError::db("recording the remote-write destinations"))
