@@ -564,6 +564,31 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
     let remote = |pool| pga_federator::db::remote_write::cursor(pool, "vm", &a_agent);
     let moved = remote(&pool).await.unwrap().unwrap().last_sequence;
     assert_eq!(moved, Some(5), "the refused advance moved nothing");
+    // a's remote-write destination sends nothing more of the agent: refused by
+    // fencing before any request (the receiver's URL takes none).
+    let rw = pga_federator::remote_write::RemoteWrite::new(
+        "vm".into(),
+        pga_federator::notify::http::Client::new(
+            "http://127.0.0.1:9/api/v1/write",
+            None,
+            pga_federator::notify::http::Auth::None,
+            Duration::from_secs(1),
+        )
+        .unwrap(),
+        pool.clone(),
+        100,
+        pga_federator::remote_write::send::Retry {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+        },
+        pga_federator::remote_write::RemoteWriteMetrics::default(),
+    )
+    .fenced_by(ca.clone());
+    let sent = pga_federator::pull::Destination::ingest(&rw, &batch(&a_agent, 9)).await;
+    assert!(
+        matches!(&sent, Err(pga_federator::pull::DestinationError::Fenced(_))),
+        "{sent:?}"
+    );
     let fb = cb.fence(&a_agent).unwrap();
     remote_write_advance(&pool, &a_agent, 9, Some(&fb))
         .await
