@@ -817,6 +817,14 @@ ORDER BY lag_seconds DESC NULLS FIRST""", h=8,
          "none", w=6)
     stat(b, "Series", "Series the selected agents sent.",
          "SELECT sum(series_count) AS series FROM pga_agent_ingest WHERE agent = ANY (ARRAY[$agent]::text[])", "short", w=6)
+    table(b, "Where raw samples live", "The raw home: the remote-write destination marked raw_home (a TSDB keeping "
+          "raw samples for the long term), else PostgreSQL; how long PostgreSQL keeps raw samples "
+          "(retention.raw_secs) and the rollups; where raw samples older than that are; and the other remote-write "
+          "destinations, which hold copies. Recorded by the federator at each start (docs/scaling.md).",
+          """SELECT raw_home, url, postgresql_keeps_raw::text AS postgresql_keeps_raw, older_raw_samples,
+       postgresql_keeps_rollup_1m::text AS rollup_1m_kept, postgresql_keeps_rollup_1h::text AS rollup_1h_kept,
+       copies_in
+FROM pga_raw_home""", h=4)
     ts(b, "Samples received", "Samples stored per interval per agent, by the time of the samples: a dip is data "
        "missing, a bump after one is a backfill.",
        f"""SELECT time, agent AS metric, samples AS value

@@ -404,14 +404,38 @@ fn batch(agent: &str, seq: u64) -> Batch {
     }
 }
 
+/// Moves remote-write destination "vm"'s cursor of `agent` to `seq`, as `fence`.
+async fn remote_write_advance(
+    pool: &sqlx::PgPool,
+    agent: &str,
+    seq: u64,
+    fence: Option<&Fence>,
+) -> Result<(), SinkError> {
+    let b = batch(agent, seq);
+    pga_federator::db::remote_write::advance(
+        pool,
+        &pga_federator::db::remote_write::Advance {
+            destination: "vm",
+            agent,
+            agent_uid: b.agent_id,
+            cursor: b.cursor,
+            sent: 10,
+            rejected: &[],
+            gap: None,
+            fence,
+        },
+    )
+    .await
+}
+
 /// The lease mechanics in one process, on the database: a lone replica holds
 /// everything; a second one gets its share only once the first released it; a
 /// replica whose own lease ran out cannot write even though nobody took its agents
 /// (and can again once renewed, with the same epoch); one that stopped renewing
 /// loses its agents to the other with new epochs (one frozen in the middle of a
 /// write, its lease row locked, only once the database ended that transaction: the
-/// renewal never waits for it), and its writes are refused; a clean leave releases
-/// everything.
+/// renewal never waits for it), and its writes are refused, to the database and to
+/// the remote-write cursors alike; a clean leave releases everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_move_between_replicas_and_every_write_checks_them() {
     use pga_federator::cluster::{ClusterMetrics, Membership};
@@ -478,6 +502,10 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
     sink.ingest_fenced(&batch(&a_agent, 5), Some(&fa))
         .await
         .unwrap();
+    // A remote-write destination's cursor moves under the same lease.
+    remote_write_advance(&pool, &a_agent, 5, Some(&fa))
+        .await
+        .unwrap();
 
     // a stops renewing: b takes everything over with new epochs; a's writes are
     // refused, unfenced writers aside.
@@ -526,6 +554,47 @@ async fn leases_move_between_replicas_and_every_write_checks_them() {
         Some(5),
         "the refused write moved nothing"
     );
+    // So is its advance of a remote-write cursor (DESIGN.md invariant 7), which
+    // b, holding the agent now, moves.
+    let refused = remote_write_advance(&pool, &a_agent, 9, Some(&fa)).await;
+    assert!(
+        matches!(&refused, Err(SinkError::Fenced { epoch, .. }) if *epoch == fa.epoch),
+        "{refused:?}"
+    );
+    let remote = |pool| pga_federator::db::remote_write::cursor(pool, "vm", &a_agent);
+    let moved = remote(&pool).await.unwrap().unwrap().last_sequence;
+    assert_eq!(moved, Some(5), "the refused advance moved nothing");
+    // a's remote-write destination sends nothing more of the agent: refused by
+    // fencing before any request (the receiver's URL takes none).
+    let rw = pga_federator::remote_write::RemoteWrite::new(
+        "vm".into(),
+        pga_federator::notify::http::Client::new(
+            "http://127.0.0.1:9/api/v1/write",
+            None,
+            pga_federator::notify::http::Auth::None,
+            Duration::from_secs(1),
+        )
+        .unwrap(),
+        pool.clone(),
+        100,
+        pga_federator::remote_write::send::Retry {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+        },
+        pga_federator::remote_write::RemoteWriteMetrics::default(),
+    )
+    .fenced_by(ca.clone());
+    let sent = pga_federator::pull::Destination::ingest(&rw, &batch(&a_agent, 9)).await;
+    assert!(
+        matches!(&sent, Err(pga_federator::pull::DestinationError::Fenced(_))),
+        "{sent:?}"
+    );
+    let fb = cb.fence(&a_agent).unwrap();
+    remote_write_advance(&pool, &a_agent, 9, Some(&fb))
+        .await
+        .unwrap();
+    let moved = remote(&pool).await.unwrap().unwrap().last_sequence;
+    assert_eq!(moved, Some(9));
     // a comes back: it renews, sees its agents gone, and pulls none of them until
     // b releases its share again.
     a.tick(&fleet, &a_tx).await.unwrap();

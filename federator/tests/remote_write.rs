@@ -292,7 +292,7 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
     let prom = Receiver::prometheus(dir.path());
     let mport = free_port();
     let extra = format!(
-        "{}{}",
+        "{}raw_home = true\n{}",
         destination("vm", &vm.url()),
         destination("prom", &prom.url())
     );
@@ -308,6 +308,21 @@ fn every_sample_reaches_victoriametrics_and_prometheus_and_an_outage_is_caught_u
                     && remote_cursor(&pg, "prom", n).is_some_and(|c| c >= 3)
             })
         },
+    );
+
+    // The query layer says where raw samples live: VictoriaMetrics, the raw home.
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT raw_home, url, postgresql_keeps_raw, older_raw_samples, copies_in \
+             FROM pga_raw_home"
+        )
+        .trim(),
+        format!(
+            "vm|{0}|7 days|in remote-write destination vm ({0}), for as long as it keeps \
+             them|prom",
+            vm.url()
+        )
     );
 
     // VictoriaMetrics goes away for 20 s (PGA_TEST_OUTAGE_SECS to try a longer
@@ -666,6 +681,17 @@ fn refused_samples_are_counted_and_recorded_and_a_web_page_is_no_receiver() {
     );
     assert_eq!(remote_cursor(&pg, "loop", "a1"), None);
     assert!(cursor(&pg, "a1").is_some_and(|c| c >= newest));
+    // No destination is the raw home: raw samples live in PostgreSQL alone.
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT raw_home, url IS NULL, postgresql_raw_secs, older_raw_samples, copies_in \
+             FROM pga_raw_home"
+        )
+        .trim(),
+        "PostgreSQL|t|604800|nowhere: dropped by the retention; the 1-minute and 1-hour \
+         rollups remain|loop, picky, typo"
+    );
 }
 
 #[test]

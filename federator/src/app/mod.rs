@@ -408,6 +408,7 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         sink.pool(),
         &remote_write_metrics,
         &assigned_rx,
+        &cluster,
         &stop,
     )
     .await?;

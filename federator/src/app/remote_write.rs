@@ -10,18 +10,22 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::Cluster;
 use crate::config::{FederatorConfig, parse_schedule};
 use crate::pull::scheduler::FleetJob;
 use crate::remote_write::send::Retry;
 use crate::remote_write::{self, RemoteWrite, RemoteWriteMetrics};
 
-/// Builds every destination, records them in the database and starts their loops.
+/// Builds every destination, records them and the retention ages in the database
+/// (`pga_raw_home` reads them) and starts their loops.
 pub async fn start(
     cfg: &FederatorConfig,
     pool: &PgPool,
     metrics: &RemoteWriteMetrics,
     // The agents this replica holds (the cluster's assignment).
     fleet: &watch::Receiver<Vec<FleetJob>>,
+    // Its leases: a cursor moves only while the replica holds the agent.
+    cluster: &Arc<Cluster>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let listed: Vec<(String, String, bool)> = cfg
@@ -29,7 +33,13 @@ pub async fn start(
         .iter()
         .map(|d| (d.name.clone(), d.url.clone(), d.raw_home))
         .collect();
-    crate::db::remote_write::sync_destinations(pool, &listed)
+    let r = &cfg.retention;
+    let ages = crate::db::remote_write::RetentionAges {
+        raw_secs: r.raw_secs,
+        rollup_1m_secs: r.rollup_1m_secs,
+        rollup_1h_secs: r.rollup_1h_secs,
+    };
+    crate::db::remote_write::sync_destinations(pool, &listed, ages)
         .await
         .context("recording the remote-write destinations")?;
     let pacing = crate::app::settings(cfg).pacing;
@@ -40,17 +50,20 @@ pub async fn start(
             .with_context(ctx)?;
         let schedule = parse_schedule(d.schedule.as_deref().unwrap_or(&cfg.scrape.schedule))
             .with_context(ctx)?;
-        let dest = Arc::new(RemoteWrite::new(
-            d.name.clone(),
-            client,
-            pool.clone(),
-            d.max_samples_per_request,
-            Retry {
-                initial: Duration::from_millis(d.retry_initial_ms),
-                max: Duration::from_secs(d.retry_max_secs),
-            },
-            metrics.clone(),
-        ));
+        let dest = Arc::new(
+            RemoteWrite::new(
+                d.name.clone(),
+                client,
+                pool.clone(),
+                d.max_samples_per_request,
+                Retry {
+                    initial: Duration::from_millis(d.retry_initial_ms),
+                    max: Duration::from_secs(d.retry_max_secs),
+                },
+                metrics.clone(),
+            )
+            .fenced_by(cluster.clone()),
+        );
         tracing::info!(destination = %d.name, url = %d.url, shards = d.max_shards, "remote-write destination");
         tasks.push(tokio::spawn(remote_write::run(
             dest,

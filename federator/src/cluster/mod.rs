@@ -114,6 +114,11 @@ impl Cluster {
         })
     }
 
+    /// Counts a write refused by fencing (`pga_federator_cluster_fenced_writes_total`).
+    pub fn count_fenced_write(&self) {
+        self.metrics.fenced_write();
+    }
+
     /// Whether this replica's lease is valid by its own reckoning.
     pub fn lease_valid(&self) -> bool {
         self.valid_until

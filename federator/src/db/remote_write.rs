@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use pga_format::AgentId;
 use sqlx::PgPool;
 
-use crate::db::sink::{SinkError, parse_uuid, uuid_text};
+use crate::db::sink::{Fence, SinkError, fenced_lease_sql, parse_uuid, uuid_text};
 use crate::pull::batch::{Cursor, Gap};
 
 /// Where a destination stands for one agent.
@@ -32,12 +32,22 @@ fn ts(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }
 
-/// Records the configured destinations (what the query layer reads to say where raw
-/// samples live); destinations no longer configured are removed from the list, their
-/// cursors stay (configured again, they continue).
+/// The `[retention]` ages recorded beside the destinations (`federator_retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionAges {
+    pub raw_secs: u64,
+    pub rollup_1m_secs: u64,
+    pub rollup_1h_secs: u64,
+}
+
+/// Records the configured destinations and the retention ages (what the query layer
+/// reads to say where raw samples live: `pga_raw_home`); destinations no longer
+/// configured are removed from the list, their cursors stay (configured again, they
+/// continue).
 pub async fn sync_destinations(
     pool: &PgPool,
     destinations: &[(String, String, bool)],
+    retention: RetentionAges,
 ) -> Result<(), SinkError> {
     let mut tx = pool
         .begin()
@@ -67,6 +77,18 @@ pub async fn sync_destinations(
         .await
         .map_err(SinkError::db("recording the remote-write destinations"))?;
     }
+    sqlx::query(
+        "INSERT INTO federator_retention (raw_secs, rollup_1m_secs, rollup_1h_secs) \
+         VALUES ($1, $2, $3) ON CONFLICT (one) DO UPDATE SET raw_secs = EXCLUDED.raw_secs, \
+         rollup_1m_secs = EXCLUDED.rollup_1m_secs, rollup_1h_secs = EXCLUDED.rollup_1h_secs, \
+         updated_at = now()",
+    )
+    .bind(retention.raw_secs as i64)
+    .bind(retention.rollup_1m_secs as i64)
+    .bind(retention.rollup_1h_secs as i64)
+    .execute(&mut *tx)
+    .await
+    .map_err(SinkError::db("recording the retention ages"))?;
     tx.commit()
         .await
         .map_err(SinkError::db("recording the remote-write destinations"))
@@ -116,9 +138,44 @@ pub struct Advance<'a> {
     pub sent: u64,
     pub rejected: &'a [Rejection],
     pub gap: Option<Gap>,
+    /// The writer's lease on the agent (a replica of a cluster): the cursor moves
+    /// only while it holds; `None` for a writer outside any cluster (`pga-bench`).
+    pub fence: Option<&'a Fence>,
 }
 
+/// The cursor's advance: samples are added to the counts.
+const ADVANCE: &str = "\
+INSERT INTO remote_write_cursors
+    (destination, agent_id, agent_uid, last_sequence, last_ts_ms, samples_sent, samples_rejected)
+VALUES ($1, $2, $3::uuid, $4, $5, $6, $7)
+ON CONFLICT (destination, agent_id) DO UPDATE SET
+    agent_uid = EXCLUDED.agent_uid, last_sequence = EXCLUDED.last_sequence,
+    last_ts_ms = EXCLUDED.last_ts_ms,
+    samples_sent = remote_write_cursors.samples_sent + EXCLUDED.samples_sent,
+    samples_rejected = remote_write_cursors.samples_rejected + EXCLUDED.samples_rejected
+RETURNING 1";
+
+/// The same by a fenced writer: no row unless the agent's lease names replica `$9`
+/// with epoch `$10` and that replica's lease is valid now, checked in this statement
+/// exactly as the database ingest's cursor (DESIGN.md invariant 7).
+const ADVANCE_FENCED: &str = concat!(
+    "WITH fence AS (",
+    fenced_lease_sql!("$8", "$9", "$10"),
+    ")
+INSERT INTO remote_write_cursors
+    (destination, agent_id, agent_uid, last_sequence, last_ts_ms, samples_sent, samples_rejected)
+SELECT $1, $2::bigint, $3::uuid, $4::bigint, $5::bigint, $6::bigint, $7::bigint FROM fence
+ON CONFLICT (destination, agent_id) DO UPDATE SET
+    agent_uid = EXCLUDED.agent_uid, last_sequence = EXCLUDED.last_sequence,
+    last_ts_ms = EXCLUDED.last_ts_ms,
+    samples_sent = remote_write_cursors.samples_sent + EXCLUDED.samples_sent,
+    samples_rejected = remote_write_cursors.samples_rejected + EXCLUDED.samples_rejected
+RETURNING 1"
+);
+
 /// Commits `a`. The agent must be in the `agents` table (every pulled agent is).
+/// A fenced writer that no longer holds the agent's lease commits nothing
+/// ([`SinkError::Fenced`]): not the cursor, nor the gap or the refused requests.
 pub async fn advance(pool: &PgPool, a: &Advance<'_>) -> Result<(), SinkError> {
     let what = "advancing a remote-write cursor";
     let mut tx = pool.begin().await.map_err(SinkError::db(what))?;
@@ -132,26 +189,34 @@ pub async fn advance(pool: &PgPool, a: &Advance<'_>) -> Result<(), SinkError> {
     };
     let uid = uuid_text(&a.agent_uid);
     let rejected: u64 = a.rejected.iter().map(|r| r.samples).sum();
-    sqlx::query(
-        "INSERT INTO remote_write_cursors \
-           (destination, agent_id, agent_uid, last_sequence, last_ts_ms, samples_sent, samples_rejected) \
-         VALUES ($1, $2, $3::uuid, $4, $5, $6, $7) \
-         ON CONFLICT (destination, agent_id) DO UPDATE SET \
-           agent_uid = EXCLUDED.agent_uid, last_sequence = EXCLUDED.last_sequence, \
-           last_ts_ms = EXCLUDED.last_ts_ms, \
-           samples_sent = remote_write_cursors.samples_sent + EXCLUDED.samples_sent, \
-           samples_rejected = remote_write_cursors.samples_rejected + EXCLUDED.samples_rejected",
-    )
+    let cursor = sqlx::query_as::<_, (i32,)>(if a.fence.is_some() {
+        ADVANCE_FENCED
+    } else {
+        ADVANCE
+    })
     .bind(a.destination)
     .bind(agent_id)
     .bind(&uid)
     .bind(a.cursor.last_sequence.map(|s| s as i64))
     .bind(a.cursor.last_ts_ms)
     .bind(a.sent as i64)
-    .bind(rejected as i64)
-    .execute(&mut *tx)
-    .await
-    .map_err(SinkError::db(what))?;
+    .bind(rejected as i64);
+    let cursor = match a.fence {
+        Some(f) => cursor.bind(a.agent).bind(&f.replica).bind(f.epoch),
+        None => cursor,
+    };
+    if cursor
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(SinkError::db(what))?
+        .is_none()
+    {
+        // Dropping the transaction writes nothing.
+        return Err(SinkError::Fenced {
+            agent: a.agent.to_owned(),
+            epoch: a.fence.map_or(0, |f| f.epoch),
+        });
+    }
     if let Some(g) = a.gap {
         sqlx::query(
             "INSERT INTO remote_write_gaps \

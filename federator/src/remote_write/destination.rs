@@ -13,6 +13,14 @@
 //!
 //! The open head block is not sent: a block goes once it is sealed, in full, so
 //! every sample is sent once, in order.
+//!
+//! Fencing ([`RemoteWrite::fenced_by`]): a replica sends an agent only while it
+//! holds the agent's lease, and the statement that moves the destination's cursor
+//! checks that lease (owner, epoch, the replica's lease valid on the database's
+//! clock) as the database ingest does: a replica that lost the agent moves no
+//! cursor of it ([`SinkError::Fenced`], counted in
+//! `pga_federator_cluster_fenced_writes_total`), and its round walks the agent no
+//! further; the next round follows the assignment.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,7 +31,9 @@ use sqlx::PgPool;
 use super::encode::{self, Label, Request};
 use super::metrics::RemoteWriteMetrics;
 use super::send::{self, GiveUp, Retry, Sent};
+use crate::cluster::Cluster;
 use crate::db::remote_write::{self as repo, Advance, Rejection};
+use crate::db::sink::{Fence, SinkError};
 use crate::notify::http::Client;
 use crate::pull::batch::{Batch, Cursor};
 use crate::pull::{AgentStatus, Destination, DestinationError};
@@ -72,6 +82,8 @@ pub struct RemoteWrite {
     pub(super) retry: Retry,
     pub(super) metrics: RemoteWriteMetrics,
     agents: Mutex<HashMap<String, AgentState>>,
+    /// The replica's leases, when the writes are fenced.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl RemoteWrite {
@@ -91,7 +103,15 @@ impl RemoteWrite {
             retry,
             metrics,
             agents: Mutex::new(HashMap::new()),
+            cluster: None,
         }
+    }
+
+    /// Sends an agent only while `cluster` holds its lease, and moves the cursors
+    /// with the lease's epoch, checked by the database (DESIGN.md invariant 7).
+    pub fn fenced_by(mut self, cluster: Arc<Cluster>) -> RemoteWrite {
+        self.cluster = Some(cluster);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -155,6 +175,31 @@ impl RemoteWrite {
         f(agents.entry(agent.to_owned()).or_default())
     }
 
+    /// The fencing token to write `agent` with: `Ok(None)` when not fenced, a
+    /// refusal (nothing sent) when this replica does not hold the agent's lease or
+    /// its own lease is not valid.
+    fn fence(&self, agent: &str) -> Result<Option<Fence>, DestinationError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        match cluster.fence(agent) {
+            Some(f) if cluster.lease_valid() => Ok(Some(f)),
+            f => Err(self.fenced(SinkError::Fenced {
+                agent: agent.to_owned(),
+                epoch: f.map_or(0, |f| f.epoch),
+            })),
+        }
+    }
+
+    /// Counts and says a refusal by fencing.
+    fn fenced(&self, e: SinkError) -> DestinationError {
+        if let Some(c) = &self.cluster {
+            c.count_fenced_write();
+        }
+        tracing::warn!(destination = %self.name, error = %e, "remote-write cursor not moved: this replica no longer holds the agent's lease; it sends the agent no more");
+        DestinationError::Fenced(e)
+    }
+
     fn gave_up(&self, source: GiveUp) -> DestinationError {
         self.metrics.request(&self.name, "failed");
         DestinationError::Other(Box::new(WriteError::GaveUp {
@@ -188,6 +233,7 @@ impl Destination for RemoteWrite {
     }
 
     async fn ingest(&self, batch: &Batch) -> Result<u64, DestinationError> {
+        let fence = self.fence(&batch.agent)?;
         let plan = self
             .plan(batch)
             .map_err(|e| DestinationError::Other(Box::new(e)))?;
@@ -266,9 +312,14 @@ impl Destination for RemoteWrite {
                 sent,
                 rejected: &rejected,
                 gap: batch.gap,
+                fence: fence.as_ref(),
             },
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            e @ SinkError::Fenced { .. } => self.fenced(e),
+            e => DestinationError::from(e),
+        })?;
         self.with_state(&batch.agent, |s| s.committed = Some(batch.cursor));
         if let Some(seq) = batch.cursor.last_sequence {
             self.metrics.cursor(&self.name, &batch.agent, seq);

@@ -88,6 +88,10 @@ async fn round(dest: &RemoteWrite, jobs: Vec<FleetJob>, pacing: Pacing, shards: 
                 end.down
                     .get_or_insert_with(|| (e.to_string(), is_misconfigured(&e)));
             }
+            Some(Err(e)) if e.is_fenced() => {
+                // Said and counted where refused; the next round follows the
+                // assignment (the agent gone to another replica, or its lease back).
+            }
             Some(Err(e)) => {
                 // The agent's own trouble (unreachable, malformed): the database's
                 // pulls report it; this destination tries it again next round.

@@ -78,13 +78,10 @@ RETURNING xmin::text::bigint";
 /// The cursor's advance by a fenced writer: no row unless the agent's lease names
 /// replica `$8` with epoch `$9` and that replica's lease is valid now (the clock of
 /// the database, at this statement); the lease row is locked until the commit.
-const ADVANCE_FENCED: &str = "\
-WITH fence AS (
-    SELECT l.epoch FROM cluster_leases l
-    JOIN cluster_replica_leases r ON r.replica_id = l.owner
-    WHERE l.kind = 'agent' AND l.name = $7 AND l.owner = $8::uuid AND l.epoch = $9
-      AND r.valid_until > clock_timestamp()
-    FOR SHARE OF l)
+const ADVANCE_FENCED: &str = concat!(
+    "WITH fence AS (",
+    super::fenced_lease_sql!("$7", "$8", "$9"),
+    ")
 INSERT INTO agent_cursors (agent_id, agent_uid, last_sequence, last_ts_ms, series_count, watermark_ms)
 SELECT $1, $2::uuid, $3::bigint, $4::bigint, $5::bigint, greatest($4::bigint, $6::bigint)
 FROM fence
@@ -92,7 +89,8 @@ ON CONFLICT (agent_id) DO UPDATE SET agent_uid = EXCLUDED.agent_uid,
     last_sequence = EXCLUDED.last_sequence, last_ts_ms = EXCLUDED.last_ts_ms,
     series_count = EXCLUDED.series_count,
     watermark_ms = greatest(agent_cursors.watermark_ms, EXCLUDED.watermark_ms)
-RETURNING xmin::text::bigint";
+RETURNING xmin::text::bigint"
+);
 
 pub(crate) async fn ingest(
     sink: &Sink,

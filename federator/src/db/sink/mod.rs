@@ -19,6 +19,29 @@
 //! Errors say whether the whole database is unavailable ([`SinkError::is_unavailable`])
 //! or only this batch failed. docs/central-database.md documents the schema.
 
+/// The fencing check of a cursor's advance, as a `WITH fence AS (…)` query over
+/// `cluster_leases`: one row when the agent's lease (name parameter `$name`) names
+/// replica `$owner` with epoch `$epoch` and that replica's lease is valid now (the
+/// database's clock, at this statement); the lease row is locked until the commit,
+/// so a takeover waits for it. Every statement that moves a cursor for a fenced
+/// writer selects its row `FROM fence` (migration 0050, DESIGN.md invariant 7).
+macro_rules! fenced_lease_sql {
+    ($name:literal, $owner:literal, $epoch:literal) => {
+        concat!(
+            "SELECT l.epoch FROM cluster_leases l \
+             JOIN cluster_replica_leases r ON r.replica_id = l.owner \
+             WHERE l.kind = 'agent' AND l.name = ",
+            $name,
+            " AND l.owner = ",
+            $owner,
+            "::uuid AND l.epoch = ",
+            $epoch,
+            " AND r.valid_until > clock_timestamp() FOR SHARE OF l"
+        )
+    };
+}
+pub(crate) use fenced_lease_sql;
+
 mod copy;
 mod error;
 mod ingest;
