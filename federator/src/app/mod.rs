@@ -110,6 +110,7 @@ pub fn sink_options(cfg: &FederatorConfig) -> anyhow::Result<SinkOptions> {
         // run out, so that the agent can be taken over.
         idle_in_transaction_timeout: Some(cfg.cluster.lease_ttl()),
         timescaledb: d.timescaledb,
+        packed_samples: d.packed_samples,
         max_silence: Duration::from_secs(cfg.rollups.max_silence_secs),
         retention: RetentionOptions {
             raw: Duration::from_secs(r.raw_secs),

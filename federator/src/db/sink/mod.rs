@@ -87,6 +87,9 @@ pub struct SinkOptions {
     pub idle_in_transaction_timeout: Option<Duration>,
     /// Use TimescaleDB hypertables where the extension is created in the database.
     pub timescaledb: bool,
+    /// Store sealed raw samples packed (`samples_packed`, migration 0080) rather
+    /// than one row each; only on plain PostgreSQL ([`Sink::packs`]).
+    pub packed_samples: bool,
     /// A counter's increase between two consecutive samples further apart than this
     /// is not attributed to any rollup bucket (docs/central-database.md, "Rollups").
     pub max_silence: Duration,
@@ -103,6 +106,7 @@ impl Default for SinkOptions {
             statement_timeout: Some(Duration::from_secs(300)),
             idle_in_transaction_timeout: None,
             timescaledb: true,
+            packed_samples: true,
             max_silence: Duration::from_secs(180),
             retention: RetentionOptions::default(),
         }
@@ -288,6 +292,12 @@ impl Sink {
             }
         }
         result
+    }
+
+    /// Whether sealed samples are written packed: asked for, and the samples are
+    /// not in TimescaleDB hypertables (which compress by themselves).
+    pub fn packs(&self) -> bool {
+        self.options.packed_samples && !self.timescale.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Forgets which partitions exist (they are checked again).
