@@ -11,6 +11,9 @@
 //! * `timestamptz`: 8 bytes, microseconds since 2000-01-01 00:00:00 UTC;
 //! * `double precision`: the 8 bytes of the IEEE 754 value;
 //! * `boolean`: 1 byte, 0 or 1;
+//! * a one-dimensional array (`array_send`): the number of dimensions (1), a
+//!   has-NULLs flag (0), the element type's OID, the length and the lower bound (1),
+//!   then each element as a 32-bit length and its bytes;
 //! * NULL: a field length of −1 and no bytes.
 
 /// Milliseconds from the Unix epoch to the PostgreSQL epoch (2000-01-01 UTC).
@@ -157,6 +160,116 @@ impl RollupCopy {
 
     pub fn finish(self) -> Vec<u8> {
         self.p.finish()
+    }
+}
+
+/// OIDs of the array element types sent.
+const INT4_OID: i32 = 23;
+const FLOAT8_OID: i32 = 701;
+
+impl Payload {
+    fn int8(&mut self, v: i64) {
+        self.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+
+    fn timestamptz(&mut self, ms: i64) {
+        self.int8(ms.saturating_sub(PG_EPOCH_UNIX_MS).saturating_mul(1000));
+    }
+
+    /// A one-dimensional array of `n` elements of `width` bytes each, written by
+    /// `elements` (each element's bytes only; the lengths are written here).
+    fn array(&mut self, oid: i32, width: usize, n: usize, elements: impl Fn(usize, &mut Vec<u8>)) {
+        let len = 20 + n * (4 + width);
+        self.buf.extend_from_slice(&(len as i32).to_be_bytes());
+        for v in [1i32, 0, oid, n as i32, 1] {
+            self.buf.extend_from_slice(&v.to_be_bytes());
+        }
+        for i in 0..n {
+            self.buf.extend_from_slice(&(width as i32).to_be_bytes());
+            elements(i, &mut self.buf);
+        }
+    }
+}
+
+/// A binary `COPY` payload of `sample_times (id, lo, agent_id, offsets)` rows
+/// (migration 0080): one window's timestamps as milliseconds after `lo`.
+#[derive(Debug)]
+pub struct TimesCopy {
+    p: Payload,
+}
+
+impl TimesCopy {
+    pub fn new() -> Self {
+        TimesCopy {
+            p: Payload::with_capacity(0),
+        }
+    }
+
+    /// `ts_ms` ascending, the first being `lo`, all within `i32` milliseconds of it.
+    pub fn push(&mut self, id: i64, agent_id: i64, ts_ms: &[i64]) {
+        let lo = ts_ms[0];
+        self.p.buf.extend_from_slice(&4i16.to_be_bytes());
+        self.p.int8(id);
+        self.p.timestamptz(lo);
+        self.p.int8(agent_id);
+        self.p.array(INT4_OID, 4, ts_ms.len(), |i, buf| {
+            buf.extend_from_slice(&((ts_ms[i] - lo) as i32).to_be_bytes());
+        });
+        self.p.rows += 1;
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.p.finish()
+    }
+}
+
+impl Default for TimesCopy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A binary `COPY` payload of `samples_packed (series_id, lo, hi, times_id, vals)`
+/// rows (migration 0080).
+#[derive(Debug)]
+pub struct PackedCopy {
+    p: Payload,
+}
+
+impl PackedCopy {
+    pub fn new() -> Self {
+        PackedCopy {
+            p: Payload::with_capacity(0),
+        }
+    }
+
+    /// One series' samples of one window, `(ts_ms, value)` ascending, timestamps
+    /// `times_id`'s: the values go as one element when all are bitwise equal.
+    pub fn push(&mut self, series_id: i64, times_id: i64, samples: &[(i64, f64)]) {
+        let (lo, hi) = (samples[0].0, samples[samples.len() - 1].0);
+        let first = samples[0].1.to_bits();
+        let constant = samples.iter().all(|s| s.1.to_bits() == first);
+        let n = if constant { 1 } else { samples.len() };
+        self.p.buf.extend_from_slice(&5i16.to_be_bytes());
+        self.p.int8(series_id);
+        self.p.timestamptz(lo);
+        self.p.timestamptz(hi);
+        self.p.int8(times_id);
+        self.p.array(FLOAT8_OID, 8, n, |i, buf| {
+            buf.extend_from_slice(&samples[i].1.to_bits().to_be_bytes());
+        });
+        self.p.rows += 1;
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.p.finish()
+    }
+}
+
+impl Default for PackedCopy {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

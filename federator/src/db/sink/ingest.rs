@@ -255,6 +255,9 @@ pub(crate) async fn ingest(
         .sum();
     let to_write = samples::Samples {
         blocks: data_blocks(batch).collect(),
+        sealed: batch.blocks.len(),
+        packed: sink.packs(),
+        agent_id: agent_row,
         mapping: &mapping,
         cutoff_ms: raw_cutoff_ms,
         future_ms,
@@ -338,7 +341,9 @@ pub(crate) async fn ingest(
         series_mapped: batch.series.len(),
         samples_received: received,
         samples_inserted: written.inserted,
-        samples_duplicate: written.offered - written.inserted,
+        samples_duplicate: written.offered - written.inserted - written.damaged,
+        samples_damaged: written.damaged,
+        packed_rows: written.packed_rows,
         samples_expired: received - written.offered - future,
         samples_future: future,
         log_events_inserted,

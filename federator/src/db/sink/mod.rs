@@ -137,6 +137,11 @@ pub struct IngestReport {
     pub samples_inserted: u64,
     /// Samples already stored (an overlap with the head or an earlier delivery).
     pub samples_duplicate: u64,
+    /// Samples not stored because their series has a damaged packed row where they
+    /// would go (the sink logs the series and window; it never merges into one).
+    pub samples_damaged: u64,
+    /// Packed rows written: one per series of each sealed block written packed.
+    pub packed_rows: u64,
     /// Samples older than the raw retention age, not stored.
     pub samples_expired: u64,
     /// Samples stamped more than a day ahead of the federator's clock, not stored.

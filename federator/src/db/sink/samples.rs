@@ -18,6 +18,18 @@
 //! The series and time ranges really inserted end up in `pga_touched` (the direct
 //! path puts them there only when rollups must be recomputed in SQL), from which
 //! the rollups are recomputed.
+//!
+//! **Packed** (plain PostgreSQL, `database.packed_samples`, migration 0080): the
+//! direct path writes each series of a sealed block as one `samples_packed` row,
+//! its timestamps shared with the block's other series through `sample_times`,
+//! instead of a row per sample. The head's rows that the sealed block covers (the
+//! previous pulls wrote them) move into that packed row and are deleted in the same
+//! transaction, so a sample is stored once, in one form. Samples stored packed are
+//! read back (in Rust, checked) and left out like stored rows. A packed row that is
+//! damaged (changed by hand: lengths that differ, times out of order) is never
+//! merged into: that series' samples of the batch are not written, and counted in
+//! [`Written::damaged`]; the agent's other series go on. The staged path writes rows
+//! only; the pack job packs them later.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -25,7 +37,7 @@ use pga_format::DecodedBlock;
 use sqlx::PgConnection;
 
 use super::SinkError;
-use super::copy::SampleCopy;
+use super::copy::{PackedCopy, SampleCopy, TimesCopy};
 use super::tails::{Tail, Tails};
 
 /// The session's staging tables, emptied by every commit or rollback; and settings
@@ -88,6 +100,31 @@ LEFT JOIN LATERAL (
       AND s.ts > timestamptz 'epoch' + $3::bigint * interval '1 millisecond'
     ORDER BY s.ts LIMIT 1) nx ON true";
 
+/// The packed rows of the series `$1` that may hold samples in `[$2, $3]` (ms): their
+/// window (`lo`, `hi`, ms), timestamps (NULL when the `sample_times` row is missing)
+/// and values, to be checked and unpacked by [`unpack`].
+const PACKED_EXISTING: &str = "\
+SELECT p.series_id, (extract(epoch FROM p.lo) * 1000)::bigint,
+       (extract(epoch FROM p.hi) * 1000)::bigint, t.offsets, p.vals
+FROM samples_packed p
+LEFT JOIN sample_times t ON t.id = p.times_id AND t.lo = p.lo
+WHERE p.series_id = ANY($1)
+  AND p.lo <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'
+  AND p.lo > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' - interval '1 hour'
+  AND p.hi >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'";
+
+/// Deletes the head's rows that packed rows replace: per series `$1`, its rows in
+/// `[$2, $3]` (ms).
+const DELETE_REPLACED: &str = "\
+DELETE FROM samples s
+USING unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS d(id, lo, hi)
+WHERE s.series_id = d.id
+  AND s.ts >= timestamptz 'epoch' + d.lo * interval '1 millisecond'
+  AND s.ts <= timestamptz 'epoch' + d.hi * interval '1 millisecond'";
+
+/// A packed window spans less than this (migration 0080: the readers rely on it).
+pub(crate) const MAX_WINDOW_MS: i64 = 3_600_000;
+
 const TOUCHED: &str = "\
 INSERT INTO pga_touched (series_id, n, first_ts, last_ts)
 SELECT t.id, t.n, timestamptz 'epoch' + t.first_ms * interval '1 millisecond',
@@ -97,6 +134,12 @@ FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(id, n, 
 /// The samples of a batch, by global series id.
 pub(crate) struct Samples<'a> {
     pub blocks: Vec<&'a DecodedBlock>,
+    /// How many of `blocks`, from the first, are sealed; the rest is the head.
+    pub sealed: usize,
+    /// Write sealed blocks packed ([`super::Sink::packs`]).
+    pub packed: bool,
+    /// The agent's `agents.id` (`sample_times.agent_id`).
+    pub agent_id: i64,
     pub mapping: &'a HashMap<u64, i64>,
     /// Samples older than this (ms) are not stored.
     pub cutoff_ms: i64,
@@ -110,6 +153,11 @@ pub(crate) struct Written {
     /// Samples not expired, offered to the database.
     pub offered: u64,
     pub inserted: u64,
+    /// Samples not written because their series has a damaged packed row where they
+    /// would go (see the module docs).
+    pub damaged: u64,
+    /// Packed rows written (sealed blocks' series, with the head rows they replace).
+    pub packed_rows: u64,
     /// The samples inserted per minute of their time, `minute_ms → n`: what the
     /// agent's per-minute count (`agent_samples_1m`) grows by.
     pub minutes: BTreeMap<i64, i64>,
@@ -149,13 +197,20 @@ impl Samples<'_> {
     /// Every column (one series in one block): its global id and its samples kept,
     /// `(ts_ms, value)`.
     fn columns(&self) -> impl Iterator<Item = (i64, impl Iterator<Item = (i64, f64)> + '_)> + '_ {
-        self.blocks.iter().flat_map(move |block| {
+        self.indexed_columns().map(|(_, id, samples)| (id, samples))
+    }
+
+    /// [`Samples::columns`] with the index of each column's block.
+    fn indexed_columns(
+        &self,
+    ) -> impl Iterator<Item = (usize, i64, impl Iterator<Item = (i64, f64)> + '_)> + '_ {
+        self.blocks.iter().enumerate().flat_map(move |(b, block)| {
             block.columns.iter().map(move |col| {
                 let samples = col
                     .timestamps(block)
                     .zip(col.values.iter().copied())
                     .filter(move |(ts, _)| (self.cutoff_ms..=self.future_ms).contains(ts));
-                (self.mapping[&col.series.0], samples)
+                (b, self.mapping[&col.series.0], samples)
             })
         })
     }
@@ -212,6 +267,8 @@ pub(crate) async fn write(
         && let Some(direct) = write_direct(conn, samples, oldest, tails, lo, hi).await?
     {
         written.inserted = direct.inserted;
+        written.damaged = direct.damaged;
+        written.packed_rows = direct.packed_rows;
         written.minutes = direct.minutes;
         written.fresh = direct.fresh;
         written.ranges = Some(direct.ranges);
@@ -219,7 +276,9 @@ pub(crate) async fn write(
         written.tails = Some(direct.tails);
         return Ok(written);
     }
-    written.minutes = write_staged(conn, samples, written.offered).await?;
+    let (minutes, damaged) = write_staged(conn, samples, written.offered, lo, hi).await?;
+    written.minutes = minutes;
+    written.damaged = damaged;
     written.inserted = written.minutes.values().sum::<i64>() as u64;
     Ok(written)
 }
@@ -227,6 +286,8 @@ pub(crate) async fn write(
 /// What the direct path did.
 struct Direct {
     inserted: u64,
+    damaged: u64,
+    packed_rows: u64,
     minutes: BTreeMap<i64, i64>,
     fresh: HashMap<i64, Fresh>,
     ranges: Vec<[i64; 4]>,
@@ -234,12 +295,92 @@ struct Direct {
     tails: Tails,
 }
 
+/// The samples of one packed row, `(ts_ms, value)` ascending, or what is wrong with
+/// it: the checks of `pga_packed_values` (migration 0080).
+pub(crate) fn unpack(
+    lo: i64,
+    hi: i64,
+    offsets: Option<&[i32]>,
+    vals: &[f64],
+) -> Result<Vec<(i64, f64)>, &'static str> {
+    let Some(offsets) = offsets else {
+        return Err("its timestamps (sample_times row) are missing");
+    };
+    if offsets.first() != Some(&0) || offsets.last().map(|&o| lo + i64::from(o)) != Some(hi) {
+        return Err("the timestamps do not run from lo to hi");
+    }
+    if offsets.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("the timestamps are not in ascending order");
+    }
+    let one = vals.len() == 1;
+    if !one && vals.len() != offsets.len() {
+        return Err("it holds a different number of values and timestamps");
+    }
+    Ok(offsets
+        .iter()
+        .enumerate()
+        .map(|(i, &o)| (lo + i64::from(o), if one { vals[0] } else { vals[i] }))
+        .collect())
+}
+
+/// What the database holds of some series in a time range.
+#[derive(Default)]
+struct Stored {
+    /// Every stored sample `(series, ts)`: its value and whether it is packed.
+    samples: HashMap<(i64, i64), (f64, bool)>,
+    /// Per series, the samples stored as rows, ascending.
+    rows: HashMap<i64, Vec<(i64, f64)>>,
+    /// Series with a damaged packed row in the range.
+    damaged: HashSet<i64>,
+}
+
+/// Reads the packed samples of the series `ids` in `[lo, hi]` into `stored`.
+async fn read_packed(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    lo: i64,
+    hi: i64,
+    stored: &mut Stored,
+) -> Result<(), SinkError> {
+    type Row = (i64, i64, i64, Option<Vec<i32>>, Vec<f64>);
+    let rows: Vec<Row> = sqlx::query_as(PACKED_EXISTING)
+        .bind(ids)
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(SinkError::db("reading packed samples already stored"))?;
+    for (id, wlo, whi, offsets, vals) in rows {
+        match unpack(wlo, whi, offsets.as_deref(), &vals) {
+            Ok(unpacked) => {
+                for (ts, v) in unpacked {
+                    stored.samples.insert((id, ts), (v, true));
+                }
+            }
+            Err(why) => {
+                tracing::error!(
+                    series_id = id,
+                    window_start_ms = wlo,
+                    "the packed samples of series {id} in the window starting at {wlo} ms are \
+                     damaged: {why}; this series' new samples there are not written (delete or \
+                     restore the samples_packed row to let them in)"
+                );
+                stored.damaged.insert(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A sealed block's series, to be written packed: `(block, series, samples)`.
+type PackedSeries = (usize, i64, Vec<(i64, f64)>);
+
 /// The direct path; `None` when the savepoint had to be rolled back.
 ///
 /// A series whose tail the sink remembers and whose samples are all newer than it
 /// needs no reading. The others (the head written by the previous pull, a block
 /// pulled twice, a series not seen since the federator started) are read in one
-/// round trip.
+/// round trip (two when packed rows may hold some).
 async fn write_direct(
     conn: &mut PgConnection,
     samples: &Samples<'_>,
@@ -262,7 +403,7 @@ async fn write_direct(
     }
     // From the start of the minute: a stored sample there makes the series not fresh.
     let lo = lo - lo.rem_euclid(60_000);
-    let mut stored: HashSet<(i64, i64)> = HashSet::new();
+    let mut stored = Stored::default();
     // Per series read: its newest stored sample in the range.
     let mut newest_stored: HashMap<i64, (i64, f64)> = HashMap::new();
     // Per unknown series: counter, the stored predecessor `(ts, value)`, whether a
@@ -289,12 +430,9 @@ async fn write_direct(
         for (id, ts, value, counter, has_next, prev_ts) in rows {
             match ts {
                 Some(ts) => {
-                    stored.insert((id, ts));
                     let v = value.unwrap_or(f64::NAN);
-                    let n = newest_stored.entry(id).or_insert((ts, v));
-                    if ts > n.0 {
-                        *n = (ts, v);
-                    }
+                    stored.samples.insert((id, ts), (v, false));
+                    stored.rows.entry(id).or_default().push((ts, v));
                 }
                 None => {
                     let prev = prev_ts.map(|t| (t, value.unwrap_or(f64::NAN)));
@@ -305,17 +443,45 @@ async fn write_direct(
                 }
             }
         }
+        read_packed(conn, &read, lo, hi, &mut stored).await?;
+        for rows in stored.rows.values_mut() {
+            rows.sort_unstable_by_key(|&(ts, _)| ts);
+        }
+        for (&(id, ts), &(v, _)) in &stored.samples {
+            let n = newest_stored.entry(id).or_insert((ts, v));
+            if ts > n.0 {
+                *n = (ts, v);
+            }
+        }
     }
     let mut touched: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
     let mut new: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
-    for (id, column) in samples.columns() {
+    // The new samples that go in as rows (the head; everything when not packing).
+    let mut as_rows: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+    let mut packed: Vec<PackedSeries> = Vec::new();
+    // Per series, the range of head rows its packed rows replace.
+    let mut replaced: Vec<(i64, i64, i64)> = Vec::new();
+    let mut replaced_rows = 0usize;
+    let mut damaged = 0u64;
+    for (b, id, column) in samples.indexed_columns() {
+        if stored.damaged.contains(&id) {
+            damaged += column.count() as u64;
+            continue;
+        }
         let check = newest_stored.contains_key(&id);
         let mut range: Option<(i64, i64, i64)> = None;
         let kept = new.entry(id).or_default();
+        let from = kept.len();
+        // The block's samples of this series not stored packed: new or head rows.
+        let mut window: Vec<(i64, f64)> = Vec::new();
         for (ts, value) in column {
-            if check && stored.contains(&(id, ts)) {
+            if check && let Some(&(_, is_packed)) = stored.samples.get(&(id, ts)) {
+                if !is_packed {
+                    window.push((ts, value));
+                }
                 continue;
             }
+            window.push((ts, value));
             kept.push((ts, value));
             let r = range.get_or_insert((0, ts, ts));
             r.0 += 1;
@@ -328,20 +494,56 @@ async fn write_direct(
             t.1 = t.1.min(first);
             t.2 = t.2.max(last);
         }
+        let sealed = samples.packed && b < samples.sealed;
+        let (first, last) = match (window.first(), window.last()) {
+            (Some(f), Some(l)) => (f.0, l.0),
+            _ => continue,
+        };
+        if sealed && last - first < MAX_WINDOW_MS {
+            // Head rows of the series in the window go into the packed row (with the
+            // value stored, which wins as it does for rows), and are deleted.
+            let rows = stored.rows.get(&id).map_or(&[][..], |r| {
+                let a = r.partition_point(|&(ts, _)| ts < first);
+                let z = r.partition_point(|&(ts, _)| ts <= last);
+                &r[a..z]
+            });
+            if !rows.is_empty() {
+                let own: HashSet<i64> = rows.iter().map(|&(ts, _)| ts).collect();
+                window.retain(|(ts, _)| !own.contains(ts));
+                window.extend_from_slice(rows);
+                window.sort_unstable_by_key(|&(ts, _)| ts);
+                replaced.push((id, first, last));
+                replaced_rows += rows.len();
+            }
+            packed.push((b, id, window));
+        } else {
+            as_rows
+                .entry(id)
+                .or_default()
+                .extend_from_slice(&kept[from..]);
+        }
     }
     // Sent series by series, each in time order, whatever the blocks were: every
     // series' index entries go in as one run.
-    let mut new: Vec<(i64, Vec<(i64, f64)>)> = new.into_iter().collect();
-    new.sort_unstable_by_key(|&(id, _)| id);
-    let mut copy = SampleCopy::with_capacity(touched.values().map(|t| t.0 as usize).sum());
-    let mut minutes: BTreeMap<i64, i64> = BTreeMap::new();
-    for (id, samples) in &mut new {
+    let mut rows_out: Vec<(i64, Vec<(i64, f64)>)> = as_rows.into_iter().collect();
+    rows_out.sort_unstable_by_key(|&(id, _)| id);
+    let mut copy = SampleCopy::with_capacity(rows_out.iter().map(|r| r.1.len()).sum());
+    for (id, samples) in &mut rows_out {
         samples.sort_unstable_by_key(|&(ts, _)| ts);
         for &(ts, value) in samples.iter() {
             copy.push(*id, ts, value);
+        }
+    }
+    let mut minutes: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut new: Vec<(i64, Vec<(i64, f64)>)> = new.into_iter().collect();
+    new.sort_unstable_by_key(|&(id, _)| id);
+    for (_, samples) in &mut new {
+        samples.sort_unstable_by_key(|&(ts, _)| ts);
+        for &(ts, _) in samples.iter() {
             *minutes.entry(ts - ts.rem_euclid(60_000)).or_default() += 1;
         }
     }
+    let inserted: u64 = new.iter().map(|(_, s)| s.len() as u64).sum();
     // Rollup shortcuts, `first_seen`/`last_seen` updates and the tails after this
     // write.
     let mut fresh: HashMap<i64, Fresh> = HashMap::new();
@@ -427,10 +629,12 @@ async fn write_direct(
             fresh.insert(id, f);
         }
     }
-    let rows = copy.rows() as u64;
-    if rows == 0 {
+    let packed_rows = packed.len() as u64;
+    if copy.rows() == 0 && packed.is_empty() {
         return Ok(Some(Direct {
             inserted: 0,
+            damaged,
+            packed_rows: 0,
             minutes: BTreeMap::new(),
             fresh: HashMap::new(),
             ranges: Vec::new(),
@@ -442,15 +646,24 @@ async fn write_direct(
         .await
         .map_err(SinkError::db("starting the sample copy"))?;
     let copied = async {
-        let mut copy_in = conn
-            .copy_in_raw("COPY samples (series_id, ts, value) FROM STDIN (FORMAT binary)")
-            .await?;
-        copy_in.send(copy.finish()).await?;
-        copy_in.finish().await
+        if copy.rows() > 0 {
+            let mut copy_in = conn
+                .copy_in_raw("COPY samples (series_id, ts, value) FROM STDIN (FORMAT binary)")
+                .await?;
+            copy_in.send(copy.finish()).await?;
+            copy_in.finish().await?;
+        }
+        write_packed(conn, samples.agent_id, packed, &replaced, replaced_rows).await
     }
     .await;
     match copied {
-        Ok(_) => {}
+        Ok(true) => {}
+        Ok(false) => {
+            sqlx::Executor::execute(&mut *conn, "ROLLBACK TO SAVEPOINT pga_direct")
+                .await
+                .map_err(SinkError::db("rolling back the sample copy"))?;
+            return Ok(None);
+        }
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
             tracing::debug!(error = %e, "direct sample copy met a duplicate; staging instead");
             sqlx::Executor::execute(&mut *conn, "ROLLBACK TO SAVEPOINT pga_direct")
@@ -464,7 +677,9 @@ async fn write_direct(
         .await
         .map_err(SinkError::db("finishing the sample copy"))?;
     Ok(Some(Direct {
-        inserted: rows,
+        inserted,
+        damaged,
+        packed_rows,
         minutes,
         fresh,
         ranges: touched
@@ -474,6 +689,80 @@ async fn write_direct(
         seen,
         tails,
     }))
+}
+
+/// Writes the packed rows of sealed blocks (their timestamps shared per block) and
+/// deletes the head rows they replace. `Ok(false)` when the rows deleted are not
+/// the ones read (then the caller rolls back and stages instead).
+async fn write_packed(
+    conn: &mut PgConnection,
+    agent_id: i64,
+    mut packed: Vec<PackedSeries>,
+    replaced: &[(i64, i64, i64)],
+    replaced_rows: usize,
+) -> Result<bool, sqlx::Error> {
+    if packed.is_empty() {
+        return Ok(true);
+    }
+    if !replaced.is_empty() {
+        let col = |f: fn(&(i64, i64, i64)) -> i64| replaced.iter().map(f).collect::<Vec<i64>>();
+        let deleted = sqlx::query(DELETE_REPLACED)
+            .bind(col(|r| r.0))
+            .bind(col(|r| r.1))
+            .bind(col(|r| r.2))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if deleted as usize != replaced_rows {
+            tracing::warn!(
+                deleted,
+                "the head rows a sealed block replaces were not the ones read; staging instead"
+            );
+            return Ok(false);
+        }
+    }
+    // One `sample_times` row per distinct timestamp list of a block.
+    let mut lists: HashMap<(usize, Vec<i64>), usize> = HashMap::new();
+    let mut refs = Vec::with_capacity(packed.len());
+    for (b, _, window) in &packed {
+        let key = (*b, window.iter().map(|&(ts, _)| ts).collect::<Vec<i64>>());
+        let next = lists.len();
+        refs.push(*lists.entry(key).or_insert(next));
+    }
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT nextval('sample_times_id_seq') FROM generate_series(1, $1)")
+            .bind(lists.len() as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut times = TimesCopy::new();
+    let mut by_index: Vec<(usize, Vec<i64>)> =
+        lists.into_iter().map(|((_, ts), i)| (i, ts)).collect();
+    by_index.sort_unstable_by_key(|&(i, _)| i);
+    for (i, ts) in &by_index {
+        times.push(ids[*i], agent_id, ts);
+    }
+    let mut order: Vec<usize> = (0..packed.len()).collect();
+    order.sort_unstable_by_key(|&i| (packed[i].1, packed[i].2[0].0));
+    let mut rows = PackedCopy::new();
+    for i in order {
+        let (_, id, window) = &mut packed[i];
+        rows.push(*id, ids[refs[i]], window);
+    }
+    for (sql, payload) in [
+        (
+            "COPY sample_times (id, lo, agent_id, offsets) FROM STDIN (FORMAT binary)",
+            times.finish(),
+        ),
+        (
+            "COPY samples_packed (series_id, lo, hi, times_id, vals) FROM STDIN (FORMAT binary)",
+            rows.finish(),
+        ),
+    ] {
+        let mut copy_in = conn.copy_in_raw(sql).await?;
+        copy_in.send(payload).await?;
+        copy_in.finish().await?;
+    }
+    Ok(true)
 }
 
 /// Lists the direct path's inserted ranges in `pga_touched`.
@@ -493,15 +782,29 @@ pub(crate) async fn list_touched(
     Ok(())
 }
 
-/// The staged path: returns how many samples were new in each minute.
+/// The staged path: returns how many samples were new in each minute, and how many
+/// were not written for a damaged packed row. Samples stored packed are left out
+/// here; `ON CONFLICT` leaves out those stored as rows.
 async fn write_staged(
     conn: &mut PgConnection,
     samples: &Samples<'_>,
     offered: u64,
-) -> Result<BTreeMap<i64, i64>, SinkError> {
+    lo: i64,
+    hi: i64,
+) -> Result<(BTreeMap<i64, i64>, u64), SinkError> {
+    let mut ids: Vec<i64> = samples.columns().map(|(id, _)| id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut stored = Stored::default();
+    read_packed(conn, &ids, lo, hi, &mut stored).await?;
+    let mut damaged = 0u64;
     let mut copy = SampleCopy::with_capacity(offered as usize);
     for (id, ts, value) in samples.each() {
-        copy.push(id, ts, value);
+        if stored.damaged.contains(&id) {
+            damaged += 1;
+        } else if !stored.samples.contains_key(&(id, ts)) {
+            copy.push(id, ts, value);
+        }
     }
     let mut copy_in = conn
         .copy_in_raw("COPY pga_stage (series_id, ts, value) FROM STDIN (FORMAT binary)")
@@ -519,5 +822,5 @@ async fn write_staged(
         .fetch_all(&mut *conn)
         .await
         .map_err(SinkError::db("moving staged samples into samples"))?;
-    Ok(minutes.into_iter().collect())
+    Ok((minutes.into_iter().collect(), damaged))
 }
