@@ -47,6 +47,10 @@ pub struct BackfillArgs {
     /// database's backfill, and time both.
     #[arg(long)]
     pub victoria_metrics: bool,
+    /// Store a row per sample (database.packed_samples = false), the layout before
+    /// packing, instead of packed sealed blocks.
+    #[arg(long)]
+    pub rows: bool,
 }
 
 /// Measure one federator pulling many agents on a 15-second schedule.
@@ -140,7 +144,8 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let (pg, options) = central(4)?;
+    let (pg, mut options) = central(4)?;
+    options.packed_samples = !args.rows;
     let rt = tokio::runtime::Runtime::new()?;
     let expected = templates.sealed_samples + args.series;
     let templates_samples = templates.sealed_samples;
@@ -184,20 +189,20 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
         }
         Ok::<_, anyhow::Error>((secs, requests))
     })?;
-    let stored: u64 = pg
-        .psql("central", "SELECT count(*) FROM samples")?
-        .trim()
-        .parse()?;
+    let stored = crate::ingest_cmd::stored_samples(&pg, "central")?;
     ensure!(
         stored == expected,
         "the database holds {stored} samples, expected {expected}"
     );
+    let raw_bytes = crate::ingest_cmd::raw_bytes(&pg, "central")?;
     let bare = rt.block_on(bare_copy(&pg, options, &sealed.sealed))?;
+    let bare_bytes = crate::ingest_cmd::raw_bytes(&pg, "bare")?;
     println!(
-        "backfill of {} h × {} series: {stored} samples in {secs:.2} s ({:.0} samples/s, {requests} requests \
+        "backfill of {} h × {} series ({}): {stored} samples in {secs:.2} s ({:.0} samples/s, {requests} requests \
          of ≤ {} bytes, ≤ {} samples per transaction, pause {} ms) — goal ≤ 10 s",
         args.hours,
         args.series,
+        if args.rows { "a row per sample" } else { "sealed blocks packed" },
         stored as f64 / secs,
         BackfillConfig::default().request_bytes,
         BackfillConfig::default().max_samples_per_transaction,
@@ -209,6 +214,11 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
          the backfill took {:.2}× that",
         sealed.sealed_samples as f64 / bare,
         secs / bare
+    );
+    println!(
+        "  raw samples on disk (heap, indexes, TOAST): {:.2} bytes per sample; the bare COPY's rows: {:.1}",
+        raw_bytes as f64 / stored as f64,
+        bare_bytes as f64 / sealed.sealed_samples as f64
     );
     Ok(())
 }

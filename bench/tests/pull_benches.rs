@@ -31,10 +31,11 @@ fn ingest_compares_the_sink_with_a_bare_copy() {
         "2",
     ]);
     assert!(
-        out.contains("40 series × 4 blocks = 9,600 samples"),
+        out.contains("ingest (synthetic): 40 series × 4 blocks = 9,600 samples"),
         "{out}"
     );
-    assert!(out.contains("ratio sink / bare COPY"), "{out}");
+    assert!(out.contains("ratio packed / bare COPY"), "{out}");
+    assert!(out.contains("bytes per raw sample: rows "), "{out}");
 }
 
 #[test]
@@ -49,7 +50,7 @@ fn backfill_catches_up_and_measures_its_floor() {
     ]);
     // 6 blocks of 60 collections of 40 series, plus the head's one collection.
     assert!(
-        out.contains("backfill of 1 h × 40 series: 14440 samples"),
+        out.contains("backfill of 1 h × 40 series (sealed blocks packed): 14440 samples"),
         "{out}"
     );
     // The sealed ones by remote-write too, each inserted by VictoriaMetrics.
