@@ -93,8 +93,10 @@ impl Feed {
         let rows = collections(from, to);
         for (ts, samples) in &rows {
             for (s, v) in samples {
-                self.expected
-                    .insert((self.name.to_owned(), format!("m{}", s.0), *ts), v.to_bits());
+                self.expected.insert(
+                    (self.name.to_owned(), format!("m{}", s.0), *ts),
+                    v.to_bits(),
+                );
             }
         }
         block(self.id, self.sequence, &rows, &[])
@@ -203,7 +205,9 @@ async fn rows_before(pool: &PgPool, cutoff_ms: i64) -> i64 {
 }
 
 async fn ingest_both(row: &Sink, mig: &Sink, batch: &pga_federator::pull::batch::Batch) {
-    row.ingest(batch).await.expect("ingest into the row database");
+    row.ingest(batch)
+        .await
+        .expect("ingest into the row database");
     mig.ingest(batch)
         .await
         .expect("ingest into the migrated database");
@@ -285,14 +289,20 @@ async fn a_row_database_is_packed_while_ingest_runs_and_nothing_is_lost_or_doubl
                     let rows = collections(t + BLOCK_MS, head_end);
                     for (ts, samples) in &rows {
                         for (s, v) in samples {
-                            feed.expected
-                                .insert((feed.name.to_owned(), format!("m{}", s.0), *ts), v.to_bits());
+                            feed.expected.insert(
+                                (feed.name.to_owned(), format!("m{}", s.0), *ts),
+                                v.to_bits(),
+                            );
                         }
                     }
                     block(feed.id, feed.sequence + 1, &rows, &[])
                 });
                 let batch = feed.batch(blocks, head);
-                let mig = if k % 2 == 0 { &mig_packed } else { &mig_rows };
+                let mig = if k.is_multiple_of(2) {
+                    &mig_packed
+                } else {
+                    &mig_rows
+                };
                 ingest_both(&row, mig, &batch).await;
             }
             // The late agent: 10 minutes per round, in order, one sink.
@@ -392,14 +402,12 @@ async fn a_row_database_is_packed_while_ingest_runs_and_nothing_is_lost_or_doubl
 
     // The rollups equal those of the row database.
     for table in ["samples_1m", "samples_1h"] {
-        let (a, b) = (rollups(&row_pool, table).await, rollups(&mig_pool, table).await);
+        let (a, b) = (
+            rollups(&row_pool, table).await,
+            rollups(&mig_pool, table).await,
+        );
         assert!(!a.is_empty());
-        let differ: Vec<_> = a
-            .iter()
-            .zip(&b)
-            .filter(|(x, y)| x != y)
-            .take(3)
-            .collect();
+        let differ: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).take(3).collect();
         assert!(
             a.len() == b.len() && differ.is_empty(),
             "{table}: {} vs {} rows, first differences {differ:?}",
@@ -495,4 +503,130 @@ async fn a_pack_run_killed_mid_batch_loses_nothing_and_the_next_run_finishes() {
     assert_eq!(raw_samples(&pool).await, before);
     assert_eq!(rows_before(&pool, now_ms()).await, 0);
     assert_eq!(doubled(&pool).await, 0);
+}
+
+/// Runs `pga-federator ARGS`: exit code, standard output, standard error.
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pga-federator"))
+        .args(args)
+        .output()
+        .expect("run pga-federator");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn pga_federator_pack_migrates_an_existing_database_in_steps() {
+    let pg = central();
+    let writer = connect(&pg, false).await;
+    writer.migrate().await.unwrap();
+    let mut feed = Feed::new("db-cli", 11);
+    // Two clock hours, 4 to 6 hours ago: two batches.
+    let start = (now_ms() - 6 * 3_600_000) / 3_600_000 * 3_600_000;
+    let blocks = (0..24)
+        .map(|k| feed.block(start + k * BLOCK_MS, start + (k + 1) * BLOCK_MS))
+        .collect();
+    writer.ingest(&feed.batch(blocks, None)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("federator.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", pg.url())).unwrap();
+    let config = config.to_str().unwrap();
+
+    let (code, help, _) = cli(&["pack", "--help"]);
+    assert_eq!(code, 0);
+    for word in [
+        "online",
+        "resumable",
+        "--max-batches",
+        "--older-than-secs",
+        "--json",
+    ] {
+        assert!(
+            help.to_lowercase().contains(word),
+            "--help lacks {word}: {help}"
+        );
+    }
+    let (code, _, err) = cli(&["--config", config, "pack", "--older-than-secs", "60"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--older-than-secs 60") && err.contains("3600"),
+        "{err}"
+    );
+
+    // One batch, then stopped: exit 2, the JSON says what is left.
+    let (code, out, err) = cli(&["--config", config, "pack", "--max-batches", "1", "--json"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(report["batches"], 1, "{report}");
+    assert_eq!(report["packed_rows_written"], SERIES, "{report}");
+    assert_eq!(report["complete"], false, "{report}");
+    assert!(err.contains("packed db-cli hour"), "progress: {err}");
+    let pool = mig_pg_pool(&pg).await;
+    let half = rows_before(&pool, now_ms()).await;
+    assert!(
+        half > 0 && (half as usize) < feed.expected.len(),
+        "one hour of two left: {half}"
+    );
+
+    // The next run goes on and finishes.
+    let (code, out, err) = cli(&["--config", config, "pack"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("done: no raw sample older than the cutoff is left"),
+        "{out}"
+    );
+    assert_eq!(rows_before(&pool, now_ms()).await, 0);
+    assert_eq!(raw_samples(&pool).await, feed.expected);
+}
+
+#[tokio::test]
+async fn retention_drops_a_packed_day_an_hour_after_its_rows_would_go() {
+    let pg = central();
+    let writer = connect(&pg, false).await;
+    writer.migrate().await.unwrap();
+    let mut feed = Feed::new("db-ret", 12);
+    let start = (now_ms() - 5 * 3_600_000) / 3_600_000 * 3_600_000;
+    let blocks = (0..6)
+        .map(|k| feed.block(start + k * BLOCK_MS, start + (k + 1) * BLOCK_MS))
+        .collect();
+    writer.ingest(&feed.batch(blocks, None)).await.unwrap();
+    let packer = connect(&pg, true).await;
+    packer.start().await.unwrap();
+    let report = packer
+        .pack(&PackOptions::default(), |_| ControlFlow::Continue(()))
+        .await
+        .unwrap();
+    assert!(
+        report.complete && report.packed_rows == SERIES,
+        "{report:?}"
+    );
+
+    // The day of the packed samples ends at `day_end`; raw samples are kept 7 days.
+    let day_end = (start / 86_400_000 + 1) * 86_400_000;
+    let raw = 7 * 86_400_000;
+    let pool = mig_pg_pool(&pg).await;
+    let packed = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM samples_packed")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    // Half an hour after `samples` of that day goes, its packed windows stay (their
+    // samples may reach into the next day).
+    let r = packer.retention(day_end + raw + 1_800_000).await.unwrap();
+    let day = chrono::DateTime::from_timestamp_millis(start)
+        .unwrap()
+        .format("%Y%m%d")
+        .to_string();
+    assert!(r.dropped.contains(&format!("samples_p{day}")), "{r:?}");
+    assert!(!r.dropped.iter().any(|p| p.contains("packed")), "{r:?}");
+    assert_eq!(packed().await, SERIES as i64);
+    let r = packer.retention(day_end + raw + 3_600_000).await.unwrap();
+    for table in ["samples_packed", "sample_times"] {
+        assert!(r.dropped.contains(&format!("{table}_p{day}")), "{r:?}");
+    }
+    assert_eq!(packed().await, 0);
 }

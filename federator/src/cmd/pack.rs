@@ -98,7 +98,11 @@ fn progress(b: &PackedBatch, (batches, rows): (u64, u64)) {
         b.rows,
         b.packed_rows,
         secs,
-        if secs > 0.0 { b.rows as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            b.rows as f64 / secs
+        } else {
+            0.0
+        }
     );
     // Progress is best effort: a closed standard error does not stop the packing.
     let _ignored = std::io::stderr().lock().write_all(line.as_bytes());

@@ -358,12 +358,13 @@ impl Sink {
                 .await
                 .map_err(SinkError::db("starting a pack transaction"))?;
             let conn: &mut PgConnection = &mut tx;
-            let agent: Option<(String,)> =
-                sqlx::query_as("SELECT name FROM agents WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED")
-                    .bind(agent_id)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(SinkError::db("locking the agent to pack"))?;
+            let agent: Option<(String,)> = sqlx::query_as(
+                "SELECT name FROM agents WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
+            )
+            .bind(agent_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(SinkError::db("locking the agent to pack"))?;
             let Some((agent,)) = agent else {
                 return Ok(BatchOutcome::Busy);
             };
@@ -415,30 +416,29 @@ impl Sink {
                 rows += n as u64;
             }
             let hour_left = ids.len() < counts.len();
-            let (moved, packed, times, fine): (i64, i64, i64, Option<i64>) =
-                sqlx::query_as(MOVE)
-                    .bind(agent_id)
-                    .bind(&ids)
-                    .bind(hour_ms)
-                    .bind(end_ms)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(|e| match &e {
-                        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-                            SinkError::bad(
-                                &agent,
-                                format!(
-                                    "packing the hour from {}: a packed window of one of its \
+            let (moved, packed, times, fine): (i64, i64, i64, Option<i64>) = sqlx::query_as(MOVE)
+                .bind(agent_id)
+                .bind(&ids)
+                .bind(hour_ms)
+                .bind(end_ms)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+                        SinkError::bad(
+                            &agent,
+                            format!(
+                                "packing the hour from {}: a packed window of one of its \
                                      series already starts at the time of a row, so that \
                                      sample is stored twice ({}); delete the duplicate row \
                                      from samples",
-                                    crate::db::rfc3339(hour_ms_to_time(hour_ms)),
-                                    db.message()
-                                ),
-                            )
-                        }
-                        _ => SinkError::db("moving raw samples into packed rows")(e),
-                    })?;
+                                crate::db::rfc3339(hour_ms_to_time(hour_ms)),
+                                db.message()
+                            ),
+                        )
+                    }
+                    _ => SinkError::db("moving raw samples into packed rows")(e),
+                })?;
             if let Some(series) = fine {
                 // Dropping the transaction rolls the move back.
                 return Err(SinkError::bad(
@@ -498,7 +498,10 @@ impl Sink {
         .fetch_one(&self.pool)
         .await
         .map_err(SinkError::db("estimating the raw samples left to pack"))?;
-        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0).max(0.0) as u64)
+        Ok(plan[0]["Plan"]["Plan Rows"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .max(0.0) as u64)
     }
 }
 
