@@ -415,6 +415,10 @@ impl Sink {
                 ids.push(id);
                 rows += n as u64;
             }
+            if ids.is_empty() {
+                // The oldest row lies in the window, so this cannot be; nothing to do.
+                return Ok(BatchOutcome::Done);
+            }
             let hour_left = ids.len() < counts.len();
             let (moved, packed, times, fine): (i64, i64, i64, Option<i64>) = sqlx::query_as(MOVE)
                 .bind(agent_id)
