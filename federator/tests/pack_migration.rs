@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -332,7 +331,7 @@ async fn a_row_database_is_packed_while_ingest_runs_and_nothing_is_lost_or_doubl
         loop {
             let last = done.load(Ordering::SeqCst);
             let report = packer
-                .pack(&small_batches(8), |_| ControlFlow::Continue(()))
+                .pack(&small_batches(8), |_| {})
                 .await
                 .expect("pack run");
             assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -454,11 +453,7 @@ async fn a_pack_run_killed_mid_batch_loses_nothing_and_the_next_run_finishes() {
     packer.start().await.unwrap();
     let run = tokio::spawn({
         let packer = packer.clone();
-        async move {
-            packer
-                .pack(&PackOptions::default(), |_| ControlFlow::Continue(()))
-                .await
-        }
+        async move { packer.pack(&PackOptions::default(), |_| {}).await }
     });
     let mut killed = false;
     for _ in 0..200 {
@@ -492,10 +487,7 @@ async fn a_pack_run_killed_mid_batch_loses_nothing_and_the_next_run_finishes() {
     // The next run (a fresh pool: the old one lost a connection) finishes.
     let again = connect(&pg, true).await;
     again.start().await.unwrap();
-    let report = again
-        .pack(&PackOptions::default(), |_| ControlFlow::Continue(()))
-        .await
-        .unwrap();
+    let report = again.pack(&PackOptions::default(), |_| {}).await.unwrap();
     assert!(report.complete, "{report:?}");
     assert_eq!(report.rows_packed as usize, before.len());
     assert_eq!(report.batches, 1, "one hour, one batch: {report:?}");
@@ -595,10 +587,15 @@ async fn retention_drops_a_packed_day_an_hour_after_its_rows_would_go() {
     writer.ingest(&feed.batch(blocks, None)).await.unwrap();
     let packer = connect(&pg, true).await;
     packer.start().await.unwrap();
-    let report = packer
-        .pack(&PackOptions::default(), |_| ControlFlow::Continue(()))
-        .await
-        .unwrap();
+    // A federator stopping packs nothing more.
+    let (_stop_tx, stop) = tokio::sync::watch::channel(true);
+    let stopped = PackOptions {
+        stop: Some(stop),
+        ..PackOptions::default()
+    };
+    let report = packer.pack(&stopped, |_| {}).await.unwrap();
+    assert!(report.batches == 0 && !report.complete, "{report:?}");
+    let report = packer.pack(&PackOptions::default(), |_| {}).await.unwrap();
     assert!(
         report.complete && report.packed_rows == SERIES,
         "{report:?}"

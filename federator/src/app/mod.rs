@@ -284,18 +284,10 @@ fn retention_job(
 async fn pack_after_retention(sink: &Sink, telemetry: &Telemetry, stop: &watch::Receiver<bool>) {
     let options = crate::db::sink::PackOptions {
         budget: Some(PACK_BUDGET),
+        stop: Some(stop.clone()),
         ..Default::default()
     };
-    let result = sink
-        .pack(&options, |b| {
-            telemetry.pack_batch(b.rows);
-            if *stop.borrow() {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        })
-        .await;
+    let result = sink.pack(&options, |b| telemetry.pack_batch(b.rows)).await;
     match result {
         Ok(p) => {
             telemetry.pack_ended(p.failures.len() as u64, Some(p.remaining_rows));

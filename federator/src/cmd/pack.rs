@@ -3,7 +3,6 @@
 //! The explicit migration of a database filled before packing.
 
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -57,6 +56,7 @@ pub(super) fn main(args: Args, path: Option<&Path>) -> anyhow::Result<ExitCode> 
             max_rows_per_batch: args.max_rows_per_batch,
             max_batches: args.max_batches,
             budget: None,
+            stop: None,
         };
         let mut total = (0u64, 0u64);
         let report = sink
@@ -64,7 +64,6 @@ pub(super) fn main(args: Args, path: Option<&Path>) -> anyhow::Result<ExitCode> 
                 total.0 += 1;
                 total.1 += b.rows;
                 progress(b, total);
-                ControlFlow::Continue(())
             })
             .await?;
         anyhow::Ok(report)

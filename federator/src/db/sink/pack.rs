@@ -43,10 +43,10 @@
 //! error naming the series, rather than being rounded.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::ops::ControlFlow;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sqlx::PgConnection;
+use tokio::sync::watch;
 
 use super::{Sink, SinkError};
 
@@ -124,7 +124,7 @@ SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM packed), (SELECT coun
        (SELECT min(series_id) FROM w WHERE fine)";
 
 /// What a pack run may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PackOptions {
     /// Rows younger than this stay rows (an agent's head is never packed by this
     /// job; the ingest packs it when its block is sealed). Default 2 hours.
@@ -136,6 +136,8 @@ pub struct PackOptions {
     pub max_batches: Option<u64>,
     /// Start no batch after this long; `None`: no limit.
     pub budget: Option<Duration>,
+    /// Start no batch once this turns true (the federator's stop signal).
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 impl Default for PackOptions {
@@ -145,6 +147,7 @@ impl Default for PackOptions {
             max_rows_per_batch: 500_000,
             max_batches: None,
             budget: None,
+            stop: None,
         }
     }
 }
@@ -243,16 +246,15 @@ impl Sink {
 
     /// Packs the row-form samples older than [`PackOptions::older_than`], agent by
     /// agent (by `agents.id`), each agent's oldest hour first, batch after batch,
-    /// until none is left, or `max_batches` or the `budget` is reached. `on_batch`
-    /// sees every batch committed, and ends the run early by returning
-    /// `ControlFlow::Break` (a stop signal). An agent whose batch fails is reported in
+    /// until none is left, or `max_batches`, the `budget` or `stop` is reached.
+    /// `on_batch` sees every batch committed. An agent whose batch fails is reported in
     /// [`PackReport::failures`] and the others go on; a database that becomes
     /// unavailable ends the run with the error. Does nothing when the sink does not
     /// pack ([`PackReport::off`]).
     pub async fn pack(
         &self,
         options: &PackOptions,
-        mut on_batch: impl FnMut(&PackedBatch) -> ControlFlow<()>,
+        mut on_batch: impl FnMut(&PackedBatch),
     ) -> Result<PackReport, SinkError> {
         let started = Instant::now();
         let mut report = PackReport {
@@ -284,7 +286,8 @@ impl Sink {
             loop {
                 let over_batches = options.max_batches.is_some_and(|m| report.batches >= m);
                 let over_budget = options.budget.is_some_and(|b| started.elapsed() >= b);
-                if over_batches || over_budget {
+                let stopping = options.stop.as_ref().is_some_and(|s| *s.borrow());
+                if over_batches || over_budget || stopping {
                     stopped = true;
                     break 'agents;
                 }
@@ -299,10 +302,7 @@ impl Sink {
                         report.times_rows += b.times_rows;
                         packed_agents.insert(agent);
                         from_ms = b.hour_ms;
-                        if on_batch(&b).is_break() {
-                            stopped = true;
-                            break 'agents;
-                        }
+                        on_batch(&b);
                     }
                     Ok(BatchOutcome::Done) => break,
                     Ok(BatchOutcome::Busy) => {
