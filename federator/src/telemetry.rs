@@ -38,6 +38,10 @@ pub struct Telemetry {
     database_up: Gauge,
     retention_runs: Counter,
     retention_failures: Counter,
+    pack_batches: Counter,
+    pack_rows: Counter,
+    pack_failures: Counter,
+    pack_remaining: Gauge,
     ready: AtomicBool,
     /// Alert evaluation and notification metrics.
     pub alerting: crate::alerting::metrics::AlertingMetrics,
@@ -81,6 +85,10 @@ impl Telemetry {
             database_up: Gauge::default(),
             retention_runs: Counter::default(),
             retention_failures: Counter::default(),
+            pack_batches: Counter::default(),
+            pack_rows: Counter::default(),
+            pack_failures: Counter::default(),
+            pack_remaining: Gauge::default(),
             ready: AtomicBool::new(false),
             alerting: crate::alerting::metrics::AlertingMetrics::register(&mut r),
             cluster: crate::cluster::ClusterMetrics::register(&mut r),
@@ -159,6 +167,28 @@ impl Telemetry {
             "retention_failures",
             "Retention job runs that failed",
             t.retention_failures.clone(),
+        );
+        r.register(
+            "pack_batches",
+            "Batches of raw samples moved from rows into the packed layout (one \
+             transaction each)",
+            t.pack_batches.clone(),
+        );
+        r.register(
+            "pack_rows",
+            "Raw samples moved from rows into the packed layout",
+            t.pack_rows.clone(),
+        );
+        r.register(
+            "pack_failures",
+            "Pack runs that failed, and agents whose batch failed in a run",
+            t.pack_failures.clone(),
+        );
+        r.register(
+            "pack_remaining_rows",
+            "Raw samples older than the pack cutoff still stored as rows after the last \
+             pack run (0 when it finished; else the planner's estimate)",
+            t.pack_remaining.clone(),
         );
         Telemetry { registry: r, ..t }
     }
@@ -244,6 +274,21 @@ impl Telemetry {
         self.retention_runs.inc();
         if !ok {
             self.retention_failures.inc();
+        }
+    }
+
+    /// A batch of raw samples was packed (`rows` moved).
+    pub fn pack_batch(&self, rows: u64) {
+        self.pack_batches.inc();
+        self.pack_rows.inc_by(rows);
+    }
+
+    /// A pack run ended: `failures` agents (or the run itself) failed; `remaining`
+    /// rows are left when known.
+    pub fn pack_ended(&self, failures: u64, remaining: Option<u64>) {
+        self.pack_failures.inc_by(failures);
+        if let Some(r) = remaining {
+            self.pack_remaining.set(r as i64);
         }
     }
 

@@ -242,14 +242,19 @@ fn stop_on_signals() -> anyhow::Result<watch::Receiver<bool>> {
     Ok(rx)
 }
 
+/// How long the pack run after each retention run may start batches.
+const PACK_BUDGET: Duration = Duration::from_secs(15 * 60);
+
 /// The retention job: drops what is older than the `[retention]` ages at each
-/// instant of `retention.schedule`.
+/// instant of `retention.schedule`, then packs raw samples left as rows
+/// ([`Sink::pack`]) for at most [`PACK_BUDGET`], where the sink packs.
 fn retention_job(
     sink: Arc<Sink>,
     schedule: cron::Schedule,
     telemetry: Arc<Telemetry>,
     stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> {
+    let job_stop = stop.clone();
     jobs::run(
         jobs::Schedule {
             name: "retention",
@@ -259,16 +264,52 @@ fn retention_job(
         },
         stop,
         move || {
-            let (sink, telemetry) = (sink.clone(), telemetry.clone());
+            let (sink, telemetry, stop) = (sink.clone(), telemetry.clone(), job_stop.clone());
             async move {
                 let r = sink.retention(Utc::now().timestamp_millis()).await;
                 telemetry.retention(r.is_ok());
                 let r = r?;
                 tracing::info!(dropped = ?r.dropped, partitions_created = r.partitions_created, "retention done");
+                if sink.packs() {
+                    pack_after_retention(&sink, &telemetry, &stop).await;
+                }
                 Ok::<(), SinkError>(())
             }
         },
     )
+}
+
+/// The pack run after retention: its outcome is logged and counted, a failure
+/// waits for the next run (nothing of a failed batch is kept).
+async fn pack_after_retention(sink: &Sink, telemetry: &Telemetry, stop: &watch::Receiver<bool>) {
+    let options = crate::db::sink::PackOptions {
+        budget: Some(PACK_BUDGET),
+        stop: Some(stop.clone()),
+        ..Default::default()
+    };
+    let result = sink.pack(&options, |b| telemetry.pack_batch(b.rows)).await;
+    match result {
+        Ok(p) => {
+            telemetry.pack_ended(p.failures.len() as u64, Some(p.remaining_rows));
+            if p.batches > 0 || !p.complete {
+                tracing::info!(
+                    batches = p.batches,
+                    rows = p.rows_packed,
+                    packed_rows = p.packed_rows,
+                    agents = p.agents,
+                    agents_busy = p.agents_busy,
+                    complete = p.complete,
+                    remaining_rows = p.remaining_rows,
+                    secs = p.elapsed.as_secs_f64(),
+                    "raw samples packed"
+                );
+            }
+        }
+        Err(e) => {
+            telemetry.pack_ended(1, None);
+            tracing::warn!(error = %e, "packing raw samples failed; the next retention run goes on where it stopped");
+        }
+    }
 }
 
 /// Writes the configured agents to the agents table, unless other replicas run

@@ -8,6 +8,7 @@ mod check_config;
 pub mod cluster;
 pub mod keygen;
 mod migrate;
+pub mod pack;
 pub mod rules;
 mod run;
 pub mod users;
@@ -57,6 +58,7 @@ const AFTER_HELP: &str = "\
 Examples:
   pga-federator check-config --config federator.toml   validate a configuration
   pga-federator migrate                                create or upgrade the database schema
+  pga-federator pack                                   pack raw samples stored as rows (online)
   pga-federator run                                    pull every agent until stopped
   pga-federator rules test my-rules.toml               run a rule file's tests
   pga-federator rules check                            check the configured rule files
@@ -108,6 +110,45 @@ pub enum Command {
     /// time-series tables to TimescaleDB hypertables where the extension is created
     /// in the database, and sets their compression and retention policies.
     Migrate,
+    /// Pack raw samples stored as rows into the packed layout (plain PostgreSQL):
+    /// the migration of a database filled before packing. Online and resumable.
+    ///
+    /// On plain PostgreSQL the federator stores sealed raw samples packed: one row
+    /// per series per window (samples_packed, sample_times) instead of one row per
+    /// sample, about ten times smaller. Samples still stored as rows (a database
+    /// filled by an earlier version, batches the ingest wrote as rows) are moved
+    /// here, agent by agent, oldest hour first, one transaction per batch (one
+    /// agent, one clock hour, at most --max-rows-per-batch rows). Nothing is lost or
+    /// doubled: a batch is all or nothing, and it locks only its agent's row, which
+    /// the agent's ingest waits for (an agent being ingested is skipped and tried
+    /// again). Dashboards, the API and alerting read both forms all along.
+    ///
+    /// Run it while `pga-federator run` runs; interrupt it any time (the batch in
+    /// flight rolls back) and run it again: it goes on with what is still a row.
+    /// `run` also packs for up to 15 minutes after each retention run, so a database
+    /// gets packed without this command too, more slowly. Progress goes to standard
+    /// error, one line per batch; the summary to standard output.
+    ///
+    /// Exits 0 when no row older than the cutoff is left, 2 when the run stopped
+    /// before (--max-batches, agents busy at every try: run again), 1 on an error.
+    /// Under TimescaleDB hypertables, or with database.packed_samples = false,
+    /// there is nothing to pack and it says so.
+    Pack {
+        /// Pack only rows older than this many seconds (at least 3600: an agent's
+        /// open head stays a row until its block is sealed).
+        #[arg(long, value_name = "SECS", default_value_t = 7200)]
+        older_than_secs: u64,
+        /// Stop after this many batches (default: until done).
+        #[arg(long, value_name = "N")]
+        max_batches: Option<u64>,
+        /// The most rows one batch moves (one transaction, which the agent's ingest
+        /// waits for; about a second per 500,000 rows).
+        #[arg(long, value_name = "ROWS", default_value_t = 500_000)]
+        max_rows_per_batch: u64,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the block format version and limits this build reads.
     FormatInfo,
     /// Check, test, load and list alert rules.
@@ -229,6 +270,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Verify) => audit::main(path),
         Command::Cluster(ClusterCommand::Status { json }) => cluster::main(json, path),
         Command::Migrate => migrate::main(path),
+        Command::Pack {
+            older_than_secs,
+            max_batches,
+            max_rows_per_batch,
+            json,
+        } => pack::main(
+            pack::Args {
+                older_than_secs,
+                max_batches,
+                max_rows_per_batch,
+                json,
+            },
+            path,
+        ),
         Command::Run => run::main(path),
     }
 }

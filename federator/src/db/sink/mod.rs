@@ -1,6 +1,6 @@
 //! The PostgreSQL sink: where pulled batches become rows.
 //!
-//! [`Sink`] owns a connection pool to the central database and does four things:
+//! [`Sink`] owns a connection pool to the central database and does these things:
 //!
 //! * [`Sink::migrate`] applies `migrations/` (sqlx format), sets TimescaleDB up where
 //!   the extension is created ([`timescale`]), and creates partitions ahead;
@@ -14,7 +14,9 @@
 //! * [`Sink::record_status`] records what an agent's `/v1/status` reports in the
 //!   inventory tables ([`inventory`]);
 //! * [`Sink::retention`] drops partitions past their retention age and creates the
-//!   next ones.
+//!   next ones;
+//! * [`Sink::pack`] moves raw samples left as rows into the packed layout, in
+//!   bounded batches, while the ingest runs ([`pack`]).
 //!
 //! Errors say whether the whole database is unavailable ([`SinkError::is_unavailable`])
 //! or only this batch failed. docs/central-database.md documents the schema.
@@ -46,6 +48,7 @@ mod copy;
 mod error;
 mod ingest;
 pub mod inventory;
+mod pack;
 mod retention;
 mod rollup;
 mod samples;
@@ -66,6 +69,7 @@ use crate::pull::batch::{Batch, Cursor};
 
 pub use copy::{PG_EPOCH_UNIX_MS, SampleCopy};
 pub use error::SinkError;
+pub use pack::{BatchOutcome, PackOptions, PackReport, PackedBatch};
 pub use retention::{RetentionOptions, RetentionReport};
 pub use schema::MigrateReport;
 pub use timescale::TimescaleState;

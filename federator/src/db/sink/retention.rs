@@ -17,7 +17,8 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// How long each kind of data is kept, and how far ahead partitions are created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionOptions {
-    /// Raw samples (`samples`); default 7 days.
+    /// Raw samples (`samples`, and `samples_packed` with `sample_times`); default 7
+    /// days.
     pub raw: Duration,
     /// One-minute rollups (`samples_1m`); default 30 days.
     pub rollup_1m: Duration,
@@ -58,8 +59,16 @@ impl Sink {
         let r = &self.options.retention;
         let mut report = RetentionReport::default();
         self.forget_partitions();
+        // A packed window lives in the partition of its `lo` day: one that crosses
+        // midnight (a block from 23:40 to 00:20) goes with its first day. Its samples
+        // reach less than an hour into the next day, so the packed tables keep their
+        // partitions an hour longer than `samples`: no sample goes before the raw
+        // retention age.
+        let packed_keep = r.raw + Duration::from_secs(3600);
         for (table, keep) in [
             ("samples", r.raw),
+            ("samples_packed", packed_keep),
+            ("sample_times", packed_keep),
             ("samples_1m", r.rollup_1m),
             ("samples_1h", r.rollup_1h),
             ("log_events", r.log_events),
