@@ -52,40 +52,47 @@ SELECT pga_ensure_partitions(ARRAY(
     SELECT lower_bound FROM pga_partitions WHERE parent = 'samples'));
 
 -- The values of one packed row, one per timestamp, after checking the row: as many
--- values as timestamps (or a single value for all), the timestamps strictly
--- ascending from 0, and `hi` the last of them. A row that fails is reported with its
--- series and window, never read as something it does not say.
+-- values as timestamps (or a single value for all), none NULL, the timestamps
+-- strictly ascending from 0 and `hi` the last of them. A row that fails is reported
+-- with its series and window, never read as something it does not say; with
+-- p_skip_damaged (the sink's own reads, which must not stop an agent's ingest over
+-- one damaged row) it gives NULL instead, and the callers below skip the row.
 CREATE FUNCTION pga_packed_values(
     p_series_id bigint, p_lo timestamptz, p_hi timestamptz, p_offsets integer[],
-    p_vals double precision[])
+    p_vals double precision[], p_skip_damaged boolean DEFAULT false)
 RETURNS double precision[]
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
-    n    integer := coalesce(cardinality(p_offsets), 0);
-    prev integer;
-    o    integer;
+    n       integer := coalesce(cardinality(p_offsets), 0);
+    prev    integer;
+    o       integer;
+    problem text;
 BEGIN
     IF n = 0 OR p_offsets[1] IS DISTINCT FROM 0
        OR p_lo + p_offsets[n] * interval '1 millisecond' IS DISTINCT FROM p_hi THEN
-        RAISE EXCEPTION 'packed samples of series % in the window starting %: the timestamps do not run from lo to hi',
-            p_series_id, p_lo
-            USING HINT = 'the row was changed outside the federator; delete it or restore it from a backup';
+        problem := 'the timestamps do not run from lo to hi';
+    ELSE
+        FOREACH o IN ARRAY p_offsets LOOP
+            IF o IS NULL OR o <= prev THEN
+                problem := 'the timestamps are not in ascending order';
+                EXIT;
+            END IF;
+            prev := o;
+        END LOOP;
     END IF;
-    FOREACH o IN ARRAY p_offsets LOOP
-        IF o IS NULL OR o <= prev THEN
-            RAISE EXCEPTION 'packed samples of series % in the window starting %: the timestamps are not in ascending order',
-                p_series_id, p_lo
-                USING HINT = 'the row was changed outside the federator; delete it or restore it from a backup';
-        END IF;
-        prev := o;
-    END LOOP;
-    IF cardinality(p_vals) = n THEN
-        RETURN p_vals;
-    ELSIF cardinality(p_vals) = 1 THEN
-        RETURN array_fill(p_vals[1], ARRAY[n]);
+    IF problem IS NULL AND coalesce(cardinality(p_vals), 0) NOT IN (1, n) THEN
+        problem := format('%s timestamps but %s values', n, coalesce(cardinality(p_vals), 0));
+    ELSIF problem IS NULL AND array_position(p_vals, NULL) IS NOT NULL THEN
+        problem := 'a value is NULL';
     END IF;
-    RAISE EXCEPTION 'packed samples of series % in the window starting %: % timestamps but % values',
-        p_series_id, p_lo, n, coalesce(cardinality(p_vals), 0)
+    IF problem IS NULL THEN
+        RETURN CASE WHEN cardinality(p_vals) = n THEN p_vals
+                    ELSE array_fill(p_vals[1], ARRAY[n]) END;
+    ELSIF p_skip_damaged THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'packed samples of series % in the window starting %: %',
+        p_series_id, p_lo, problem
         USING HINT = 'the row was changed outside the federator; delete it or restore it from a backup';
 END
 $$;
@@ -93,7 +100,8 @@ $$;
 -- The raw samples of the series `p_ids` with p_from <= ts <= p_to, from both forms,
 -- in no particular order. Every reader of raw samples goes through this function or
 -- the two below.
-CREATE FUNCTION pga_raw(p_ids bigint[], p_from timestamptz, p_to timestamptz)
+CREATE FUNCTION pga_raw(p_ids bigint[], p_from timestamptz, p_to timestamptz,
+                        p_skip_damaged boolean DEFAULT false)
 RETURNS TABLE (series_id bigint, ts timestamptz, value double precision)
 LANGUAGE sql STABLE AS $$
     SELECT s.series_id, s.ts, s.value
@@ -102,20 +110,23 @@ LANGUAGE sql STABLE AS $$
     UNION ALL
     SELECT u.series_id, u.ts, u.value
     FROM (
-        SELECT p.series_id, p.lo + o * interval '1 millisecond' AS ts, v AS value
+        SELECT p.series_id, p.lo + x.o * interval '1 millisecond' AS ts, x.v AS value
         FROM samples_packed p
         JOIN sample_times t ON t.id = p.times_id AND t.lo = p.lo
         CROSS JOIN LATERAL unnest(t.offsets,
-                                  pga_packed_values(p.series_id, p.lo, p.hi, t.offsets, p.vals))
+                                  pga_packed_values(p.series_id, p.lo, p.hi, t.offsets, p.vals,
+                                                    p_skip_damaged))
                            AS x (o, v)
         WHERE p.series_id = ANY (p_ids)
           AND p.lo <= p_to AND p.lo > p_from - interval '1 hour' AND p.hi >= p_from
+          AND x.v IS NOT NULL
     ) u
     WHERE u.ts >= p_from AND u.ts <= p_to
 $$;
 
 -- The newest raw sample of series p_id before p_before (strictly), from both forms.
-CREATE FUNCTION pga_raw_before(p_id bigint, p_before timestamptz)
+CREATE FUNCTION pga_raw_before(p_id bigint, p_before timestamptz,
+                               p_skip_damaged boolean DEFAULT false)
 RETURNS TABLE (ts timestamptz, value double precision)
 LANGUAGE sql STABLE AS $$
     SELECT c.ts, c.value
@@ -128,7 +139,7 @@ LANGUAGE sql STABLE AS $$
          FROM (SELECT max(p.lo) AS lo FROM samples_packed p
                WHERE p.series_id = p_id AND p.lo < p_before) w
          CROSS JOIN LATERAL pga_raw(ARRAY[p_id], w.lo - interval '1 hour',
-                                    p_before - interval '1 microsecond') r
+                                    p_before - interval '1 microsecond', p_skip_damaged) r
          WHERE w.lo IS NOT NULL
          ORDER BY r.ts DESC LIMIT 1)
     ) c
@@ -136,7 +147,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The oldest raw sample of series p_id after p_after (strictly), from both forms.
-CREATE FUNCTION pga_raw_after(p_id bigint, p_after timestamptz)
+CREATE FUNCTION pga_raw_after(p_id bigint, p_after timestamptz,
+                              p_skip_damaged boolean DEFAULT false)
 RETURNS TABLE (ts timestamptz, value double precision)
 LANGUAGE sql STABLE AS $$
     SELECT c.ts, c.value
@@ -147,9 +159,10 @@ LANGUAGE sql STABLE AS $$
         UNION ALL
         (SELECT r.ts, r.value
          FROM (SELECT min(p.lo) AS lo FROM samples_packed p
-               WHERE p.series_id = p_id AND p.hi > p_after) w
+               WHERE p.series_id = p_id AND p.hi > p_after
+                 AND p.lo > p_after - interval '1 hour') w
          CROSS JOIN LATERAL pga_raw(ARRAY[p_id], p_after + interval '1 microsecond',
-                                    w.lo + interval '2 hours') r
+                                    w.lo + interval '2 hours', p_skip_damaged) r
          WHERE w.lo IS NOT NULL
          ORDER BY r.ts LIMIT 1)
     ) c

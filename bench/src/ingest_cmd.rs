@@ -241,10 +241,11 @@ async fn measure_data(
             bail!("database {db} holds {n} samples, {samples} were sent");
         }
     }
-    let per_sample = |db: &str| -> anyhow::Result<f64> {
-        Ok(raw_bytes(pg, db)? as f64 / samples as f64)
-    };
-    let rollup_rows: f64 = pg.psql(&dbs[2], "SELECT count(*) FROM samples_1m")?.parse()?;
+    let per_sample =
+        |db: &str| -> anyhow::Result<f64> { Ok(raw_bytes(pg, db)? as f64 / samples as f64) };
+    let rollup_rows: f64 = pg
+        .psql(&dbs[2], "SELECT count(*) FROM samples_1m")?
+        .parse()?;
     let rollup_bytes = table_bytes(pg, &dbs[2], &["samples_1m"])? as f64;
     Ok(DataReport {
         name: name.to_owned(),

@@ -202,7 +202,11 @@ pub fn backfill(args: &BackfillArgs) -> anyhow::Result<()> {
          of ≤ {} bytes, ≤ {} samples per transaction, pause {} ms) — goal ≤ 10 s",
         args.hours,
         args.series,
-        if args.rows { "a row per sample" } else { "sealed blocks packed" },
+        if args.rows {
+            "a row per sample"
+        } else {
+            "sealed blocks packed"
+        },
         stored as f64 / secs,
         BackfillConfig::default().request_bytes,
         BackfillConfig::default().max_samples_per_transaction,

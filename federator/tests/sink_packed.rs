@@ -224,4 +224,14 @@ async fn a_damaged_packed_row_is_never_merged_into_and_the_other_series_go_on() 
         "59",
         "the damaged row is left as it is"
     );
+
+    // A federator started afresh (nothing remembered) reading around the damaged row
+    // for a later block: ingest goes on, the damaged row is skipped, not read.
+    let restarted = support::sink::sink(&pg).await;
+    let b3 = block(AGENT, 3, &collections(start, 90, 30), &[]);
+    let r = restarted
+        .ingest(&batch("db1", vec![], vec![b3], None, None, 3))
+        .await
+        .unwrap();
+    assert_eq!((r.samples_inserted, r.samples_damaged), (90, 0), "{r:?}");
 }

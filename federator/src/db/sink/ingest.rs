@@ -495,12 +495,9 @@ async fn write_log_events(
 const NEWEST_BEFORE: &str = "\
 SELECT (extract(epoch FROM max(s.ts)) * 1000)::bigint
 FROM series se
-CROSS JOIN LATERAL (
-    SELECT x.ts FROM samples x
-    WHERE x.series_id = se.id
-      AND x.ts < coalesce(timestamptz 'epoch' + $2::bigint * interval '1 millisecond',
-                          'infinity')
-    ORDER BY x.ts DESC LIMIT 1) s
+CROSS JOIN LATERAL pga_raw_before(
+    se.id, coalesce(timestamptz 'epoch' + $2::bigint * interval '1 millisecond', 'infinity'),
+    true) s
 WHERE se.agent_id = $1";
 
 /// Records the batch's gap with exact bounds (the module docs, 2.), and gives an

@@ -71,8 +71,9 @@ SELECT (extract(epoch FROM date_bin('1 minute', ts, timestamptz 'epoch')) * 1000
        count(*)::bigint
 FROM ins GROUP BY 1";
 
-/// In one round trip: the samples already stored for the series `$1` in the batch's
-/// range `[$2, $3]` (ms; `ts` set, with their values), and for each series of `$4`
+/// In one round trip: the samples already stored as rows for the series `$1` in the
+/// batch's range `[$2, $3]` (ms; `ts` set, with their values; [`PACKED_EXISTING`]
+/// reads the packed ones), and for each series of `$4`
 /// (those whose tail the sink does not remember) one row (`ts` NULL) telling whether
 /// it is a counter, the time and value of its stored sample before the range and
 /// whether a stored sample follows the range — what [`super::rollup`] needs to
@@ -89,16 +90,10 @@ SELECT i.id, NULL::bigint, p.value, se.kind = 'counter', nx.ts IS NOT NULL,
        (extract(epoch FROM p.ts) * 1000)::bigint
 FROM unnest($4::bigint[]) AS i(id)
 JOIN series se ON se.id = i.id
-LEFT JOIN LATERAL (
-    SELECT s.ts, s.value FROM samples s
-    WHERE s.series_id = i.id
-      AND s.ts < timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
-    ORDER BY s.ts DESC LIMIT 1) p ON true
-LEFT JOIN LATERAL (
-    SELECT s.ts FROM samples s
-    WHERE s.series_id = i.id
-      AND s.ts > timestamptz 'epoch' + $3::bigint * interval '1 millisecond'
-    ORDER BY s.ts LIMIT 1) nx ON true";
+LEFT JOIN LATERAL pga_raw_before(
+    i.id, timestamptz 'epoch' + $2::bigint * interval '1 millisecond', true) p ON true
+LEFT JOIN LATERAL pga_raw_after(
+    i.id, timestamptz 'epoch' + $3::bigint * interval '1 millisecond', true) nx ON true";
 
 /// The packed rows of the series `$1` that may hold samples in `[$2, $3]` (ms): their
 /// window (`lo`, `hi`, ms), timestamps (NULL when the `sample_times` row is missing)
@@ -342,7 +337,7 @@ async fn read_packed(
     hi: i64,
     stored: &mut Stored,
 ) -> Result<(), SinkError> {
-    type Row = (i64, i64, i64, Option<Vec<i32>>, Vec<f64>);
+    type Row = (i64, i64, i64, Option<Vec<Option<i32>>>, Vec<Option<f64>>);
     let rows: Vec<Row> = sqlx::query_as(PACKED_EXISTING)
         .bind(ids)
         .bind(lo)
@@ -351,7 +346,14 @@ async fn read_packed(
         .await
         .map_err(SinkError::db("reading packed samples already stored"))?;
     for (id, wlo, whi, offsets, vals) in rows {
-        match unpack(wlo, whi, offsets.as_deref(), &vals) {
+        // A NULL element is damage too.
+        let offsets: Option<Vec<i32>> = offsets.and_then(|o| o.into_iter().collect());
+        let vals: Option<Vec<f64>> = vals.into_iter().collect();
+        let checked = match vals {
+            Some(vals) => unpack(wlo, whi, offsets.as_deref(), &vals),
+            None => Err("a value is NULL"),
+        };
+        match checked {
             Ok(unpacked) => {
                 for (ts, v) in unpacked {
                     stored.samples.insert((id, ts), (v, true));
