@@ -170,7 +170,7 @@ pub async fn measure(args: &IngestArgs) -> anyhow::Result<IngestReport> {
     }
 
     for db in ["bare", "sink"] {
-        let n: u64 = pg.psql(db, "SELECT count(*) FROM samples")?.parse()?;
+        let n: u64 = pg.psql(db, "SELECT count(*) FROM pga_samples")?.parse()?;
         if n != samples {
             bail!("database {db} holds {n} samples, {samples} were sent");
         }
