@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use pga_federator::alerting::data::{WindowRequest, read_windows};
 use pga_federator::db::query::{self, DataSource, Function, Window};
+use pga_format::{MetricKind, SeriesId};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sqlx::PgPool;
@@ -23,7 +24,7 @@ const SERIES: [(i64, &str, &str, &str); 4] = [
     (1, "c_total", r#"{"k": "a"}"#, "counter"),
     (2, "c_total", r#"{"k": "b"}"#, "counter"),
     (3, "g", "{}", "gauge"),
-    (4, "flat", "{}", "gauge"),
+    (4, "h_flat", "{}", "gauge"),
 ];
 
 /// Longest span of a packed window (0080: a window spans less than an hour).
@@ -45,6 +46,9 @@ struct Case {
     layouts: Vec<[u8; 4]>,
     /// A recorded gap of the agent after this collection (mod their number).
     gap: Option<u16>,
+    /// A late block: samples 250 ms after the collections of this range (fractions
+    /// of their number), written through the sink into both databases.
+    late: (u16, u16),
     queries: Vec<Query>,
 }
 
@@ -69,6 +73,7 @@ fn cases() -> impl Strategy<Value = Case> {
             vec(1u8..40, 1..12),
             vec(any::<[u8; 4]>(), 1..12),
             proptest::option::of(any::<u16>()),
+            (any::<u16>(), any::<u16>()),
             vec(
                 (
                     any::<u8>(),
@@ -89,18 +94,21 @@ fn cases() -> impl Strategy<Value = Case> {
                 3..7,
             ),
         )
-            .prop_map(|(steps, cells, segments, mut layouts, gap, queries)| {
-                // At least one packed window in every case.
-                layouts[0][0] = 1;
-                Case {
-                    steps,
-                    cells,
-                    segments,
-                    layouts,
-                    gap,
-                    queries,
-                }
-            })
+            .prop_map(
+                |(steps, cells, segments, mut layouts, gap, late, queries)| {
+                    // At least one packed window in every case.
+                    layouts[0][0] = 1;
+                    Case {
+                        steps,
+                        cells,
+                        segments,
+                        layouts,
+                        gap,
+                        late,
+                        queries,
+                    }
+                },
+            )
     })
 }
 
@@ -174,7 +182,7 @@ fn every_other(samples: &[(i64, f64)], first: usize) -> Vec<(i64, f64)> {
 }
 
 /// Cuts the collections into segments (each shorter than an hour) and stores each
-/// series' samples of a segment as its layout says.
+/// series' samples of a segment as its layout says; the newest segment as rows.
 fn pack(case: &Case, per_series: &[Vec<(i64, f64)>], times: &[i64]) -> Packed {
     let mut packed = Packed::default();
     let mut next = vec![0usize; per_series.len()];
@@ -184,7 +192,12 @@ fn pack(case: &Case, per_series: &[Vec<(i64, f64)>], times: &[i64]) -> Packed {
         while times[end - 1] - times[i] >= WINDOW_MS {
             end -= 1;
         }
-        let layout = case.layouts[k % case.layouts.len()];
+        // The newest segment is the open head: rows, as the sink keeps it.
+        let layout = if end == times.len() {
+            [0; 4]
+        } else {
+            case.layouts[k % case.layouts.len()]
+        };
         for (s, samples) in per_series.iter().enumerate() {
             let from = next[s];
             let mut to = from;
@@ -219,6 +232,8 @@ struct Lab {
     rt: tokio::runtime::Runtime,
     rows: PgPool,
     packed: PgPool,
+    /// Their URLs, for sinks.
+    urls: Vec<String>,
     base_ms: i64,
 }
 
@@ -231,15 +246,49 @@ fn lab() -> &'static Lab {
             .build()
             .unwrap();
         let base_ms = base_ms(48);
-        let (rows, packed) = rt.block_on(async {
+        let (rows, packed, urls) = rt.block_on(async {
             let mut pools = Vec::new();
+            let mut urls = Vec::new();
             for _ in 0..2 {
                 let pg = central();
-                drop(sink(&pg).await);
+                // The agent and its series as the sink registers them (agent 1,
+                // series 1 to 4 in SERIES order, checked below).
+                let first = sink(&pg).await;
+                let metas = SERIES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(_, metric, _, kind))| {
+                        let labels: &[(&str, &str)] = match i {
+                            0 => &[("k", "a")],
+                            1 => &[("k", "b")],
+                            _ => &[],
+                        };
+                        let kind = if kind == "counter" {
+                            MetricKind::Counter
+                        } else {
+                            MetricKind::Gauge
+                        };
+                        meta(i as u64, metric, labels, kind)
+                    })
+                    .collect();
+                let one: Vec<(SeriesId, f64)> = (0..SERIES.len())
+                    .map(|i| (SeriesId(i as u64), 0.0))
+                    .collect();
+                first
+                    .ingest(&batch(
+                        "db1",
+                        metas,
+                        vec![block(AGENT, 1, &[(base_ms - 86_400_000, one)], &[])],
+                        None,
+                        None,
+                        SERIES.len() as u64,
+                    ))
+                    .await
+                    .unwrap();
+                drop(first);
                 let pool = PgPool::connect(&pg.url()).await.unwrap();
                 sqlx::raw_sql(&format!(
-                    "INSERT INTO agents (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'db1');
-                     SELECT pga_ensure_partitions(ARRAY(
+                    "SELECT pga_ensure_partitions(ARRAY(
                          SELECT generate_series(t - interval '1 day', t + interval '2 days',
                                                 interval '6 hours')
                          FROM (SELECT timestamptz 'epoch' + {base_ms} * interval '1 millisecond'
@@ -248,33 +297,36 @@ fn lab() -> &'static Lab {
                 .execute(&pool)
                 .await
                 .unwrap();
-                for (id, metric, labels, kind) in SERIES {
-                    sqlx::query(
-                        "INSERT INTO series (id, agent_id, metric, labels, kind) \
-                         OVERRIDING SYSTEM VALUE VALUES ($1, 1, $2, $3::jsonb, $4)",
+                for (id, metric, labels, _) in SERIES {
+                    let (found,): (i64,) = sqlx::query_as(
+                        "SELECT se.id FROM series se JOIN agents a ON a.id = se.agent_id \
+                         WHERE a.id = 1 AND a.name = 'db1' AND se.metric = $1 \
+                           AND se.labels = $2::jsonb",
                     )
-                    .bind(id)
                     .bind(metric)
                     .bind(labels)
-                    .bind(kind)
-                    .execute(&pool)
+                    .fetch_one(&pool)
                     .await
                     .unwrap();
+                    assert_eq!(found, id, "{metric} {labels}");
                 }
                 pools.push(pool);
+                urls.push(pg.url());
             }
-            (pools.remove(0), pools.remove(0))
+            (pools.remove(0), pools.remove(0), urls)
         });
         Lab {
             rt,
             rows,
             packed,
+            urls,
             base_ms,
         }
     })
 }
 
-const TRUNCATE: &str = "TRUNCATE samples, samples_packed, sample_times, gaps";
+const TRUNCATE: &str =
+    "TRUNCATE samples, samples_packed, sample_times, gaps, samples_1m, samples_1h";
 
 const ROWS: &str = "\
 INSERT INTO samples (series_id, ts, value)
@@ -505,6 +557,76 @@ async fn compare(lab: &Lab, q: &Query, per_series: &[Vec<(i64, f64)>], times: &[
     assert_eq!(on_rows, on_packed, "alerting windows {requests:?}");
 }
 
+/// The late block of the case through a new sink into both databases (the sink
+/// recomputes the rollups it touches from the stored samples around it: rollup.rs,
+/// WIDEN and ROLLUP_1M), then both databases' rollups, which must be the same.
+async fn late_block(lab: &Lab, case: &Case, per_series: &[Vec<(i64, f64)>], times: &[i64]) {
+    let n = times.len();
+    let (a, b) = (
+        usize::from(case.late.0) * n / 65_536,
+        usize::from(case.late.1) * n / 65_536,
+    );
+    let (a, b) = (a.min(b), a.max(b).min(n - 1));
+    let mut collections = Vec::new();
+    for &t in &times[a..=b] {
+        // Each series' value at the collection before, so counters stay monotone.
+        let samples: Vec<(SeriesId, f64)> = per_series
+            .iter()
+            .enumerate()
+            .filter_map(|(s, xs)| {
+                xs.iter()
+                    .find(|&&(x, _)| x == t)
+                    .map(|&(_, v)| (SeriesId(s as u64), v))
+            })
+            .collect();
+        if !samples.is_empty() {
+            collections.push((t + 250, samples));
+        }
+    }
+    if collections.is_empty() {
+        return;
+    }
+    let late = block(AGENT, 2, &collections, &[]);
+    for url in &lab.urls {
+        let sink = pga_federator::db::sink::Sink::connect(url, options())
+            .await
+            .unwrap();
+        sink.ingest(&batch("db1", vec![], vec![late.clone()], None, None, 4))
+            .await
+            .unwrap();
+    }
+    for table in ["samples_1m", "samples_1h"] {
+        let sql = format!(
+            "SELECT series_id, {}, count::float8, sum, min, max, last, increase, \
+                    increase_secs, after_gap \
+             FROM {table} ORDER BY 1, 2",
+            ms("bucket")
+        );
+        type Rollup = (
+            i64,
+            i64,
+            f64,
+            f64,
+            f64,
+            f64,
+            f64,
+            Option<f64>,
+            Option<f64>,
+            Option<bool>,
+        );
+        let on_rows: Vec<Rollup> = sqlx::query_as(&sql).fetch_all(&lab.rows).await.unwrap();
+        let on_packed: Vec<Rollup> = sqlx::query_as(&sql).fetch_all(&lab.packed).await.unwrap();
+        assert!(
+            !on_rows.is_empty(),
+            "{table}: the late block made no rollups"
+        );
+        assert_eq!(
+            on_rows, on_packed,
+            "{table} after a late block over {a}..={b}"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -522,6 +644,7 @@ proptest! {
             for q in &case.queries {
                 compare(lab, q, &per_series, &times).await;
             }
+            late_block(lab, &case, &per_series, &times).await;
         });
     }
 }
