@@ -81,7 +81,8 @@ async fn detect(sink: &Sink) -> Result<(TimescaleState, bool), SinkError> {
         "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb'), \
                 EXISTS (SELECT FROM pg_available_extensions WHERE name = 'timescaledb'), \
                 EXISTS (SELECT FROM pga_partitioned), \
-                EXISTS (SELECT FROM samples) OR EXISTS (SELECT FROM samples_1m) \
+                EXISTS (SELECT FROM samples) OR EXISTS (SELECT FROM samples_packed) \
+                OR EXISTS (SELECT FROM samples_1m) \
                 OR EXISTS (SELECT FROM samples_1h) OR EXISTS (SELECT FROM log_events)",
     )
     .fetch_one(&sink.pool)
