@@ -472,25 +472,21 @@ async fn compare(lab: &Lab, q: &Query, per_series: &[Vec<(i64, f64)>], times: &[
         "pga_raw on packed, {from}..={to}"
     );
 
-    let mut statements = vec![
-        (
-            "pga_raw_before".to_owned(),
-            format!(
-                "SELECT $1[1], {}, value FROM pga_raw_before($1[1], {T1}) \
-                 UNION ALL SELECT $1[1], {}, value FROM pga_raw_before($1[1], {T2})",
-                ms("ts"),
-                ms("ts")
-            ),
-        ),
-        (
-            "pga_raw_after".to_owned(),
-            format!(
-                "SELECT $1[1], {}, value FROM pga_raw_after($1[1], {T1}) \
-                 UNION ALL SELECT $1[1], {}, value FROM pga_raw_after($1[1], {T2})",
-                ms("ts"),
-                ms("ts")
-            ),
-        ),
+    // The neighbours of both ends, of the first series.
+    let mut statements: Vec<(String, String)> = ["pga_raw_before", "pga_raw_after"]
+        .iter()
+        .map(|f| {
+            let ts = ms("ts");
+            (
+                (*f).to_owned(),
+                format!(
+                    "SELECT $1[1], {ts}, value FROM {f}($1[1], {T1}) \
+                     UNION ALL SELECT $1[1], {ts}, value FROM {f}($1[1], {T2})"
+                ),
+            )
+        })
+        .collect();
+    statements.extend([
         (
             "pga_latest".to_owned(),
             format!(
@@ -508,7 +504,7 @@ async fn compare(lab: &Lab, q: &Query, per_series: &[Vec<(i64, f64)>], times: &[
                 ms("ts")
             ),
         ),
-    ];
+    ]);
     for f in ["avg", "min", "max", "last", "increase", "rate"] {
         statements.push((
             format!("pga_range {f} step {step_ms} ms"),
