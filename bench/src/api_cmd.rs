@@ -365,7 +365,7 @@ fn measure(args: &ApiArgs, federator: &std::path::Path) -> anyhow::Result<ApiRep
     );
     let addr = format!("127.0.0.1:{api_port}");
     let samples = |pg: &Cluster| -> i64 {
-        pg.psql("central", "SELECT count(*) FROM samples")
+        pg.psql("central", "SELECT count(*) FROM pga_samples")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)

@@ -516,7 +516,7 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     pg.psql("central", "VACUUM ANALYZE")?;
     let sizes = pg.psql(
         "central",
-        "SELECT (SELECT count(*) FROM samples) || ' raw samples, ' || \
+        "SELECT (SELECT count(*) FROM pga_samples) || ' raw samples, ' || \
                 (SELECT count(*) FROM samples_1m) || ' 1-minute rows, ' || \
                 (SELECT count(*) FROM samples_1h) || ' 1-hour rows, ' || \
                 pg_size_pretty(pg_database_size('central'))",

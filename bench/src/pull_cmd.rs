@@ -544,8 +544,8 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
         // Data lag now: per agent, the age of its newest stored sample (one series
         // per agent stands for it; every series of an agent is collected together).
         let lags: Vec<(f64,)> = sqlx::query_as(
-            "SELECT extract(epoch FROM now() - (SELECT max(s.ts) FROM samples s \
-                                                 WHERE s.series_id = m.id))::float8 \
+            "SELECT extract(epoch FROM now() - (SELECT s.ts \
+                                                 FROM pga_raw_before(m.id, 'infinity') s))::float8 \
              FROM (SELECT min(id) AS id FROM series GROUP BY agent_id) m ORDER BY 1",
         )
         .fetch_all(sink.pool())

@@ -60,7 +60,7 @@ fn rates(pg: &Central, agent: &str, width: &str, view: &str) -> Vec<(String, f64
             "WITH p AS ( \
                  SELECT s.ts, s.value, se.agent_id, lag(s.value) OVER w AS prev, \
                         lag(s.ts) OVER w AS prev_ts \
-                 FROM samples s JOIN series se ON se.id = s.series_id \
+                 FROM pga_samples s JOIN series se ON se.id = s.series_id \
                  JOIN agents a ON a.id = se.agent_id \
                  WHERE a.name = '{agent}' AND se.kind = 'counter' \
                  WINDOW w AS (ORDER BY s.ts)), \

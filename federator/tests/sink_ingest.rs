@@ -157,7 +157,7 @@ async fn ingest_of_real_blocks_lands_exactly() {
     assert_eq!(again.samples_inserted, 0);
     assert_eq!(again.samples_duplicate, 80);
     assert_eq!(again.log_events_inserted, 0);
-    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "80");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM pga_samples"), "80");
     assert_eq!(sql(&pg, "SELECT count(*) FROM log_events"), "2");
 }
 
@@ -196,7 +196,7 @@ async fn the_heads_overlap_is_dropped_never_doubled() {
         .map(|(ts, s)| (*ts, s[0].1))
         .collect();
     assert_eq!(stored(&pg, "pg_stat_database_xact_commit_total"), want);
-    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "44");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM pga_samples"), "44");
     // A second sink (a restarted federator) knows the series from the database.
     let other = support::sink::sink(&pg).await;
     let b3 = block(AGENT, 3, &collections(start, 22, 3), &[]);
@@ -274,7 +274,7 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
     assert!(err.is_bad_batch(), "{err}");
     assert!(!err.is_transient(), "{err}");
     assert_eq!(sink.cursor("db1").await.unwrap(), before);
-    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "20");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM pga_samples"), "20");
     assert_eq!(sql(&pg, "SELECT count(*) FROM series"), "2");
     assert_eq!(
         sql(&pg, "SELECT count(*) || ' ' || sum(count) FROM samples_1m"),
@@ -291,7 +291,7 @@ async fn a_failed_transaction_leaves_cursor_and_data_untouched() {
         .unwrap_err();
     assert!(err.is_bad_batch(), "{err}");
     assert!(err.to_string().contains("series id 2"), "{err}");
-    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "20");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM pga_samples"), "20");
 
     // With the entry, the batch goes in.
     let good = batch(
@@ -376,7 +376,7 @@ async fn partitions_are_created_ahead_and_dropped_by_retention() {
         !later.dropped.iter().any(|p| p.starts_with("samples_1m_")),
         "{later:?}"
     );
-    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "0");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM pga_samples"), "0");
     assert_ne!(sql(&pg, "SELECT count(*) FROM samples_1m"), "0");
     assert!(later.partitions_created >= 4, "{later:?}");
     // The partitions of day +10 .. +13 exist now; nothing older than 7 days remains.

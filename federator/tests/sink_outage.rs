@@ -53,7 +53,7 @@ async fn read_only_or_stopped_database_pauses_without_advancing_the_cursor() {
     assert!(!err.is_bad_batch(), "{err}");
     assert_eq!(err.sqlstate().as_deref(), Some("25006"), "{err}");
     assert_eq!(sink.cursor("db1").await.unwrap(), cursor);
-    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), "6");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM pga_samples"), "6");
     sql(
         &pg,
         "SET default_transaction_read_only = off; \

@@ -158,11 +158,14 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
             .unwrap();
     }
 
-    assert_eq!(sql(&pg, "SELECT count(*) FROM samples"), total.to_string());
+    assert_eq!(
+        sql(&pg, "SELECT count(*) FROM pga_samples"),
+        total.to_string()
+    );
     assert_eq!(
         sql(
             &pg,
-            "SELECT count(DISTINCT date_bin('1 minute', ts, 'epoch')) FROM samples"
+            "SELECT count(DISTINCT date_bin('1 minute', ts, 'epoch')) FROM pga_samples"
         ),
         sql(&pg, "SELECT count(DISTINCT bucket) FROM samples_1m"),
     );
@@ -175,7 +178,7 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
             "SELECT count(*) FROM agent_samples_1m c \
              FULL JOIN (SELECT se.agent_id, date_bin('1 minute', s.ts, 'epoch') AS bucket, \
                                count(*) AS n \
-                        FROM samples s JOIN series se ON se.id = s.series_id GROUP BY 1, 2) x \
+                        FROM pga_samples s JOIN series se ON se.id = s.series_id GROUP BY 1, 2) x \
                ON x.agent_id = c.agent_id AND x.bucket = c.bucket \
              WHERE c.samples IS DISTINCT FROM x.n"
         ),
@@ -191,7 +194,7 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
         sql(
             &pg,
             "SELECT count(*) FROM series se \
-             JOIN (SELECT series_id, min(ts) AS f, max(ts) AS l FROM samples GROUP BY 1) x \
+             JOIN (SELECT series_id, min(ts) AS f, max(ts) AS l FROM pga_samples GROUP BY 1) x \
                ON x.series_id = se.id \
              WHERE se.first_seen <> x.f OR se.last_seen > x.l \
                 OR se.last_seen < x.l - interval '1 hour'"

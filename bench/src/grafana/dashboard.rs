@@ -189,7 +189,7 @@ pub fn lint(dashboards: &[Dashboard]) -> Vec<String> {
     let hard_coded_promql =
         Regex::new(r#"\b(instance|pg_instance|job|datname)\s*=~?\s*"[^$"]"#).expect("valid regex");
     let physical = Regex::new(
-        r"(?i)\b(from|join)\s+(samples(_1m|_1h)?|series|agent_series|log_events|agent_cursors|gaps|agents|servers|postgresql_instances|databases)\b",
+        r"(?i)\b(from|join)\s+(samples(_1m|_1h|_packed)?|sample_times|series|agent_series|log_events|agent_cursors|gaps|agents|servers|postgresql_instances|databases)\b",
     )
     .expect("valid regex");
     let link_re = Regex::new(r"/d/([A-Za-z0-9_-]+)").expect("valid regex");

@@ -236,16 +236,17 @@ async fn read_chunk(
             "SELECT r.id, (extract(epoch FROM s.ts) * 1000)::bigint AS ts, s.value \
          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS r(id, lo, hi, pf) \
          CROSS JOIN LATERAL ( \
-             (SELECT ts, value FROM samples \
-              WHERE r.pf IS NOT NULL AND series_id = r.id \
-                AND ts <= timestamptz 'epoch' + r.lo * interval '1 millisecond' \
-                AND ts > timestamptz 'epoch' + r.pf * interval '1 millisecond' \
-              ORDER BY ts DESC LIMIT 1) \
+             SELECT b.ts, b.value \
+             FROM pga_raw_before(r.id, timestamptz 'epoch' + r.lo * interval '1 millisecond' \
+                                       + interval '1 microsecond') b \
+             WHERE r.pf IS NOT NULL \
+               AND b.ts > timestamptz 'epoch' + r.pf * interval '1 millisecond' \
              UNION ALL \
-             (SELECT ts, value FROM samples \
-              WHERE series_id = r.id \
-                AND ts > timestamptz 'epoch' + r.lo * interval '1 millisecond' \
-                AND ts <= timestamptz 'epoch' + r.hi * interval '1 millisecond') \
+             SELECT x.ts, x.value \
+             FROM pga_raw(ARRAY[r.id], \
+                          timestamptz 'epoch' + r.lo * interval '1 millisecond' \
+                              + interval '1 microsecond', \
+                          timestamptz 'epoch' + r.hi * interval '1 millisecond') x \
          ) s",
         )
         .bind(&ids)
@@ -270,10 +271,11 @@ async fn read_chunk(
             simple.iter().map(|&(i, a, b)| (i, (a, b))).collect();
         let ids: Vec<i64> = simple.iter().map(|s| s.0).collect();
         let rows = sqlx::query(
-            "SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint, value FROM samples \
-             WHERE series_id = ANY($1) \
-               AND ts > timestamptz 'epoch' + $2::bigint * interval '1 millisecond' \
-               AND ts <= timestamptz 'epoch' + $3::bigint * interval '1 millisecond'",
+            "SELECT series_id, (extract(epoch FROM ts) * 1000)::bigint, value \
+             FROM pga_raw($1, \
+                          timestamptz 'epoch' + $2::bigint * interval '1 millisecond' \
+                              + interval '1 microsecond', \
+                          timestamptz 'epoch' + $3::bigint * interval '1 millisecond')",
         )
         .bind(&ids)
         .bind(span_lo)

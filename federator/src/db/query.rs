@@ -252,8 +252,8 @@ pub async fn range(
         (DataSource::Raw, Function::Rate | Function::Increase) => (
             "WITH s AS ( \
                SELECT series_id, ts, value, lag(value) OVER w AS pv, lag(ts) OVER w AS pts \
-               FROM samples WHERE series_id = ANY($1) AND ts >= $3 - $5 * interval '1 millisecond' \
-                 AND ts < $4 \
+               FROM pga_raw($1, $3 - $5 * interval '1 millisecond', \
+                            $4 - interval '1 microsecond') \
                WINDOW w AS (PARTITION BY series_id ORDER BY ts)) \
              SELECT series_id, date_bin($2::interval, ts, $3) AS b, \
                     sum(CASE WHEN pv IS NULL OR ts - pts > $5 * interval '1 millisecond' THEN 0 \
@@ -273,7 +273,7 @@ pub async fn range(
             (
                 format!(
                     "SELECT series_id, date_bin($2::interval, ts, $3) AS b, {agg} \
-                     FROM samples WHERE series_id = ANY($1) AND ts >= $3 AND ts < $4 \
+                     FROM pga_raw($1, $3, $4 - interval '1 microsecond') \
                      GROUP BY 1, 2"
                 ),
                 true,

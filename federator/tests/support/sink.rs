@@ -162,7 +162,7 @@ pub fn rollup_mismatches(pg: &Central, width: &str, table: &str, max_silence_sec
             "WITH p AS ( \
                  SELECT s.series_id, s.ts, s.value, se.kind, se.agent_id, \
                         lag(s.value) OVER w AS prev, lag(s.ts) OVER w AS prev_ts \
-                 FROM samples s JOIN series se ON se.id = s.series_id \
+                 FROM pga_samples s JOIN series se ON se.id = s.series_id \
                  WINDOW w AS (PARTITION BY s.series_id ORDER BY s.ts)), \
              b AS ( \
                  SELECT p.*, p.prev_ts IS NOT NULL AND ( \

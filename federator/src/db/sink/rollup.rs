@@ -47,12 +47,12 @@ use super::copy::{RollupCopy, RollupRow};
 use super::samples::{self, Fresh};
 
 /// Widens each `pga_touched` row (`first_ts ..= last_ts` of the newly inserted
-/// samples of a series) not in `$1` to the 1-minute buckets to recompute, `[lo, hi)`.
+/// samples of a series) not in `$1` to the 1-minute buckets to recompute, `[lo, hi)`:
+/// up to the bucket of the series' next stored sample, in either form.
 const WIDEN: &str = "\
 WITH n AS (
     SELECT t.series_id,
-           (SELECT s.ts FROM samples s WHERE s.series_id = t.series_id AND s.ts > t.last_ts
-            ORDER BY s.ts LIMIT 1) AS next_ts
+           (SELECT a.ts FROM pga_raw_after(t.series_id, t.last_ts) a) AS next_ts
     FROM pga_touched t
     WHERE t.series_id <> ALL($1))
 UPDATE pga_touched t SET
@@ -62,8 +62,9 @@ UPDATE pga_touched t SET
 FROM n
 WHERE n.series_id = t.series_id";
 
-/// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples; `$2`
-/// is the longest silence (ms) a pair may span and still count.
+/// Recomputes the 1-minute rows of every `[lo, hi)` range from raw samples (both
+/// forms: `pga_raw`, whose bounds are inclusive, over `[lo, hi - 1 µs]`); `$2` is the
+/// longest silence (ms) a pair may span and still count.
 const ROLLUP_1M: &str = "\
 INSERT INTO samples_1m AS r (series_id, bucket, count, sum, min, max, last, increase,
                              increase_secs, after_gap)
@@ -98,12 +99,11 @@ FROM (
             FROM pga_touched t
             JOIN series se ON se.id = t.series_id
             CROSS JOIN LATERAL (
-                (SELECT s.series_id, s.ts, s.value, false AS in_range FROM samples s
-                 WHERE s.series_id = t.series_id AND s.ts < t.lo
-                 ORDER BY s.ts DESC LIMIT 1)
+                SELECT t.series_id, s.ts, s.value, false AS in_range
+                FROM pga_raw_before(t.series_id, t.lo) s
                 UNION ALL
-                (SELECT s.series_id, s.ts, s.value, true FROM samples s
-                 WHERE s.series_id = t.series_id AND s.ts >= t.lo AND s.ts < t.hi)
+                SELECT s.series_id, s.ts, s.value, true
+                FROM pga_raw(ARRAY[t.series_id], t.lo, t.hi - interval '1 microsecond') s
             ) x
             WHERE t.series_id <> ALL($1)
             WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts)

@@ -29,11 +29,12 @@ use super::{Sink, SinkError};
 
 const SETUP: &str = include_str!("timescale.sql");
 /// The views over the time-series tables, created again after the conversion.
-const VIEWS: [&str; 4] = [
+const VIEWS: [&str; 5] = [
     include_str!("../../../../migrations/0003_views.sql"),
     include_str!("../../../../migrations/0006_views.sql"),
     include_str!("../../../../migrations/0030_query_layer.sql"),
     include_str!("../../../../migrations/0040_query_speed.sql"),
+    include_str!("../../../../migrations/0081_packed_query.sql"),
 ];
 
 /// Where TimescaleDB stands for the central database.
@@ -80,7 +81,8 @@ async fn detect(sink: &Sink) -> Result<(TimescaleState, bool), SinkError> {
         "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb'), \
                 EXISTS (SELECT FROM pg_available_extensions WHERE name = 'timescaledb'), \
                 EXISTS (SELECT FROM pga_partitioned), \
-                EXISTS (SELECT FROM samples) OR EXISTS (SELECT FROM samples_1m) \
+                EXISTS (SELECT FROM samples) OR EXISTS (SELECT FROM samples_packed) \
+                OR EXISTS (SELECT FROM samples_1m) \
                 OR EXISTS (SELECT FROM samples_1h) OR EXISTS (SELECT FROM log_events)",
     )
     .fetch_one(&sink.pool)

@@ -5,7 +5,8 @@
 -- time-series tables are still empty: it replaces those natively partitioned tables
 -- (migrations/0002_metrics.sql, with the columns later migrations added) with
 -- hypertables of the same columns and keys, with compression enabled. The views of
--- migrations/0003_views.sql, 0006_views.sql and 0030_query_layer.sql are dropped here
+-- migrations/0003_views.sql, 0006_views.sql, 0030_query_layer.sql and
+-- 0081_packed_query.sql are dropped here
 -- and created again afterwards; compression and retention policies are set by timescale.rs from the
 -- retention settings. Never run on plain PostgreSQL. Needs TimescaleDB 2.13 or newer
 -- (create_hypertable with by_range; ON CONFLICT into compressed chunks).
@@ -14,6 +15,9 @@
 DROP VIEW IF EXISTS pga_log_events;
 DROP VIEW metric_series, metric_samples, metric_rollups_1m, metric_rollups_1h,
           agent_log_events, agent_status, agent_gaps;
+-- Over `samples` and the packed tables (migrations/0081_packed_query.sql), after
+-- metric_samples, which reads it.
+DROP VIEW IF EXISTS pga_samples;
 
 -- Each time-series table is created again from the native one, LIKE it (the same
 -- columns, defaults, NOT NULL and CHECK constraints, primary key and indexes, so the
