@@ -48,11 +48,13 @@ use super::samples::{self, Fresh};
 
 /// Widens each `pga_touched` row (`first_ts ..= last_ts` of the newly inserted
 /// samples of a series) not in `$1` to the 1-minute buckets to recompute, `[lo, hi)`:
-/// up to the bucket of the series' next stored sample, in either form.
+/// up to the bucket of the series' next stored sample, in either form. The sink's
+/// reads skip a damaged packed row (`true`: migration 0080) rather than stop the
+/// agent's ingest over it; the query layer reports it.
 const WIDEN: &str = "\
 WITH n AS (
     SELECT t.series_id,
-           (SELECT a.ts FROM pga_raw_after(t.series_id, t.last_ts) a) AS next_ts
+           (SELECT a.ts FROM pga_raw_after(t.series_id, t.last_ts, true) a) AS next_ts
     FROM pga_touched t
     WHERE t.series_id <> ALL($1))
 UPDATE pga_touched t SET
@@ -100,10 +102,10 @@ FROM (
             JOIN series se ON se.id = t.series_id
             CROSS JOIN LATERAL (
                 SELECT t.series_id, s.ts, s.value, false AS in_range
-                FROM pga_raw_before(t.series_id, t.lo) s
+                FROM pga_raw_before(t.series_id, t.lo, true) s
                 UNION ALL
                 SELECT s.series_id, s.ts, s.value, true
-                FROM pga_raw(ARRAY[t.series_id], t.lo, t.hi - interval '1 microsecond') s
+                FROM pga_raw(ARRAY[t.series_id], t.lo, t.hi - interval '1 microsecond', true) s
             ) x
             WHERE t.series_id <> ALL($1)
             WINDOW w AS (PARTITION BY x.series_id ORDER BY x.ts)
