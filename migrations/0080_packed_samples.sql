@@ -119,12 +119,15 @@ LANGUAGE sql STABLE AS $$
                            AS x (o, v)
         WHERE p.series_id = ANY (p_ids)
           AND p.lo <= p_to AND p.lo > p_from - interval '1 hour' AND p.hi >= p_from
+          AND t.lo <= p_to AND t.lo > p_from - interval '1 hour'
           AND x.v IS NOT NULL
     ) u
     WHERE u.ts >= p_from AND u.ts <= p_to
 $$;
 
--- The newest raw sample of series p_id before p_before (strictly), from both forms.
+-- The newest raw sample of series p_id before p_before (strictly), from both forms:
+-- no sample older than the start of the newest packed window before p_before can be
+-- it, so only the windows from there on are read.
 CREATE FUNCTION pga_raw_before(p_id bigint, p_before timestamptz,
                                p_skip_damaged boolean DEFAULT false)
 RETURNS TABLE (ts timestamptz, value double precision)
@@ -138,7 +141,7 @@ LANGUAGE sql STABLE AS $$
         (SELECT r.ts, r.value
          FROM (SELECT max(p.lo) AS lo FROM samples_packed p
                WHERE p.series_id = p_id AND p.lo < p_before) w
-         CROSS JOIN LATERAL pga_raw(ARRAY[p_id], w.lo - interval '1 hour',
+         CROSS JOIN LATERAL pga_raw(ARRAY[p_id], w.lo,
                                     p_before - interval '1 microsecond', p_skip_damaged) r
          WHERE w.lo IS NOT NULL
          ORDER BY r.ts DESC LIMIT 1)
@@ -146,7 +149,8 @@ LANGUAGE sql STABLE AS $$
     ORDER BY c.ts DESC LIMIT 1
 $$;
 
--- The oldest raw sample of series p_id after p_after (strictly), from both forms.
+-- The oldest raw sample of series p_id after p_after (strictly), from both forms:
+-- the first packed window ending after p_after bounds it.
 CREATE FUNCTION pga_raw_after(p_id bigint, p_after timestamptz,
                               p_skip_damaged boolean DEFAULT false)
 RETURNS TABLE (ts timestamptz, value double precision)
@@ -158,12 +162,12 @@ LANGUAGE sql STABLE AS $$
          ORDER BY s.ts LIMIT 1)
         UNION ALL
         (SELECT r.ts, r.value
-         FROM (SELECT min(p.lo) AS lo FROM samples_packed p
+         FROM (SELECT p.hi FROM samples_packed p
                WHERE p.series_id = p_id AND p.hi > p_after
-                 AND p.lo > p_after - interval '1 hour') w
-         CROSS JOIN LATERAL pga_raw(ARRAY[p_id], p_after + interval '1 microsecond',
-                                    w.lo + interval '2 hours', p_skip_damaged) r
-         WHERE w.lo IS NOT NULL
+                 AND p.lo > p_after - interval '1 hour'
+               ORDER BY p.lo LIMIT 1) w
+         CROSS JOIN LATERAL pga_raw(ARRAY[p_id], p_after + interval '1 microsecond', w.hi,
+                                    p_skip_damaged) r
          ORDER BY r.ts LIMIT 1)
     ) c
     ORDER BY c.ts LIMIT 1
