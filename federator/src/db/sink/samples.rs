@@ -246,12 +246,19 @@ pub(crate) async fn write(
     // Each series' oldest sample in the batch.
     let mut oldest: HashMap<i64, i64> = HashMap::new();
     for (id, column) in samples.columns() {
+        // A column's samples are in time order: its first is its oldest.
+        let mut range: Option<(i64, i64)> = None;
         for (ts, _) in column {
             written.offered += 1;
-            lo = lo.min(ts);
-            hi = hi.max(ts);
-            let o = oldest.entry(id).or_insert(ts);
-            *o = (*o).min(ts);
+            let r = range.get_or_insert((ts, ts));
+            r.0 = r.0.min(ts);
+            r.1 = r.1.max(ts);
+        }
+        if let Some((first, last)) = range {
+            lo = lo.min(first);
+            hi = hi.max(last);
+            let o = oldest.entry(id).or_insert(first);
+            *o = (*o).min(first);
         }
     }
     if written.offered == 0 {
@@ -541,8 +548,21 @@ async fn write_direct(
     new.sort_unstable_by_key(|&(id, _)| id);
     for (_, samples) in &mut new {
         samples.sort_unstable_by_key(|&(ts, _)| ts);
+        // A series' samples in time order: one map update per minute, not per sample.
+        let mut run: Option<(i64, i64)> = None;
         for &(ts, _) in samples.iter() {
-            *minutes.entry(ts - ts.rem_euclid(60_000)).or_default() += 1;
+            let minute = ts - ts.rem_euclid(60_000);
+            match &mut run {
+                Some((m, n)) if *m == minute => *n += 1,
+                _ => {
+                    if let Some((m, n)) = run.replace((minute, 1)) {
+                        *minutes.entry(m).or_default() += n;
+                    }
+                }
+            }
+        }
+        if let Some((m, n)) = run {
+            *minutes.entry(m).or_default() += n;
         }
     }
     let inserted: u64 = new.iter().map(|(_, s)| s.len() as u64).sum();
@@ -725,8 +745,18 @@ async fn write_packed(
     }
     // One `sample_times` row per distinct timestamp list of a block.
     let mut lists: HashMap<(usize, Vec<i64>), usize> = HashMap::new();
-    let mut refs = Vec::with_capacity(packed.len());
-    for (b, _, window) in &packed {
+    let mut refs: Vec<usize> = Vec::with_capacity(packed.len());
+    for (i, (b, _, window)) in packed.iter().enumerate() {
+        // Neighbours in a block mostly share their timestamps: compare with the
+        // previous series before hashing.
+        if let Some(prev) = i.checked_sub(1)
+            && packed[prev].0 == *b
+            && packed[prev].2.len() == window.len()
+            && packed[prev].2.iter().zip(window).all(|(a, z)| a.0 == z.0)
+        {
+            refs.push(refs[prev]);
+            continue;
+        }
         let key = (*b, window.iter().map(|&(ts, _)| ts).collect::<Vec<i64>>());
         let next = lists.len();
         refs.push(*lists.entry(key).or_insert(next));
