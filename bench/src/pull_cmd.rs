@@ -15,6 +15,7 @@
 //!   samples written against those produced and the data lag at the end. Goal:
 //!   1000 agents × 2000 series.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -317,6 +318,8 @@ pub fn sim_fleet_settings(max_concurrent: usize) -> SchedulerSettings {
 #[derive(Debug, Default)]
 struct Snapshot {
     scrapes: u64,
+    /// Pulls started, per agent.
+    per_agent: HashMap<String, u64>,
     failures: u64,
     samples: u64,
     /// Agents whose last pull succeeded (`pga_federator_agent_up` 1).
@@ -355,8 +358,23 @@ impl Snapshot {
             }
             same
         });
+        let mut per_agent: HashMap<String, u64> = HashMap::new();
+        for l in text.lines() {
+            let Some(rest) = l.strip_prefix("pga_federator_scrapes_total{") else {
+                continue;
+            };
+            if let (Some((_, n)), Some(start)) = (rest.rsplit_once("} "), rest.find("agent=\""))
+                && let Some(len) = rest[start + 7..].find('"')
+                && let Ok(n) = n.parse::<f64>()
+            {
+                *per_agent
+                    .entry(rest[start + 7..start + 7 + len].to_owned())
+                    .or_default() += n as u64;
+            }
+        }
         Snapshot {
             scrapes: sum("pga_federator_scrapes_total"),
+            per_agent,
             failures: sum("pga_federator_scrape_failures_total"),
             samples: sum("pga_federator_samples_ingested_total"),
             up: sum("pga_federator_agent_up{"),
@@ -566,6 +584,17 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
     let scrapes = after.scrapes - before.scrapes;
     let samples = after.samples - before.samples;
     let due = args.agents * args.secs / 15;
+    // Each agent has secs / 15 ticks in the window; a pull of the first or last one
+    // may fall just outside it, so fewer than one less is a tick missed.
+    let per_agent: Vec<u64> = after
+        .per_agent
+        .iter()
+        .map(|(a, n)| n - before.per_agent.get(a).copied().unwrap_or(0))
+        .collect();
+    let short = per_agent
+        .iter()
+        .filter(|&&n| n + 1 < args.secs / 15)
+        .count();
     println!(
         "warm-up: every agent pulled once after {:.1} s ({} series registered)",
         warmup.as_secs_f64(),
@@ -588,6 +617,13 @@ pub fn fleet(args: &FleetArgs) -> anyhow::Result<()> {
         args.agents * args.series * 1000 / INTERVAL_MS as u64,
         lag(0.5),
         lag(1.0),
+    );
+    println!(
+        "per agent: fewest pulls started {} of {} ticks in the window; agents with a tick \
+         missed (fewer than {}): {short}",
+        per_agent.iter().min().copied().unwrap_or(0),
+        args.secs / 15,
+        (args.secs / 15).saturating_sub(1),
     );
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct Telemetry {
     pack_rows: Counter,
     pack_failures: Counter,
     pack_remaining: Gauge,
+    hours_rows: Counter,
+    hours_failures: Counter,
+    hours_behind: Gauge,
     ready: AtomicBool,
     /// Alert evaluation and notification metrics.
     pub alerting: crate::alerting::metrics::AlertingMetrics,
@@ -89,6 +92,9 @@ impl Telemetry {
             pack_rows: Counter::default(),
             pack_failures: Counter::default(),
             pack_remaining: Gauge::default(),
+            hours_rows: Counter::default(),
+            hours_failures: Counter::default(),
+            hours_behind: Gauge::default(),
             ready: AtomicBool::new(false),
             alerting: crate::alerting::metrics::AlertingMetrics::register(&mut r),
             cluster: crate::cluster::ClusterMetrics::register(&mut r),
@@ -190,6 +196,23 @@ impl Telemetry {
              pack run (0 when it finished; else the planner's estimate)",
             t.pack_remaining.clone(),
         );
+        r.register(
+            "hours_rows",
+            "1-hour and 10-minute rollup rows written by the hours job as it closed agents' buckets",
+            t.hours_rows.clone(),
+        );
+        r.register(
+            "hours_failures",
+            "Hours job runs that failed, and agents whose hours failed to close in a run",
+            t.hours_failures.clone(),
+        );
+        r.register(
+            "hours_agents_behind",
+            "Agents whose hours were not closed up to the current hour at the end of the \
+             last hours job run (busy, failed or out of time); their hours are read from \
+             1-minute rollups meanwhile",
+            t.hours_behind.clone(),
+        );
         Telemetry { registry: r, ..t }
     }
 
@@ -289,6 +312,20 @@ impl Telemetry {
         self.pack_failures.inc_by(failures);
         if let Some(r) = remaining {
             self.pack_remaining.set(r as i64);
+        }
+    }
+
+    /// An hours job run ended (`None`: it failed as a whole).
+    pub fn hours_ended(&self, report: Option<&crate::db::sink::HoursReport>) {
+        match report {
+            Some(r) => {
+                self.hours_rows.inc_by(r.rows);
+                self.hours_failures.inc_by(r.failures.len() as u64);
+                self.hours_behind.set(r.agents_left as i64);
+            }
+            None => {
+                self.hours_failures.inc();
+            }
         }
     }
 

@@ -400,7 +400,7 @@ async fn a_row_database_is_packed_while_ingest_runs_and_nothing_is_lost_or_doubl
     assert!(flat[2].2 > 1, "0 and -0 are not one value: {flat:?}");
 
     // The rollups equal those of the row database.
-    for table in ["samples_1m", "samples_1h"] {
+    for table in ["samples_1m", "pga_hours"] {
         let (a, b) = (
             rollups(&row_pool, table).await,
             rollups(&mig_pool, table).await,

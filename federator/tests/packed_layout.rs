@@ -597,7 +597,7 @@ async fn late_block(lab: &Lab, case: &Case, per_series: &[Vec<(i64, f64)>], time
             .await
             .unwrap();
     }
-    for table in ["samples_1m", "samples_1h"] {
+    for table in ["samples_1m", "pga_hours"] {
         let sql = format!(
             "SELECT series_id, {}, count::float8, sum, min, max, last, increase, \
                     increase_secs, after_gap \
@@ -721,6 +721,10 @@ fn a_damaged_packed_row_is_reported_with_its_series_and_window() {
                 "SELECT count(*) FROM pga_raw($1, {T1}, {T2})",
                 "SELECT count(*) FROM pga_range('m' || $1[1], 'avg', {T1}, {T2}, \
                                                 interval '15 seconds')",
+                // The newest value a minute after the damaged window.
+                "SELECT count(*) FROM pga_latest('m' || $1[1], \
+                                                 p_at => {T1} + interval '1 hour 1 minute') \
+                 WHERE {T2} IS NOT NULL",
             ] {
                 let sql = sql.replace("{T1}", T1).replace("{T2}", T2);
                 let err = sqlx::query_as::<_, (i64,)>(&sql)

@@ -188,8 +188,17 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
 
     // Every rollup row equals the reference GROUP BY over the raw samples and gaps.
     assert_eq!(rollup_mismatches(&pg, "1 minute", "samples_1m", 180), "");
-    assert_eq!(rollup_mismatches(&pg, "1 hour", "samples_1h", 180), "");
+    assert_eq!(rollup_mismatches(&pg, "1 hour", "pga_hours", 180), "");
+    assert_eq!(rollup_mismatches(&pg, "10 minutes", PGA_TENS, 180), "");
     for name in ["live", "overlap"] {
+        // The first agent is read with every 10-minute and 1-hour bucket open
+        // (summed from minutes), the second once the hours job closed them.
+        if name == "overlap" {
+            let report = sink.close_hours(None, None).await.unwrap();
+            assert!(report.complete && report.rows > 0, "{report:?}");
+            assert_eq!(rollup_mismatches(&pg, "1 hour", "samples_1h", 180), "");
+            assert_eq!(rollup_mismatches(&pg, "10 minutes", "samples_10m", 180), "");
+        }
         // No bucket holds an increase across the gap or the silence: the true
         // rate everywhere, from the views as from the raw samples, on both sides.
         for (width, view) in [
@@ -242,8 +251,8 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
 
         // The query layer (migrations/0030_query_layer.sql) gives the same answers
         // whatever table the step makes it read: pga_range's rate is the true rate in
-        // every bucket from raw samples (10 s, 30 s), 1-minute (1, 5 min) and 1-hour
-        // rollups, never a spike across the gap or the silence, and the increases
+        // every bucket from raw samples (10 s, 30 s), 1-minute (1, 5 min), 10-minute
+        // (10, 30 min) and 1-hour rollups, never a spike across the gap or the silence, and the increases
         // add up to the same total from every source and from pga_summary.
         let range = format!(
             "to_timestamp({} / 1000.0), to_timestamp({} / 1000.0)",
@@ -256,6 +265,8 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
             "30 seconds",
             "1 minute",
             "5 minutes",
+            "10 minutes",
+            "30 minutes",
             "1 hour",
         ] {
             let rates = sql(
@@ -327,7 +338,7 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
         // pga_range_top (migrations/0040_query_speed.sql) gives pga_range's rows of
         // the series that rank highest over both agents, and only those, from every
         // source.
-        for step in ["10 seconds", "1 minute", "1 hour"] {
+        for step in ["10 seconds", "1 minute", "10 minutes", "1 hour"] {
             for (rank, n) in [("max", 1), ("avg", 2), ("increase", 1)] {
                 let check = sql(
                     &pg,

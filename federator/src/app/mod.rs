@@ -115,6 +115,7 @@ pub fn sink_options(cfg: &FederatorConfig) -> anyhow::Result<SinkOptions> {
         retention: RetentionOptions {
             raw: Duration::from_secs(r.raw_secs),
             rollup_1m: Duration::from_secs(r.rollup_1m_secs),
+            rollup_10m: Duration::from_secs(r.rollup_10m_secs),
             rollup_1h: Duration::from_secs(r.rollup_1h_secs),
             log_events: Duration::from_secs(r.log_events_secs),
             ..Default::default()
@@ -245,38 +246,78 @@ fn stop_on_signals() -> anyhow::Result<watch::Receiver<bool>> {
 /// How long the pack run after each retention run may start batches.
 const PACK_BUDGET: Duration = Duration::from_secs(15 * 60);
 
-/// The retention job: drops what is older than the `[retention]` ages at each
-/// instant of `retention.schedule`, then packs raw samples left as rows
-/// ([`Sink::pack`]) for at most [`PACK_BUDGET`], where the sink packs.
-fn retention_job(
+/// A job of the sink: `work` at each instant of `every`, retried with backoff when
+/// it fails.
+fn sink_job<Fut>(
+    name: &'static str,
+    every: Every,
     sink: Arc<Sink>,
-    schedule: cron::Schedule,
     telemetry: Arc<Telemetry>,
     stop: watch::Receiver<bool>,
-) -> impl Future<Output = ()> {
+    work: fn(Arc<Sink>, Arc<Telemetry>, watch::Receiver<bool>) -> Fut,
+) -> impl Future<Output = ()>
+where
+    Fut: Future<Output = Result<(), SinkError>>,
+{
     let job_stop = stop.clone();
     jobs::run(
         jobs::Schedule {
-            name: "retention",
-            every: Every::Cron(Box::new(schedule)),
+            name,
+            every,
             backoff: Backoff::new(Duration::from_secs(60), Duration::from_secs(3600)),
             wake: None,
         },
         stop,
-        move || {
-            let (sink, telemetry, stop) = (sink.clone(), telemetry.clone(), job_stop.clone());
-            async move {
-                let r = sink.retention(Utc::now().timestamp_millis()).await;
-                telemetry.retention(r.is_ok());
-                let r = r?;
-                tracing::info!(dropped = ?r.dropped, partitions_created = r.partitions_created, "retention done");
-                if sink.packs() {
-                    pack_after_retention(&sink, &telemetry, &stop).await;
-                }
-                Ok::<(), SinkError>(())
-            }
-        },
+        move || work(sink.clone(), telemetry.clone(), job_stop.clone()),
     )
+}
+
+/// The retention job: drops what is older than the `[retention]` ages at each
+/// instant of `retention.schedule`, then packs raw samples left as rows
+/// ([`Sink::pack`]) for at most [`PACK_BUDGET`], where the sink packs.
+async fn retention(
+    sink: Arc<Sink>,
+    telemetry: Arc<Telemetry>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    let r = sink.retention(Utc::now().timestamp_millis()).await;
+    telemetry.retention(r.is_ok());
+    let r = r?;
+    tracing::info!(dropped = ?r.dropped, partitions_created = r.partitions_created, "retention done");
+    if sink.packs() {
+        pack_after_retention(&sink, &telemetry, &stop).await;
+    }
+    Ok(())
+}
+
+/// How often the hours job looks for buckets to close.
+const HOURS_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How long one hours job run may start agents' transactions.
+const HOURS_BUDGET: Duration = Duration::from_secs(4 * 60);
+
+/// The hours job, every [`HOURS_EVERY`]: closes each agent's ended ten minutes and
+/// hours ([`Sink::close_hours`]), whose rollups are written from the 1-minute ones
+/// once instead of at every pull.
+async fn close_hours(
+    sink: Arc<Sink>,
+    telemetry: Arc<Telemetry>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    let r = sink.close_hours(Some(HOURS_BUDGET), Some(&stop)).await;
+    telemetry.hours_ended(r.as_ref().ok());
+    let r = r?;
+    if r.rows > 0 || !r.complete {
+        tracing::info!(
+            agents = r.agents,
+            rows = r.rows,
+            agents_busy = r.agents_busy,
+            failed = r.failures.len(),
+            complete = r.complete,
+            secs = r.elapsed.as_secs_f64(),
+            "10-minute and 1-hour rollups closed"
+        );
+    }
+    Ok(())
 }
 
 /// The pack run after retention: its outcome is logged and counted, a failure
@@ -454,11 +495,21 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
         &stop,
     )
     .await?;
-    let retention = tokio::spawn(retention_job(
+    let retention = tokio::spawn(sink_job(
+        "retention",
+        Every::Cron(Box::new(retention_schedule)),
         sink.clone(),
-        retention_schedule,
         telemetry.clone(),
         stop.clone(),
+        retention,
+    ));
+    let hours = tokio::spawn(sink_job(
+        "hours",
+        Every::Interval(HOURS_EVERY),
+        sink.clone(),
+        telemetry.clone(),
+        stop.clone(),
+        close_hours,
     ));
     scheduler::run_fleet(
         assigned_rx,
@@ -469,6 +520,7 @@ pub async fn run(cfg: FederatorConfig) -> anyhow::Result<()> {
     )
     .await;
     retention.await.ok();
+    hours.await.ok();
     maintain.await.ok();
     for r in remote_writes {
         r.await.ok();

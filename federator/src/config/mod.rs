@@ -275,6 +275,9 @@ pub struct RetentionConfig {
     pub raw_secs: u64,
     /// 1-minute rollups, in seconds. At least `raw_secs`, default 2592000 (30 days).
     pub rollup_1m_secs: u64,
+    /// 10-minute rollups, in seconds. At least `rollup_1m_secs`, default 7776000 (90
+    /// days).
+    pub rollup_10m_secs: u64,
     /// 1-hour rollups, in seconds. At least `rollup_1m_secs`, default 31536000
     /// (365 days).
     pub rollup_1h_secs: u64,
@@ -288,6 +291,7 @@ impl Default for RetentionConfig {
             schedule: "0 17 * * * *".to_owned(),
             raw_secs: 7 * 86_400,
             rollup_1m_secs: 30 * 86_400,
+            rollup_10m_secs: 90 * 86_400,
             rollup_1h_secs: 365 * 86_400,
             log_events_secs: 30 * 86_400,
         }

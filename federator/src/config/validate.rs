@@ -335,6 +335,13 @@ impl FederatorConfig {
             "2592000, and at least retention.raw_secs",
         );
         c.range(
+            "retention.rollup_10m_secs",
+            r.rollup_10m_secs,
+            r.rollup_1m_secs.max(3600),
+            u64::MAX / 1000,
+            "7776000, and at least retention.rollup_1m_secs",
+        );
+        c.range(
             "retention.rollup_1h_secs",
             r.rollup_1h_secs,
             r.rollup_1m_secs.max(3600),
@@ -477,9 +484,14 @@ pub fn render_check(loaded: &Loaded, problems: &[Problem]) -> String {
             ));
             let r = &c.retention;
             line(format!(
-                "retention:      raw {} s, 1-minute rollups {} s, 1-hour rollups {} s, log events {} s, \
-         job \"{}\"",
-                r.raw_secs, r.rollup_1m_secs, r.rollup_1h_secs, r.log_events_secs, r.schedule
+                "retention:      raw {} s, 1-minute rollups {} s, 10-minute rollups {} s, \
+         1-hour rollups {} s, log events {} s, job \"{}\"",
+                r.raw_secs,
+                r.rollup_1m_secs,
+                r.rollup_10m_secs,
+                r.rollup_1h_secs,
+                r.log_events_secs,
+                r.schedule
             ));
             line(format!(
                 "rollups:        no increase counted across a silence of more than {} s",

@@ -248,6 +248,17 @@ pub async fn range(
 ) -> Result<HashMap<i64, Vec<(i64, Option<f64>)>>, sqlx::Error> {
     // Every statement binds $1 the series; those that put rows in windows $2 the
     // step; then the window's start and end; the raw increase also the longest span.
+    // 1-hour rows need the hour up to which they are closed, as a value (migration
+    // 0091): read first, and written into the statement (a timestamp from the
+    // database, never from the request).
+    let closed = if w.source == DataSource::Rollup1h {
+        let (closed,): (String,) = sqlx::query_as("SELECT pga_closed_until('hours')::text")
+            .fetch_one(pool)
+            .await?;
+        closed
+    } else {
+        String::new()
+    };
     let (per_point, binned, span) = match (w.source, f) {
         (DataSource::Raw, Function::Rate | Function::Increase) => (
             "WITH s AS ( \
@@ -282,7 +293,7 @@ pub async fn range(
         }
         (source, _) if w.step_ms == source.resolution_ms() => {
             // One rollup row per window: read the rows as they are, in index order.
-            let table = rollup_table(source);
+            let table = rollup_table(source, "$2", "$3", &closed);
             let value = rollup_value(f, false, w.step_ms);
             (
                 format!(
@@ -295,7 +306,7 @@ pub async fn range(
             )
         }
         (source, _) => {
-            let table = rollup_table(source);
+            let table = rollup_table(source, "$3", "$4", &closed);
             let agg = rollup_value(f, true, w.step_ms);
             (
                 format!(
@@ -332,12 +343,14 @@ pub async fn range(
     Ok(out)
 }
 
-/// The rollup table a source reads.
-fn rollup_table(source: DataSource) -> &'static str {
+/// What a source reads, the series `$1` from `from` to `to` (placeholders): 1-hour
+/// rows through `pga_rollups_in`, which also sums the minutes of the hours not closed
+/// yet, those from `closed` (`pga_closed_until('hours')`; migration 0091).
+fn rollup_table(source: DataSource, from: &str, to: &str, closed: &str) -> String {
     if source == DataSource::Rollup1h {
-        "samples_1h"
+        format!("pga_rollups_in('hours', $1, {from}, {to}, timestamptz '{closed}')")
     } else {
-        "samples_1m"
+        "samples_1m".to_owned()
     }
 }
 

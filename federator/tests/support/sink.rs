@@ -151,6 +151,11 @@ pub fn stored(pg: &Central, metric: &str) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// Every 10-minute rollup, as readers see it (migration 0091), for
+/// [`rollup_mismatches`].
+pub const PGA_TENS: &str = "pga_rollups_in('tens', ARRAY(SELECT id FROM series), '-infinity', 'infinity', \
+     pga_closed_until('tens'))";
+
 /// Rows of the reference aggregate (docs/central-database.md, "Rollups"), computed by a GROUP BY
 /// over the raw samples and the recorded gaps, that differ from the stored rollup,
 /// or exist on one side only, for `width` ('1 minute' or '1 hour') and rollup table

@@ -190,12 +190,19 @@ pub(crate) async fn ingest(
         .min();
     let gap_recorded = write_gap(conn, agent_row, &uid, batch, oldest_ms).await?;
 
-    // The tails remembered for the agent, if nobody else wrote it since; and the
-    // newest gap's lower bound, for the rollups of the series that only grow.
-    let (token, gap_after_ms): (Option<i64>, Option<i64>) = sqlx::query_as(
+    // The tails remembered for the agent, if nobody else wrote it since; the
+    // newest gap's lower bound, for the rollups of the series that only grow; and
+    // up to where the agent's hours and ten minutes are closed (the rows of
+    // `samples_1h` and `samples_10m` it writes).
+    type Marks = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+    let (token, gap_after_ms, hours_ms, tens_ms): Marks = sqlx::query_as(
         "SELECT (SELECT xmin::text::bigint FROM agent_cursors WHERE agent_id = $1), \
                 (SELECT (extract(epoch FROM max(after_ts)) * 1000)::bigint \
-                 FROM gaps WHERE agent_id = $1)",
+                 FROM gaps WHERE agent_id = $1), \
+                (SELECT (extract(epoch FROM hours_until) * 1000)::bigint \
+                 FROM closed_rollups WHERE agent_id = $1), \
+                (SELECT (extract(epoch FROM tens_until) * 1000)::bigint \
+                 FROM closed_rollups WHERE agent_id = $1)",
     )
     .bind(agent_row)
     .fetch_one(&mut *conn)
@@ -285,8 +292,14 @@ pub(crate) async fn ingest(
             max_silence_ms: sink.options.max_silence.as_millis() as i64,
             gap_after_ms,
         };
-        (rollups_1m, rollups_1h) =
-            rollup::recompute(conn, &written.fresh, written.ranges.as_deref(), breaks).await?;
+        (rollups_1m, rollups_1h) = rollup::recompute(
+            conn,
+            &written.fresh,
+            written.ranges.as_deref(),
+            breaks,
+            rollup::Closed { hours_ms, tens_ms },
+        )
+        .await?;
         count_minutes(conn, agent_row, &written.minutes).await?;
     }
 

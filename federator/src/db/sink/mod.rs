@@ -46,6 +46,7 @@ pub(crate) use fenced_lease_sql;
 
 mod copy;
 mod error;
+mod hours;
 mod ingest;
 pub mod inventory;
 mod pack;
@@ -69,6 +70,7 @@ use crate::pull::batch::{Batch, Cursor};
 
 pub use copy::{PG_EPOCH_UNIX_MS, SampleCopy};
 pub use error::SinkError;
+pub use hours::HoursReport;
 pub use pack::{BatchOutcome, PackOptions, PackReport, PackedBatch};
 pub use retention::{RetentionOptions, RetentionReport};
 pub use schema::MigrateReport;

@@ -22,6 +22,8 @@ pub struct RetentionOptions {
     pub raw: Duration,
     /// One-minute rollups (`samples_1m`); default 30 days.
     pub rollup_1m: Duration,
+    /// Ten-minute rollups (`samples_10m`); default 90 days.
+    pub rollup_10m: Duration,
     /// One-hour rollups (`samples_1h`); default 365 days.
     pub rollup_1h: Duration,
     /// Log events (`log_events`); default 30 days.
@@ -35,6 +37,7 @@ impl Default for RetentionOptions {
         RetentionOptions {
             raw: 7 * DAY,
             rollup_1m: 30 * DAY,
+            rollup_10m: 90 * DAY,
             rollup_1h: 365 * DAY,
             log_events: 30 * DAY,
             partitions_ahead_days: 3,
@@ -70,6 +73,7 @@ impl Sink {
             ("samples_packed", packed_keep),
             ("sample_times", packed_keep),
             ("samples_1m", r.rollup_1m),
+            ("samples_10m", r.rollup_10m),
             ("samples_1h", r.rollup_1h),
             ("log_events", r.log_events),
         ] {

@@ -1,7 +1,7 @@
 //! Exact rollups of the buckets a write touched.
 //!
 //! Definitions (docs/central-database.md, "Rollups"), per series and bucket `[b, b + width)`
-//! (buckets aligned on the Unix epoch, UTC; widths 1 minute and 1 hour):
+//! (buckets aligned on the Unix epoch, UTC; widths 1 minute, 10 minutes and 1 hour):
 //!
 //! * `count`, `sum`, `min`, `max` of the values of the samples in the bucket;
 //! * `last`: the value of the newest sample in the bucket;
@@ -19,7 +19,7 @@
 //!
 //! The pair straddling a bucket boundary counts toward the later bucket, so the
 //! increases of consecutive buckets add up to the increase over their union, and
-//! the 1-hour row is the sum of its 1-minute rows (`increase`, `increase_secs`;
+//! a 10-minute or 1-hour row is the sum of its 1-minute rows (`increase`, `increase_secs`;
 //! `after_gap` if any minute's).
 //!
 //! A new sample at `t` changes the bucket of `t` and, through `increase` and the
@@ -27,14 +27,15 @@
 //! write touched, the 1-minute buckets from the one holding its oldest new sample to
 //! the one holding the first stored sample after its newest new sample are
 //! recomputed from the raw samples (with the sample before that range as the first
-//! predecessor), and the 1-hour buckets covering them from the 1-minute rows. A gap
+//! predecessor), and the closed 10-minute and 1-hour buckets covering them ([`Closed`])
+//! from the 1-minute rows. A gap
 //! is recorded, in the transaction of the batch that reveals it, before that batch's
 //! samples; its lower bound is the newest sample stored from the agent, so no pair
 //! already stored straddles it. A series whose new samples are all newer than
 //! everything stored for it (the usual case: a live agent, a catch-up) needs no
 //! re-reading: its minutes are computed from the batch and its stored predecessor,
 //! copied in when the minute held nothing, added to the row of the minute of its
-//! newest stored sample, and added to its hours. Late, backfilled or repeated data
+//! newest stored sample, and added to its closed hours and ten minutes. Late, backfilled or repeated data
 //! are recomputed from scratch, so they give the same rows as data that arrived on
 //! time and in order.
 
@@ -119,34 +120,80 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
     last = EXCLUDED.last, increase = EXCLUDED.increase,
     increase_secs = EXCLUDED.increase_secs, after_gap = EXCLUDED.after_gap";
 
-/// Recomputes the 1-hour rows covering every `[lo, hi)` range from the 1-minute rows.
-const ROLLUP_1H: &str = "\
-INSERT INTO samples_1h AS r (series_id, bucket, count, sum, min, max, last, increase,
-                             increase_secs, after_gap)
-SELECT m.series_id, m.hour,
+/// The rows of `{table}` (`samples_1h`, `samples_10m`: buckets `{width}` wide) summed
+/// from the 1-minute rows `m` that `{from}` joins and filters (`m.bucket` whole
+/// buckets), replacing the rows there: the sums `pga_rollups_in` makes of
+/// open buckets (migration 0091).
+macro_rules! sum_minutes_sql {
+    ($table:literal, $width:literal, $($from:tt)+) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " AS r (series_id, bucket, count, sum, min, max, last, increase,
+                      increase_secs, after_gap)
+SELECT m.series_id, date_bin('",
+            $width,
+            "', m.bucket, timestamptz 'epoch'),
        sum(m.count), sum(m.sum), min(m.min), max(m.max),
-       max(m.last) FILTER (WHERE m.newest),
+       (array_agg(m.last ORDER BY m.bucket DESC))[1],
        sum(m.increase), sum(m.increase_secs), coalesce(bool_or(m.after_gap), false)
-FROM (
-    SELECT q.*, q.next_bucket IS NULL
-                OR date_bin('1 hour', q.next_bucket, timestamptz 'epoch') <> q.hour AS newest
-    FROM (
-        SELECT m.*, date_bin('1 hour', m.bucket, timestamptz 'epoch') AS hour,
-               lead(m.bucket) OVER (PARTITION BY m.series_id ORDER BY m.bucket) AS next_bucket
-        FROM pga_touched t
-        JOIN samples_1m m
-          ON m.series_id = t.series_id
-         AND t.series_id <> ALL($1)
-         AND m.bucket >= date_bin('1 hour', t.lo, timestamptz 'epoch')
-         AND m.bucket < date_bin('1 hour', t.hi - interval '1 minute', timestamptz 'epoch')
-                        + interval '1 hour'
-    ) q
-) m
-GROUP BY m.series_id, m.hour
+",
+            $($from)+,
+            "
+GROUP BY 1, 2
 ON CONFLICT (series_id, bucket) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
     last = EXCLUDED.last, increase = EXCLUDED.increase,
-    increase_secs = EXCLUDED.increase_secs, after_gap = EXCLUDED.after_gap";
+    increase_secs = EXCLUDED.increase_secs, after_gap = EXCLUDED.after_gap"
+        )
+    };
+}
+
+/// Recomputes the rows of `{table}` covering every `[lo, hi)` range of `pga_touched`
+/// (the series not in `$1`) from the 1-minute rows, the closed buckets only: those
+/// before `$2` (ms), the agent's mark in `closed_rollups`.
+macro_rules! rollup_above_sql {
+    ($table:literal, $width:literal) => {
+        sum_minutes_sql!(
+            $table,
+            $width,
+            concat!(
+                "FROM pga_touched t
+JOIN samples_1m m
+  ON m.series_id = t.series_id
+ AND t.series_id <> ALL($1)
+ AND m.bucket >= date_bin('",
+                $width,
+                "', t.lo, timestamptz 'epoch')
+ AND m.bucket < date_bin('",
+                $width,
+                "', t.hi - interval '1 minute', timestamptz 'epoch') + interval '",
+                $width,
+                "'
+ AND m.bucket < timestamptz 'epoch' + $2::bigint * interval '1 millisecond'"
+            )
+        )
+    };
+}
+const ROLLUP_1H: &str = rollup_above_sql!("samples_1h", "1 hour");
+const ROLLUP_10M: &str = rollup_above_sql!("samples_10m", "10 minutes");
+
+/// The hours job's statements ([`super::hours`]): the rows of the series `$1` in
+/// `[$2, $3)` (ms, whole buckets) from their minutes.
+macro_rules! close_sql {
+    ($table:literal, $width:literal) => {
+        sum_minutes_sql!(
+            $table,
+            $width,
+            "FROM samples_1m m
+WHERE m.series_id = ANY($1)
+  AND m.bucket >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+  AND m.bucket < timestamptz 'epoch' + $3::bigint * interval '1 millisecond'"
+        )
+    };
+}
+pub(crate) const CLOSE_1H: &str = close_sql!("samples_1h", "1 hour");
+pub(crate) const CLOSE_10M: &str = close_sql!("samples_10m", "10 minutes");
 
 /// When a pair of consecutive samples `(p, s)` of one agent's series is broken
 /// (module docs).
@@ -159,6 +206,20 @@ pub(crate) struct Breaks {
     /// among the pairs a fresh series forms (its stored tail and newer samples) only
     /// the first can straddle a gap, and only the newest gap.
     pub gap_after_ms: Option<i64>,
+}
+
+/// Up to where (ms) an agent's 1-hour and 10-minute rows are closed: its marks in
+/// `closed_rollups` (migration 0090), `None` for none yet. The ingest writes the rows
+/// of closed buckets only (keeping them exact as data arrives late); the hours job
+/// writes the others once their time has passed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Closed {
+    pub hours_ms: Option<i64>,
+    pub tens_ms: Option<i64>,
+}
+
+fn closed(bucket_ms: i64, until_ms: Option<i64>) -> bool {
+    until_ms.is_some_and(|until| bucket_ms < until)
 }
 
 impl Breaks {
@@ -196,9 +257,15 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
 }
 const MERGE_1M: &str = merge_sql!("samples_1m");
 const MERGE_1H: &str = merge_sql!("samples_1h");
+const MERGE_10M: &str = merge_sql!("samples_10m");
+
+const HOUR_MS: i64 = 3_600_000;
+const TEN_MINUTES_MS: i64 = 600_000;
 
 /// Recomputes the rollups of the buckets touched by the samples listed in
-/// `pga_touched`; returns the 1-minute and 1-hour rows written.
+/// `pga_touched`; returns the 1-minute and the 1-hour and 10-minute rows written.
+/// 1-hour and 10-minute rows are written for the agent's [`Closed`] buckets only;
+/// the hours job writes the others once their time has passed.
 ///
 /// `fresh` holds the series whose new samples are newer than all they had stored
 /// ([`Fresh`]): their 1-minute rows follow from the new samples and the stored
@@ -211,11 +278,13 @@ pub(crate) async fn recompute(
     fresh: &HashMap<i64, Fresh>,
     ranges: Option<&[[i64; 4]]>,
     breaks: Breaks,
+    marks: Closed,
 ) -> Result<(u64, u64), SinkError> {
     let mut copy = RollupCopy::new();
     let mut computed = Vec::with_capacity(fresh.len());
     let mut continued: Vec<RollupRow> = Vec::new();
     let mut hours: Vec<RollupRow> = Vec::new();
+    let mut tens: Vec<RollupRow> = Vec::new();
     for (&id, series) in fresh {
         let minutes = minute_rows(id, series.counter, series.prev, &series.samples, breaks);
         let tail_minute = series.tail_ms.map(|t| t - t.rem_euclid(60_000));
@@ -226,7 +295,16 @@ pub(crate) async fn recompute(
                 copy.push(row);
             }
         }
-        hours.extend(hour_partials(&minutes));
+        hours.extend(
+            partials(&minutes, HOUR_MS)
+                .into_iter()
+                .filter(|h| closed(h.bucket_ms, marks.hours_ms)),
+        );
+        tens.extend(
+            partials(&minutes, TEN_MINUTES_MS)
+                .into_iter()
+                .filter(|h| closed(h.bucket_ms, marks.tens_ms)),
+        );
         computed.push(id);
     }
     let mut m1 = copy.rows() as u64;
@@ -234,6 +312,7 @@ pub(crate) async fn recompute(
         computed.clear();
         continued.clear();
         hours.clear();
+        tens.clear();
         m1 = 0;
     }
     if !continued.is_empty() {
@@ -256,15 +335,26 @@ pub(crate) async fn recompute(
             .await
             .map_err(SinkError::db("recomputing 1-minute rollups"))?
             .rows_affected();
-        h1 += sqlx::query(ROLLUP_1H)
-            .bind(&computed)
-            .execute(&mut *conn)
-            .await
-            .map_err(SinkError::db("recomputing 1-hour rollups"))?
-            .rows_affected();
+        for (statement, until, what) in [
+            (ROLLUP_1H, marks.hours_ms, "recomputing 1-hour rollups"),
+            (ROLLUP_10M, marks.tens_ms, "recomputing 10-minute rollups"),
+        ] {
+            if let Some(until) = until {
+                h1 += sqlx::query(statement)
+                    .bind(&computed)
+                    .bind(until)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(SinkError::db(what))?
+                    .rows_affected();
+            }
+        }
     }
     if !hours.is_empty() {
         h1 += merge(conn, MERGE_1H, &hours, "merging 1-hour rollups").await?;
+    }
+    if !tens.is_empty() {
+        h1 += merge(conn, MERGE_10M, &tens, "merging 10-minute rollups").await?;
     }
     Ok((m1, h1))
 }
@@ -366,12 +456,12 @@ fn minute_rows(
     rows
 }
 
-/// One partial 1-hour row per hour of `minutes` (ascending), merged the way
-/// `ROLLUP_1H` aggregates.
-fn hour_partials(minutes: &[RollupRow]) -> Vec<RollupRow> {
+/// One partial row per `width_ms` bucket of `minutes` (ascending), merged the way
+/// `ROLLUP_1H` and `ROLLUP_10M` aggregate.
+fn partials(minutes: &[RollupRow], width_ms: i64) -> Vec<RollupRow> {
     let mut out: Vec<RollupRow> = Vec::new();
     for m in minutes {
-        let hour_ms = m.bucket_ms - m.bucket_ms.rem_euclid(3_600_000);
+        let hour_ms = m.bucket_ms - m.bucket_ms.rem_euclid(width_ms);
         match out.last_mut() {
             Some(h) if h.bucket_ms == hour_ms => {
                 h.count += m.count;
@@ -541,7 +631,7 @@ mod tests {
             ],
             NO_BREAKS,
         );
-        let hours = hour_partials(&rows);
+        let hours = partials(&rows, HOUR_MS);
         assert_eq!(hours.len(), 2);
         assert_eq!(
             (

@@ -29,12 +29,13 @@ use super::{Sink, SinkError};
 
 const SETUP: &str = include_str!("timescale.sql");
 /// The views over the time-series tables, created again after the conversion.
-const VIEWS: [&str; 5] = [
+const VIEWS: [&str; 6] = [
     include_str!("../../../../migrations/0003_views.sql"),
     include_str!("../../../../migrations/0006_views.sql"),
     include_str!("../../../../migrations/0030_query_layer.sql"),
     include_str!("../../../../migrations/0040_query_speed.sql"),
     include_str!("../../../../migrations/0081_packed_query.sql"),
+    include_str!("../../../../migrations/0091_closed_hours_query.sql"),
 ];
 
 /// Where TimescaleDB stands for the central database.
@@ -82,7 +83,7 @@ async fn detect(sink: &Sink) -> Result<(TimescaleState, bool), SinkError> {
                 EXISTS (SELECT FROM pg_available_extensions WHERE name = 'timescaledb'), \
                 EXISTS (SELECT FROM pga_partitioned), \
                 EXISTS (SELECT FROM samples) OR EXISTS (SELECT FROM samples_packed) \
-                OR EXISTS (SELECT FROM samples_1m) \
+                OR EXISTS (SELECT FROM samples_1m) OR EXISTS (SELECT FROM samples_10m) \
                 OR EXISTS (SELECT FROM samples_1h) OR EXISTS (SELECT FROM log_events)",
     )
     .fetch_one(&sink.pool)
@@ -195,17 +196,19 @@ async fn convert(sink: &Sink) -> Result<(), SinkError> {
 }
 
 /// `(table, policy procedure, interval)` as the retention settings want them.
-fn wanted_policies(sink: &Sink) -> [(&'static str, &'static str, Duration); 8] {
+fn wanted_policies(sink: &Sink) -> [(&'static str, &'static str, Duration); 10] {
     let r = &sink.options.retention;
     let two_days = Duration::from_secs(2 * 86_400);
     let month = Duration::from_secs(30 * 86_400);
     [
         ("samples", "policy_compression", two_days),
         ("samples_1m", "policy_compression", two_days),
+        ("samples_10m", "policy_compression", two_days),
         ("samples_1h", "policy_compression", month),
         ("log_events", "policy_compression", two_days),
         ("samples", "policy_retention", r.raw),
         ("samples_1m", "policy_retention", r.rollup_1m),
+        ("samples_10m", "policy_retention", r.rollup_10m),
         ("samples_1h", "policy_retention", r.rollup_1h),
         ("log_events", "policy_retention", r.log_events),
     ]

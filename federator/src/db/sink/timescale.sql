@@ -5,8 +5,8 @@
 -- time-series tables are still empty: it replaces those natively partitioned tables
 -- (migrations/0002_metrics.sql, with the columns later migrations added) with
 -- hypertables of the same columns and keys, with compression enabled. The views of
--- migrations/0003_views.sql, 0006_views.sql, 0030_query_layer.sql and
--- 0081_packed_query.sql are dropped here
+-- migrations/0003_views.sql, 0006_views.sql, 0030_query_layer.sql,
+-- 0081_packed_query.sql and 0091_closed_hours_query.sql are dropped here
 -- and created again afterwards; compression and retention policies are set by timescale.rs from the
 -- retention settings. Never run on plain PostgreSQL. Needs TimescaleDB 2.13 or newer
 -- (create_hypertable with by_range; ON CONFLICT into compressed chunks).
@@ -18,6 +18,9 @@ DROP VIEW metric_series, metric_samples, metric_rollups_1m, metric_rollups_1h,
 -- Over `samples` and the packed tables (migrations/0081_packed_query.sql), after
 -- metric_samples, which reads it.
 DROP VIEW IF EXISTS pga_samples;
+-- Over samples_1h and samples_1m (migrations/0091_closed_hours_query.sql), after
+-- metric_rollups_1h, which reads it.
+DROP VIEW IF EXISTS pga_hours;
 
 -- Each time-series table is created again from the native one, LIKE it (the same
 -- columns, defaults, NOT NULL and CHECK constraints, primary key and indexes, so the
@@ -31,6 +34,7 @@ BEGIN
     FOR t IN SELECT * FROM (VALUES
         ('samples',    'ts',     INTERVAL '1 day',   'series_id', 'ts'),
         ('samples_1m', 'bucket', INTERVAL '1 day',   'series_id', 'bucket'),
+        ('samples_10m', 'bucket', INTERVAL '7 days', 'series_id', 'bucket'),
         ('samples_1h', 'bucket', INTERVAL '30 days', 'series_id', 'bucket'),
         ('log_events', 'ts',     INTERVAL '1 day',   'agent_id',
          'ts, block_sequence, event_index')
