@@ -196,6 +196,20 @@ BEGIN
 END
 $$;
 
+-- The aggregate of function p_fn (checked by the caller) over rollup rows `r`, for
+-- the dynamic SQL of pga_range_series and pga_summary.
+CREATE OR REPLACE FUNCTION pga_rollup_agg(p_fn text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE p_fn
+        WHEN 'avg' THEN 'sum(r.sum) / sum(r.count)'
+        WHEN 'min' THEN 'min(r.min)'
+        WHEN 'max' THEN 'max(r.max)'
+        WHEN 'last' THEN '(array_agg(r.last ORDER BY r.bucket DESC))[1]'
+        WHEN 'increase' THEN 'sum(r.increase)'
+        ELSE 'sum(r.increase) / nullif(sum(r.increase_secs), 0)'
+    END
+$$;
+
 -- pga_range (0030_query_layer.sql) over the series listed in p_series
 -- (0040_query_speed.sql), raw samples through pga_raw (0081_packed_query.sql),
 -- 10-minute and 1-hour buckets through pga_rollups_in.
@@ -274,14 +288,7 @@ BEGIN
             ORDER BY 1, 2$q$, sel, agg)
         USING p_series, start, p_to, p_step, p_max_silence;
     ELSE
-        agg := CASE p_fn
-            WHEN 'avg' THEN 'sum(r.sum) / sum(r.count)'
-            WHEN 'min' THEN 'min(r.min)'
-            WHEN 'max' THEN 'max(r.max)'
-            WHEN 'last' THEN '(array_agg(r.last ORDER BY r.bucket DESC))[1]'
-            WHEN 'increase' THEN 'sum(r.increase)'
-            ELSE 'sum(r.increase) / nullif(sum(r.increase_secs), 0)'
-        END;
+        agg := pga_rollup_agg(p_fn);
         RETURN QUERY EXECUTE format($q$
             WITH sel AS (%s)
             SELECT b.t, b.series_id, sel.agent, sel.pg_instance, sel.labels, b.value
@@ -327,14 +334,7 @@ BEGIN
         h_from := p_to;
         h_to := p_to;
     END IF;
-    agg := CASE p_fn
-        WHEN 'avg' THEN 'sum(r.sum) / sum(r.count)'
-        WHEN 'min' THEN 'min(r.min)'
-        WHEN 'max' THEN 'max(r.max)'
-        WHEN 'last' THEN '(array_agg(r.last ORDER BY r.bucket DESC))[1]'
-        WHEN 'increase' THEN 'sum(r.increase)'
-        ELSE 'sum(r.increase) / nullif(sum(r.increase_secs), 0)'
-    END;
+    agg := pga_rollup_agg(p_fn);
     RETURN QUERY EXECUTE format($q$
         WITH sel AS (SELECT * FROM pga_select_series($1, $2, $3, $4)),
         r AS (
@@ -367,7 +367,7 @@ DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pga_reader') THEN
         GRANT EXECUTE ON FUNCTION
-            pga_closed_until(text), pga_bucket_ceil(interval, timestamptz),
+            pga_closed_until(text), pga_bucket_ceil(interval, timestamptz), pga_rollup_agg(text),
             pga_rollups_in(text, bigint[], timestamptz, timestamptz, timestamptz)
         TO pga_reader;
     END IF;

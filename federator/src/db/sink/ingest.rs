@@ -199,10 +199,10 @@ pub(crate) async fn ingest(
         "SELECT (SELECT xmin::text::bigint FROM agent_cursors WHERE agent_id = $1), \
                 (SELECT (extract(epoch FROM max(after_ts)) * 1000)::bigint \
                  FROM gaps WHERE agent_id = $1), \
-                (SELECT (extract(epoch FROM hours_until) * 1000)::bigint \
-                 FROM closed_rollups WHERE agent_id = $1), \
-                (SELECT (extract(epoch FROM tens_until) * 1000)::bigint \
-                 FROM closed_rollups WHERE agent_id = $1)",
+                (extract(epoch FROM k.hours_until) * 1000)::bigint, \
+                (extract(epoch FROM k.tens_until) * 1000)::bigint \
+         FROM (VALUES (1)) AS one \
+         LEFT JOIN closed_rollups k ON k.agent_id = $1",
     )
     .bind(agent_row)
     .fetch_one(&mut *conn)
