@@ -22,10 +22,14 @@ pub struct InventoryReport {
     pub identity_changes: Vec<(String, i64, i64)>,
 }
 
+/// The agents of one host record it concurrently, each at its transaction's start
+/// (`now()`): one that started earlier but commits later must not move `last_seen_at`
+/// back before another's `first_seen_at` (seen in CI: first seen after last seen).
 const SERVER: &str = "\
 INSERT INTO servers (hostname, first_seen_at, last_seen_at) VALUES ($1, now(), now())
 ON CONFLICT (hostname) DO UPDATE
-    SET last_seen_at = now(), first_seen_at = coalesce(servers.first_seen_at, now())
+    SET last_seen_at = greatest(servers.last_seen_at, now()),
+        first_seen_at = least(servers.first_seen_at, now())
 RETURNING id";
 
 const AGENT: &str = "\
