@@ -26,7 +26,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -94,17 +94,31 @@ pub fn backoff(failures: u32, initial: Duration, max: Duration) -> Duration {
     initial.saturating_mul(factor).min(max)
 }
 
-/// How long from now until the first instant of `schedule` not before `not_before`,
-/// plus `offset`.
+/// How long from now until the agent's next start: the first instant of `schedule`,
+/// plus `offset`, that is not before `not_before`.
 fn until_next(schedule: &cron::Schedule, not_before: Instant, offset: Duration) -> Duration {
-    let now = Instant::now();
-    let wait_extra = not_before.saturating_duration_since(now);
-    let base = Utc::now() + chrono::Duration::from_std(wait_extra).unwrap_or_default();
-    match schedule.after(&base).next() {
-        Some(t) => (t - Utc::now()).to_std().unwrap_or_default() + offset,
+    let now = Utc::now();
+    let wait_extra = not_before.saturating_duration_since(Instant::now());
+    let earliest = now + chrono::Duration::from_std(wait_extra).unwrap_or_default();
+    match next_start(schedule, earliest, offset) {
+        Some(t) => (t - Utc::now()).to_std().unwrap_or_default(),
         // A schedule with no future instant (a past year): never again.
         None => Duration::from_secs(365 * 86_400),
     }
+}
+
+/// The first start `s + offset` after `earliest`, `s` an instant of `schedule`.
+///
+/// The offset is taken off before the schedule is searched, not added after it: an
+/// agent whose offset is 14 s on a 15 s schedule and whose pull ends 1 s after the
+/// next instant still starts at that instant plus 14 s, instead of skipping a tick.
+fn next_start(
+    schedule: &cron::Schedule,
+    earliest: DateTime<Utc>,
+    offset: Duration,
+) -> Option<DateTime<Utc>> {
+    let offset = chrono::Duration::from_std(offset).unwrap_or_default();
+    schedule.after(&(earliest - offset)).next().map(|s| s + offset)
 }
 
 /// Runs every job until `stop` turns true; returns when all jobs have stopped.
@@ -452,5 +466,27 @@ mod tests {
             Duration::ZERO,
         );
         assert!(later >= Duration::from_secs(59), "{later:?}");
+    }
+
+    /// A pull that ends after the next schedule instant, but before that instant plus
+    /// the agent's offset, does not cost the agent that tick (seen in `pga-bench
+    /// fleet`: one agent in ten, those with the largest offsets, missed ticks).
+    #[test]
+    fn a_large_offset_keeps_every_tick() {
+        let every_15 = crate::config::parse_schedule("*/15 * * * * *").unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let offset = Duration::from_secs(14);
+        // Started at 12:00:14, ended at 12:00:15.2: next at 12:00:29.
+        let next = next_start(&every_15, at("2026-12-05T12:00:15.200Z"), offset);
+        assert_eq!(next, Some(at("2026-12-05T12:00:29Z")));
+        // Ended at 12:00:29.5, past its next start: the one after.
+        let next = next_start(&every_15, at("2026-12-05T12:00:29.500Z"), offset);
+        assert_eq!(next, Some(at("2026-12-05T12:00:44Z")));
+        // No offset: the schedule's own instants.
+        let next = next_start(&every_15, at("2026-12-05T12:00:15.200Z"), Duration::ZERO);
+        assert_eq!(next, Some(at("2026-12-05T12:00:30Z")));
+        // The first start of a job: the next offset instant after now.
+        let next = next_start(&every_15, at("2026-12-05T12:00:03Z"), offset);
+        assert_eq!(next, Some(at("2026-12-05T12:00:14Z")));
     }
 }
