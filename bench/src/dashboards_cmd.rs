@@ -35,9 +35,14 @@ const DAY_MS: i64 = 86_400_000;
 /// --statements top statements of each database, bgwriter, checkpointer and
 /// wraparound every 60 s; sizes every 300 s. Counters grow at per-series rates,
 /// gauges wander. Raw samples are kept for --raw-hours (older raw partitions are
-/// dropped as retention would drop them, so the database fits the disk); the 1-minute,
-/// 10-minute and 1-hour rollups cover every day (the hours job closes them once the
-/// data is written, as the federator does every 5 minutes).
+/// dropped as retention would drop them, so the database fits the disk); the 10-minute
+/// and 1-hour rollups cover every day, and so do the 1-minute ones unless
+/// --minute-hours keeps only the newest (the 7-day panels read 10-minute rows; a
+/// fleet of 50 agents × 2,000 series holds about 140 GB of 1-minute rows a week).
+/// The hours job closes the buckets once the data is written, as the federator does
+/// every 5 minutes; with --minute-hours it runs after every day written, before
+/// retention, and the days after it arrive as late data into closed buckets, as a
+/// backfill does.
 ///
 /// Then every query of every SQL dashboard (variables on "All") runs as Grafana runs
 /// it over the last 7 days at the step of a 1,000-pixel panel (10 minutes: 10-minute
@@ -65,6 +70,9 @@ pub struct DashboardsArgs {
     /// Hours of raw samples kept (the newest).
     #[arg(long, default_value_t = 24)]
     pub raw_hours: u64,
+    /// Hours of 1-minute rollups kept (the newest); every day's when not given.
+    #[arg(long)]
+    pub minute_hours: Option<u64>,
     /// Runs of each query; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
@@ -363,6 +371,14 @@ pub fn run(args: &DashboardsArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
+    if let Some(h) = args.minute_hours {
+        anyhow::ensure!(
+            h >= args.raw_hours,
+            "--minute-hours {h} is below --raw-hours {}: the federator keeps 1-minute rollups \
+             at least as long as raw samples; raise --minute-hours",
+            args.raw_hours
+        );
+    }
     let catalog = catalog(args)?;
     let pg = Cluster::builder()
         .setting("synchronous_commit", "off")
@@ -391,6 +407,10 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
             max_connections: 1,
             retention: RetentionOptions {
                 raw: Duration::from_millis(args.raw_hours * HOUR_MS as u64),
+                rollup_1m: match args.minute_hours {
+                    Some(h) => Duration::from_millis(h * HOUR_MS as u64),
+                    None => RetentionOptions::default().rollup_1m,
+                },
                 ..RetentionOptions::default()
             },
             ..SinkOptions::default()
@@ -403,14 +423,18 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     let start = end - args.days as i64 * DAY_MS;
     println!(
         "pga-bench dashboards: {} agents × {} series ({} databases, {} tables and {} statements per database), \
-         {} days, raw samples for the newest {} h",
+         {} days, raw samples for the newest {} h, 1-minute rollups for {}",
         args.agents,
         catalog.len(),
         args.databases,
         args.tables,
         args.statements,
         args.days,
-        args.raw_hours
+        args.raw_hours,
+        match args.minute_hours {
+            Some(h) => format!("the newest {h} h"),
+            None => "every day".into(),
+        }
     );
     for a in 0..args.agents {
         let status = AgentStatus {
@@ -441,6 +465,8 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     let written = Instant::now();
     let mut samples = 0u64;
     let mut seq = 0u64;
+    let mut closed_rows = 0u64;
+    let mut closing_time = Duration::ZERO;
     let hour_blocks = HOUR_MS / BLOCK_MS;
     let mut t = start;
     while t < end {
@@ -497,6 +523,15 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
         seq += hour_blocks as u64;
         t += HOUR_MS;
         if (t - start) % DAY_MS == 0 {
+            if args.minute_hours.is_some() {
+                // The 1-minute rows about to be dropped are closed into 10-minute and
+                // 1-hour rows first.
+                let closing = Instant::now();
+                let closed = full.close_hours(None, None).await?;
+                anyhow::ensure!(closed.complete, "the hours job did not finish: {closed:?}");
+                closed_rows += closed.rows;
+                closing_time += closing.elapsed();
+            }
             // Retention as of the newest data written: drops only raw partitions
             // that end before it, all of whose days are written.
             short.retention(t).await?;
@@ -519,11 +554,18 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     let closing = Instant::now();
     let closed = full.close_hours(None, None).await?;
     anyhow::ensure!(closed.complete, "the hours job did not finish: {closed:?}");
+    closed_rows += closed.rows;
+    closing_time += closing.elapsed();
     println!(
-        "hours job: {} 1-hour and 10-minute rows of {} agents in {:.1} s",
-        closed.rows,
-        closed.agents,
-        closing.elapsed().as_secs_f64()
+        "hours job: {closed_rows} 1-hour and 10-minute rows of {} agents in {:.1} s{}",
+        args.agents,
+        closing_time.as_secs_f64(),
+        if args.minute_hours.is_some() {
+            " (after each day; the days after the first arrived as late data, their rows \
+             written by the ingest)"
+        } else {
+            ""
+        }
     );
     pg.psql("central", "VACUUM ANALYZE")?;
     let sizes = pg.psql(
@@ -540,6 +582,10 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
                               / greatest((SELECT count(*) FROM samples_10m), 1), 1) \
                  FROM pga_partitions p WHERE p.parent = 'samples_10m') \
                 || ' per 10-minute row, ' || \
+                (SELECT round(sum(pg_total_relation_size(p.name::regclass)) \
+                              / greatest((SELECT count(*) FROM samples_1h), 1), 1) \
+                 FROM pga_partitions p WHERE p.parent = 'samples_1h') \
+                || ' per 1-hour row, ' || \
                 pg_size_pretty(pg_database_size('central'))",
     )?;
     println!(
