@@ -494,8 +494,9 @@ def tables():
     table(b, "Tables", "Per table over the range: total size at the end, growth, sequential and index scans, "
           "dead tuples now, time since the last (auto)vacuum and (auto)analyze.",
           f"""WITH size AS (SELECT series_id, agent, pg_instance, labels, value FROM {latest('pg_relation_total_size_bytes', REL)}),
-grow AS (SELECT agent, pg_instance, labels, max(value) - min(value) AS value
-         FROM {rng('pg_relation_total_size_bytes', 'last', REL)} GROUP BY 1, 2, 3),
+grow AS (SELECT hi.agent, hi.pg_instance, hi.labels, hi.value - lo.value AS value
+         FROM {summ('pg_relation_total_size_bytes', 'max', REL)} hi
+         JOIN {summ('pg_relation_total_size_bytes', 'min', REL)} lo USING (series_id)),
 seq AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_user_tables_seq_scan_total', 'increase', REL)}),
 idx AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_user_tables_idx_scan_total', 'increase', REL)}),
 dead AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tables_n_dead_tup', REL)}),

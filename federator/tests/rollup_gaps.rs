@@ -335,6 +335,47 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
             );
             assert_eq!(raw, rolled, "{name} {f}: raw samples vs rollups");
         }
+        // `last` at the steps of every rollup width, one row per bucket
+        // (migrations/0093_range_speed.sql takes that row as it is) or several (20
+        // minutes over 10-minute rows), is the newest raw sample of each bucket.
+        for (metric, step) in [
+            "pg_stat_database_numbackends",
+            "pg_stat_database_xact_commit_total",
+        ]
+        .into_iter()
+        .flat_map(|m| ["1 minute", "10 minutes", "20 minutes", "1 hour"].map(|s| (m, s)))
+        {
+            let check = sql(
+                &pg,
+                &format!(
+                    "WITH got AS (SELECT time, series_id, value \
+                                  FROM pga_range('{metric}', 'last', {range}, '{step}', \
+                                                 ARRAY['{name}'])), \
+                     want AS (SELECT date_bin('{step}', s.ts, timestamptz 'epoch') AS time, \
+                                     s.series_id, \
+                                     (array_agg(s.value ORDER BY s.ts DESC))[1] AS value \
+                              FROM pga_samples s \
+                              WHERE s.series_id IN (SELECT series_id FROM got) \
+                                AND s.ts >= to_timestamp({start} / 1000.0) \
+                                AND s.ts < to_timestamp({end} / 1000.0) \
+                              GROUP BY 1, 2) \
+                     SELECT (SELECT count(*) FROM got), \
+                            (SELECT count(*) FROM (TABLE got EXCEPT ALL TABLE want) x), \
+                            (SELECT count(*) FROM (TABLE want EXCEPT ALL TABLE got) y)",
+                    end = start + 3 * 3_600_000
+                ),
+            );
+            let parts: Vec<&str> = check.split('|').collect();
+            assert!(
+                parts[0].parse::<u32>().unwrap() > 0,
+                "{name} {metric} {step}: {check}"
+            );
+            assert_eq!(
+                &parts[1..],
+                ["0", "0"],
+                "{name} {metric} {step} last: {check}"
+            );
+        }
         // pga_range_top (migrations/0040_query_speed.sql) gives pga_range's rows of
         // the series that rank highest over both agents, and only those, from every
         // source.

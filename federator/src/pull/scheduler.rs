@@ -118,7 +118,10 @@ fn next_start(
     offset: Duration,
 ) -> Option<DateTime<Utc>> {
     let offset = chrono::Duration::from_std(offset).unwrap_or_default();
-    schedule.after(&(earliest - offset)).next().map(|s| s + offset)
+    schedule
+        .after(&(earliest - offset))
+        .next()
+        .map(|s| s + offset)
 }
 
 /// Runs every job until `stop` turns true; returns when all jobs have stopped.

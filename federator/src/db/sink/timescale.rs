@@ -29,13 +29,14 @@ use super::{Sink, SinkError};
 
 const SETUP: &str = include_str!("timescale.sql");
 /// The views over the time-series tables, created again after the conversion.
-const VIEWS: [&str; 6] = [
+const VIEWS: [&str; 7] = [
     include_str!("../../../../migrations/0003_views.sql"),
     include_str!("../../../../migrations/0006_views.sql"),
     include_str!("../../../../migrations/0030_query_layer.sql"),
     include_str!("../../../../migrations/0040_query_speed.sql"),
     include_str!("../../../../migrations/0081_packed_query.sql"),
     include_str!("../../../../migrations/0091_closed_hours_query.sql"),
+    include_str!("../../../../migrations/0093_range_speed.sql"),
 ];
 
 /// Where TimescaleDB stands for the central database.

@@ -22,6 +22,10 @@ DROP VIEW IF EXISTS pga_samples;
 -- metric_rollups_1h, which reads it.
 DROP VIEW IF EXISTS pga_hours;
 
+-- The covering index of the native 1-hour rollups (migrations/0092_rollup_cover.sql):
+-- compressed chunks segmented by series serve those reads instead.
+DROP INDEX IF EXISTS samples_1h_cover;
+
 -- Each time-series table is created again from the native one, LIKE it (the same
 -- columns, defaults, NOT NULL and CHECK constraints, primary key and indexes, so the
 -- columns later migrations added come along), and the native one with its
