@@ -18,14 +18,37 @@
 --
 -- Only on the native partitioned table: a TimescaleDB hypertable keeps these rows
 -- compressed, segmented by series (federator/src/db/sink/timescale.sql), and its
--- conversion drops this index first. The index is built on every partition in this
--- transaction, which holds writes to `samples_1h` until it is done.
+-- conversion drops this index first.
+--
+-- Online: the index is declared on the parent only, which takes no time, and built
+-- here on the partitions that hold no row yet (all of them in a new database). Every
+-- partition created later gets it with its creation. A partition that already holds
+-- rows keeps being read from the heap until retention drops it, since building its
+-- index here would hold the hours job and the ingest of late data for as long as the
+-- build takes; docs/central-database.md ("Closed hours") gives the two statements that
+-- build it without holding them.
 
 DO $$
+DECLARE
+    part text;
+    has_rows boolean;
 BEGIN
-    IF EXISTS (SELECT FROM pga_partitioned p WHERE p.parent = 'samples_1h') THEN
-        CREATE INDEX IF NOT EXISTS samples_1h_cover ON samples_1h (series_id, bucket)
-            INCLUDE (count, sum, min, max, last, increase, increase_secs, after_gap);
+    IF NOT EXISTS (SELECT FROM pga_partitioned p WHERE p.parent = 'samples_1h') THEN
+        RETURN;
     END IF;
+    CREATE INDEX IF NOT EXISTS samples_1h_cover ON ONLY samples_1h (series_id, bucket)
+        INCLUDE (count, sum, min, max, last, increase, increase_secs, after_gap);
+    FOR part IN
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'samples_1h'::regclass ORDER BY 1
+    LOOP
+        EXECUTE format('SELECT EXISTS (SELECT FROM %I)', part) INTO has_rows;
+        IF NOT has_rows THEN
+            EXECUTE format('CREATE INDEX %I ON %I (series_id, bucket) '
+                           'INCLUDE (count, sum, min, max, last, increase, increase_secs, after_gap)',
+                           part || '_cover', part);
+            EXECUTE format('ALTER INDEX samples_1h_cover ATTACH PARTITION %I', part || '_cover');
+        END IF;
+    END LOOP;
 END
 $$;

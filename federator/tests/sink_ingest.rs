@@ -81,6 +81,68 @@ async fn migrations_apply_on_an_empty_database_and_again_as_a_no_op() {
     );
 }
 
+/// migrations/0092_rollup_cover.sql on a database whose 1-hour rollups hold rows:
+/// a partition with rows keeps its heap reads (building its index in the migration
+/// would hold writes to `samples_1h` for as long as the build takes), an empty one gets
+/// the covering index at once, and so does every partition created later.
+#[tokio::test]
+async fn the_hours_covering_index_is_built_online() {
+    let pg = central();
+    let _sink = sink(&pg).await;
+    let covered = |part: &str| {
+        sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM pg_indexes \
+                 WHERE tablename = '{part}' AND indexdef LIKE '%INCLUDE (count, sum%'"
+            ),
+        )
+    };
+    // A new database: every partition has it.
+    let current = sql(
+        &pg,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'samples_1h'::regclass ORDER BY 1 LIMIT 1",
+    );
+    assert_eq!(covered(&current), "1", "{current}");
+    // As before 0092: no covering index, a partition with a row and an empty one.
+    sql(&pg, "DROP INDEX samples_1h_cover");
+    assert_eq!(covered(&current), "0");
+    assert_eq!(
+        sql(
+            &pg,
+            "INSERT INTO samples_1h (series_id, bucket, count, sum, min, max, last) \
+             VALUES (1, date_trunc('hour', now()), 1, 1, 1, 1, 1) RETURNING tableoid::regclass",
+        )
+        .lines()
+        .next(),
+        Some(current.as_str()),
+        "the current month is the first partition"
+    );
+    sql(
+        &pg,
+        "CREATE TABLE samples_1h_p209901 PARTITION OF samples_1h \
+         FOR VALUES FROM ('2099-01-01') TO ('2099-02-01')",
+    );
+    sql(&pg, include_str!("../../migrations/0092_rollup_cover.sql"));
+    assert_eq!(
+        covered(&current),
+        "0",
+        "a partition with rows is left alone"
+    );
+    assert_eq!(covered("samples_1h_p209901"), "1", "an empty partition");
+    sql(
+        &pg,
+        "CREATE TABLE samples_1h_p209902 PARTITION OF samples_1h \
+         FOR VALUES FROM ('2099-02-01') TO ('2099-03-01')",
+    );
+    assert_eq!(
+        covered("samples_1h_p209902"),
+        "1",
+        "a partition created later"
+    );
+}
+
 #[tokio::test]
 async fn ingest_of_real_blocks_lands_exactly() {
     let pg = central();
