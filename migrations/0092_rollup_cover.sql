@@ -11,7 +11,8 @@
 -- A covering index in (series_id, bucket) order holds every column the readers ask
 -- for, so they scan it alone (an index-only scan, once vacuum has marked the pages
 -- all-visible, which autovacuum does after inserts): the same summary took 40 ms.
--- Written an hour at a time it costs about 150 bytes per row, as much as the row.
+-- Written an hour at a time it costs 150-225 bytes per row (5 and 50 agents in
+-- `pga-bench dashboards`), as much as the row or more.
 -- The 10-minute rollups have none: their range reads at Grafana's step gained little
 -- from it (the time goes into aggregating and labelling the rows), at the same cost
 -- for six times the rows.

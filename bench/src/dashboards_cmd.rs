@@ -406,9 +406,9 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
         SinkOptions {
             max_connections: 1,
             retention: RetentionOptions {
-                raw: Duration::from_millis(args.raw_hours * HOUR_MS as u64),
+                raw: Duration::from_secs(args.raw_hours.saturating_mul(3600)),
                 rollup_1m: match args.minute_hours {
-                    Some(h) => Duration::from_millis(h * HOUR_MS as u64),
+                    Some(h) => Duration::from_secs(h.saturating_mul(3600)),
                     None => RetentionOptions::default().rollup_1m,
                 },
                 ..RetentionOptions::default()
