@@ -16,6 +16,7 @@ bench/tests/dashboards_live.rs runs every panel's query.
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -67,11 +68,23 @@ def top(metric, fn, rank, name, labels="NULL", n=10, instances=INST):
     )
 
 
+def grouped(metric, fn, agg, by, labels="NULL", instances=INST):
+    """A pga_range_grouped call: the values combined per instance and label keys `by`."""
+    keys = "ARRAY[" + ", ".join(f"'{k}'" for k in by) + "]::text[]"
+    return (f"pga_range_grouped('{metric}', '{fn}', {RANGE}, {STEP}, '{agg}', {keys}, {AG}, "
+            f"{instances}, {labels})")
+
+
 def series(metric, fn, name=WHO, labels="NULL", agg="sum", instances=INST):
-    """One line per `name`, the values of its series combined with `agg`."""
+    """One line per `name`, the values of its series combined with `agg`.
+
+    `name` reads agent, pg_instance and labels->>'key': the series are combined per
+    instance and those keys inside the query (pga_range_grouped), then per name."""
+    assert agg in ("sum", "min", "max"), agg  # combined twice: only these compose
+    by = sorted(set(re.findall(r"labels->>'(\w+)'", name)))
     return (
         f"SELECT time, {name} AS metric, {agg}(value) AS value\n"
-        f"FROM {rng(metric, fn, labels, instances)}\n"
+        f"FROM {grouped(metric, fn, agg, by, labels, instances)}\n"
         f"GROUP BY 1, 2\nORDER BY 1, 2"
     )
 
@@ -415,10 +428,10 @@ def instance():
        "short", stack=True)
     ts(b, "Cache hit ratio", "Share of block reads served from shared buffers.",
        f"""SELECT h.time, h.agent || '/' || h.pg_instance AS metric,
-       sum(h.value) / nullif(sum(h.value) + sum(r.value), 0) AS value
-FROM {rng('pg_stat_database_blks_hit_total', 'increase')} h
-JOIN {rng('pg_stat_database_blks_read_total', 'increase')} r USING (time, agent, pg_instance, labels)
-GROUP BY 1, 2 ORDER BY 1, 2""", "percentunit", min_=0, max_=1)
+       h.value / nullif(h.value + r.value, 0) AS value
+FROM {grouped('pg_stat_database_blks_hit_total', 'increase', 'sum', [])} h
+JOIN {grouped('pg_stat_database_blks_read_total', 'increase', 'sum', [])} r USING (time, agent, pg_instance)
+ORDER BY 1, 2""", "percentunit", min_=0, max_=1)
     ts(b, "Tuples", "Rows returned, fetched, inserted, updated and deleted per second.", [
         sql(series(f"pg_stat_database_tup_{k}_total", "rate", name=f"{WHO} || ' {k}'"), ref=chr(65 + i))
         for i, k in enumerate(["returned", "fetched", "inserted", "updated", "deleted"])], "rowsps")
@@ -458,9 +471,10 @@ def database():
     ts(b, "Cache hit ratio", "Share of block reads served from shared buffers, per database.",
        f"""SELECT h.time, h.agent || '/' || h.pg_instance || ' ' || (h.labels->>'datname') AS metric,
        h.value / nullif(h.value + r.value, 0) AS value
-FROM {rng('pg_stat_database_blks_hit_total', 'increase', DB)} h
-JOIN {rng('pg_stat_database_blks_read_total', 'increase', DB)} r USING (time, series_id)
-ORDER BY 1, 2""".replace("USING (time, series_id)", "ON r.time = h.time AND r.agent = h.agent AND r.labels = h.labels"),
+FROM {grouped('pg_stat_database_blks_hit_total', 'increase', 'sum', ['datname'], DB)} h
+JOIN {grouped('pg_stat_database_blks_read_total', 'increase', 'sum', ['datname'], DB)} r
+  USING (time, agent, pg_instance, labels)
+ORDER BY 1, 2""",
        "percentunit", min_=0, max_=1)
     ts(b, "Rows changed", "Rows inserted, updated and deleted per second.", [
         sql(series(f"pg_stat_database_tup_{k}_total", "rate", name=f"{name} || ' {k}'", labels=DB), ref=chr(65 + i))
@@ -491,31 +505,39 @@ def tables():
               std_vars(datname_var, relation_var))
     common_links(b, "pga-database", "pga-vacuum", "pga-queries")
     name = "agent || '/' || pg_instance || ' ' || (labels->>'datname') || '.' || (labels->>'schemaname') || '.' || (labels->>'relname')"
+    # The 50 largest tables first, then the summaries of those 50 only (pga_summary_series).
     table(b, "Tables", "Per table over the range: total size at the end, growth, sequential and index scans, "
           "dead tuples now, time since the last (auto)vacuum and (auto)analyze.",
           f"""WITH size AS (SELECT series_id, agent, pg_instance, labels, value FROM {latest('pg_relation_total_size_bytes', REL)}),
-grow AS (SELECT hi.agent, hi.pg_instance, hi.labels, hi.value - lo.value AS value
-         FROM {summ('pg_relation_total_size_bytes', 'max', REL)} hi
-         JOIN {summ('pg_relation_total_size_bytes', 'min', REL)} lo USING (series_id)),
-seq AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_user_tables_seq_scan_total', 'increase', REL)}),
-idx AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_user_tables_idx_scan_total', 'increase', REL)}),
+t AS (SELECT series_id, agent, pg_instance, labels - 'relkind' AS labels, value FROM size
+      ORDER BY value DESC NULLS LAST LIMIT 50),
+grow AS (SELECT hi.series_id, hi.value - lo.value AS value
+         FROM pga_summary_series(ARRAY(SELECT series_id FROM t), 'max', $__timeFrom(), $__timeTo()) hi
+         JOIN pga_summary_series(ARRAY(SELECT series_id FROM t), 'min', $__timeFrom(), $__timeTo()) lo USING (series_id)),
+scans AS (SELECT x.agent, x.pg_instance, x.labels, s.metric, x.value
+          FROM pga_summary_series(ARRAY(
+                 SELECT s.series_id FROM pga_series s JOIN t ON t.agent = s.agent AND t.labels = s.labels
+                 WHERE s.metric IN ('pg_stat_user_tables_seq_scan_total', 'pg_stat_user_tables_idx_scan_total')),
+               'increase', $__timeFrom(), $__timeTo()) x
+          JOIN pga_series s USING (series_id)),
 dead AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tables_n_dead_tup', REL)}),
 vac AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tables_last_autovacuum_timestamp_seconds', REL)}),
 ana AS (SELECT agent, pg_instance, labels, value FROM {latest('pg_stat_user_tables_last_autoanalyze_timestamp_seconds', REL)})
 SELECT t.agent, t.pg_instance, t.labels->>'datname' AS datname, t.labels->>'schemaname' AS schemaname,
-       t.labels->>'relname' AS relname, size.value AS total_bytes, grow.value AS growth_bytes,
+       t.labels->>'relname' AS relname, t.value AS total_bytes, grow.value AS growth_bytes,
        seq.value AS seq_scans, idx.value AS idx_scans, dead.value AS dead_tuples,
        round((extract(epoch FROM $__timeTo()::timestamptz) - nullif(vac.value, 0))::numeric) AS since_autovacuum_s,
        round((extract(epoch FROM $__timeTo()::timestamptz) - nullif(ana.value, 0))::numeric) AS since_autoanalyze_s
-FROM (SELECT DISTINCT agent, pg_instance, labels - 'relkind' AS labels FROM size) t
-LEFT JOIN size ON size.agent = t.agent AND size.pg_instance = t.pg_instance AND size.labels - 'relkind' = t.labels
-LEFT JOIN grow ON grow.agent = t.agent AND grow.pg_instance = t.pg_instance AND grow.labels - 'relkind' = t.labels
-LEFT JOIN seq ON seq.agent = t.agent AND seq.pg_instance = t.pg_instance AND seq.labels = t.labels
-LEFT JOIN idx ON idx.agent = t.agent AND idx.pg_instance = t.pg_instance AND idx.labels = t.labels
+FROM t
+LEFT JOIN grow USING (series_id)
+LEFT JOIN scans seq ON seq.agent = t.agent AND seq.pg_instance = t.pg_instance AND seq.labels = t.labels
+     AND seq.metric = 'pg_stat_user_tables_seq_scan_total'
+LEFT JOIN scans idx ON idx.agent = t.agent AND idx.pg_instance = t.pg_instance AND idx.labels = t.labels
+     AND idx.metric = 'pg_stat_user_tables_idx_scan_total'
 LEFT JOIN dead ON dead.agent = t.agent AND dead.pg_instance = t.pg_instance AND dead.labels = t.labels
 LEFT JOIN vac ON vac.agent = t.agent AND vac.pg_instance = t.pg_instance AND vac.labels = t.labels
 LEFT JOIN ana ON ana.agent = t.agent AND ana.pg_instance = t.pg_instance AND ana.labels = t.labels
-ORDER BY size.value DESC NULLS LAST LIMIT 50""",
+ORDER BY t.value DESC NULLS LAST LIMIT 50""",
           overrides=[unit_override("total_size", "bytes"), unit_override("growth", "bytes"),
                      unit_override("seq_scans", "short"), unit_override("idx_scans", "short"),
                      unit_override("dead_tuples", "short"), unit_override("since_autovacuum", "s"),
@@ -535,11 +557,18 @@ ORDER BY size.value DESC NULLS LAST LIMIT 50""",
            sql(top("pg_statio_user_tables_heap_blks_hit_total", "rate", "increase", f"{name} || ' hit'", REL),
                ref="B")], "ops")
     table(b, "Indexes", "Index scans over the range and tuples read per index.",
-          f"""SELECT s.agent, s.pg_instance, s.labels->>'datname' AS datname, s.labels->>'relname' AS relname,
+          f"""WITH s AS (SELECT agent, pg_instance, labels, value
+           FROM {summ('pg_stat_user_indexes_idx_scan_total', 'increase', REL)}
+           ORDER BY value DESC NULLS LAST LIMIT 50),
+r AS (SELECT agent, labels, value
+      FROM pga_summary_series(ARRAY(
+             SELECT p.series_id FROM pga_series p JOIN s ON s.agent = p.agent AND s.labels = p.labels
+             WHERE p.metric = 'pg_stat_user_indexes_idx_tup_read_total'), 'increase', $__timeFrom(), $__timeTo()))
+SELECT s.agent, s.pg_instance, s.labels->>'datname' AS datname, s.labels->>'relname' AS relname,
        s.labels->>'indexrelname' AS indexrelname, s.value AS scans, r.value AS tuples_read
-FROM {summ('pg_stat_user_indexes_idx_scan_total', 'increase', REL)} s
-LEFT JOIN {summ('pg_stat_user_indexes_idx_tup_read_total', 'increase', REL)} r USING (series_id)
-ORDER BY s.value DESC NULLS LAST LIMIT 50""".replace("USING (series_id)", "ON r.agent = s.agent AND r.labels = s.labels"),
+FROM s
+LEFT JOIN r ON r.agent = s.agent AND r.labels = s.labels
+ORDER BY s.value DESC NULLS LAST LIMIT 50""",
           overrides=[unit_override("scans", "short"), unit_override("tuples_read", "short")])
     return b
 
@@ -550,34 +579,61 @@ def queries():
               "redacted text.", std_vars(datname_var))
     common_links(b, "pga-instance", "pga-database", "pga-locks")
     labels = DB
-    q = f"""WITH t AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_exec_time_seconds_total', 'increase', labels)}),
-c AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_calls_total', 'increase', labels)}),
-r AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_rows_total', 'increase', labels)}),
-rd AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_shared_blks_read_total', 'increase', labels)}),
-h AS (SELECT agent, pg_instance, labels, value FROM {summ('pg_stat_statements_shared_blks_hit_total', 'increase', labels)})
-SELECT t.agent, t.pg_instance, t.labels->>'datname' AS datname, t.labels->>'user' AS "user",
-       t.labels->>'queryid' AS queryid, round(t.value::numeric, 3) AS total_time_s, c.value AS calls,
-       round((1000 * t.value / nullif(c.value, 0))::numeric, 3) AS mean_time_ms, r.value AS rows, rd.value * 8192 AS read_bytes,
-       round((100 * h.value / nullif(h.value + rd.value, 0))::numeric, 1) AS hit_pct, q.query
-FROM t
-LEFT JOIN c USING (agent, pg_instance, labels)
-LEFT JOIN r USING (agent, pg_instance, labels)
-LEFT JOIN rd USING (agent, pg_instance, labels)
-LEFT JOIN h USING (agent, pg_instance, labels)
-LEFT JOIN pga_statement_texts q ON q.agent = t.agent AND q.pg_instance = t.pg_instance
-     AND q.queryid = t.labels->>'queryid'
-ORDER BY {{order}} DESC NULLS LAST LIMIT 25"""
+    counters = {"t": "pg_stat_statements_exec_time_seconds_total", "c": "pg_stat_statements_calls_total",
+                "r": "pg_stat_statements_rows_total", "rd": "pg_stat_statements_shared_blks_read_total",
+                "h": "pg_stat_statements_shared_blks_hit_total"}
+    # The 25 statements that rank highest by the counters `rank` over the range, then
+    # all five counters of those 25 only (pga_summary_series): summing every counter of
+    # every statement of a fleet took seconds.
+    ranks = {
+        "total": (f"SELECT agent, pg_instance, labels, value AS score FROM {summ(counters['t'], 'increase', labels)}",
+                  "v.t"),
+        "mean": (f"SELECT t.agent, t.pg_instance, t.labels, t.value / nullif(c.value, 0) AS score\n"
+                 f"  FROM {summ(counters['t'], 'increase', labels)} t\n"
+                 f"  JOIN {summ(counters['c'], 'increase', labels)} c USING (agent, pg_instance, labels)",
+                 "v.t / nullif(v.c, 0)"),
+        "calls": (f"SELECT agent, pg_instance, labels, value AS score FROM {summ(counters['c'], 'increase', labels)}",
+                  "v.c"),
+        "io": (f"SELECT agent, pg_instance, labels, value AS score FROM {summ(counters['rd'], 'increase', labels)}",
+               "v.rd"),
+    }
+    metrics = ", ".join(f"'{m}'" for m in counters.values())
+    pivot = ",\n         ".join(f"max(x.value) FILTER (WHERE s.metric = '{m}') AS {k}" for k, m in counters.items())
+
+    def q(rank):
+        ranking, order = ranks[rank]
+        return f"""WITH ranked AS (
+  SELECT agent, pg_instance, labels FROM (
+  {ranking}) x
+  ORDER BY score DESC NULLS LAST LIMIT 25),
+v AS (
+  SELECT x.agent, x.pg_instance, x.labels,
+         {pivot}
+  FROM pga_summary_series(ARRAY(
+         SELECT s.series_id FROM pga_series s
+         JOIN ranked k ON k.agent = s.agent AND k.labels = s.labels
+         WHERE s.metric IN ({metrics})), 'increase', $__timeFrom(), $__timeTo()) x
+  JOIN pga_series s USING (series_id)
+  GROUP BY 1, 2, 3)
+SELECT v.agent, v.pg_instance, v.labels->>'datname' AS datname, v.labels->>'user' AS "user",
+       v.labels->>'queryid' AS queryid, round(v.t::numeric, 3) AS total_time_s, v.c AS calls,
+       round((1000 * v.t / nullif(v.c, 0))::numeric, 3) AS mean_time_ms, v.r AS rows, v.rd * 8192 AS read_bytes,
+       round((100 * v.h / nullif(v.h + v.rd, 0))::numeric, 1) AS hit_pct, q.query
+FROM v
+LEFT JOIN pga_statement_texts q ON q.agent = v.agent AND q.pg_instance = v.pg_instance
+     AND q.queryid = v.labels->>'queryid'
+ORDER BY {order} DESC NULLS LAST LIMIT 25"""
     ov = [unit_override("total_time", "s"), unit_override("mean_time", "s"), unit_override("calls", "short"),
           unit_override("rows", "short"), unit_override("read_bytes", "bytes"), unit_override("hit_ratio", "percentunit")]
     table(b, "Top statements by total time", "Execution time spent over the range (increase of "
           "pg_stat_statements total_exec_time), with calls, mean time, rows, bytes read and cache hit ratio. "
-          "Literals in the text are redacted by the agent.", q.replace("{order}", "t.value"), overrides=ov, h=10)
+          "Literals in the text are redacted by the agent.", q("total"), overrides=ov, h=10)
     table(b, "Top statements by mean time", "Statements with the longest mean execution time over the range.",
-          q.replace("{order}", "t.value / nullif(c.value, 0)"), overrides=ov, h=10)
+          q("mean"), overrides=ov, h=10)
     table(b, "Top statements by calls", "Most executed statements over the range.",
-          q.replace("{order}", "c.value"), overrides=ov, h=10, w=12)
+          q("calls"), overrides=ov, h=10, w=12)
     table(b, "Top statements by I/O", "Statements that read the most blocks from outside shared buffers.",
-          q.replace("{order}", "rd.value"), overrides=ov, h=10, w=12)
+          q("io"), overrides=ov, h=10, w=12)
     qname = "agent || '/' || pg_instance || ' ' || (labels->>'queryid')"
     ts(b, "Execution time of the top 10", "Seconds of execution per second, for the ten statements with the most "
        "time over the range.", top("pg_stat_statements_exec_time_seconds_total", "rate", "increase", qname, DB), "s")
@@ -726,7 +782,7 @@ def system():
     common_links(b, "pga-fleet", "pga-instance")
     ts(b, "CPU", "Share of CPU time by mode, all CPUs of the host.",
        f"""SELECT c.time, c.agent || ' ' || (c.labels->>'mode') AS metric, sum(c.value) / max(n.value) AS value
-FROM {rng('node_cpu_seconds_total', 'rate', instances='NULL')} c
+FROM {grouped('node_cpu_seconds_total', 'rate', 'sum', ['mode'], instances='NULL')} c
 JOIN {latest('node_cpu_count', instances='NULL')} n USING (agent)
 WHERE c.labels->>'mode' <> 'idle'
 GROUP BY 1, 2 ORDER BY 1, 2""", "percentunit", stack=True)

@@ -49,6 +49,11 @@ const DAY_MS: i64 = 86_400_000;
 /// rollups), --repeat times; the median of each is reported, slowest first, with the
 /// goals (every panel under 500 ms, the fleet overview under 1 s), and one panel's
 /// time against how many agents it selects.
+///
+/// With --database-url nothing is written: the panels of that central database are
+/// timed the same way over the 7 days before its newest sample (for example a
+/// database this command kept with PGA_LAB_KEEP=1, after a change to the query
+/// layer; or your own, as the read-only role Grafana uses).
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct DashboardsArgs {
@@ -76,6 +81,11 @@ pub struct DashboardsArgs {
     /// Runs of each query; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Time the panels of this central database instead of writing one
+    /// (postgres://role:password@host:port/database; the fleet options are then
+    /// not used).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 /// One series of the simulated agent: its metadata and every how many 10-s
@@ -371,6 +381,25 @@ pub fn run(args: &DashboardsArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.database_url {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to --database-url {}", redact(url)))?;
+        // The range ends with the minute of the newest sample stored.
+        let (newest,): (Option<i64>,) = sqlx::query_as("SELECT max(last_ts_ms) FROM agent_cursors")
+            .fetch_one(&pool)
+            .await
+            .context("reading the newest sample time from agent_cursors")?;
+        let newest = newest.context(
+            "the database holds no agent's data (agent_cursors is empty): point --database-url \
+             at a central database the federator has written",
+        )?;
+        let end = newest - newest.rem_euclid(60_000) + 60_000;
+        println!("pga-bench dashboards: the panels of {}", redact(url));
+        return time_panels(&pool, end, args.repeat, None).await;
+    }
     if let Some(h) = args.minute_hours {
         anyhow::ensure!(
             h >= args.raw_hours,
@@ -524,8 +553,8 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
         t += HOUR_MS;
         if (t - start) % DAY_MS == 0 {
             if args.minute_hours.is_some() {
-                // The 1-minute rows about to be dropped are closed into 10-minute and
-                // 1-hour rows first.
+                // The 1-minute rows about to be dropped are closed into 10-minute,
+                // 1-hour and 1-day rows first.
                 let closing = Instant::now();
                 let closed = full.close_hours(None, None).await?;
                 anyhow::ensure!(closed.complete, "the hours job did not finish: {closed:?}");
@@ -557,7 +586,7 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     closed_rows += closed.rows;
     closing_time += closing.elapsed();
     println!(
-        "hours job: {closed_rows} 1-hour and 10-minute rows of {} agents in {:.1} s{}",
+        "hours job: {closed_rows} 1-hour, 10-minute and 1-day rows of {} agents in {:.1} s{}",
         args.agents,
         closing_time.as_secs_f64(),
         if args.minute_hours.is_some() {
@@ -574,6 +603,7 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
                 (SELECT count(*) FROM samples_1m) || ' 1-minute rows, ' || \
                 (SELECT count(*) FROM samples_10m) || ' 10-minute rows, ' || \
                 (SELECT count(*) FROM samples_1h) || ' 1-hour rows, ' || \
+                (SELECT count(*) FROM samples_1d) || ' 1-day rows, ' || \
                 (SELECT round(sum(pg_total_relation_size(p.name::regclass)) \
                               / greatest((SELECT count(*) FROM samples_1m), 1), 1) \
                  FROM pga_partitions p WHERE p.parent = 'samples_1m') \
@@ -605,6 +635,29 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
         .max_connections(1)
         .connect(&url)
         .await?;
+    time_panels(&pool, end, args.repeat, Some((args.databases, args.days))).await
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+/// Times every panel query over the 7 days before `end` (ms), `repeat` times each,
+/// and prints them; `fleet` is the simulated fleet's databases per agent and days,
+/// when known, for the rows the last figures read.
+async fn time_panels(
+    pool: &sqlx::PgPool,
+    end: i64,
+    repeat: usize,
+    fleet: Option<(u64, u64)>,
+) -> anyhow::Result<()> {
     let boards = dashboard::load_dir(&crate::grafana::dashboards_dir().join("grafana"))
         .map_err(anyhow::Error::msg)?;
     let opts = RunOptions {
@@ -618,20 +671,20 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     println!(
         "panels over the last 7 days at a 1,000-pixel step ({}), median of {}:",
         macros::format_interval(macros::panel_interval_ms(opts.range, 1000, 10_000)),
-        args.repeat
+        repeat
     );
     let mut timings: Vec<(Duration, String, usize)> = Vec::new();
     let mut per_board: BTreeMap<String, Duration> = BTreeMap::new();
     for d in boards.iter().filter(|d| d.is_sql()) {
-        let (scope, _) = run::resolve_variables(&pool, d, &opts).await;
+        let (scope, _) = run::resolve_variables(pool, d, &opts).await;
         for q in d.queries() {
             if matches!(q.source, Source::Variable(_)) {
                 continue;
             }
             let mut times = Vec::new();
             let mut rows = 0;
-            for _ in 0..args.repeat.max(1) {
-                let o = run::run_query(&pool, &q, &scope, &opts).await;
+            for _ in 0..repeat.max(1) {
+                let o = run::run_query(pool, &q, &scope, &opts).await;
                 rows = o
                     .result
                     .map_err(|e| anyhow::anyhow!("{}: {e}\n{}", o.key, o.sql))?;
@@ -670,16 +723,16 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
 
     // How a panel's cost follows what it selects: commits per second per instance,
     // over 1, a quarter, half and all agents.
-    let fleet = boards
+    let fleet_board = boards
         .iter()
         .find(|d| d.uid == "pga-fleet")
         .context("no fleet dashboard")?;
-    let q = fleet
+    let q = fleet_board
         .queries()
         .into_iter()
         .find(|q| matches!(&q.source, Source::Panel { title, .. } if title == "Commits per second"))
         .context("no commits panel")?;
-    let (mut scope, _) = run::resolve_variables(&pool, fleet, &opts).await;
+    let (mut scope, _) = run::resolve_variables(pool, fleet_board, &opts).await;
     let all = scope.vars["agent"].values.clone();
     println!("commits per second over 7 days against the agents selected:");
     let mut counts: Vec<usize> = [1, all.len() / 4, all.len() / 2, all.len()]
@@ -690,15 +743,38 @@ async fn run_async(args: &DashboardsArgs) -> anyhow::Result<()> {
     for n in counts {
         scope.vars.get_mut("agent").expect("agent variable").values = all[..n].to_vec();
         let mut times = Vec::new();
-        for _ in 0..args.repeat.max(1) {
-            times.push(run::run_query(&pool, &q, &scope, &opts).await.elapsed);
+        for _ in 0..repeat.max(1) {
+            times.push(run::run_query(pool, &q, &scope, &opts).await.elapsed);
         }
-        let series = n as u64 * args.databases;
-        println!(
-            "  {n:>4} agents ({series} series, {} 10-minute rows): {:.1} ms",
-            series * args.days * 144,
-            median(times).as_secs_f64() * 1000.0
-        );
+        let took = median(times).as_secs_f64() * 1000.0;
+        match fleet {
+            Some((databases, days)) => {
+                let series = n as u64 * databases;
+                println!(
+                    "  {n:>4} agents ({series} series, {} 10-minute rows): {took:.1} ms",
+                    series * days * 144,
+                );
+            }
+            None => println!("  {n:>4} agents: {took:.1} ms"),
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://grafana:s3cr:t@db.example:5432/central"),
+            "postgres://grafana:***@db.example:5432/central"
+        );
+        assert_eq!(
+            redact("postgres://grafana@db.example/central"),
+            "postgres://grafana@db.example/central"
+        );
+        assert_eq!(redact("postgres:///central"), "postgres:///central");
+    }
 }

@@ -198,7 +198,7 @@ impl Telemetry {
         );
         r.register(
             "hours_rows",
-            "1-hour and 10-minute rollup rows written by the hours job as it closed agents' buckets",
+            "1-hour, 10-minute and 1-day rollup rows written by the hours job as it closed agents' buckets",
             t.hours_rows.clone(),
         );
         r.register(

@@ -335,25 +335,31 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
             );
             assert_eq!(raw, rolled, "{name} {f}: raw samples vs rollups");
         }
-        // `last` at the steps of every rollup width, one row per bucket
-        // (migrations/0093_range_speed.sql takes that row as it is) or several (20
-        // minutes over 10-minute rows), is the newest raw sample of each bucket.
-        for (metric, step) in [
+        // `last`, `avg`, `min` and `max` at the steps of every rollup width, one row
+        // per bucket (migrations/0096_range_rows.sql takes that row's own value) or
+        // several (20 minutes over 10-minute rows), are those of the raw samples of
+        // each bucket.
+        for (metric, step, f) in [
             "pg_stat_database_numbackends",
             "pg_stat_database_xact_commit_total",
         ]
         .into_iter()
         .flat_map(|m| ["1 minute", "10 minutes", "20 minutes", "1 hour"].map(|s| (m, s)))
+        .flat_map(|(m, s)| ["last", "avg", "min", "max"].map(|f| (m, s, f)))
         {
+            let want = match f {
+                "last" => "(array_agg(s.value ORDER BY s.ts DESC))[1]",
+                "avg" => "sum(s.value) / count(*)",
+                other => &format!("{other}(s.value)"),
+            };
             let check = sql(
                 &pg,
                 &format!(
-                    "WITH got AS (SELECT time, series_id, value \
-                                  FROM pga_range('{metric}', 'last', {range}, '{step}', \
+                    "WITH got AS (SELECT time, series_id, round(value::numeric, 9) AS value \
+                                  FROM pga_range('{metric}', '{f}', {range}, '{step}', \
                                                  ARRAY['{name}'])), \
                      want AS (SELECT date_bin('{step}', s.ts, timestamptz 'epoch') AS time, \
-                                     s.series_id, \
-                                     (array_agg(s.value ORDER BY s.ts DESC))[1] AS value \
+                                     s.series_id, round(({want})::numeric, 9) AS value \
                               FROM pga_samples s \
                               WHERE s.series_id IN (SELECT series_id FROM got) \
                                 AND s.ts >= to_timestamp({start} / 1000.0) \
@@ -373,7 +379,7 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
             assert_eq!(
                 &parts[1..],
                 ["0", "0"],
-                "{name} {metric} {step} last: {check}"
+                "{name} {metric} {step} {f}: {check}"
             );
         }
         // pga_range_top (migrations/0040_query_speed.sql) gives pga_range's rows of
@@ -407,5 +413,152 @@ async fn no_increase_crosses_a_gap_or_a_silence_and_rates_hold_on_both_sides() {
                 assert_eq!(&parts[2..], ["0", "0"], "{name} {step} {rank}: {check}");
             }
         }
+    }
+}
+
+/// pga_range_grouped (migrations/0096_range_rows.sql) gives pga_range's values
+/// combined outside it, per instance and per database, from every source: two agents,
+/// each with a counter and a gauge in three databases.
+#[tokio::test]
+async fn grouped_ranges_equal_pga_range_combined_outside() {
+    let pg = central();
+    let sink = sink(&pg).await;
+    let start = base_ms(3);
+    let start = start - start.rem_euclid(3_600_000) - 3_600_000;
+    let series: Vec<pga_format::SeriesMeta> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .flat_map(|(d, datname)| {
+            [
+                meta(
+                    2 * d as u64,
+                    "pg_stat_database_xact_commit_total",
+                    &[("datname", datname)],
+                    pga_format::MetricKind::Counter,
+                ),
+                meta(
+                    2 * d as u64 + 1,
+                    "pg_stat_database_numbackends",
+                    &[("datname", datname)],
+                    pga_format::MetricKind::Gauge,
+                ),
+            ]
+        })
+        .collect();
+    // Two hours every 10 s, in 10-minute blocks: counters at different rates, gauges
+    // that differ between databases.
+    for (k, (name, id)) in [
+        ("one", pga_format::AgentId([3; 16])),
+        ("two", pga_format::AgentId([4; 16])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rows: Vec<Collection> = (0..720i64)
+            .map(|i| {
+                let samples = (0..3u64)
+                    .flat_map(|d| {
+                        [
+                            (SeriesId(2 * d), (i * (d as i64 + 1 + k as i64)) as f64),
+                            (SeriesId(2 * d + 1), ((i * (d as i64 + 2)) % 11) as f64),
+                        ]
+                    })
+                    .collect();
+                (start + 5_000 + i * 10_000, samples)
+            })
+            .collect();
+        for (b, chunk) in rows.chunks(60).enumerate() {
+            let seq = b as u64 + 1;
+            let cursor = Cursor {
+                series_count: 6,
+                last_sequence: Some(seq),
+                last_ts_ms: chunk.last().map(|r| r.0),
+                ..Cursor::default()
+            };
+            let entries = if b == 0 { series.clone() } else { vec![] };
+            sink.ingest(&batch_of(
+                name,
+                id,
+                entries,
+                vec![sealed(id, seq, chunk)],
+                None,
+                None,
+                cursor,
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    // The hours job closes the 10-minute and 1-hour buckets those steps read.
+    let report = sink.close_hours(None, None).await.unwrap();
+    assert!(report.complete, "{report:?}");
+    let range = format!(
+        "to_timestamp({} / 1000.0), to_timestamp({} / 1000.0)",
+        start,
+        start + 2 * 3_600_000
+    );
+    for step in ["10 seconds", "1 minute", "10 minutes", "30 minutes", "1 hour"] {
+        for (metric, f, agg) in [
+            ("pg_stat_database_xact_commit_total", "rate", "sum"),
+            ("pg_stat_database_xact_commit_total", "increase", "max"),
+            ("pg_stat_database_numbackends", "avg", "sum"),
+            ("pg_stat_database_numbackends", "last", "min"),
+            ("pg_stat_database_numbackends", "max", "avg"),
+        ] {
+            for by in ["'{}'", "ARRAY['datname']"] {
+                let key = if by.contains("datname") {
+                    "jsonb_build_object('datname', labels->'datname')"
+                } else {
+                    "'{}'::jsonb"
+                };
+                let check = sql(
+                    &pg,
+                    &format!(
+                        "WITH got AS (SELECT time, agent, pg_instance, labels, \
+                                             round(value::numeric, 9) AS value \
+                                      FROM pga_range_grouped('{metric}', '{f}', {range}, \
+                                                             '{step}', '{agg}', {by})), \
+                         want AS (SELECT time, agent, pg_instance, {key} AS labels, \
+                                         round({agg}(value)::numeric, 9) AS value \
+                                  FROM pga_range('{metric}', '{f}', {range}, '{step}') \
+                                  GROUP BY 1, 2, 3, 4) \
+                         SELECT (SELECT count(*) FROM got), \
+                                (SELECT count(DISTINCT agent) FROM got), \
+                                (SELECT count(*) FROM (TABLE got EXCEPT ALL TABLE want) x), \
+                                (SELECT count(*) FROM (TABLE want EXCEPT ALL TABLE got) y)"
+                    ),
+                );
+                let parts: Vec<&str> = check.split('|').collect();
+                assert!(
+                    parts[0].parse::<u32>().unwrap() > 0,
+                    "{metric} {f} {agg} {step} {by}: {check}"
+                );
+                assert_eq!(parts[1], "2", "{metric} {f} {agg} {step} {by}: {check}");
+                assert_eq!(
+                    &parts[2..],
+                    ["0", "0"],
+                    "{metric} {f} {agg} {step} {by}: {check}"
+                );
+            }
+        }
+    }
+    // Its arguments are checked like pga_range's.
+    for (call, error) in [
+        (
+            format!("pga_range_grouped('pg_up', 'median', {range}, '1 minute')"),
+            "unknown function",
+        ),
+        (
+            format!("pga_range_grouped('pg_up', 'avg', {range}, '1 minute', 'count')"),
+            "unknown combination",
+        ),
+        (
+            format!("pga_range_grouped('pg_up', 'avg', {range}, '-1 minute')"),
+            "the step must be positive",
+        ),
+    ] {
+        let out = pg.psql(&format!("SELECT count(*) FROM {call}"));
+        let err = out.expect_err(&call).to_string();
+        assert!(err.contains(error), "{call}: {err}");
     }
 }

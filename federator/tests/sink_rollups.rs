@@ -1,8 +1,9 @@
 //! Rollup exactness: after out-of-order and duplicate deliveries (a shuffled
 //! backfill, blocks pulled twice, heads overlapping sealed blocks, live heads
-//! growing, a second writer), every 1-minute
-//! and 1-hour row equals the same aggregate computed by a GROUP BY over the raw
-//! samples, counter increases with resets and silences included.
+//! growing, a second writer), every 1-minute, 10-minute, 1-hour and 1-day row
+//! equals the same aggregate computed by a GROUP BY over the raw samples, counter
+//! increases with resets and silences included, and so does pga_summary over a range
+//! that reads all four.
 
 mod support;
 
@@ -10,6 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pga_format::{MetricKind, SeriesId};
 use support::sink::*;
+
+const DAY_MS: i64 = 86_400_000;
 
 /// One collection pass: a timestamp and its samples.
 type Collection = (i64, Vec<(SeriesId, f64)>);
@@ -50,8 +53,15 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
     let mut rng = Rng(seed);
 
     // Three hours every 15 s, some collections missing; two counters with resets and
-    // a gauge. Values are multiples of 0.5 so sums are exact in any order.
-    let start = base_ms(4);
+    // a gauge. Values are multiples of 0.5 so sums are exact in any order. They
+    // straddle the midnight (UTC) two days back, so that both days are closed when
+    // the hours job runs, whatever the time of day: what arrives after that is late
+    // data in closed days too.
+    let midnight = {
+        let now = now_ms();
+        now - now.rem_euclid(DAY_MS) - 2 * DAY_MS
+    };
+    let start = midnight - 90 * 60_000;
     let mut counters = [0.0f64; 2];
     let mut rows: Vec<Collection> = Vec::new();
     for i in 0..720i64 {
@@ -225,8 +235,90 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
         "seed {seed}"
     );
     assert_eq!(mismatches(&pg, "10 minutes", PGA_TENS), "", "seed {seed}");
+    // The days, closed with the hours and kept by the ingest since.
+    assert_eq!(mismatches(&pg, "1 day", "samples_1d"), "", "seed {seed}");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples_1d"), "6");
+    assert_eq!(
+        sql(
+            &pg,
+            &format!(
+                "SELECT pga_closed_until('days') >= to_timestamp({midnight} / 1000.0)"
+            )
+        ),
+        "t"
+    );
+    // pga_summary over a range made of minutes, hours, a whole day (the day before
+    // `midnight`, read from samples_1d), hours and minutes again, against the raw
+    // samples of the range.
+    let (from, to) = (
+        midnight - DAY_MS - 37 * 60_000,
+        midnight + 83 * 60_000,
+    );
+    for metric in ["c_a_total", "c_b_total", "g"] {
+        for f in ["avg", "min", "max", "last", "increase", "rate"] {
+            let reference = match f {
+                "avg" => "sum(value) / count(*)",
+                "min" => "min(value)",
+                "max" => "max(value)",
+                "last" => "(array_agg(value ORDER BY ts DESC))[1]",
+                "increase" => "sum(inc)",
+                _ => "sum(inc) / nullif(sum(secs), 0)",
+            };
+            let off = sql(
+                &pg,
+                &format!(
+                    "WITH p AS ( \
+                         SELECT s.series_id, s.ts, s.value, se.kind, \
+                                lag(s.value) OVER w AS prev, lag(s.ts) OVER w AS prev_ts \
+                         FROM pga_samples s JOIN series se ON se.id = s.series_id \
+                         WHERE se.metric = '{metric}' \
+                         WINDOW w AS (PARTITION BY s.series_id ORDER BY s.ts)), \
+                     b AS ( \
+                         SELECT p.*, \
+                                CASE WHEN p.kind <> 'counter' OR p.prev_ts IS NULL \
+                                          OR p.ts - p.prev_ts > interval '180 seconds' THEN NULL \
+                                     WHEN p.value >= p.prev THEN p.value - p.prev \
+                                     ELSE p.value END AS inc, \
+                                CASE WHEN p.kind <> 'counter' OR p.prev_ts IS NULL \
+                                          OR p.ts - p.prev_ts > interval '180 seconds' THEN NULL \
+                                     ELSE extract(epoch FROM p.ts - p.prev_ts)::float8 END AS secs \
+                         FROM p \
+                         WHERE p.ts >= to_timestamp({from} / 1000.0) \
+                           AND p.ts < to_timestamp({to} / 1000.0)), \
+                     want AS (SELECT series_id, {reference} AS value FROM b GROUP BY 1) \
+                     SELECT count(*) FROM want \
+                     FULL JOIN pga_summary('{metric}', '{f}', to_timestamp({from} / 1000.0), \
+                                           to_timestamp({to} / 1000.0)) got USING (series_id) \
+                     WHERE want.value IS DISTINCT FROM got.value"
+                ),
+            );
+            assert_eq!(off, "0", "seed {seed}: pga_summary {metric} {f}");
+        }
+    }
+    // A database migrated from before 0094 has hours but neither days nor a days
+    // mark: the hours job writes them from the agent's oldest hour on.
+    sql(
+        &pg,
+        "UPDATE closed_rollups SET days_until = NULL; DELETE FROM samples_1d",
+    );
+    let report = sink.close_hours(None, None).await.unwrap();
+    assert!(report.complete, "{report:?}");
+    assert_eq!(report.rows, 6, "{report:?}");
+    assert_eq!(mismatches(&pg, "1 day", "samples_1d"), "", "seed {seed}");
+    assert_eq!(sql(&pg, "SELECT count(*) FROM samples_1d"), "6");
     // The rollups are not trivially empty, and resets happened.
     let hours: i64 = sql(&pg, "SELECT count(*) FROM samples_1h").parse().unwrap();
+    // (A typo in the reference above would also give 0 differences against no row.)
+    assert_eq!(
+        sql(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM pga_summary('c_a_total', 'increase', \
+                 to_timestamp({from} / 1000.0), to_timestamp({to} / 1000.0)) WHERE value > 0"
+            )
+        ),
+        "1"
+    );
     assert!(hours >= 9, "{hours} hourly rows");
     assert_eq!(
         sql(

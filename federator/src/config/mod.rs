@@ -278,7 +278,7 @@ pub struct RetentionConfig {
     /// 10-minute rollups, in seconds. At least `rollup_1m_secs`, default 7776000 (90
     /// days).
     pub rollup_10m_secs: u64,
-    /// 1-hour rollups, in seconds. At least `rollup_1m_secs`, default 31536000
+    /// 1-hour and 1-day rollups, in seconds. At least `rollup_1m_secs`, default 31536000
     /// (365 days).
     pub rollup_1h_secs: u64,
     /// Log events, in seconds. At least 3600, default 2592000 (30 days).

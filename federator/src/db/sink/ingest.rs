@@ -192,15 +192,22 @@ pub(crate) async fn ingest(
 
     // The tails remembered for the agent, if nobody else wrote it since; the
     // newest gap's lower bound, for the rollups of the series that only grow; and
-    // up to where the agent's hours and ten minutes are closed (the rows of
-    // `samples_1h` and `samples_10m` it writes).
-    type Marks = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-    let (token, gap_after_ms, hours_ms, tens_ms): Marks = sqlx::query_as(
+    // up to where the agent's hours, ten minutes and days are closed (the rows of
+    // `samples_1h`, `samples_10m` and `samples_1d` it writes).
+    type Marks = (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let (token, gap_after_ms, hours_ms, tens_ms, days_ms): Marks = sqlx::query_as(
         "SELECT (SELECT xmin::text::bigint FROM agent_cursors WHERE agent_id = $1), \
                 (SELECT (extract(epoch FROM max(after_ts)) * 1000)::bigint \
                  FROM gaps WHERE agent_id = $1), \
                 (extract(epoch FROM k.hours_until) * 1000)::bigint, \
-                (extract(epoch FROM k.tens_until) * 1000)::bigint \
+                (extract(epoch FROM k.tens_until) * 1000)::bigint, \
+                (extract(epoch FROM k.days_until) * 1000)::bigint \
          FROM (VALUES (1)) AS one \
          LEFT JOIN closed_rollups k ON k.agent_id = $1",
     )
@@ -297,7 +304,11 @@ pub(crate) async fn ingest(
             &written.fresh,
             written.ranges.as_deref(),
             breaks,
-            rollup::Closed { hours_ms, tens_ms },
+            rollup::Closed {
+                hours_ms,
+                tens_ms,
+                days_ms,
+            },
         )
         .await?;
         count_minutes(conn, agent_row, &written.minutes).await?;

@@ -2,7 +2,7 @@
 //!
 //! On plain PostgreSQL a table keeps a partition until the partition's upper bound
 //! is older than the table's retention age, so data lives at least that long and at
-//! most one partition width (a day; a month for `samples_1h`) longer. The ingest
+//! most one partition width (a day; a month for `samples_1h` and `samples_1d`) longer. The ingest
 //! does not store samples or log events already older than their retention age
 //! (they are counted in the report), so a late delivery never revives a dropped
 //! day or recomputes a rollup from a partial one. Under TimescaleDB the retention
@@ -24,7 +24,7 @@ pub struct RetentionOptions {
     pub rollup_1m: Duration,
     /// Ten-minute rollups (`samples_10m`); default 90 days.
     pub rollup_10m: Duration,
-    /// One-hour rollups (`samples_1h`); default 365 days.
+    /// One-hour and one-day rollups (`samples_1h`, `samples_1d`); default 365 days.
     pub rollup_1h: Duration,
     /// Log events (`log_events`); default 30 days.
     pub log_events: Duration,
@@ -75,6 +75,8 @@ impl Sink {
             ("samples_1m", r.rollup_1m),
             ("samples_10m", r.rollup_10m),
             ("samples_1h", r.rollup_1h),
+            // The 1-day rollups (migration 0094) go with the 1-hour ones.
+            ("samples_1d", r.rollup_1h),
             ("log_events", r.log_events),
         ] {
             let before_ms = now_ms.saturating_sub(keep.as_millis() as i64);

@@ -1,7 +1,7 @@
 //! Exact rollups of the buckets a write touched.
 //!
 //! Definitions (docs/central-database.md, "Rollups"), per series and bucket `[b, b + width)`
-//! (buckets aligned on the Unix epoch, UTC; widths 1 minute, 10 minutes and 1 hour):
+//! (buckets aligned on the Unix epoch, UTC; widths 1 minute, 10 minutes, 1 hour and 1 day):
 //!
 //! * `count`, `sum`, `min`, `max` of the values of the samples in the bucket;
 //! * `last`: the value of the newest sample in the bucket;
@@ -19,23 +19,23 @@
 //!
 //! The pair straddling a bucket boundary counts toward the later bucket, so the
 //! increases of consecutive buckets add up to the increase over their union, and
-//! a 10-minute or 1-hour row is the sum of its 1-minute rows (`increase`, `increase_secs`;
-//! `after_gap` if any minute's).
+//! a 10-minute or 1-hour row is the sum of its 1-minute rows and a 1-day row the sum
+//! of its 1-hour rows (`increase`, `increase_secs`; `after_gap` if any part's).
 //!
 //! A new sample at `t` changes the bucket of `t` and, through `increase` and the
 //! breaks, the bucket of the next stored sample after `t`. So for every series the
 //! write touched, the 1-minute buckets from the one holding its oldest new sample to
 //! the one holding the first stored sample after its newest new sample are
 //! recomputed from the raw samples (with the sample before that range as the first
-//! predecessor), and the closed 10-minute and 1-hour buckets covering them ([`Closed`])
-//! from the 1-minute rows. A gap
+//! predecessor), the closed 10-minute and 1-hour buckets covering them from the
+//! 1-minute rows, and the closed 1-day buckets from the 1-hour rows ([`Closed`]). A gap
 //! is recorded, in the transaction of the batch that reveals it, before that batch's
 //! samples; its lower bound is the newest sample stored from the agent, so no pair
 //! already stored straddles it. A series whose new samples are all newer than
 //! everything stored for it (the usual case: a live agent, a catch-up) needs no
 //! re-reading: its minutes are computed from the batch and its stored predecessor,
 //! copied in when the minute held nothing, added to the row of the minute of its
-//! newest stored sample, and added to its closed hours and ten minutes. Late, backfilled or repeated data
+//! newest stored sample, and added to its closed hours, ten minutes and days. Late, backfilled or repeated data
 //! are recomputed from scratch, so they give the same rows as data that arrived on
 //! time and in order.
 
@@ -178,6 +178,22 @@ JOIN samples_1m m
 const ROLLUP_1H: &str = rollup_above_sql!("samples_1h", "1 hour");
 const ROLLUP_10M: &str = rollup_above_sql!("samples_10m", "10 minutes");
 
+/// Recomputes the closed 1-day rows (`samples_1d`, migration 0094) covering every
+/// `[lo, hi)` range of `pga_touched` (the series not in `$1`) from their 1-hour rows,
+/// the days before `$2` (ms) only. Run after [`ROLLUP_1H`]: every hour of a closed
+/// day is closed, and has been recomputed by then.
+const ROLLUP_1D: &str = sum_minutes_sql!(
+    "samples_1d",
+    "1 day",
+    "FROM pga_touched t
+JOIN samples_1h m
+  ON m.series_id = t.series_id
+ AND t.series_id <> ALL($1)
+ AND m.bucket >= date_bin('1 day', t.lo, timestamptz 'epoch')
+ AND m.bucket < date_bin('1 day', t.hi - interval '1 minute', timestamptz 'epoch') + interval '1 day'
+ AND m.bucket < timestamptz 'epoch' + $2::bigint * interval '1 millisecond'"
+);
+
 /// The hours job's statements ([`super::hours`]): the rows of the series `$1` in
 /// `[$2, $3)` (ms, whole buckets) from their minutes.
 macro_rules! close_sql {
@@ -194,6 +210,16 @@ WHERE m.series_id = ANY($1)
 }
 pub(crate) const CLOSE_1H: &str = close_sql!("samples_1h", "1 hour");
 pub(crate) const CLOSE_10M: &str = close_sql!("samples_10m", "10 minutes");
+/// The hours job's days: the 1-day rows of the series `$1` in `[$2, $3)` (ms, whole
+/// days) from their 1-hour rows, all closed by then.
+pub(crate) const CLOSE_1D: &str = sum_minutes_sql!(
+    "samples_1d",
+    "1 day",
+    "FROM samples_1h m
+WHERE m.series_id = ANY($1)
+  AND m.bucket >= timestamptz 'epoch' + $2::bigint * interval '1 millisecond'
+  AND m.bucket < timestamptz 'epoch' + $3::bigint * interval '1 millisecond'"
+);
 
 /// When a pair of consecutive samples `(p, s)` of one agent's series is broken
 /// (module docs).
@@ -208,14 +234,15 @@ pub(crate) struct Breaks {
     pub gap_after_ms: Option<i64>,
 }
 
-/// Up to where (ms) an agent's 1-hour and 10-minute rows are closed: its marks in
-/// `closed_rollups` (migration 0090), `None` for none yet. The ingest writes the rows
-/// of closed buckets only (keeping them exact as data arrives late); the hours job
-/// writes the others once their time has passed.
+/// Up to where (ms) an agent's 1-hour, 10-minute and 1-day rows are closed: its
+/// marks in `closed_rollups` (migrations 0090 and 0094), `None` for none yet. The
+/// ingest writes the rows of closed buckets only (keeping them exact as data arrives
+/// late); the hours job writes the others once their time has passed.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Closed {
     pub hours_ms: Option<i64>,
     pub tens_ms: Option<i64>,
+    pub days_ms: Option<i64>,
 }
 
 fn closed(bucket_ms: i64, until_ms: Option<i64>) -> bool {
@@ -258,13 +285,16 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
 const MERGE_1M: &str = merge_sql!("samples_1m");
 const MERGE_1H: &str = merge_sql!("samples_1h");
 const MERGE_10M: &str = merge_sql!("samples_10m");
+const MERGE_1D: &str = merge_sql!("samples_1d");
 
 const HOUR_MS: i64 = 3_600_000;
 const TEN_MINUTES_MS: i64 = 600_000;
+const DAY_MS: i64 = 86_400_000;
 
 /// Recomputes the rollups of the buckets touched by the samples listed in
-/// `pga_touched`; returns the 1-minute and the 1-hour and 10-minute rows written.
-/// 1-hour and 10-minute rows are written for the agent's [`Closed`] buckets only;
+/// `pga_touched`; returns the 1-minute and the 1-hour, 10-minute and 1-day rows
+/// written.
+/// 1-hour, 10-minute and 1-day rows are written for the agent's [`Closed`] buckets only;
 /// the hours job writes the others once their time has passed.
 ///
 /// `fresh` holds the series whose new samples are newer than all they had stored
@@ -285,6 +315,7 @@ pub(crate) async fn recompute(
     let mut continued: Vec<RollupRow> = Vec::new();
     let mut hours: Vec<RollupRow> = Vec::new();
     let mut tens: Vec<RollupRow> = Vec::new();
+    let mut days: Vec<RollupRow> = Vec::new();
     for (&id, series) in fresh {
         let minutes = minute_rows(id, series.counter, series.prev, &series.samples, breaks);
         let tail_minute = series.tail_ms.map(|t| t - t.rem_euclid(60_000));
@@ -305,6 +336,11 @@ pub(crate) async fn recompute(
                 .into_iter()
                 .filter(|h| closed(h.bucket_ms, marks.tens_ms)),
         );
+        days.extend(
+            partials(&minutes, DAY_MS)
+                .into_iter()
+                .filter(|h| closed(h.bucket_ms, marks.days_ms)),
+        );
         computed.push(id);
     }
     let mut m1 = copy.rows() as u64;
@@ -313,6 +349,7 @@ pub(crate) async fn recompute(
         continued.clear();
         hours.clear();
         tens.clear();
+        days.clear();
         m1 = 0;
     }
     if !continued.is_empty() {
@@ -338,6 +375,8 @@ pub(crate) async fn recompute(
         for (statement, until, what) in [
             (ROLLUP_1H, marks.hours_ms, "recomputing 1-hour rollups"),
             (ROLLUP_10M, marks.tens_ms, "recomputing 10-minute rollups"),
+            // After the hours, which it sums.
+            (ROLLUP_1D, marks.days_ms, "recomputing 1-day rollups"),
         ] {
             if let Some(until) = until {
                 h1 += sqlx::query(statement)
@@ -355,6 +394,9 @@ pub(crate) async fn recompute(
     }
     if !tens.is_empty() {
         h1 += merge(conn, MERGE_10M, &tens, "merging 10-minute rollups").await?;
+    }
+    if !days.is_empty() {
+        h1 += merge(conn, MERGE_1D, &days, "merging 1-day rollups").await?;
     }
     Ok((m1, h1))
 }

@@ -29,7 +29,7 @@ use super::{Sink, SinkError};
 
 const SETUP: &str = include_str!("timescale.sql");
 /// The views over the time-series tables, created again after the conversion.
-const VIEWS: [&str; 7] = [
+const VIEWS: [&str; 9] = [
     include_str!("../../../../migrations/0003_views.sql"),
     include_str!("../../../../migrations/0006_views.sql"),
     include_str!("../../../../migrations/0030_query_layer.sql"),
@@ -37,6 +37,8 @@ const VIEWS: [&str; 7] = [
     include_str!("../../../../migrations/0081_packed_query.sql"),
     include_str!("../../../../migrations/0091_closed_hours_query.sql"),
     include_str!("../../../../migrations/0093_range_speed.sql"),
+    include_str!("../../../../migrations/0095_day_rollups_query.sql"),
+    include_str!("../../../../migrations/0096_range_rows.sql"),
 ];
 
 /// Where TimescaleDB stands for the central database.
@@ -85,7 +87,8 @@ async fn detect(sink: &Sink) -> Result<(TimescaleState, bool), SinkError> {
                 EXISTS (SELECT FROM pga_partitioned), \
                 EXISTS (SELECT FROM samples) OR EXISTS (SELECT FROM samples_packed) \
                 OR EXISTS (SELECT FROM samples_1m) OR EXISTS (SELECT FROM samples_10m) \
-                OR EXISTS (SELECT FROM samples_1h) OR EXISTS (SELECT FROM log_events)",
+                OR EXISTS (SELECT FROM samples_1h) OR EXISTS (SELECT FROM samples_1d) \
+                OR EXISTS (SELECT FROM log_events)",
     )
     .fetch_one(&sink.pool)
     .await
@@ -197,7 +200,7 @@ async fn convert(sink: &Sink) -> Result<(), SinkError> {
 }
 
 /// `(table, policy procedure, interval)` as the retention settings want them.
-fn wanted_policies(sink: &Sink) -> [(&'static str, &'static str, Duration); 10] {
+fn wanted_policies(sink: &Sink) -> [(&'static str, &'static str, Duration); 12] {
     let r = &sink.options.retention;
     let two_days = Duration::from_secs(2 * 86_400);
     let month = Duration::from_secs(30 * 86_400);
@@ -206,11 +209,14 @@ fn wanted_policies(sink: &Sink) -> [(&'static str, &'static str, Duration); 10] 
         ("samples_1m", "policy_compression", two_days),
         ("samples_10m", "policy_compression", two_days),
         ("samples_1h", "policy_compression", month),
+        ("samples_1d", "policy_compression", month),
         ("log_events", "policy_compression", two_days),
         ("samples", "policy_retention", r.raw),
         ("samples_1m", "policy_retention", r.rollup_1m),
         ("samples_10m", "policy_retention", r.rollup_10m),
         ("samples_1h", "policy_retention", r.rollup_1h),
+        // The 1-day rollups are kept as long as the 1-hour ones.
+        ("samples_1d", "policy_retention", r.rollup_1h),
         ("log_events", "policy_retention", r.log_events),
     ]
 }

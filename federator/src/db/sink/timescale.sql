@@ -6,8 +6,9 @@
 -- (migrations/0002_metrics.sql, with the columns later migrations added) with
 -- hypertables of the same columns and keys, with compression enabled. The views of
 -- migrations/0003_views.sql, 0006_views.sql, 0030_query_layer.sql,
--- 0081_packed_query.sql and 0091_closed_hours_query.sql are dropped here
--- and created again afterwards; compression and retention policies are set by timescale.rs from the
+-- 0081_packed_query.sql and 0091_closed_hours_query.sql are dropped here and created
+-- again afterwards (timescale.rs `VIEWS`, which also applies the functions of 0093,
+-- 0095 and 0096 again); compression and retention policies are set by timescale.rs from the
 -- retention settings. Never run on plain PostgreSQL. Needs TimescaleDB 2.13 or newer
 -- (create_hypertable with by_range; ON CONFLICT into compressed chunks).
 
@@ -40,6 +41,7 @@ BEGIN
         ('samples_1m', 'bucket', INTERVAL '1 day',   'series_id', 'bucket'),
         ('samples_10m', 'bucket', INTERVAL '7 days', 'series_id', 'bucket'),
         ('samples_1h', 'bucket', INTERVAL '30 days', 'series_id', 'bucket'),
+        ('samples_1d', 'bucket', INTERVAL '90 days', 'series_id', 'bucket'),
         ('log_events', 'ts',     INTERVAL '1 day',   'agent_id',
          'ts, block_sequence, event_index')
     ) AS v (name, time_column, chunk, segment_by, order_by)
