@@ -473,7 +473,6 @@ async fn grouped_ranges_equal_pga_range_combined_outside() {
                 series_count: 6,
                 last_sequence: Some(seq),
                 last_ts_ms: chunk.last().map(|r| r.0),
-                ..Cursor::default()
             };
             let entries = if b == 0 { series.clone() } else { vec![] };
             sink.ingest(&batch_of(
@@ -497,7 +496,13 @@ async fn grouped_ranges_equal_pga_range_combined_outside() {
         start,
         start + 2 * 3_600_000
     );
-    for step in ["10 seconds", "1 minute", "10 minutes", "30 minutes", "1 hour"] {
+    for step in [
+        "10 seconds",
+        "1 minute",
+        "10 minutes",
+        "30 minutes",
+        "1 hour",
+    ] {
         for (metric, f, agg) in [
             ("pg_stat_database_xact_commit_total", "rate", "sum"),
             ("pg_stat_database_xact_commit_total", "increase", "max"),

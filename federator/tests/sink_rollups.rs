@@ -241,19 +241,14 @@ async fn rollups_equal_a_group_by_over_raw_samples_after_shuffled_duplicate_deli
     assert_eq!(
         sql(
             &pg,
-            &format!(
-                "SELECT pga_closed_until('days') >= to_timestamp({midnight} / 1000.0)"
-            )
+            &format!("SELECT pga_closed_until('days') >= to_timestamp({midnight} / 1000.0)")
         ),
         "t"
     );
     // pga_summary over a range made of minutes, hours, a whole day (the day before
     // `midnight`, read from samples_1d), hours and minutes again, against the raw
     // samples of the range.
-    let (from, to) = (
-        midnight - DAY_MS - 37 * 60_000,
-        midnight + 83 * 60_000,
-    );
+    let (from, to) = (midnight - DAY_MS - 37 * 60_000, midnight + 83 * 60_000);
     for metric in ["c_a_total", "c_b_total", "g"] {
         for f in ["avg", "min", "max", "last", "increase", "rate"] {
             let reference = match f {
